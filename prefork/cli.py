@@ -1,0 +1,130 @@
+"""Command line: `prefork [run] ...`, `prefork check ...`.
+
+Every subcommand takes `-c FILE` and every option flag, all generated from the option table.
+Errors in flags or files exit with status 2 and one clear line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from prefork import __version__
+from prefork.config import ConfigError
+from prefork.config.kinds import BOOLEAN
+from prefork.config.loader import Assignment, Loaded, load_settings
+from prefork.config.settings import ALIASES, SPECS, OptionSpec
+
+COMMANDS = ("run", "check")
+EXIT_CONFIG = 2
+CLI = "command line"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(message)
+
+
+def _add_option(parser: argparse.ArgumentParser, spec: OptionSpec) -> None:
+    if not spec.flags:
+        return
+    meta = argparse.SUPPRESS
+    if spec.kind is BOOLEAN:
+        parser.add_argument(*spec.flags, dest=spec.key, action="store_const", const="True",
+                            default=meta, help=spec.help)
+        parser.add_argument("--no-" + spec.flags[-1][2:], dest=spec.key, action="store_const",
+                            const="False", default=meta, help=argparse.SUPPRESS)
+    else:
+        parser.add_argument(*spec.flags, dest=spec.key, default=meta,
+                            metavar=spec.key.upper(), help=spec.help)
+    for alias in spec.aliases:
+        parser.add_argument("--" + alias.replace("_", "-"), dest="alias:" + alias,
+                            default=meta, help=argparse.SUPPRESS)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", metavar="FILE",
+                        help="configuration file (INI, section [options]); "
+                        "default: $PREFORK_CONFIG")
+    for spec in SPECS.values():
+        _add_option(parser, spec)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="prefork", description="Application server for WSGI apps with "
+                     "Odoo's multi-processing model.")
+    parser.add_argument("--version", action="version", version=f"prefork {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    run = sub.add_parser("run", help="start the server (the default command)")
+    run.add_argument("app_ref", nargs="?", metavar="APP",
+                     help="WSGI application 'module:callable' (same as --app)")
+    run.add_argument("--stop-after-init", action="store_true",
+                     help="check the configuration like 'prefork check', then exit")
+    _add_common(run)
+    check = sub.add_parser("check", help="validate the configuration and show what would start")
+    _add_common(check)
+    return parser
+
+
+def _all_flags(parser: argparse.ArgumentParser) -> list[str]:
+    return [flag for action in parser._actions for flag in action.option_strings]
+
+
+def _reject_extras(extras: list[str], parser: argparse.ArgumentParser) -> None:
+    if not extras:
+        return
+    word = extras[0]
+    if not word.startswith("-"):
+        raise ConfigError(f"unexpected argument {word!r}")
+    flag = word.split("=", 1)[0]
+    close = difflib.get_close_matches(flag, _all_flags(parser), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(f"unknown option {flag!r}{hint}")
+
+
+def _assignments(ns: argparse.Namespace, warnings: list[str]) -> list[Assignment]:
+    items = []
+    for dest, raw in vars(ns).items():
+        if dest.startswith("alias:"):
+            alias = dest[len("alias:"):]
+            flag = "--" + alias.replace("_", "-")
+            target = ALIASES[alias]
+            warnings.append(f"command line: {flag} is deprecated, use {SPECS[target].flags[-1]}")
+            items.append(Assignment(target, raw, CLI, f"option {flag!r}"))
+        elif dest in SPECS and SPECS[dest].flags:
+            items.append(Assignment(dest, raw, CLI, f"option {SPECS[dest].flags[-1]!r}"))
+    if getattr(ns, "app_ref", None):
+        items.append(Assignment("app", ns.app_ref, CLI, "argument APP"))
+    return items
+
+
+def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, Loaded]:
+    args = list(argv)
+    if not args or (args[0] not in COMMANDS and args[0] not in ("-h", "--help", "--version")):
+        args.insert(0, "run")
+    parser = build_parser()
+    ns, extras = parser.parse_known_args(args)
+    _reject_extras(extras, parser)
+    cli_warnings: list[str] = []
+    cli = _assignments(ns, cli_warnings)
+    loaded = load_settings(cli, config_path=ns.config)
+    loaded.warnings.extend(cli_warnings)
+    return ns, loaded
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        ns, loaded = parse(sys.argv[1:] if argv is None else argv)
+    except ConfigError as exc:
+        print(f"prefork: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if ns.command == "check" or getattr(ns, "stop_after_init", False):
+        from prefork.commands.check import check
+
+        return check(loaded)
+    from prefork.commands.run import run
+
+    return run(loaded)

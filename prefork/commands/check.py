@@ -1,0 +1,82 @@
+"""`prefork check` (and `run --stop-after-init`): validate, show what would start, exit 0 or 2."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, TextIO
+
+from prefork import __version__
+from prefork.config import Settings
+from prefork.config.loader import Loaded
+from prefork.config.settings import SPECS
+from prefork.sockets import listen
+
+
+def check(loaded: Loaded, out: TextIO = sys.stdout) -> int:
+    settings = loaded.settings
+    problems = _environment_problems(settings)
+    print(f"prefork {__version__}: configuration check", file=out)
+    print(f"configuration file: {loaded.config_path or '(none)'}", file=out)
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=out)
+    print("", file=out)
+    for line in describe_processes(settings):
+        print(line, file=out)
+    print("\neffective settings:", file=out)
+    for key in SPECS:
+        value = _show(key, getattr(settings, key))
+        print(f"  {key:<26} = {value:<24} # {loaded.sources.get(key, 'default')}", file=out)
+    for problem in problems:
+        print(f"error: {problem}", file=out)
+    print("\nresult: " + ("FAILED" if problems else "OK"), file=out)
+    return 2 if problems else 0
+
+
+def describe_processes(settings: Settings) -> list[str]:
+    http = f"{settings.http_interface or '0.0.0.0'}:{settings.http_port}"
+    realtime = f"{settings.http_interface or '0.0.0.0'}:{settings.gevent_port}"
+    if not settings.multiprocessing:
+        return [
+            "mode: threaded (workers = 0), one process",
+            f"  HTTP service on {http} with {settings.http_threads} threads",
+        ]
+    auto = settings.workers < 0
+    workers = "N (computed at start)" if auto else str(settings.workers)
+    return [
+        f"mode: multi-processing (workers = {'auto' if auto else workers})",
+        "  1 master process",
+        f"  {workers} HTTP worker process(es) on {http}",
+        f"  {settings.max_cron_threads} cron worker process(es)",
+        f"  1 realtime process (websocket/long-polling) on {realtime}",
+        "note: this version serves threaded mode only; 'prefork run' refuses workers != 0",
+    ]
+
+
+def _show(key: str, value: Any) -> str:
+    if key == "workers" and value < 0:
+        return "auto"
+    return str(value) if value != "" else "(empty)"
+
+
+def _environment_problems(settings: Settings) -> list[str]:
+    problems = []
+    try:
+        listen(settings.http_interface, settings.http_port).close()
+    except OSError as exc:
+        problems.append(f"cannot listen on {settings.http_interface or '0.0.0.0'}:"
+                        f"{settings.http_port}: {exc.strerror}")
+    if not _writable_dir(settings.data_dir):
+        problems.append(f"data_dir {settings.data_dir!r} is not writable")
+    return problems
+
+
+def _writable_dir(path: str) -> bool:
+    """True when `path` is, or could be created as, a writable directory."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return False
+        path = parent
+    return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)

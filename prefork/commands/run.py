@@ -1,0 +1,62 @@
+"""`prefork run`: start the server in the mode the configuration asks for."""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import contextmanager
+from collections.abc import Iterator
+
+from prefork.config.loader import Loaded
+from prefork.logs import setup_logging
+from prefork.servers.threaded import ThreadedServer
+from prefork.wsgi.loader import AppImportError, load_app
+
+log = logging.getLogger("prefork")
+
+MULTIPROCESSING_UNAVAILABLE = (
+    "multi-processing mode (workers = {workers}) is not available in this version of prefork; "
+    "set workers = 0 to serve in threaded mode"
+)
+
+
+def run(loaded: Loaded) -> int:
+    settings = loaded.settings
+    setup_logging(settings.log_level, settings.logfile)
+    for warning in loaded.warnings:
+        log.warning("%s", warning)
+    if settings.multiprocessing:
+        workers = "auto" if settings.workers < 0 else settings.workers
+        log.error(MULTIPROCESSING_UNAVAILABLE.format(workers=workers))
+        return 2
+    try:
+        app = load_app(settings.app)
+    except AppImportError as exc:
+        log.error("%s", exc)
+        return 2
+    except Exception:
+        log.exception("cannot import the application %r", settings.app)
+        return 1
+    with _pidfile(settings.pidfile):
+        try:
+            return ThreadedServer(settings, app).serve()
+        except OSError as exc:
+            log.error("cannot listen on %s:%d: %s", settings.http_interface or "0.0.0.0",
+                      settings.http_port, exc.strerror)
+            return 1
+
+
+@contextmanager
+def _pidfile(path: str) -> Iterator[None]:
+    if not path:
+        yield
+        return
+    with open(path, "w", encoding="ascii") as handle:
+        handle.write(f"{os.getpid()}\n")
+    try:
+        yield
+    finally:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,106 @@
+"""Value kinds: how a raw string from a file, the environment or a flag becomes a typed value.
+
+Each kind states what it expects in words, so every error can say
+"expected <what>, got '<raw>'" without the option knowing how it parses.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+_SIZE_RE = re.compile(r"(\d+)\s*([kKmMgGtT]i?[bB]?|[bB])?")
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Kind(Generic[T]):
+    """A parser from text plus the words that describe what it accepts."""
+
+    expected: str
+    parse_text: Callable[[str], T]
+    unit: str = ""
+
+    def parse(self, raw: str) -> T:
+        """Return the typed value; raise ValueError (message unused) when `raw` is not one."""
+        return self.parse_text(raw.strip())
+
+
+def _whole(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        if not re.fullmatch(r"-?\d+", text):
+            raise ValueError(text)
+        value = int(text)
+        if value < minimum or (maximum is not None and value > maximum):
+            raise ValueError(text)
+        return value
+
+    return parse
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(text)
+
+
+def _size(text: str) -> int:
+    match = _SIZE_RE.fullmatch(text)
+    if not match:
+        raise ValueError(text)
+    unit = (match.group(2) or "")[:1].lower()
+    return int(match.group(1)) * _SIZE_UNITS[unit]
+
+
+def _workers(text: str) -> int:
+    """`auto` is kept as -1 until the sizing rule replaces it at start."""
+    if text.lower() == "auto":
+        return -1
+    return _whole(0)(text)
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if value < 0 or value != value:
+        raise ValueError(text)
+    return value
+
+
+def _text(text: str) -> str:
+    return text
+
+
+def _app_ref(text: str) -> str:
+    if text and not re.fullmatch(r"[\w.]+(:[\w.]+)?", text):
+        raise ValueError(text)
+    return text
+
+
+def _log_level(text: str) -> str:
+    lowered = text.lower()
+    if lowered not in {"debug", "info", "warn", "warning", "error", "critical"}:
+        raise ValueError(text)
+    return "warning" if lowered == "warn" else lowered
+
+
+WHOLE = Kind("a whole number >= 0", _whole(0))
+POSITIVE = Kind("a whole number >= 1", _whole(1))
+PORT = Kind("a port number between 0 and 65535", _whole(0, 65535))
+WORKERS = Kind("a whole number >= 0 or 'auto'", _workers)
+LIMIT_SECONDS = Kind("a whole number of seconds >= 0", _whole(0), unit="seconds")
+CRON_SECONDS = Kind("a whole number of seconds, or -1", _whole(-1), unit="seconds")
+SECONDS = Kind("a number of seconds >= 0", _seconds, unit="seconds")
+SIZE = Kind("a size in bytes, optionally with a suffix K, M or G (e.g. 640M)", _size, unit="bytes")
+BOOLEAN = Kind("True or False", _boolean)
+TEXT = Kind("text", _text)
+APP = Kind("a WSGI application as 'module:callable'", _app_ref)
+LOG_LEVEL = Kind("one of debug, info, warning, error, critical", _log_level)

@@ -1,0 +1,130 @@
+"""From file, environment and command line to one `Settings`.
+
+Precedence is defaults < file < environment < command line, and it lives in `resolve` only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefork.config import ini
+from prefork.config.errors import ConfigError
+from prefork.config.odoo_keys import ODOO_ONLY_KEYS
+from prefork.config.settings import ALIASES, ENV_PREFIX, SPECS, Settings
+
+CONFIG_ENV = "PREFORK_CONFIG"
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One raw value for one option, with where it came from for error messages."""
+
+    key: str
+    raw: str
+    where: str
+    label: str
+
+
+@dataclass
+class Loaded:
+    settings: Settings
+    config_path: str | None
+    warnings: list[str] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+def load_settings(
+    cli: Iterable[Assignment] = (),
+    config_path: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Loaded:
+    environ = os.environ if environ is None else environ
+    path = config_path or environ.get(CONFIG_ENV) or None
+    warnings: list[str] = []
+    file_layer = _file_layer(path, warnings) if path else []
+    sources: dict[str, str] = {}
+    settings = resolve([file_layer, _env_layer(environ), list(cli)], sources)
+    return Loaded(settings, path, warnings, sources)
+
+
+def resolve(layers: list[list[Assignment]], sources: dict[str, str] | None = None) -> Settings:
+    """Apply layers over the defaults, each later layer overriding the earlier ones.
+
+    `sources`, when given, receives where each non-default value came from.
+    """
+    values: dict[str, Any] = {}
+    for layer in layers:
+        for item in layer:
+            values[item.key] = _convert(item)
+            if sources is not None:
+                sources[item.key] = item.where
+    settings = Settings(**values)
+    _check_consistency(settings)
+    return dataclasses.replace(settings, data_dir=os.path.expanduser(settings.data_dir))
+
+
+def _convert(item: Assignment) -> Any:
+    kind = SPECS[item.key].kind
+    try:
+        return kind.parse(item.raw)
+    except ValueError:
+        raise ConfigError(
+            f"{item.label}: expected {kind.expected}, got {item.raw!r}", where=item.where
+        ) from None
+
+
+def _file_layer(path: str, warnings: list[str]) -> list[Assignment]:
+    layer = []
+    for entry in ini.read_section(path):
+        where = f"{path}:{entry.line}"
+        key = _canonical_key(entry.key, where, warnings)
+        if key is not None:
+            layer.append(Assignment(key, entry.value, where, f"option {entry.key!r}"))
+    return layer
+
+
+def _canonical_key(key: str, where: str, warnings: list[str]) -> str | None:
+    if key in SPECS:
+        return key
+    if key in ALIASES:
+        target = ALIASES[key]
+        warnings.append(f"{where}: option {key!r} is deprecated, use {target!r} instead")
+        return target
+    if key in ODOO_ONLY_KEYS:
+        warnings.append(f"{where}: option {key!r} is an Odoo option that prefork ignores")
+        return None
+    raise ConfigError(f"unknown option {key!r}{_suggestion(key)}", where=where)
+
+
+def _suggestion(key: str) -> str:
+    known = [*SPECS, *ALIASES, *ODOO_ONLY_KEYS]
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _env_layer(environ: Mapping[str, str]) -> list[Assignment]:
+    return [
+        Assignment(spec.key, environ[spec.env], f"environment variable {spec.env}",
+                   f"option {spec.key!r}")
+        for spec in SPECS.values()
+        if spec.env in environ
+    ]
+
+
+def _check_consistency(settings: Settings) -> None:
+    if settings.limit_memory_soft > settings.limit_memory_hard:
+        raise ConfigError(
+            f"option 'limit_memory_soft' ({settings.limit_memory_soft} bytes) must not exceed "
+            f"'limit_memory_hard' ({settings.limit_memory_hard} bytes)"
+        )
+
+
+def unknown_env_keys(environ: Mapping[str, str]) -> list[str]:
+    """PREFORK_* variables that name no option: likely typos worth a warning."""
+    known = {spec.env for spec in SPECS.values()} | {CONFIG_ENV, ENV_PREFIX + "TEST_DSN"}
+    return sorted(k for k in environ if k.startswith(ENV_PREFIX) and k not in known)

@@ -1,0 +1,193 @@
+"""The option table: every setting prefork knows, declared once.
+
+Each field of `Settings` is one option. Its metadata is the single source of truth for the
+config-file key (the field name), the command-line flags, the environment variable, the kind
+(type, unit, validation) and the help text; the CLI, the loader and docs/configuration.md are
+all generated from it. Later features add their options here, nowhere else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefork.config import kinds
+from prefork.config.kinds import Kind
+
+ENV_PREFIX = "PREFORK_"
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    key: str
+    kind: Kind[Any]
+    default: Any
+    flags: tuple[str, ...]
+    help: str
+    section: str
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.key.upper()
+
+
+def opt(
+    kind: Kind[Any],
+    default: Any,
+    *flags: str,
+    help: str,
+    section: str,
+    aliases: tuple[str, ...] = (),
+) -> Any:
+    """Declare one option; the field name becomes its config-file key."""
+    meta = {"kind": kind, "flags": flags, "help": help, "section": section, "aliases": aliases}
+    return field(default=default, metadata=meta)
+
+
+DEFAULT_DATA_DIR = os.path.join("~", ".local", "share", "prefork")
+MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Settings:
+    # -- application and processes ---------------------------------------------------------
+    app: str = opt(
+        kinds.APP, "", "--app", section="Processes",
+        help="WSGI application to serve, as 'module:callable'; empty serves the built-in demo.",
+    )
+    workers: int = opt(
+        kinds.WORKERS, 0, "--workers", section="Processes",
+        help="HTTP worker processes. 0 runs the single-process threaded mode; 'auto' sizes "
+        "from the CPUs and memory available.",
+    )
+    max_cron_threads: int = opt(
+        kinds.WHOLE, 2, "--max-cron-threads", section="Processes",
+        help="Cron worker processes (threads in threaded mode).",
+    )
+    http_threads: int = opt(
+        kinds.POSITIVE, 8, "--http-threads", section="Processes",
+        help="Threads serving requests in threaded mode (workers = 0).",
+    )
+    # -- network ----------------------------------------------------------------------------
+    http_interface: str = opt(
+        kinds.TEXT, "", "--http-interface", section="Network",
+        help="Address to listen on; empty listens on all IPv4 interfaces, an address "
+        "containing ':' is IPv6.",
+    )
+    http_port: int = opt(
+        kinds.PORT, 8069, "-p", "--http-port", section="Network", help="HTTP port.",
+    )
+    gevent_port: int = opt(
+        kinds.PORT, 8072, "--gevent-port", section="Network",
+        aliases=("longpolling_port",),
+        help="Port of the realtime process (websocket and long-polling). "
+        "'longpolling_port' is a deprecated alias.",
+    )
+    proxy_mode: bool = opt(
+        kinds.BOOLEAN, False, "--proxy-mode", section="Network",
+        help="Trust X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host from a reverse proxy.",
+    )
+    # -- limits -------------------------------------------------------------------------------
+    limit_memory_soft: int = opt(
+        kinds.SIZE, 2048 * MiB, "--limit-memory-soft", section="Limits",
+        help="Resident memory after which a worker finishes its request and is recycled.",
+    )
+    limit_memory_hard: int = opt(
+        kinds.SIZE, 2560 * MiB, "--limit-memory-hard", section="Limits",
+        help="Resident memory at which a worker is killed at once.",
+    )
+    limit_time_cpu: int = opt(
+        kinds.LIMIT_SECONDS, 60, "--limit-time-cpu", section="Limits",
+        help="CPU seconds a request may use (0 = no limit).",
+    )
+    limit_time_real: int = opt(
+        kinds.LIMIT_SECONDS, 120, "--limit-time-real", section="Limits",
+        help="Wall-clock seconds a request may take (0 = no limit); also bounds a graceful stop.",
+    )
+    limit_time_real_cron: int = opt(
+        kinds.CRON_SECONDS, -1, "--limit-time-real-cron", section="Limits",
+        help="Wall-clock seconds per cron job; -1 uses limit_time_real, 0 means no limit.",
+    )
+    limit_request: int = opt(
+        kinds.POSITIVE, 65536, "--limit-request", section="Limits",
+        help="Requests a worker serves before it is recycled (with jitter).",
+    )
+    # -- HTTP ---------------------------------------------------------------------------------
+    limit_request_line: int = opt(
+        kinds.POSITIVE, 8190, "--limit-request-line", section="HTTP",
+        help="Longest request line in bytes; longer gets 414.",
+    )
+    limit_request_fields: int = opt(
+        kinds.POSITIVE, 100, "--limit-request-fields", section="HTTP",
+        help="Most header fields in a request; more gets 431.",
+    )
+    limit_request_field_size: int = opt(
+        kinds.POSITIVE, 8190, "--limit-request-field-size", section="HTTP",
+        help="Longest header field line in bytes; longer gets 431.",
+    )
+    limit_request_body: int = opt(
+        kinds.SIZE, 64 * MiB, "--limit-request-body", section="HTTP",
+        help="Largest request body; larger gets 413 before it is read.",
+    )
+    http_header_timeout: float = opt(
+        kinds.SECONDS, 20.0, "--http-header-timeout", section="HTTP",
+        help="Seconds a client has to send a whole request (headers and body) once it "
+        "has started; slower clients get 408.",
+    )
+    http_keepalive_timeout: float = opt(
+        kinds.SECONDS, 15.0, "--http-keepalive-timeout", section="HTTP",
+        help="Seconds an idle keep-alive connection is kept open.",
+    )
+    # -- database -----------------------------------------------------------------------------
+    db_maxconn: int = opt(
+        kinds.POSITIVE, 64, "--db_maxconn", section="Database",
+        help="Most database connections one process opens.",
+    )
+    # -- files and logging --------------------------------------------------------------------
+    data_dir: str = opt(
+        kinds.TEXT, DEFAULT_DATA_DIR, "-D", "--data-dir", section="Files and logging",
+        help="Directory for sessions, the embedded database and runtime files.",
+    )
+    pidfile: str = opt(
+        kinds.TEXT, "", "--pidfile", section="Files and logging",
+        help="File the master writes its pid to; empty writes none.",
+    )
+    logfile: str = opt(
+        kinds.TEXT, "", "--logfile", section="Files and logging",
+        help="Log file; empty logs to standard error.",
+    )
+    log_level: str = opt(
+        kinds.LOG_LEVEL, "info", "--log-level", section="Files and logging",
+        help="Lowest level logged: debug, info, warning, error or critical.",
+    )
+    access_log: bool = opt(
+        kinds.BOOLEAN, True, "--access-log", section="Files and logging",
+        help="Log one line per request (remote address, request line, status, bytes, duration).",
+    )
+
+    @property
+    def multiprocessing(self) -> bool:
+        return self.workers != 0
+
+
+def option_specs() -> list[OptionSpec]:
+    """The option table, in declaration order."""
+    return [
+        OptionSpec(
+            key=f.name,
+            kind=f.metadata["kind"],
+            default=f.default,
+            flags=f.metadata["flags"],
+            help=f.metadata["help"],
+            section=f.metadata["section"],
+            aliases=f.metadata["aliases"],
+        )
+        for f in dataclasses.fields(Settings)
+    ]
+
+
+SPECS: dict[str, OptionSpec] = {spec.key: spec for spec in option_specs()}
+ALIASES: dict[str, str] = {alias: s.key for s in SPECS.values() for alias in s.aliases}

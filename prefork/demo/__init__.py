@@ -1,0 +1,1 @@
+"""The built-in demo application served when no `app` is configured."""

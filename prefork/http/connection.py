@@ -1,0 +1,75 @@
+"""One client connection: its socket, its parser, and the non-blocking writes to it."""
+
+from __future__ import annotations
+
+import select
+import socket
+import time
+
+from prefork.http.parser import Limits, RequestParser
+
+RECV_SIZE = 65536
+
+
+class ClientGone(Exception):
+    """The client closed the connection or stopped reading within the send timeout."""
+
+
+class Connection:
+    """A client socket, always non-blocking; reads come from the event loop only."""
+
+    __slots__ = ("deadline", "in_request", "parser", "peer", "served", "sock")
+
+    def __init__(self, sock: socket.socket, peer: tuple[str, int], limits: Limits) -> None:
+        self.sock = sock
+        self.peer = peer
+        self.parser = RequestParser(limits)
+        self.deadline = 0.0
+        self.in_request = False
+        self.served = 0
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def receive(self) -> bool:
+        """Feed what has arrived to the parser; False when the client has closed."""
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError:
+            return False
+        if not data:
+            return False
+        self.parser.feed(data)
+        return True
+
+    def send_all(self, data: bytes | memoryview, timeout: float) -> None:
+        """Send everything or raise ClientGone; a stalled reader is dropped after `timeout`."""
+        view = memoryview(data)
+        deadline = 0.0
+        while view:
+            try:
+                sent = self.sock.send(view)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                raise ClientGone(str(exc)) from None
+            view = view[sent:]
+            if view and not sent:
+                deadline = deadline or time.monotonic() + timeout
+                self._wait_writable(deadline)
+
+    def _wait_writable(self, deadline: float) -> None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ClientGone("send timeout")
+        poller = select.poll()
+        poller.register(self.sock, select.POLLOUT)
+        poller.poll(remaining * 1000)
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass

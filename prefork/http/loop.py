@@ -1,0 +1,234 @@
+"""The event loop: accepts, reads, and hands complete requests to a dispatcher.
+
+It multiplexes the listening sockets and every connection that is idle or still sending its
+request, so a slow or idle client costs a file descriptor, never a thread or a worker. Only a
+request that has fully arrived is dispatched.
+
+Two ways to dispatch, one loop:
+- inline (a single-threaded prefork worker): the dispatcher serves the request on this thread
+  and the connection stays registered;
+- handed off (threaded mode): the connection leaves the selector while a pool thread serves
+  it, and comes back through `resume`, which any thread may call.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import selectors
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prefork.http.connection import Connection
+from prefork.http.errors import HTTPError
+from prefork.http.parser import Limits
+from prefork.http.request import Request
+from prefork.http.responses import CONTINUE, DateCache, error_response
+
+log = logging.getLogger("prefork.http")
+
+ACCEPT_BATCH = 64
+SWEEP_INTERVAL = 0.5
+
+# Called with a connection and its next complete request. Inline dispatchers return whether
+# the connection stays open; hand-off dispatchers return None and call `resume` later.
+Dispatch = Callable[[Connection, Request], "bool | None"]
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    request: float
+    keepalive: float
+
+
+class EventLoop:
+    def __init__(self, limits: Limits, timeouts: Timeouts, dispatch: Dispatch, *,
+                 inline: bool) -> None:
+        self.limits = limits
+        self.timeouts = timeouts
+        self.date = DateCache()
+        self._dispatch = dispatch
+        self._inline = inline
+        self._selector = selectors.DefaultSelector()
+        self._listeners: list[socket.socket] = []
+        self._conns: set[Connection] = set()
+        self._busy = 0
+        self._resumed: collections.deque[tuple[Connection, bool]] = collections.deque()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._wake_pending = False
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._next_sweep = 0.0
+        self.draining = False
+
+    @property
+    def wake_fd(self) -> int:
+        """Write end of the wake-up pipe, for `signal.set_wakeup_fd`."""
+        return self._wake_w
+
+    # -- listening ------------------------------------------------------------------------
+
+    def add_listener(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self._listeners.append(sock)
+        self._selector.register(sock, selectors.EVENT_READ, sock)
+
+    def stop_accepting(self) -> None:
+        """Stop taking connections and drop the ones with no request in progress."""
+        self.draining = True
+        for sock in self._listeners:
+            self._selector.unregister(sock)
+        self._listeners.clear()
+        for conn in list(self._conns):
+            self._close(conn)
+
+    @property
+    def busy(self) -> int:
+        """Connections currently being served by a dispatcher thread."""
+        return self._busy
+
+    # -- running --------------------------------------------------------------------------
+
+    def run_once(self, timeout: float) -> None:
+        for key, _ in self._selector.select(timeout):
+            data = key.data
+            if data is None:
+                self._drain_wakeups()
+            elif isinstance(data, Connection):
+                self._on_readable(data)
+            else:
+                self._accept(data)
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._sweep(now)
+            self._next_sweep = now + SWEEP_INTERVAL
+
+    def resume(self, conn: Connection, keep_open: bool) -> None:
+        """Give a served connection back to the loop; safe from any thread."""
+        self._resumed.append((conn, keep_open))
+        if not self._wake_pending:
+            self._wake_pending = True
+            self.wake()
+
+    def wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"\0")
+        except BlockingIOError:
+            pass  # the pipe is full: the loop is awake already
+
+    def _drain_wakeups(self) -> None:
+        self._wake_pending = False  # before draining, so a later resume writes again
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        while self._resumed:
+            conn, keep_open = self._resumed.popleft()
+            self._busy -= 1
+            if keep_open and not self.draining:
+                self._register(conn)
+                self._advance(conn)
+            else:
+                conn.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, peer = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and friends: log, keep serving the others
+                log.warning("accept failed: %s", exc)
+                return
+            sock.setblocking(False)
+            if sock.family != socket.AF_UNIX:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = Connection(sock, peer[:2] if isinstance(peer, tuple) else ("", 0),
+                              self.limits)
+            self._register(conn)
+
+    def _register(self, conn: Connection) -> None:
+        conn.in_request = False
+        conn.deadline = time.monotonic() + self.timeouts.keepalive
+        self._conns.add(conn)
+        self._selector.register(conn.sock, selectors.EVENT_READ, conn)
+
+    def _unregister(self, conn: Connection) -> None:
+        self._conns.discard(conn)
+        self._selector.unregister(conn.sock)
+
+    def _close(self, conn: Connection) -> None:
+        self._unregister(conn)
+        conn.close()
+
+    def _on_readable(self, conn: Connection) -> None:
+        if not conn.receive():
+            self._close(conn)  # closed by the client, possibly mid-request: nothing to answer
+            return
+        self._advance(conn)
+
+    def _advance(self, conn: Connection) -> None:
+        """Dispatch every complete request the connection has buffered."""
+        while True:
+            try:
+                request = conn.parser.next_request()
+            except HTTPError as exc:
+                self._refuse(conn, exc)
+                return
+            if request is None:
+                self._await_more(conn)
+                return
+            if not self._inline:
+                self._unregister(conn)
+                self._busy += 1
+                self._dispatch(conn, request)
+                return
+            if not self._dispatch(conn, request) or self.draining:
+                self._close(conn)
+                return
+
+    def _await_more(self, conn: Connection) -> None:
+        if conn.parser.take_continue():
+            conn.sock.send(CONTINUE)  # 25 bytes into an idle socket buffer: never blocks
+        if conn.parser.idle:
+            conn.in_request = False
+            conn.deadline = time.monotonic() + self.timeouts.keepalive
+        elif not conn.in_request:
+            conn.in_request = True
+            conn.deadline = time.monotonic() + self.timeouts.request
+
+    def _refuse(self, conn: Connection, exc: HTTPError) -> None:
+        log.info("%s - refused: %s %s", conn.peer[0], exc.status, exc.reason)
+        try:
+            conn.sock.send(error_response(exc.status, exc.reason, self.date.line()))
+            conn.sock.shutdown(socket.SHUT_WR)
+            _discard_unread(conn.sock)
+        except OSError:
+            pass
+        self._close(conn)
+
+    def _sweep(self, now: float) -> None:
+        for conn in [c for c in self._conns if c.deadline <= now]:
+            if conn.in_request:
+                self._refuse(conn, HTTPError(408, "request not received in time"))
+            else:
+                self._close(conn)
+
+
+def _discard_unread(sock: socket.socket) -> None:
+    """Read what the client already sent, so closing does not reset the connection.
+
+    Closing a socket with unread input makes the kernel send RST, and the client may then
+    lose the error response it has not read yet.
+    """
+    for _ in range(16):
+        try:
+            if not sock.recv(65536):
+                return
+        except (BlockingIOError, InterruptedError):
+            return

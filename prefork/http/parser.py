@@ -1,0 +1,394 @@
+"""An I/O-free, strict HTTP/1.1 request parser.
+
+Bytes go in with `feed`; `next_request` returns a `Request` once its head and its whole body
+have arrived, and leaves any pipelined bytes after it in the buffer, untouched, until the next
+call. It never reads a socket, so tests feed it bytes, and a single-threaded worker can parse
+one request while the next one waits unparsed.
+
+Invariants:
+- A request is returned only when complete; nothing reaches the application half-arrived.
+- Anything ambiguous about where a message ends (CL+TE, duplicate Content-Length, a
+  Transfer-Encoding whose last coding is not chunked, bad chunk sizes, obs-fold, bare CR or LF)
+  raises HTTPError(400): the caller answers and closes, so no smuggled bytes are ever parsed.
+- Size limits raise before the oversized part is buffered: 414 (line), 431 (head), 413 (body).
+
+httptools/llhttp is not used for this: its fixed method table rejects valid token methods,
+it refuses obs-text in targets and whitespace before ';' in chunk extensions (all valid in the
+conformance corpus), and it reports no byte offset at message boundaries, which is what lets
+pipelined bytes stay unparsed. httptools.parse_url still splits absolute-form targets.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import tempfile
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import httptools
+
+from prefork.http.errors import HTTPError, bad_request
+from prefork.http.request import Request
+
+_TCHAR = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
+_VCHAR = r"\x21-\x7e\x80-\xff"
+# Methods are tokens without lower-case letters (as gunicorn): lower-case ones are almost
+# always a client bug or an attack probe.
+_REQUEST_LINE_RE = re.compile(rf"([{_TCHAR.replace('a-z', '')}]+) ([^\x00-\x20\x7f]+) HTTP/(\d)\.(\d)")
+_HEADER_RE = re.compile(rf"([{_TCHAR}]+):[ \t]*((?:[{_VCHAR}]+(?:[ \t]+[{_VCHAR}]+)*)?)[ \t]*")
+_AUTHORITY_RE = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+):\d{1,5}")
+_ABSOLUTE_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+_CL_RE = re.compile(r"\d{1,18}")
+_QUOTED = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
+_TOKEN_B = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_CHUNK_SIZE_RE = re.compile(
+    rb"([0-9A-Fa-f]{1,16})(?:[ \t]*;[ \t]*" + _TOKEN_B
+    + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN_B + rb"|" + _QUOTED + rb"))?)*"
+)
+_KNOWN_CODINGS = frozenset({"chunked", "identity", "gzip", "x-gzip", "deflate", "compress"})
+_SINGLETONS = frozenset({"HOST", "CONTENT-TYPE"})
+_FORBIDDEN_TRAILERS = frozenset(
+    {"CONTENT-LENGTH", "TRANSFER-ENCODING", "HOST", "CONTENT-ENCODING",
+     "CONNECTION", "EXPECT", "AUTHORIZATION", "COOKIE", "TE", "TRAILER"}
+)
+_MAX_CHUNK_LINE = 4096
+SPOOL_SIZE = 1 << 20  # bodies larger than this are buffered in a temporary file
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Size limits; line limits count the line's CRLF, as gunicorn's do."""
+
+    request_line: int = 8190
+    fields: int = 100
+    field_size: int = 8190
+    body: int = 64 << 20
+
+    @property
+    def head(self) -> int:
+        """Most bytes a complete head may take, terminator included."""
+        return self.request_line + self.fields * self.field_size + 2
+
+
+class _Body:
+    """Collects a body in memory, moving to a temporary file past SPOOL_SIZE."""
+
+    __slots__ = ("_file", "_memory", "size")
+
+    def __init__(self) -> None:
+        self._memory = bytearray()
+        self._file: BinaryIO | None = None
+        self.size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.size += len(data)
+        if self._file is not None:
+            self._file.write(data)
+            return
+        self._memory += data
+        if len(self._memory) > SPOOL_SIZE:
+            self._file = tempfile.TemporaryFile()  # noqa: SIM115 - owned by the Request
+            self._file.write(self._memory)
+            self._memory = bytearray()
+
+    def stream(self) -> BinaryIO:
+        if self._file is None:
+            return io.BytesIO(self._memory)
+        self._file.seek(0)
+        return self._file
+
+
+@dataclass(slots=True)
+class _Head:
+    method: str
+    target: str
+    path: str
+    query: str
+    version: str
+    headers: list[tuple[str, str]]
+    keep_alive: bool
+    content_length: int | None
+    chunked: bool
+    expect_continue: bool
+
+
+class RequestParser:
+    """Parses the requests of one connection, one at a time."""
+
+    __slots__ = ("_body", "_buf", "_chunk_left", "_continue_pending", "_head", "_limits",
+                 "_state", "_trailer_count")
+
+    def __init__(self, limits: Limits) -> None:
+        self._limits = limits
+        self._buf = bytearray()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._head: _Head | None = None
+        self._body = _Body()
+        self._state = "head"
+        self._chunk_left = 0
+        self._trailer_count = 0
+        self._continue_pending = False
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    @property
+    def idle(self) -> bool:
+        """True when no byte of a next request has arrived."""
+        return self._head is None and not self._buf
+
+    def take_continue(self) -> bool:
+        """True once when the client waits for `100 Continue` before sending its body."""
+        pending, self._continue_pending = self._continue_pending, False
+        return pending
+
+    def next_request(self) -> Request | None:
+        """The next complete request, or None until more bytes arrive; raises HTTPError."""
+        if self._head is None:
+            head = self._parse_head()
+            if head is None:
+                return None
+            self._head = head
+            self._start_body(head)
+        if not self._read_body():
+            return None
+        return self._finish(self._head)
+
+    # -- head -----------------------------------------------------------------------------
+
+    def _parse_head(self) -> _Head | None:
+        buf = self._buf
+        while buf[:2] == b"\r\n":  # RFC 9112 2.2: ignore empty lines before a request
+            del buf[:2]
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            self._check_partial_head()
+            return None
+        if end + 4 > self._limits.head:
+            raise HTTPError(431, "request header fields too large")
+        text = buf[:end].decode("latin-1")
+        del buf[: end + 4]
+        lines = text.split("\r\n")
+        head = self._parse_request_line(lines[0])
+        self._parse_fields(head, lines)
+        return head
+
+    def _check_partial_head(self) -> None:
+        buf, limits = self._buf, self._limits
+        if buf.find(b"\r\n", 0, limits.request_line) < 0 and len(buf) >= limits.request_line:
+            raise HTTPError(414, "request line too long")
+        if len(buf) > limits.head:
+            raise HTTPError(431, "request header fields too large")
+
+    def _parse_request_line(self, line: str) -> _Head:
+        if len(line) + 2 > self._limits.request_line:
+            raise HTTPError(414, "request line too long")
+        match = _REQUEST_LINE_RE.fullmatch(line)
+        if match is None:
+            raise bad_request("invalid request line")
+        method, target, major, minor = match.groups()
+        if major != "1" or minor not in "01":
+            raise bad_request("unsupported HTTP version")
+        path, query = _split_target(method, target)
+        version = f"HTTP/1.{minor}"
+        return _Head(method, target, path, query, version, [], minor == "1", None, False, False)
+
+    def _parse_fields(self, head: _Head, lines: list[str]) -> None:
+        limits = self._limits
+        if len(lines) - 1 > limits.fields:
+            raise HTTPError(431, "too many header fields")
+        codings: list[str] = []
+        seen: set[str] = set()
+        append = head.headers.append
+        for line in lines[1:]:
+            if len(line) + 2 > limits.field_size:
+                raise HTTPError(431, "header field too large")
+            match = _HEADER_RE.fullmatch(line)
+            if match is None:
+                raise bad_request("invalid header field")
+            name = match.group(1).upper()
+            if "_" in name:
+                continue
+            value = match.group(2)
+            if name in _SINGLETONS:
+                if name in seen:
+                    raise bad_request(f"duplicate {name.title()} header")
+                seen.add(name)
+            elif name == "CONTENT-LENGTH":
+                head.content_length = _content_length(value, head.content_length)
+            elif name == "TRANSFER-ENCODING":
+                codings.extend(c.strip().lower() for c in value.split(","))
+            elif name == "CONNECTION":
+                head.keep_alive = _keep_alive(value, head.keep_alive, head.version)
+            elif name == "EXPECT":
+                head.expect_continue = value.lower() == "100-continue"
+            append((name, value))
+        if codings:
+            _apply_transfer_coding(head, codings)
+
+    # -- body -----------------------------------------------------------------------------
+
+    def _start_body(self, head: _Head) -> None:
+        if head.chunked:
+            self._state = "chunk-size"
+        elif head.content_length:
+            if head.content_length > self._limits.body:
+                raise HTTPError(413, "request body too large")
+            self._state = "length"
+        else:
+            self._state = "done"
+            return
+        self._continue_pending = head.expect_continue and head.version == "HTTP/1.1"
+
+    def _read_body(self) -> bool:
+        if self._state == "length":
+            return self._read_length()
+        while self._state != "done":
+            before = len(self._buf)
+            step = getattr(self, "_read_" + self._state.replace("-", "_"))
+            if not step() and len(self._buf) == before:
+                return False
+        return True
+
+    def _read_length(self) -> bool:
+        assert self._head is not None and self._head.content_length is not None
+        wanted = self._head.content_length - self._body.size
+        taken = self._buf[:wanted]
+        del self._buf[:wanted]
+        self._body.write(taken)
+        if len(taken) < wanted:
+            return False
+        self._state = "done"
+        return True
+
+    def _read_chunk_size(self) -> bool:
+        end = self._buf.find(b"\r\n", 0, _MAX_CHUNK_LINE)
+        if end < 0:
+            if len(self._buf) >= _MAX_CHUNK_LINE:
+                raise bad_request("invalid chunk size line")
+            return False
+        match = _CHUNK_SIZE_RE.fullmatch(self._buf, 0, end)
+        if match is None:
+            raise bad_request("invalid chunk size")
+        size = int(match.group(1), 16)
+        del self._buf[: end + 2]
+        if self._body.size + size > self._limits.body:
+            raise HTTPError(413, "request body too large")
+        self._chunk_left = size
+        self._state = "chunk-data" if size else "trailer"
+        return True
+
+    def _read_chunk_data(self) -> bool:
+        taken = self._buf[: self._chunk_left]
+        del self._buf[: self._chunk_left]
+        self._body.write(taken)
+        self._chunk_left -= len(taken)
+        if self._chunk_left:
+            return False
+        self._state = "chunk-end"
+        return True
+
+    def _read_chunk_end(self) -> bool:
+        if len(self._buf) < 2:
+            if self._buf not in (b"", b"\r"):
+                raise bad_request("chunk data longer than its size")
+            return False
+        if self._buf[:2] != b"\r\n":
+            raise bad_request("chunk data longer than its size")
+        del self._buf[:2]
+        self._state = "chunk-size"
+        return True
+
+    def _read_trailer(self) -> bool:
+        end = self._buf.find(b"\r\n", 0, self._limits.field_size)
+        if end < 0:
+            if len(self._buf) >= self._limits.field_size:
+                raise HTTPError(431, "trailer field too large")
+            return False
+        line = self._buf[:end].decode("latin-1")
+        del self._buf[: end + 2]
+        if not line:
+            self._state = "done"
+            return True
+        match = _HEADER_RE.fullmatch(line)
+        if match is None:
+            raise bad_request("invalid trailer field")
+        if match.group(1).upper() in _FORBIDDEN_TRAILERS:
+            raise bad_request(f"{match.group(1)} is not allowed in a trailer")
+        self._trailer_count += 1
+        if self._trailer_count > self._limits.fields:
+            raise HTTPError(431, "too many trailer fields")
+        return True
+
+    def _finish(self, head: _Head) -> Request:
+        body = self._body
+        self._reset()
+        return Request(
+            head.method, head.target, head.path, head.query, head.version, head.headers,
+            head.keep_alive, body.stream(), body.size, head.expect_continue,
+        )
+
+
+def _split_target(method: str, target: str) -> tuple[str, str]:
+    """(path, query) of a request target, refusing forms the method does not allow."""
+    if target[0] == "/":
+        path = target.split("#", 1)[0]
+        path, _, query = path.partition("?")
+        return path, query
+    if target == "*":
+        if method != "OPTIONS":
+            raise bad_request("'*' target is only allowed with OPTIONS")
+        return "*", ""
+    if method == "CONNECT":
+        if not _AUTHORITY_RE.fullmatch(target):
+            raise bad_request("invalid CONNECT target")
+        return target, ""
+    if _ABSOLUTE_RE.match(target):
+        return _split_absolute(target)
+    raise bad_request("invalid request target")
+
+
+def _split_absolute(target: str) -> tuple[str, str]:
+    try:
+        url = httptools.parse_url(target.encode("latin-1"))
+    except httptools.HttpParserInvalidURLError:
+        raise bad_request("invalid request target") from None
+    if not url.host:
+        raise bad_request("invalid request target")
+    path = (url.path or b"/").decode("latin-1")
+    return path, (url.query or b"").decode("latin-1")
+
+
+def _content_length(value: str, previous: int | None) -> int:
+    if previous is not None:
+        raise bad_request("duplicate Content-Length header")
+    if not _CL_RE.fullmatch(value):
+        raise bad_request("invalid Content-Length")
+    return int(value)
+
+
+def _keep_alive(value: str, current: bool, version: str) -> bool:
+    tokens = {t.strip().lower() for t in value.split(",")}
+    if "close" in tokens:
+        return False
+    if "keep-alive" in tokens and version == "HTTP/1.0":
+        return True
+    return current
+
+
+def _apply_transfer_coding(head: _Head, codings: list[str]) -> None:
+    """Accept only framings with one unambiguous end: chunked, once and last."""
+    if all(c == "identity" for c in codings):
+        return
+    if head.version == "HTTP/1.0":
+        raise bad_request("Transfer-Encoding is not allowed in HTTP/1.0")
+    if head.content_length is not None:
+        raise bad_request("both Content-Length and Transfer-Encoding")
+    if codings[-1] != "chunked" or codings.count("chunked") != 1:
+        raise bad_request("Transfer-Encoding must end with chunked, once")
+    if not _KNOWN_CODINGS.issuperset(codings):
+        raise HTTPError(501, "unsupported transfer coding")
+    head.chunked = True

@@ -1,0 +1,1 @@
+"""WSGI adaptation: environ from a Request, and the response side of PEP 3333."""

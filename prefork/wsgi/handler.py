@@ -1,0 +1,187 @@
+"""Run a WSGI application for one request and write its response (PEP 3333).
+
+Framing: the application's Content-Length when it gives one; a one-item list or tuple gets
+one computed; otherwise HTTP/1.1 responses are chunked and HTTP/1.0 ones end with the
+connection. Headers and the first body chunk leave in one send.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prefork.http.connection import ClientGone, Connection
+from prefork.http.request import Request
+from prefork.http.responses import DateCache
+from prefork.wsgi.environ import EnvironBuilder
+
+log = logging.getLogger("prefork.wsgi")
+access_log = logging.getLogger("prefork.access")
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+_NO_BODY_STATUS = frozenset({204, 304})
+_INTERNAL_ERROR = (
+    b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: 26\r\nConnection: close\r\n\r\n500 Internal Server Error\n"
+)
+
+
+class ResponseError(Exception):
+    """The application broke the WSGI contract; logged with its traceback."""
+
+
+class Response:
+    """The response side of one request: start_response, write() and the framing."""
+
+    __slots__ = ("bytes_sent", "chunked", "conn", "date", "head", "headers_sent", "keep_alive",
+                 "length", "no_body", "request", "status", "timeout")
+
+    def __init__(self, conn: Connection, request: Request, keep_alive: bool,
+                 timeout: float, date: DateCache) -> None:
+        self.conn = conn
+        self.date = date
+        self.request = request
+        self.keep_alive = keep_alive
+        self.timeout = timeout
+        self.status = 0
+        self.head: bytes | None = None
+        self.headers_sent = False
+        self.length: int | None = None
+        self.chunked = False
+        self.no_body = request.method == "HEAD"
+        self.bytes_sent = 0
+
+    def start_response(self, status: str, headers: list[tuple[str, str]],
+                       exc_info: Any = None) -> Callable[[bytes], None]:
+        if exc_info is not None:
+            if self.headers_sent:
+                raise exc_info[1].with_traceback(exc_info[2])
+        elif self.head is not None:
+            raise ResponseError("start_response called twice without exc_info")
+        self.status = int(status[:3])
+        self.no_body = self.no_body or self.status in _NO_BODY_STATUS or self.status < 200
+        lines = [f"HTTP/1.1 {status}\r\n"]
+        for name, value in headers:
+            if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
+                raise ResponseError(f"header {name!r} contains a line break")
+            lowered = name.lower()
+            if lowered == "content-length":
+                self.length = int(value)
+            elif lowered == "connection" and "close" in value.lower():
+                self.keep_alive = False
+                continue
+            lines.append(f"{name}: {value}\r\n")
+        self.head = "".join(lines).encode("latin-1")
+        return self.write
+
+    def _finish_head(self, body_known: int | None) -> bytes:
+        assert self.head is not None
+        extra = []
+        bodiless_status = self.status in _NO_BODY_STATUS or self.status < 200
+        if self.length is None and not bodiless_status:
+            if body_known is not None:
+                self.length = body_known
+                extra.append(f"Content-Length: {body_known}\r\n")
+            elif self.no_body:
+                pass  # HEAD: nothing follows, so nothing needs framing
+            elif self.request.version == "HTTP/1.1":
+                self.chunked = True
+                extra.append("Transfer-Encoding: chunked\r\n")
+            else:
+                self.keep_alive = False
+        if not self.keep_alive:
+            extra.append("Connection: close\r\n")
+        elif self.request.version == "HTTP/1.0":
+            extra.append("Connection: keep-alive\r\n")
+        self.headers_sent = True
+        return self.head + "".join(extra).encode("latin-1") + self.date.line() + b"\r\n"
+
+    def write(self, data: bytes, *, known_total: int | None = None) -> None:
+        if self.head is None:
+            raise ResponseError("write() before start_response")
+        prefix = b""
+        if not self.headers_sent:
+            prefix = self._finish_head(known_total)
+        if self.no_body:
+            data = b""
+        elif self.chunked and data:
+            data = b"%x\r\n%b\r\n" % (len(data), data)
+        elif self.length is not None and self.bytes_sent + len(data) > self.length:
+            raise ResponseError("application sent more than its Content-Length")
+        self.bytes_sent += len(data)
+        if prefix or data:
+            self.conn.send_all(prefix + data if prefix else data, self.timeout)
+
+    def finish(self) -> None:
+        if not self.headers_sent:
+            self.write(b"", known_total=0)
+        if self.chunked:
+            self.conn.send_all(b"0\r\n\r\n", self.timeout)
+        elif self.length is not None and not self.no_body and self.bytes_sent < self.length:
+            log.error("application sent %d of %d bytes; closing the connection",
+                      self.bytes_sent, self.length)
+            self.keep_alive = False
+
+
+class WSGIHandler:
+    """Serves requests with one application; safe to share between threads."""
+
+    def __init__(self, app: WSGIApp, environ: EnvironBuilder, date: DateCache, *,
+                 send_timeout: float, access_log: bool, draining: Callable[[], bool]) -> None:
+        self.app = app
+        self.environ = environ
+        self.date = date
+        self.send_timeout = send_timeout
+        self.log_access = access_log
+        self.draining = draining
+
+    def serve(self, conn: Connection, request: Request) -> bool:
+        """Answer one request; True when the connection may carry another one."""
+        started = time.monotonic()
+        keep_alive = request.keep_alive and not self.draining()
+        response = Response(conn, request, keep_alive, self.send_timeout, self.date)
+        try:
+            self._run_app(response, request, conn)
+        except ClientGone:
+            response.keep_alive = False
+        except Exception:
+            log.exception("error serving %s %s", request.method, request.target)
+            response.keep_alive = False
+            if not response.headers_sent:
+                response.status = 500
+                _try_send(conn, _INTERNAL_ERROR)
+        conn.served += 1
+        if self.log_access:
+            self._log(conn, request, response, time.monotonic() - started)
+        return response.keep_alive
+
+    def _run_app(self, response: Response, request: Request, conn: Connection) -> None:
+        environ = self.environ.build(request, conn.peer)
+        result = self.app(environ, response.start_response)
+        try:
+            if isinstance(result, (list, tuple)) and len(result) == 1:
+                response.write(result[0], known_total=len(result[0]))
+            else:
+                for chunk in result:
+                    if chunk:
+                        response.write(chunk)
+            response.finish()
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+
+    def _log(self, conn: Connection, request: Request, response: Response,
+             elapsed: float) -> None:
+        access_log.info('%s - "%s %s %s" %d %d %.3f', conn.peer[0], request.method,
+                        request.target, request.version, response.status,
+                        response.bytes_sent, elapsed)
+
+
+def _try_send(conn: Connection, data: bytes) -> None:
+    try:
+        conn.send_all(data, 1.0)
+    except ClientGone:
+        pass
