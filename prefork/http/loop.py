@@ -121,12 +121,14 @@ class EventLoop:
             pass  # the pipe is full: the loop is awake already
 
     def _drain_wakeups(self) -> None:
-        self._wake_pending = False  # before draining, so a later resume writes again
         try:
             while os.read(self._wake_r, 4096):
                 pass
         except BlockingIOError:
             pass
+        # Cleared after the pipe is empty and before the queue is: a resume that saw the
+        # flag set is in the queue already; one that sees it clear writes a new byte.
+        self._wake_pending = False
         while self._resumed:
             conn, keep_open = self._resumed.popleft()
             self._busy -= 1

@@ -177,9 +177,14 @@ class RequestParser:
         return head
 
     def _check_partial_head(self) -> None:
+        """Refuse a head that is already wrong before it is complete."""
         buf, limits = self._buf, self._limits
-        if buf.find(b"\r\n", 0, limits.request_line) < 0 and len(buf) >= limits.request_line:
-            raise HTTPError(414, "request line too long")
+        line_end = buf.find(b"\r\n", 0, limits.request_line)
+        if line_end < 0:
+            if len(buf) >= limits.request_line:
+                raise HTTPError(414, "request line too long")
+        else:
+            self._parse_request_line(buf[:line_end].decode("latin-1"))
         if len(buf) > limits.head:
             raise HTTPError(431, "request header fields too large")
 

@@ -1,0 +1,160 @@
+"""Fixtures that start real prefork processes and talk to them over real sockets."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+READY_RE = re.compile(r"HTTP service running on (\S+):(\d+)")
+
+
+class Server:
+    def __init__(self, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+        self.proc = proc
+        self.log_path = log_path
+        self.host = "127.0.0.1"
+        self.port = 0
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def wait_log(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = re.search(pattern, self.log())
+            if match:
+                return match
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"log never matched {pattern!r}; log:\n{self.log()}")
+
+    def connect(self, timeout: float = 5.0) -> socket.socket:
+        return socket.create_connection((self.host, self.port), timeout=timeout)
+
+    def http(self, timeout: float = 5.0) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+
+    def get(self, path: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
+        conn = self.http()
+        try:
+            conn.request("GET", path, headers=headers)
+            response = conn.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            conn.close()
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def start_server(tmp_path: Path, *args: str, env: dict[str, str] | None = None,
+                 wait: bool = True) -> Server:
+    log_path = tmp_path / f"server-{time.monotonic_ns()}.log"
+    command = [sys.executable, "-m", "prefork", "run", "--http-interface", "127.0.0.1",
+               "-p", "0", "--data-dir", str(tmp_path / "data"), *args]
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    full_env.pop("PREFORK_CONFIG", None)
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
+                                cwd=ROOT, env=full_env)
+    server = Server(proc, log_path)
+    if wait:
+        match = server.wait_log(READY_RE.pattern)
+        server.port = int(match.group(2))
+    return server
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[type]:
+    started: list[Server] = []
+
+    class Factory:
+        @staticmethod
+        def start(*args: str, env: dict[str, str] | None = None, wait: bool = True) -> Server:
+            server = start_server(tmp_path, *args, env=env, wait=wait)
+            started.append(server)
+            return server
+
+    yield Factory
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def server(server_factory: type) -> Server:
+    return server_factory.start("--app", "tests.apps.testapp:app")  # type: ignore[no-any-return]
+
+
+def exchange(server: Server, data: bytes, *, half_close: bool = True,
+             timeout: float = 5.0) -> bytes:
+    """Send raw bytes, then read until the server closes (or `timeout`)."""
+    with server.connect(timeout) as sock:
+        sock.sendall(data)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        return read_all(sock)
+
+
+def read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except (TimeoutError, ConnectionResetError):
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class _Stream(io.BytesIO):
+    def close(self) -> None:
+        """http.client closes the file after a close-delimited response; keep reading."""
+
+
+class _Source:
+    def __init__(self, stream: io.BytesIO) -> None:
+        self._stream = stream
+
+    def makefile(self, *args: object, **kwargs: object) -> io.BytesIO:
+        return self._stream
+
+
+def parse_responses(data: bytes, methods: list[str] | None = None
+                    ) -> list[tuple[int, dict[str, str], bytes]]:
+    """Split a byte stream into (status, headers, body) responses."""
+    stream = _Stream(data)
+    out = []
+    index = 0
+    while stream.tell() < len(data):
+        response = http.client.HTTPResponse(_Source(stream))  # type: ignore[arg-type]
+        if methods and index < len(methods):
+            response._method = methods[index]
+        response.begin()
+        out.append((response.status, dict(response.getheaders()), response.read()))
+        index += 1
+    return out
