@@ -69,18 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _all_flags(parser: argparse.ArgumentParser) -> list[str]:
-    return [flag for action in parser._actions for flag in action.option_strings]
+def _all_flags(parser: argparse.ArgumentParser, command: str) -> list[str]:
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return [flag for action in sub.choices[command]._actions for flag in action.option_strings]
 
 
-def _reject_extras(extras: list[str], parser: argparse.ArgumentParser) -> None:
+def _reject_extras(extras: list[str], parser: argparse.ArgumentParser, command: str) -> None:
     if not extras:
         return
     word = extras[0]
     if not word.startswith("-"):
         raise ConfigError(f"unexpected argument {word!r}")
     flag = word.split("=", 1)[0]
-    close = difflib.get_close_matches(flag, _all_flags(parser), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(flag, _all_flags(parser, command), n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     raise ConfigError(f"unknown option {flag!r}{hint}")
 
@@ -107,7 +108,7 @@ def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, Loaded]:
         args.insert(0, "run")
     parser = build_parser()
     ns, extras = parser.parse_known_args(args)
-    _reject_extras(extras, parser)
+    _reject_extras(extras, parser, ns.command)
     cli_warnings: list[str] = []
     cli = _assignments(ns, cli_warnings)
     loaded = load_settings(cli, config_path=ns.config)

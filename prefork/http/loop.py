@@ -82,6 +82,7 @@ class EventLoop:
         self.draining = True
         for sock in self._listeners:
             self._selector.unregister(sock)
+            sock.close()
         self._listeners.clear()
         for conn in list(self._conns):
             self._close(conn)

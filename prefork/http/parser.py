@@ -35,7 +35,8 @@ _TCHAR = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
 _VCHAR = r"\x21-\x7e\x80-\xff"
 # Methods are tokens without lower-case letters (as gunicorn): lower-case ones are almost
 # always a client bug or an attack probe.
-_REQUEST_LINE_RE = re.compile(rf"([{_TCHAR.replace('a-z', '')}]+) ([^\x00-\x20\x7f]+) HTTP/(\d)\.(\d)")
+_METHOD = f"[{_TCHAR.replace('a-z', '')}]+"
+_REQUEST_LINE_RE = re.compile(rf"({_METHOD}) ([^\x00-\x20\x7f]+) HTTP/(\d)\.(\d)")
 _HEADER_RE = re.compile(rf"([{_TCHAR}]+):[ \t]*((?:[{_VCHAR}]+(?:[ \t]+[{_VCHAR}]+)*)?)[ \t]*")
 _AUTHORITY_RE = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+):\d{1,5}")
 _ABSOLUTE_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
@@ -298,7 +299,7 @@ class RequestParser:
 
     def _read_chunk_end(self) -> bool:
         if len(self._buf) < 2:
-            if self._buf not in (b"", b"\r"):
+            if bytes(self._buf) not in (b"", b"\r"):
                 raise bad_request("chunk data longer than its size")
             return False
         if self._buf[:2] != b"\r\n":

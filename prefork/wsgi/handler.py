@@ -7,6 +7,7 @@ connection. Headers and the first body chunk leave in one send.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -181,7 +182,5 @@ class WSGIHandler:
 
 
 def _try_send(conn: Connection, data: bytes) -> None:
-    try:
+    with contextlib.suppress(ClientGone):
         conn.send_all(data, 1.0)
-    except ClientGone:
-        pass

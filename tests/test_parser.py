@@ -1,0 +1,110 @@
+"""The I/O-free parser, fed bytes directly."""
+
+from __future__ import annotations
+
+import pytest
+
+from prefork.http.errors import HTTPError
+from prefork.http.parser import SPOOL_SIZE, Limits, RequestParser
+
+
+def parse_all(data: bytes, limits: Limits | None = None, step: int = 0) -> list:
+    parser = RequestParser(limits or Limits())
+    out = []
+    pieces = [data[i:i + step] for i in range(0, len(data), step)] if step else [data]
+    for piece in pieces:
+        parser.feed(piece)
+        while (request := parser.next_request()) is not None:
+            out.append(request)
+    return out
+
+
+def test_byte_by_byte_equals_all_at_once() -> None:
+    raw = (b"POST /a?b=c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: y\r\n\r\n"
+           b"GET /next HTTP/1.1\r\n\r\n")
+    whole = parse_all(raw)
+    single = parse_all(raw, step=1)
+    assert [(r.method, r.path, r.query, r.body.read()) for r in whole] == [
+        ("POST", "/a", "b=c", b"hello world"), ("GET", "/next", "", b"")]
+    assert [(r.method, r.target) for r in single] == [(r.method, r.target) for r in whole]
+
+
+def test_pipelined_bytes_stay_unparsed_until_asked() -> None:
+    parser = RequestParser(Limits())
+    parser.feed(b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGARBAGE")
+    first = parser.next_request()
+    assert first is not None and first.path == "/1"
+    assert not parser.idle  # the second request waits in the buffer
+    second = parser.next_request()
+    assert second is not None and second.path == "/2"
+    with pytest.raises(HTTPError):
+        parser.feed(b" \r\n")
+        parser.next_request()
+
+
+def test_body_never_includes_the_next_request() -> None:
+    (first, second) = parse_all(b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"
+                                b"GET / HTTP/1.1\r\n\r\n")
+    assert first.body.read() == b"abc"
+    assert first.body.read() == b""
+    assert second.method == "GET"
+
+
+def test_expect_continue_is_reported_once_before_the_body() -> None:
+    parser = RequestParser(Limits())
+    parser.feed(b"PUT / HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+    assert parser.next_request() is None
+    assert parser.take_continue() is True
+    assert parser.take_continue() is False
+    parser.feed(b"ok")
+    request = parser.next_request()
+    assert request is not None and request.body.read() == b"ok"
+
+
+def test_large_body_spools_to_a_file() -> None:
+    size = SPOOL_SIZE * 3
+    (request,) = parse_all(b"PUT / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % size + b"z" * size,
+                           step=65536)
+    assert request.content_length == size
+    assert hasattr(request.body, "fileno")
+    assert request.body.read() == b"z" * size
+    request.body.close()
+
+
+@pytest.mark.parametrize(("raw", "status"), [
+    (b"GET /" + b"a" * 100 + b" HTTP/1.1\r\n\r\n", 414),
+    (b"GET / HTTP/1.1\r\nX: " + b"a" * 100 + b"\r\n\r\n", 431),
+    (b"GET / HTTP/1.1\r\n" + b"X: a\r\n" * 11 + b"\r\n", 431),
+    (b"POST / HTTP/1.1\r\nContent-Length: 1001\r\n\r\n", 413),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3e9\r\n", 413),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: br, chunked\r\n\r\n", 501),
+    (b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", 400),
+])
+def test_limits_and_refusals(raw: bytes, status: int) -> None:
+    limits = Limits(request_line=64, fields=10, field_size=64, body=1000)
+    with pytest.raises(HTTPError) as caught:
+        parse_all(raw, limits)
+    assert caught.value.status == status
+
+
+def test_oversized_line_is_refused_before_it_completes() -> None:
+    parser = RequestParser(Limits(request_line=64))
+    parser.feed(b"GET /" + b"a" * 100)
+    with pytest.raises(HTTPError) as caught:
+        parser.next_request()
+    assert caught.value.status == 414
+
+
+def test_keep_alive_rules() -> None:
+    requests = parse_all(b"GET / HTTP/1.1\r\n\r\n"
+                         b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert [r.keep_alive for r in requests] == [True, False]
+    (old,) = parse_all(b"GET / HTTP/1.0\r\n\r\n")
+    (kept,) = parse_all(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+    assert (old.keep_alive, kept.keep_alive) == (False, True)
+
+
+def test_leading_empty_lines_are_ignored() -> None:
+    (request,) = parse_all(b"\r\n\r\nGET /x HTTP/1.1\r\n\r\n")
+    assert request.path == "/x"

@@ -1,0 +1,96 @@
+"""Threaded mode as an operator meets it: start, demo page, stop, refusals."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Server
+
+
+def test_demo_page_is_served_without_an_app(server_factory: type) -> None:
+    server = server_factory.start()
+    status, headers, body = server.get("/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert b"prefork is running" in body and b"threaded" in body
+    assert server.get("/nope")[0] == 404
+
+
+def test_console_script_is_installed() -> None:
+    script = shutil.which("prefork")
+    assert script, "the 'prefork' console script is not on PATH"
+    result = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and result.stdout.startswith("prefork ")
+
+
+def _slow_request(server: Server, seconds: float, out: list[object]) -> None:
+    try:
+        out.append(server.get(f"/sleep?s={seconds}"))
+    except OSError as exc:
+        out.append(exc)
+
+
+def test_term_finishes_in_flight_requests_then_exits(server: Server) -> None:
+    results: list[object] = []
+    thread = threading.Thread(target=_slow_request, args=(server, 1.5, results))
+    thread.start()
+    server.wait_log(r"GET /sleep|HTTP service", timeout=5)
+    time.sleep(0.3)
+    server.signal(signal.SIGTERM)
+    server.wait_log("stopping gracefully")
+    with pytest.raises(OSError):  # no new connections once stopping
+        server.connect(timeout=1).close()
+    thread.join(10)
+    assert results and results[0][0] == 200 and results[0][2] == b"slept"
+    assert server.proc.wait(10) == 0
+    assert "stopped" in server.log()
+
+
+def test_second_signal_forces_the_stop(server: Server) -> None:
+    results: list[object] = []
+    thread = threading.Thread(target=_slow_request, args=(server, 30, results))
+    thread.start()
+    time.sleep(0.5)
+    server.signal(signal.SIGINT)
+    server.wait_log("stopping gracefully")
+    started = time.monotonic()
+    server.signal(signal.SIGINT)
+    server.proc.wait(10)
+    assert time.monotonic() - started < 5
+    assert "stopping now, 1 request(s) abandoned" in server.log()
+    thread.join(10)
+
+
+def test_multiprocessing_mode_is_refused_clearly(server_factory: type) -> None:
+    server = server_factory.start("--workers", "2", wait=False)
+    assert server.proc.wait(10) == 2
+    assert "multi-processing mode (workers = 2) is not available" in server.log()
+    assert "Traceback" not in server.log()
+
+
+def test_missing_app_module_is_a_clear_error(server_factory: type) -> None:
+    server = server_factory.start("--app", "no_such_module:app", wait=False)
+    assert server.proc.wait(10) == 2
+    assert "app 'no_such_module:app': no module named 'no_such_module'" in server.log()
+    assert "Traceback" not in server.log()
+
+
+def test_pidfile_is_written_and_removed(server_factory: type, tmp_path: Path) -> None:
+    pidfile = tmp_path / "prefork.pid"
+    server = server_factory.start("--pidfile", str(pidfile))
+    assert int(pidfile.read_text()) == server.proc.pid
+    server.stop()
+    assert not pidfile.exists()
+
+
+def test_port_in_use_is_a_clear_error(server: Server, server_factory: type) -> None:
+    other = server_factory.start("-p", str(server.port), wait=False)
+    other_port = server.port
+    assert other.proc.wait(10) == 1
+    assert f"cannot listen on 127.0.0.1:{other_port}: Address already in use" in other.log()
