@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -23,7 +24,8 @@ def test_demo_page_is_served_without_an_app(server_factory: type) -> None:
 
 
 def test_console_script_is_installed() -> None:
-    script = shutil.which("prefork")
+    beside = Path(sys.executable).with_name("prefork")
+    script = str(beside) if beside.exists() else shutil.which("prefork")
     assert script, "the 'prefork' console script is not on PATH"
     result = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0 and result.stdout.startswith("prefork ")

@@ -149,6 +149,8 @@ class RequestParser:
     def next_request(self) -> Request | None:
         """The next complete request, or None until more bytes arrive; raises HTTPError."""
         if self._head is None:
+            if not self._buf:
+                return None
             head = self._parse_head()
             if head is None:
                 return None
@@ -162,7 +164,7 @@ class RequestParser:
 
     def _parse_head(self) -> _Head | None:
         buf = self._buf
-        while buf[:2] == b"\r\n":  # RFC 9112 2.2: ignore empty lines before a request
+        while buf.startswith(b"\r\n"):  # RFC 9112 2.2: ignore empty lines before a request
             del buf[:2]
         end = buf.find(b"\r\n\r\n")
         if end < 0:

@@ -1,0 +1,38 @@
+"""prefork's HTTP engine in one process and one thread: the event loop dispatching inline.
+
+This is how a multi-processing HTTP worker serves; the benchmark compares it with a gunicorn
+sync worker. Usage: python bench/engine_server.py PORT
+"""
+
+from __future__ import annotations
+
+import sys
+
+from prefork.config import Settings
+from prefork.http.loop import EventLoop
+from prefork.servers.threaded import limits_from, timeouts_from
+from prefork.sockets import listen
+from prefork.wsgi.environ import EnvironBuilder
+from prefork.wsgi.handler import WSGIHandler
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from hello import app  # noqa: E402
+
+
+def main() -> None:
+    port = int(sys.argv[1])
+    settings = Settings(http_port=port, access_log=False)
+    handler: WSGIHandler
+    loop = EventLoop(limits_from(settings), timeouts_from(settings),
+                     lambda conn, request: handler.serve(conn, request), inline=True)
+    environ = EnvironBuilder("127.0.0.1", port, proxy_mode=False)
+    handler = WSGIHandler(app, environ, loop.date, send_timeout=10, access_log=False,
+                          draining=lambda: False)
+    loop.add_listener(listen("127.0.0.1", port))
+    print("ready", flush=True)
+    while True:
+        loop.run_once(1.0)
+
+
+if __name__ == "__main__":
+    main()
