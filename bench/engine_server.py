@@ -16,7 +16,7 @@ from prefork.wsgi.environ import EnvironBuilder
 from prefork.wsgi.handler import WSGIHandler
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from hello import app  # noqa: E402
+from hello import app
 
 
 def main() -> None:
