@@ -18,7 +18,7 @@ from prefork.config.kinds import BOOLEAN
 from prefork.config.loader import Assignment, Loaded, load_settings
 from prefork.config.settings import ALIASES, SPECS, OptionSpec
 
-COMMANDS = ("run", "check")
+COMMANDS = ("run", "check", "status")
 EXIT_CONFIG = 2
 CLI = "command line"
 
@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(run)
     check = sub.add_parser("check", help="validate the configuration and show what would start")
     _add_common(check)
+    status = sub.add_parser("status", help="show the processes of the running server")
+    status.add_argument("--json", action="store_true", help="print the raw state as JSON")
+    _add_common(status)
     return parser
 
 
@@ -117,15 +120,20 @@ def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, Loaded]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        ns, loaded = parse(sys.argv[1:] if argv is None else argv)
+        ns, loaded = parse(argv)
     except ConfigError as exc:
         print(f"prefork: error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if ns.command == "status":
+        from prefork.commands.status import status
+
+        return status(loaded, ns.json)
     if ns.command == "check" or getattr(ns, "stop_after_init", False):
         from prefork.commands.check import check
 
         return check(loaded)
     from prefork.commands.run import run
 
-    return run(loaded)
+    return run(loaded, argv)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
 
@@ -20,3 +21,12 @@ def setup_logging(level: str, logfile: str = "") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+
+
+def log_stream() -> TextIO:
+    """The file the root handler writes to, for faulthandler's C-level stack dumps."""
+    for handler in logging.getLogger().handlers:
+        stream = getattr(handler, "stream", None)
+        if stream is not None and hasattr(stream, "fileno"):
+            return stream  # type: ignore[no-any-return]
+    return sys.stderr

@@ -1,26 +1,54 @@
-"""Listening sockets: address parsing, IPv4/IPv6, reuse options."""
+"""Listening sockets: creation, and sockets inherited from systemd or a previous master."""
 
 from __future__ import annotations
 
+import os
 import socket
 
 BACKLOG = 2048
+INHERIT_ENV = "PREFORK_INHERIT_FDS"
+SD_LISTEN_FDS_START = 3
 
 
-def listen(interface: str, port: int) -> socket.socket:
+def listen(interface: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     """A bound, listening TCP socket; an interface containing ':' is IPv6."""
     family = socket.AF_INET6 if ":" in interface else socket.AF_INET
     host = interface or ("::" if family == socket.AF_INET6 else "0.0.0.0")
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host.strip("[]"), port))
         sock.listen(BACKLOG)
     except OSError:
         sock.close()
         raise
-    sock.set_inheritable(True)
     return sock
+
+
+def inherited_listeners() -> list[socket.socket]:
+    """Sockets handed over by a previous master (USR2) or by systemd socket activation.
+
+    Consumes the environment variables so that processes started later do not see them.
+    """
+    fds: list[int] = []
+    inherited = os.environ.pop(INHERIT_ENV, "")
+    if inherited:
+        fds = [int(fd) for fd in inherited.split(",") if fd]
+    elif os.environ.get("LISTEN_PID") == str(os.getpid()):
+        count = int(os.environ.get("LISTEN_FDS", "0"))
+        fds = list(range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count))
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    return [socket.socket(fileno=fd) for fd in fds]
+
+
+def handover_env(listeners: list[socket.socket]) -> dict[str, str]:
+    """Environment that lets an exec'd prefork pick up `listeners` (made inheritable here)."""
+    for sock in listeners:
+        sock.set_inheritable(True)
+    return {INHERIT_ENV: ",".join(str(s.fileno()) for s in listeners)}
 
 
 def display_address(sock: socket.socket) -> str:

@@ -4,46 +4,49 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 
+from prefork.cli import parse
 from prefork.config.loader import Loaded
 from prefork.logs import setup_logging
+from prefork.servers.master import Master
 from prefork.servers.threaded import ThreadedServer
 from prefork.wsgi.loader import AppImportError, load_app
 
 log = logging.getLogger("prefork")
 
-MULTIPROCESSING_UNAVAILABLE = (
-    "multi-processing mode (workers = {workers}) is not available in this version of prefork; "
-    "set workers = 0 to serve in threaded mode"
-)
+AUTO_UNAVAILABLE = "workers = auto is not available in this version; set a number of workers"
 
 
-def run(loaded: Loaded) -> int:
+def run(loaded: Loaded, argv: Sequence[str]) -> int:
     settings = loaded.settings
     setup_logging(settings.log_level, settings.logfile)
     for warning in loaded.warnings:
         log.warning("%s", warning)
-    if settings.multiprocessing:
-        workers = "auto" if settings.workers < 0 else settings.workers
-        log.error(MULTIPROCESSING_UNAVAILABLE.format(workers=workers))
+    if settings.workers < 0:
+        log.error(AUTO_UNAVAILABLE)
         return 2
-    try:
-        app = load_app(settings.app)
-    except AppImportError as exc:
-        log.error("%s", exc)
-        return 2
-    except Exception:
-        log.exception("cannot import the application %r", settings.app)
-        return 1
-    with _pidfile(settings.pidfile):
+    app = None
+    if not settings.multiprocessing or settings.preload_app:
         try:
-            return ThreadedServer(settings, app).serve()
-        except OSError as exc:
-            log.error("cannot listen on %s:%d: %s", settings.http_interface or "0.0.0.0",
-                      settings.http_port, exc.strerror)
+            app = load_app(settings.app)
+        except AppImportError as exc:
+            log.error("%s", exc)
+            return 2
+        except Exception:
+            log.exception("cannot import the application %r", settings.app)
             return 1
+    try:
+        if settings.multiprocessing:
+            return Master(loaded, argv, app, reload=lambda: parse(argv)[1]).run()
+        assert app is not None
+        with _pidfile(settings.pidfile):
+            return ThreadedServer(settings, app).serve()
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", settings.http_interface or "0.0.0.0",
+                  settings.http_port, exc.strerror)
+        return 1
 
 
 @contextmanager

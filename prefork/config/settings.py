@@ -67,6 +67,11 @@ class Settings:
         kinds.WHOLE, 2, "--max-cron-threads", section="Processes",
         help="Cron worker processes (threads in threaded mode).",
     )
+    preload_app: bool = opt(
+        kinds.BOOLEAN, False, "--preload-app", section="Processes",
+        help="Import the application in the master before forking workers (copy-on-write "
+        "memory; a reload then keeps the old code).",
+    )
     http_threads: int = opt(
         kinds.POSITIVE, 8, "--http-threads", section="Processes",
         help="Threads serving requests in threaded mode (workers = 0).",
@@ -85,6 +90,11 @@ class Settings:
         aliases=("longpolling_port",),
         help="Port of the realtime process (websocket and long-polling). "
         "'longpolling_port' is a deprecated alias.",
+    )
+    reuse_port: bool = opt(
+        kinds.BOOLEAN, False, "--reuse-port", section="Network",
+        help="Set SO_REUSEPORT on the listening sockets, so another server can bind the same "
+        "port during an upgrade.",
     )
     proxy_mode: bool = opt(
         kinds.BOOLEAN, False, "--proxy-mode", section="Network",

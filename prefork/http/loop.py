@@ -32,6 +32,7 @@ log = logging.getLogger("prefork.http")
 
 ACCEPT_BATCH = 64
 SWEEP_INTERVAL = 0.5
+DRAIN_IDLE = 1.0  # seconds an idle connection is kept while the server stops
 
 # Called with a connection and its next complete request. Inline dispatchers return whether
 # the connection stays open; hand-off dispatchers return None and call `resume` later.
@@ -77,15 +78,28 @@ class EventLoop:
         self._listeners.append(sock)
         self._selector.register(sock, selectors.EVENT_READ, sock)
 
-    def stop_accepting(self) -> None:
-        """Stop taking connections and drop the ones with no request in progress."""
+    def stop_accepting(self, *, close_idle: bool = True) -> None:
+        """Stop taking connections.
+
+        With `close_idle`, connections with no request in progress are dropped at once.
+        Without it they stay open for DRAIN_IDLE seconds more: a client busy on its
+        connection gets its next answer (with `Connection: close`) instead of a reset.
+        """
         self.draining = True
         for sock in self._listeners:
             self._selector.unregister(sock)
             sock.close()
         self._listeners.clear()
         for conn in list(self._conns):
-            self._close(conn)
+            if close_idle:
+                self._close(conn)
+            elif not conn.in_request:
+                conn.deadline = min(conn.deadline, time.monotonic() + DRAIN_IDLE)
+
+    @property
+    def open_connections(self) -> int:
+        """Connections waiting in the loop (not counting those being served)."""
+        return len(self._conns)
 
     @property
     def busy(self) -> int:
@@ -140,7 +154,9 @@ class EventLoop:
                 conn.close()
 
     def _accept(self, listener: socket.socket) -> None:
-        for _ in range(ACCEPT_BATCH):
+        # Inline, a worker takes one connection per turn and leaves the rest of the queue
+        # to idle workers: a connection it accepted would wait behind its current request.
+        for _ in range(1 if self._inline else ACCEPT_BATCH):
             try:
                 sock, peer = listener.accept()
             except (BlockingIOError, InterruptedError):
@@ -200,7 +216,8 @@ class EventLoop:
             conn.sock.send(CONTINUE)  # 25 bytes into an idle socket buffer: never blocks
         if conn.parser.idle:
             conn.in_request = False
-            conn.deadline = time.monotonic() + self.timeouts.keepalive
+            idle = DRAIN_IDLE if self.draining else self.timeouts.keepalive
+            conn.deadline = time.monotonic() + idle
         elif not conn.in_request:
             conn.in_request = True
             conn.deadline = time.monotonic() + self.timeouts.request

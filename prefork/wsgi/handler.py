@@ -137,6 +137,7 @@ class WSGIHandler:
         self.send_timeout = send_timeout
         self.log_access = access_log
         self.draining = draining
+        self.memory_errors = 0
 
     def serve(self, conn: Connection, request: Request) -> bool:
         """Answer one request; True when the connection may carry another one."""
@@ -147,7 +148,9 @@ class WSGIHandler:
             self._run_app(response, request, conn)
         except ClientGone:
             response.keep_alive = False
-        except Exception:
+        except Exception as exc:
+            if isinstance(exc, MemoryError):
+                self.memory_errors += 1
             log.exception("error serving %s %s", request.method, request.target)
             response.keep_alive = False
             if not response.headers_sent:

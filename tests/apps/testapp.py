@@ -93,4 +93,26 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
         out = json.dumps({"part": data.decode("latin-1"), "rest": rest.decode("latin-1")})
         start_response("200 OK", [("Content-Type", "application/json")])
         return [out.encode()]
+    if path == "/mem":
+        return _memory(query, start_response)
+    if path == "/burn":
+        deadline = time.process_time() + float(query.get("s", "1"))
+        while time.process_time() < deadline:
+            pass
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"burnt"]
+    if path == "/crash":
+        os._exit(7)
     return echo(environ, start_response)
+
+
+_KEPT: list[bytes] = []
+
+
+def _memory(query: dict[str, str], start_response: StartResponse) -> Iterable[bytes]:
+    """Allocate (and touch) `mb` MiB; with keep=1 the memory outlives the request."""
+    block = b"\x01" * (int(query.get("mb", "1")) << 20)
+    if query.get("keep") == "1":
+        _KEPT.append(block)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"allocated %d MiB" % (len(block) >> 20)]

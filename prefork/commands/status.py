@@ -1,0 +1,80 @@
+"""`prefork status`: the processes of a running master, from its state file."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any, TextIO
+
+from prefork.config.loader import Loaded
+from prefork.servers.exits import mib
+from prefork.servers.state import read_state, state_path
+
+HEADER = ("ROLE", "PID", "STATE", "RSS", "CPU%", "REQUESTS", "AGE", "CURRENT REQUEST")
+WIDTHS = (18, 8, 9, 11, 6, 9, 9)
+
+
+def status(loaded: Loaded, as_json: bool, out: TextIO = sys.stdout) -> int:
+    path = state_path(loaded.settings)
+    state = read_state(path)
+    if state is None:
+        print(f"prefork: no running master found (state file {path})", file=sys.stderr)
+        return 1
+    if as_json:
+        json.dump(state, out, indent=2)
+        out.write("\n")
+        return 0
+    for line in render(state, time.time()):
+        print(line, file=out)
+    return 0
+
+
+def render(state: dict[str, Any], now: float) -> list[str]:
+    master = state["master"]
+    lines = [
+        f"prefork {state['version']}, {state['mode']} mode, master pid {master['pid']}, "
+        f"up {_age(now - master['started_at'])}",
+        f"configuration: {state['config'] or '(none)'}; listening on "
+        f"{', '.join(state['listeners']) or '(nothing)'}; target workers "
+        f"{state['target_workers']}",
+        "",
+        _row(HEADER),
+    ]
+    for process in [master, *state["processes"]]:
+        lines.append(_row(_cells(process, now)))
+    exits = state["exits"][-10:]
+    if exits:
+        lines += ["", "recent exits:"]
+        for record in exits:
+            at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record["at"]))
+            line = f"  {at}  {record['role']} (pid {record['pid']}): {record['reason']}"
+            if record["detail"]:
+                line += f", {record['detail']}"
+            if record["request"]:
+                line += f", request '{record['request']}'"
+            lines.append(line)
+    return lines
+
+
+def _cells(process: dict[str, Any], now: float) -> tuple[str, ...]:
+    request = process["request"]
+    if request:
+        request = f"{request} ({process['request_seconds']:.1f}s)"
+    return (process["role"], str(process["pid"]), process["state"], mib(process["rss"]),
+            f"{process['cpu']:.1f}", str(process["requests"]),
+            _age(now - process["started_at"]), request)
+
+
+def _row(cells: tuple[str, ...]) -> str:
+    padded = [cell.ljust(width) for cell, width in zip(cells, WIDTHS, strict=False)]
+    return " ".join(padded + list(cells[len(WIDTHS):])).rstrip()
+
+
+def _age(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"

@@ -1,0 +1,520 @@
+"""The master of multi-processing mode: owns the sockets, forks and supervises workers.
+
+It never runs application code after forking (with `preload_app` it imports the app once,
+before the first fork) and holds no connection a child could inherit. Signal handlers only
+enqueue the signal number; the main loop, woken through the signal wake-up pipe, acts on it
+with a short `handle_<signal>` method, then reaps children, runs the watchdog and keeps the
+worker count at its target.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+import os
+import queue
+import select
+import signal
+import socket
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+import psutil
+from setproctitle import setproctitle
+
+from prefork import __version__
+from prefork.config import ConfigError
+from prefork.config.loader import Loaded
+from prefork.logs import log_stream
+from prefork.servers.exits import ExitRecord, KillOrder, classify, mib
+from prefork.servers.state import remove_state, state_path, write_state
+from prefork.sockets import display_address, handover_env, inherited_listeners, listen
+from prefork.workers.http import HTTPWorker
+from prefork.workers.scoreboard import BOOTING, READY, Scoreboard, Slot
+from prefork.wsgi.handler import WSGIApp
+
+log = logging.getLogger("prefork.master")
+
+TICK = 0.05                 # watchdog and RSS-watch period, seconds
+STATE_INTERVAL = 1.0
+MAX_BOOT_ATTEMPTS = 5       # consecutive workers dying before ready: give up
+BOOT_BACKOFF_START = 0.1
+BOOT_BACKOFF_MAX = 3.2
+EXIT_BOOT_FAILURE = 3
+KEPT_EXITS = 100
+QUIT_SPACING = 0.05
+UPGRADE_ENV = "PREFORK_UPGRADE_FROM"
+SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGTTIN", "SIGTTOU", "SIGQUIT", "SIGUSR2",
+           "SIGCHLD")
+
+
+@dataclass
+class WorkerProc:
+    pid: int
+    number: int
+    slot: Slot
+    generation: int
+    started: float = field(default_factory=time.monotonic)
+    started_at: float = field(default_factory=time.time)
+    terminating: bool = False
+    order: KillOrder | None = None
+    ever_ready: bool = False
+    process: psutil.Process | None = None
+
+    @property
+    def role(self) -> str:
+        return f"http worker #{self.number}"
+
+
+class Master:
+    def __init__(self, loaded: Loaded, argv: Sequence[str], app: WSGIApp | None = None,
+                 reload: Callable[[], Loaded] | None = None) -> None:
+        self.loaded = loaded
+        self.settings = loaded.settings
+        self.argv = list(argv)
+        self.app = app
+        self.reload = reload
+        self.target = self.settings.workers
+        self.generation = 1
+        self.workers: dict[int, WorkerProc] = {}
+        self.scoreboard = Scoreboard()
+        self.exits: deque[ExitRecord] = deque(maxlen=KEPT_EXITS)
+        self.listeners: list[socket.socket] = []
+        self.signals: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self.stopping = False
+        self.stop_deadline = 0.0
+        self.exit_code = 0
+        self.boot_failures = 0
+        self.next_spawn = 0.0
+        self.last_boot_error = ""
+        self.upgrade_pid: int | None = None
+        self.upgrade_from = int(os.environ.pop(UPGRADE_ENV, "0") or 0)
+        self.state_file = state_path(self.settings)
+        self.next_state = 0.0
+        self.started_at = time.time()
+        self.process = psutil.Process()
+        self._wake_r, self._wake_w = os.pipe()
+        for fd in (self._wake_r, self._wake_w):
+            os.set_blocking(fd, False)
+
+    # -- main loop ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        setproctitle("prefork: master")
+        self._open_listeners()
+        self._install_signals()
+        self._write_pidfile()
+        log.info("HTTP service running on %s (multi-processing mode, %d workers, master pid %d)",
+                 ", ".join(display_address(s) for s in self.listeners), self.target,
+                 os.getpid())
+        while not self._finished():
+            self._sleep()
+            self._handle_signals()
+            self._reap()
+            self._watchdog()
+            self._maintain()
+            self._publish_state()
+        self._cleanup()
+        return self.exit_code
+
+    def _sleep(self) -> None:
+        select.select([self._wake_r], [], [], TICK)
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _open_listeners(self) -> None:
+        self.listeners = inherited_listeners()
+        if self.listeners:
+            log.info("using %d inherited listening socket(s)", len(self.listeners))
+            return
+        s = self.settings
+        self.listeners = [listen(s.http_interface, s.http_port, reuse_port=s.reuse_port)]
+
+    # -- signals -----------------------------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        for name in SIGNALS:
+            signal.signal(getattr(signal, name), self._enqueue_signal)
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+
+    def _enqueue_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.signals.put(signum)
+
+    def _handle_signals(self) -> None:
+        while not self.signals.empty():
+            name = signal.Signals(self.signals.get()).name
+            handler = getattr(self, "handle_" + name[3:].lower())
+            handler()
+
+    def handle_term(self) -> None:
+        if self.stopping:
+            log.warning("stop requested again: killing %d worker(s) now", len(self.workers))
+            self._kill_all()
+            return
+        log.info("stopping gracefully (up to %ds for requests in progress)", self._grace())
+        self._begin_stop(0)
+
+    handle_int = handle_term
+
+    def handle_hup(self) -> None:
+        if self.stopping:
+            return
+        if self.reload is not None:
+            try:
+                loaded = self.reload()
+            except ConfigError as exc:
+                log.error("reload refused, keeping the running configuration: %s", exc)
+                return
+            self._apply_reload(loaded)
+        self.generation += 1
+        log.info("reloading: starting %d new worker(s) (generation %d) before stopping the "
+                 "old ones", self.target, self.generation)
+
+    def handle_ttin(self) -> None:
+        self.target += 1
+        log.info("one worker more: target is now %d", self.target)
+
+    def handle_ttou(self) -> None:
+        if self.target > 1:
+            self.target -= 1
+        log.info("one worker fewer: target is now %d", self.target)
+
+    def handle_quit(self) -> None:
+        stream = log_stream()
+        stream.write(f"--- stack of prefork master (pid {os.getpid()}) ---\n")
+        stream.flush()
+        faulthandler.dump_traceback(file=stream, all_threads=True)
+        for worker in list(self.workers.values()):
+            stream.write(f"--- stack of prefork {worker.role} (pid {worker.pid}) ---\n")
+            stream.flush()
+            self._signal(worker, signal.SIGQUIT)
+            time.sleep(QUIT_SPACING)  # dumps are written asynchronously: keep them apart
+
+    def handle_usr2(self) -> None:
+        if self.upgrade_pid is not None or self.stopping:
+            log.warning("USR2 ignored: an upgrade is already running or the master is stopping")
+            return
+        env = {**os.environ, **handover_env(self.listeners), UPGRADE_ENV: str(os.getpid())}
+        command = [sys.executable, "-m", "prefork", *self.argv]
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.execve(sys.executable, command, env)
+            finally:
+                os._exit(127)
+        self.upgrade_pid = pid
+        log.info("upgrade: started a new master (pid %d) with the listening sockets", pid)
+
+    def handle_chld(self) -> None:
+        """Children are reaped on every loop turn; the signal only wakes the loop."""
+
+    def _apply_reload(self, loaded: Loaded) -> None:
+        for warning in loaded.warnings:
+            log.warning("%s", warning)
+        new = loaded.settings
+        if (new.http_port, new.http_interface) != (self.settings.http_port,
+                                                   self.settings.http_interface):
+            log.warning("http_port/http_interface changes need a restart or an upgrade (USR2); "
+                        "keeping %s", display_address(self.listeners[0]))
+        self.loaded = loaded
+        self.settings = new
+        self.target = new.workers
+
+    # -- workers -----------------------------------------------------------------------------
+
+    def _maintain(self) -> None:
+        if self.stopping:
+            return
+        current = [w for w in self.workers.values()
+                   if w.generation == self.generation and not w.terminating]
+        if len(current) < self.target and time.monotonic() >= self.next_spawn:
+            used = {w.number for w in current}
+            number = next(n for n in range(1, len(current) + 2) if n not in used)
+            self._spawn(number)
+        elif len(current) > self.target:
+            self._terminate(max(current, key=lambda w: w.number))
+        self._retire_old_generation(current)
+
+    def _retire_old_generation(self, current: list[WorkerProc]) -> None:
+        """Once the current generation is all ready, stop the old one (reload) or the old
+        master (upgrade): new workers accept before old ones stop."""
+        old = [w for w in self.workers.values()
+               if w.generation != self.generation and not w.terminating]
+        if not old and not self.upgrade_from:
+            return
+        ready = [w for w in current if w.slot.read().state == READY]
+        if len(ready) < self.target:
+            return
+        for worker in old:
+            self._terminate(worker)
+        if old:
+            log.info("reload: %d new worker(s) ready, %d old one(s) stopping", len(ready),
+                     len(old))
+        self._finish_upgrade()
+
+    def _spawn(self, number: int) -> None:
+        slot = self.scoreboard.acquire()
+        pid = os.fork()
+        if pid == 0:
+            self._become_worker(number, slot)
+        slot.set_pid(pid)
+        worker = WorkerProc(pid, number, slot, self.generation)
+        try:
+            worker.process = psutil.Process(pid)
+        except psutil.Error:
+            worker.process = None
+        self.workers[pid] = worker
+        log.info("spawned http worker #%d pid=%d", number, pid)
+
+    def _become_worker(self, number: int, slot: Slot) -> None:
+        """In the child: drop the master's own state and serve; never returns."""
+        try:
+            signal.set_wakeup_fd(-1)
+            for name in SIGNALS:
+                signal.signal(getattr(signal, name), signal.SIG_DFL)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            worker = HTTPWorker(self.settings, number, slot, self.listeners, self.app)
+        except BaseException:
+            os._exit(1)
+        worker.run()
+
+    def _terminate(self, worker: WorkerProc) -> None:
+        worker.terminating = True
+        self._signal(worker, signal.SIGTERM)
+
+    def _kill(self, worker: WorkerProc, reason: str, detail: str) -> None:
+        worker.order = KillOrder(reason, detail)
+        self._signal(worker, signal.SIGKILL)
+
+    def _signal(self, worker: WorkerProc, signum: int) -> None:
+        try:
+            os.kill(worker.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def _kill_all(self) -> None:
+        for worker in list(self.workers.values()):
+            self._signal(worker, signal.SIGKILL)
+        self.stop_deadline = time.monotonic()
+
+    # -- reaping -----------------------------------------------------------------------------
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.upgrade_pid:
+                self._upgrade_failed(status)
+            elif pid in self.workers:
+                self._record_exit(self.workers.pop(pid), status)
+
+    def _record_exit(self, worker: WorkerProc, status: int) -> None:
+        view = worker.slot.read()
+        replacing = worker.terminating and worker.generation != self.generation
+        reason, detail = classify(status, view, worker.order, self._limits(), replacing)
+        ran_request = view.request_started > 0 or reason == "memory-soft"
+        record = ExitRecord(worker.pid, worker.role, reason, detail,
+                            view.request_line if ran_request else "",
+                            view.error if reason in ("crash", "boot-failed") else "")
+        self.exits.append(record)
+        self.scoreboard.release(worker.slot)
+        self._log_exit(record, worker)
+        self._count_boot(worker, view.state, record)
+
+    def _log_exit(self, record: ExitRecord, worker: WorkerProc) -> None:
+        if record.reason in ("stopped", "reload", "request-limit"):
+            log.info("%s", record.log_line())
+        elif record.reason == "memory-soft":
+            log.warning("%s", record.log_line())
+        elif record.error and record.reason == "crash":
+            log.error("%s; last traceback:\n%s", record.log_line(), record.error.rstrip())
+        else:
+            log.error("%s", record.log_line())
+
+    def _count_boot(self, worker: WorkerProc, state: int, record: ExitRecord) -> None:
+        if worker.ever_ready or state == READY or worker.terminating or self.stopping:
+            self.boot_failures = 0
+            return
+        self.boot_failures += 1
+        self.last_boot_error = record.error.strip() or record.detail
+        if self.boot_failures >= MAX_BOOT_ATTEMPTS:
+            log.error("http workers failed to start %d times in a row; giving up. Last error:"
+                      "\n%s", self.boot_failures, self.last_boot_error)
+            self._begin_stop(EXIT_BOOT_FAILURE)
+            return
+        delay = min(BOOT_BACKOFF_START * 2 ** (self.boot_failures - 1), BOOT_BACKOFF_MAX)
+        self.next_spawn = time.monotonic() + delay
+        log.warning("worker failed to start (%d/%d); next attempt in %.1fs",
+                    self.boot_failures, MAX_BOOT_ATTEMPTS, delay)
+
+    def _limits(self) -> dict[str, int]:
+        s = self.settings
+        return {"limit_time_cpu": s.limit_time_cpu, "limit_memory_soft": s.limit_memory_soft,
+                "limit_memory_hard": s.limit_memory_hard}
+
+    # -- watchdog ----------------------------------------------------------------------------
+
+    def _watchdog(self) -> None:
+        now = time.monotonic()
+        for worker in list(self.workers.values()):
+            if worker.order is not None:
+                continue
+            view = worker.slot.read()
+            if view.state == READY:
+                worker.ever_ready = True
+            self._check_time(worker, view.state, view.request_started, view.heartbeat, now)
+            if worker.order is None:
+                self._check_memory(worker)
+
+    def _check_time(self, worker: WorkerProc, state: int, started: float, beat: float,
+                    now: float) -> None:
+        limit = self.settings.limit_time_real
+        if not limit:
+            return
+        if started and now - started > limit:
+            self._kill(worker, "real-time", f"request running {now - started:.1f}s > "
+                       f"limit {limit}s")
+        elif state == BOOTING and now - worker.started > limit:
+            self._kill(worker, "boot-timeout", f"not ready after {limit}s")
+        elif state == READY and not started and beat and now - beat > limit:
+            self._kill(worker, "real-time", f"event loop silent for {now - beat:.1f}s")
+
+    def _check_memory(self, worker: WorkerProc) -> None:
+        limit = self.settings.limit_memory_hard
+        if not limit or worker.process is None:
+            return
+        try:
+            rss = worker.process.memory_info().rss
+        except psutil.Error:
+            return
+        if rss > limit:
+            self._kill(worker, "memory-hard", f"RSS {mib(rss)} > limit {mib(limit)}")
+
+    # -- stopping and upgrading --------------------------------------------------------------
+
+    def _grace(self) -> int:
+        return self.settings.limit_time_real or 120
+
+    def _begin_stop(self, code: int) -> None:
+        self.stopping = True
+        self.exit_code = code
+        self.stop_deadline = time.monotonic() + self._grace()
+        for sock in self.listeners:
+            sock.close()
+        for worker in list(self.workers.values()):
+            self._terminate(worker)
+
+    def _finished(self) -> bool:
+        if not self.stopping:
+            return False
+        if not self.workers:
+            return True
+        if time.monotonic() >= self.stop_deadline:
+            if not all(w.order for w in self.workers.values()):
+                log.warning("stop timeout: killing %d worker(s)", len(self.workers))
+                for worker in list(self.workers.values()):
+                    self._kill(worker, "stop-timeout", "")
+            self.stop_deadline = time.monotonic() + 5  # SIGKILL'ed children exit promptly
+        return False
+
+    def _finish_upgrade(self) -> None:
+        if self.upgrade_from:
+            log.info("upgrade: workers ready, asking the old master (pid %d) to stop",
+                     self.upgrade_from)
+            try:
+                os.kill(self.upgrade_from, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            self.upgrade_from = 0
+
+    def _upgrade_failed(self, status: int) -> None:
+        self.upgrade_pid = None
+        if not self.stopping:
+            log.error("upgrade failed: the new master exited (status %d); still serving",
+                      os.waitstatus_to_exitcode(status))
+
+    def _cleanup(self) -> None:
+        remove_state(self.state_file)
+        self._remove_pidfile()
+        log.info("master stopped")
+
+    # -- pidfile and state file --------------------------------------------------------------
+
+    def _write_pidfile(self) -> None:
+        if self.settings.pidfile:
+            with open(self.settings.pidfile, "w", encoding="ascii") as handle:
+                handle.write(f"{os.getpid()}\n")
+
+    def _remove_pidfile(self) -> None:
+        path = self.settings.pidfile
+        try:
+            with open(path, encoding="ascii") as handle:
+                mine = handle.read().strip() == str(os.getpid())
+            if mine:  # after an upgrade the file names the new master: leave it
+                os.unlink(path)
+        except (OSError, ValueError):
+            pass
+
+    def _publish_state(self) -> None:
+        now = time.monotonic()
+        if now < self.next_state:
+            return
+        self.next_state = now + STATE_INTERVAL
+        try:
+            write_state(self.state_file, self.state())
+        except OSError as exc:
+            log.warning("cannot write the state file %s: %s", self.state_file, exc)
+
+    def state(self) -> dict[str, Any]:
+        now = time.monotonic()
+        return {
+            "version": __version__,
+            "master": _process_row(self.process, "master", self.started_at, 0, "", 0.0),
+            "config": self.loaded.config_path,
+            "mode": "multi-processing",
+            "target_workers": self.target,
+            "listeners": [display_address(s) for s in self.listeners if s.fileno() >= 0],
+            "processes": [self._worker_row(w, now) for w in self.workers.values()],
+            "exits": [record.as_dict() for record in self.exits],
+        }
+
+    def _worker_row(self, worker: WorkerProc, now: float) -> dict[str, Any]:
+        view = worker.slot.read()
+        elapsed = now - view.request_started if view.request_started else 0.0
+        line = view.request_line if view.request_started else ""
+        row = _process_row(worker.process, worker.role, worker.started_at, view.requests, line,
+                           elapsed)
+        row["state"] = "stopping" if worker.terminating else _STATE_LABELS.get(view.state, "?")
+        row["generation"] = worker.generation
+        return row
+
+
+_STATE_LABELS = {BOOTING: "booting", READY: "ready"}
+
+
+def _process_row(process: psutil.Process | None, role: str, started_at: float, requests: int,
+                 request: str, elapsed: float) -> dict[str, Any]:
+    rss, cpu = 0, 0.0
+    if process is not None:
+        try:
+            with process.oneshot():
+                rss = process.memory_info().rss
+                cpu = process.cpu_percent(interval=None)
+        except psutil.Error:
+            pass
+    return {"pid": process.pid if process else 0, "role": role, "rss": rss, "cpu": cpu,
+            "requests": requests, "started_at": started_at, "request": request,
+            "request_seconds": round(elapsed, 3), "state": "running"}

@@ -1,0 +1,1 @@
+"""Worker processes: what runs in a child after the master forks it."""

@@ -1,0 +1,19 @@
+"""How a worker tells the master why it exited, and the reasons the master records."""
+
+from __future__ import annotations
+
+STOPPED = 0          # asked to stop (TERM), or a reload replaced it
+CRASHED = 1          # an exception escaped the worker loop; traceback in the slot
+BOOT_FAILED = 3      # the application could not be loaded; message in the slot
+MEMORY_SOFT = 10     # RSS above limit_memory_soft after a request; RSS in the slot
+REQUEST_LIMIT = 11   # served limit_request (+ jitter) requests
+MEMORY_HARD = 12     # an allocation failed under the kernel backstop (RLIMIT_AS)
+ORPHANED = 13        # the master went away
+
+REASONS = {
+    MEMORY_SOFT: "memory-soft",
+    REQUEST_LIMIT: "request-limit",
+    MEMORY_HARD: "memory-hard",
+    BOOT_FAILED: "boot-failed",
+    ORPHANED: "orphaned",
+}

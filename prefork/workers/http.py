@@ -1,0 +1,178 @@
+"""The HTTP worker: one process, one thread, one request at a time.
+
+It runs the foundation's event loop with inline dispatch: the loop multiplexes the shared
+listening socket and this worker's keep-alive connections, and only a fully arrived request
+reaches the application. The heartbeat comes from this loop, so a stuck request stops it.
+
+Everything here runs in the child after fork and ends with os._exit: a worker never returns
+into the master's code.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+import os
+import random
+import signal
+import socket
+import sys
+import time
+import traceback
+from types import FrameType
+
+from setproctitle import setproctitle
+
+from prefork.config import Settings
+from prefork.http.connection import Connection
+from prefork.http.loop import EventLoop
+from prefork.http.request import Request
+from prefork.servers.threaded import limits_from, timeouts_from
+from prefork.workers import exitcodes
+from prefork.workers.limits import (
+    CPULimit,
+    disable_core_dumps,
+    over_soft_limit,
+    set_address_space_backstop,
+)
+from prefork.workers.scoreboard import READY, STOPPING, Slot
+from prefork.wsgi.environ import EnvironBuilder
+from prefork.wsgi.handler import WSGIApp, WSGIHandler
+from prefork.wsgi.loader import AppImportError, load_app
+
+log = logging.getLogger("prefork.worker")
+
+TICK = 1.0
+DRAIN_TICK = 0.1
+DRAIN_MAX = 120
+JITTER_FRACTION = 0.1
+
+
+class HTTPWorker:
+    def __init__(self, settings: Settings, number: int, slot: Slot,
+                 listeners: list[socket.socket], app: WSGIApp | None) -> None:
+        self.settings = settings
+        self.number = number
+        self.slot = slot
+        self.listeners = listeners
+        self.app = app
+        self.master_pid = os.getppid()
+        self.exit_code: int | None = None
+        self.served = 0
+        limit = settings.limit_request
+        self.max_requests = limit + random.randint(0, int(limit * JITTER_FRACTION))
+        self.cpu = CPULimit(settings.limit_time_cpu)
+        self.loop = EventLoop(limits_from(settings), timeouts_from(settings), self._serve,
+                              inline=True)
+        self.handler: WSGIHandler | None = None
+
+    def run(self) -> None:
+        """Serve until told to stop or a limit says so; never returns."""
+        code = exitcodes.CRASHED
+        try:
+            code = self._run()
+        except BaseException:
+            text = traceback.format_exc()
+            self.slot.set_error(text)
+            log.critical("http worker #%d crashed:\n%s", self.number, text)
+        finally:
+            logging.shutdown()
+            os._exit(code)
+
+    def _run(self) -> int:
+        self._prepare_process()
+        app = self.app or self._load_app()
+        if app is None:
+            return exitcodes.BOOT_FAILED
+        self.handler = self._make_handler(app)
+        for sock in self.listeners:
+            self.loop.add_listener(sock)
+        self.slot.set_state(READY)
+        while self.exit_code is None:
+            self.slot.beat(time.monotonic())
+            self.loop.run_once(TICK)
+            if os.getppid() != self.master_pid:
+                log.warning("http worker #%d: master gone, exiting", self.number)
+                return exitcodes.ORPHANED
+        self._drain()
+        return self.exit_code
+
+    def _prepare_process(self) -> None:
+        # QUIT dumps every thread's stack from C, without running Python in a handler.
+        faulthandler.register(signal.SIGQUIT, file=sys.stderr, all_threads=True, chain=False)
+        signal.signal(signal.SIGTERM, self._on_term)
+        for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR2, signal.SIGTTIN,
+                       signal.SIGTTOU, signal.SIGWINCH):
+            signal.signal(signum, signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.set_wakeup_fd(self.loop.wake_fd, warn_on_full_buffer=False)
+        setproctitle(f"prefork: http worker #{self.number}")
+        disable_core_dumps()
+        set_address_space_backstop(self.settings.limit_memory_hard)
+
+    def _on_term(self, signum: int, frame: FrameType | None) -> None:
+        if self.exit_code is None:
+            self.exit_code = exitcodes.STOPPED  # the loop sees it after the current request
+
+    def _load_app(self) -> WSGIApp | None:
+        try:
+            return load_app(self.settings.app)
+        except AppImportError as exc:
+            message = str(exc)
+        except BaseException:
+            message = traceback.format_exc()
+        self.slot.set_error(message)
+        log.error("http worker #%d cannot load the application: %s", self.number, message)
+        return None
+
+    def _make_handler(self, app: WSGIApp) -> WSGIHandler:
+        settings = self.settings
+        environ = EnvironBuilder(settings.http_interface or "0.0.0.0", settings.http_port,
+                                 settings.proxy_mode)
+        environ.configure(multithread=False, multiprocess=True)
+        return WSGIHandler(app, environ, self.loop.date,
+                           send_timeout=settings.http_header_timeout,
+                           access_log=settings.access_log,
+                           draining=lambda: self.exit_code is not None)
+
+    def _serve(self, conn: Connection, request: Request) -> bool:
+        assert self.handler is not None
+        self.slot.begin_request(f"{request.method} {request.target} {request.version}",
+                                time.monotonic())
+        self.cpu.arm()
+        memory_errors = self.handler.memory_errors
+        try:
+            keep_open = self.handler.serve(conn, request)
+        finally:
+            request.body.close()
+        self.served += 1
+        self.slot.end_request(self.served)
+        return self._check_limits(memory_errors) and keep_open
+
+    def _check_limits(self, memory_errors_before: int) -> bool:
+        """After a request: decide whether this worker must be recycled."""
+        assert self.handler is not None
+        if self.handler.memory_errors != memory_errors_before:
+            self._recycle(exitcodes.MEMORY_HARD)
+        elif rss := over_soft_limit(self.settings.limit_memory_soft):
+            self.slot.set_value(rss)
+            self._recycle(exitcodes.MEMORY_SOFT)
+        elif self.served >= self.max_requests:
+            self.slot.set_value(self.served)
+            self._recycle(exitcodes.REQUEST_LIMIT)
+        return self.exit_code is None
+
+    def _recycle(self, code: int) -> None:
+        if self.exit_code is None or self.exit_code == exitcodes.STOPPED:
+            self.exit_code = code
+
+    def _drain(self) -> None:
+        """Stop accepting (the listening socket stays open in the master and the other
+        workers), then answer what clients still send on open connections, with
+        `Connection: close`, until they are all closed or idle."""
+        self.slot.set_state(STOPPING)
+        self.loop.stop_accepting(close_idle=False)
+        deadline = time.monotonic() + (self.settings.limit_time_real or DRAIN_MAX)
+        while self.loop.open_connections and time.monotonic() < deadline:
+            self.slot.beat(time.monotonic())
+            self.loop.run_once(DRAIN_TICK)

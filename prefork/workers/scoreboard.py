@@ -1,0 +1,117 @@
+"""Shared memory between the master and its workers: one fixed-size slot per worker.
+
+The master maps it before forking, so every worker writes its own slot and the master reads
+them all without a system call: the heartbeat of the worker's own loop, when the current
+request started and its request line, how many requests it served, its state, and the
+measured value or error text that explains its exit.
+
+Each field is written by one process only (the worker, except `pid` and `state` FREE/BOOTING,
+written by the master before the fork). Reads are not atomic across fields; a torn read
+costs one tick of the watchdog at most, because every decision is re-checked on the next.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+from dataclasses import dataclass
+
+FREE, BOOTING, READY, STOPPING = range(4)
+STATE_NAMES = {FREE: "free", BOOTING: "booting", READY: "ready", STOPPING: "stopping"}
+
+_HEAD = struct.Struct("=iiddqq")  # pid, state, heartbeat, request_started, requests, value
+_LINE_SIZE = 256
+_ERROR_SIZE = 2048
+SLOT_SIZE = _HEAD.size + _LINE_SIZE + _ERROR_SIZE
+MAX_SLOTS = 512
+
+_OFF_PID, _OFF_STATE, _OFF_BEAT, _OFF_STARTED, _OFF_REQUESTS, _OFF_VALUE = 0, 4, 8, 16, 24, 32
+_OFF_LINE = _HEAD.size
+_OFF_ERROR = _OFF_LINE + _LINE_SIZE
+_INT = struct.Struct("=i")
+_DOUBLE = struct.Struct("=d")
+_LONG = struct.Struct("=q")
+
+
+@dataclass(frozen=True)
+class SlotView:
+    pid: int
+    state: int
+    heartbeat: float
+    request_started: float
+    requests: int
+    value: int
+    request_line: str
+    error: str
+
+
+class Slot:
+    """One worker's slot; the worker holds it for its lifetime."""
+
+    __slots__ = ("_base", "_mem", "index")
+
+    def __init__(self, mem: mmap.mmap, index: int) -> None:
+        self._mem = mem
+        self.index = index
+        self._base = index * SLOT_SIZE
+
+    def reset(self, pid: int) -> None:
+        self._mem[self._base:self._base + SLOT_SIZE] = bytes(SLOT_SIZE)
+        _HEAD.pack_into(self._mem, self._base, pid, BOOTING, 0.0, 0.0, 0, 0)
+
+    def set_pid(self, pid: int) -> None:
+        _INT.pack_into(self._mem, self._base + _OFF_PID, pid)
+
+    def set_state(self, state: int) -> None:
+        _INT.pack_into(self._mem, self._base + _OFF_STATE, state)
+
+    def beat(self, now: float) -> None:
+        _DOUBLE.pack_into(self._mem, self._base + _OFF_BEAT, now)
+
+    def begin_request(self, line: str, now: float) -> None:
+        raw = line.encode("latin-1", "replace")[:_LINE_SIZE - 1]
+        start = self._base + _OFF_LINE
+        self._mem[start:start + len(raw) + 1] = raw + b"\0"
+        _DOUBLE.pack_into(self._mem, self._base + _OFF_STARTED, now)
+
+    def end_request(self, served: int) -> None:
+        _DOUBLE.pack_into(self._mem, self._base + _OFF_STARTED, 0.0)
+        _LONG.pack_into(self._mem, self._base + _OFF_REQUESTS, served)
+
+    def set_value(self, value: int) -> None:
+        _LONG.pack_into(self._mem, self._base + _OFF_VALUE, value)
+
+    def set_error(self, text: str) -> None:
+        raw = text.encode("utf-8", "replace")[-(_ERROR_SIZE - 1):]
+        start = self._base + _OFF_ERROR
+        self._mem[start:start + len(raw) + 1] = raw + b"\0"
+
+    def read(self) -> SlotView:
+        pid, state, beat, started, requests, value = _HEAD.unpack_from(self._mem, self._base)
+        return SlotView(pid, state, beat, started, requests, value,
+                        _cstring(self._mem, self._base + _OFF_LINE, _LINE_SIZE),
+                        _cstring(self._mem, self._base + _OFF_ERROR, _ERROR_SIZE))
+
+
+def _cstring(mem: mmap.mmap, start: int, size: int) -> str:
+    raw = mem[start:start + size]
+    return raw[:raw.find(b"\0") if b"\0" in raw else size].decode("utf-8", "replace")
+
+
+class Scoreboard:
+    """All slots, mapped shared and anonymous: visible to every process forked after it."""
+
+    def __init__(self, slots: int = MAX_SLOTS) -> None:
+        self._mem = mmap.mmap(-1, slots * SLOT_SIZE, flags=mmap.MAP_SHARED)
+        self._free = list(range(slots - 1, -1, -1))
+
+    def acquire(self, pid: int = 0) -> Slot:
+        if not self._free:
+            raise RuntimeError("no free worker slot")
+        slot = Slot(self._mem, self._free.pop())
+        slot.reset(pid)
+        return slot
+
+    def release(self, slot: Slot) -> None:
+        slot.set_state(FREE)
+        self._free.append(slot.index)
