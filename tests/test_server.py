@@ -69,10 +69,10 @@ def test_second_signal_forces_the_stop(server: Server) -> None:
     thread.join(10)
 
 
-def test_multiprocessing_mode_is_refused_clearly(server_factory: type) -> None:
-    server = server_factory.start("--workers", "2", wait=False)
+def test_workers_auto_is_refused_clearly(server_factory: type) -> None:
+    server = server_factory.start("--workers", "auto", wait=False)
     assert server.proc.wait(10) == 2
-    assert "multi-processing mode (workers = 2) is not available" in server.log()
+    assert "workers = auto is not available in this version" in server.log()
     assert "Traceback" not in server.log()
 
 

@@ -49,7 +49,9 @@ def describe_processes(settings: Settings) -> list[str]:
         f"  {workers} HTTP worker process(es) on {http}",
         f"  {settings.max_cron_threads} cron worker process(es)",
         f"  1 realtime process (websocket/long-polling) on {realtime}",
-        "note: this version serves threaded mode only; 'prefork run' refuses workers != 0",
+        "note: this version starts the master and the HTTP workers; cron workers and the "
+        "realtime process are not implemented yet"
+        + ("; workers = auto is not available yet" if auto else ""),
     ]
 
 

@@ -32,7 +32,7 @@ log = logging.getLogger("prefork.http")
 
 ACCEPT_BATCH = 64
 SWEEP_INTERVAL = 0.5
-DRAIN_IDLE = 1.0  # seconds an idle connection is kept while the server stops
+DRAIN_IDLE = 5.0  # most seconds an idle connection is kept while the server stops
 
 # Called with a connection and its next complete request. Inline dispatchers return whether
 # the connection stays open; hand-off dispatchers return None and call `resume` later.
@@ -65,6 +65,7 @@ class EventLoop:
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._next_sweep = 0.0
         self.draining = False
+        self.dispatched = 0
 
     @property
     def wake_fd(self) -> int:
@@ -82,8 +83,9 @@ class EventLoop:
         """Stop taking connections.
 
         With `close_idle`, connections with no request in progress are dropped at once.
-        Without it they stay open for DRAIN_IDLE seconds more: a client busy on its
-        connection gets its next answer (with `Connection: close`) instead of a reset.
+        Without it they stay open while they are used, up to the keep-alive timeout (at most
+        DRAIN_IDLE) between requests: a client busy on its connection gets its next answer,
+        with `Connection: close`, instead of a reset.
         """
         self.draining = True
         for sock in self._listeners:
@@ -94,7 +96,10 @@ class EventLoop:
             if close_idle:
                 self._close(conn)
             elif not conn.in_request:
-                conn.deadline = min(conn.deadline, time.monotonic() + DRAIN_IDLE)
+                conn.deadline = min(conn.deadline, time.monotonic() + self._drain_idle())
+
+    def _drain_idle(self) -> float:
+        return min(self.timeouts.keepalive, DRAIN_IDLE)
 
     @property
     def open_connections(self) -> int:
@@ -109,6 +114,8 @@ class EventLoop:
     # -- running --------------------------------------------------------------------------
 
     def run_once(self, timeout: float) -> None:
+        ready_listeners = []
+        served_before = self.dispatched
         for key, _ in self._selector.select(timeout):
             data = key.data
             if data is None:
@@ -116,7 +123,13 @@ class EventLoop:
             elif isinstance(data, Connection):
                 self._on_readable(data)
             else:
-                self._accept(data)
+                ready_listeners.append(data)
+        # Inline, a worker that has just served a request is no longer known to be the
+        # idlest: it leaves pending connections to the others and looks again next turn.
+        if not self._inline or self.dispatched == served_before:
+            for listener in ready_listeners:
+                if listener in self._listeners:
+                    self._accept(listener)
         now = time.monotonic()
         if now >= self._next_sweep:
             self._sweep(now)
@@ -170,6 +183,8 @@ class EventLoop:
             conn = Connection(sock, peer[:2] if isinstance(peer, tuple) else ("", 0),
                               self.limits)
             self._register(conn)
+            if self._inline:  # the request usually follows the connect: serve it this turn
+                self._on_readable(conn)
 
     def _register(self, conn: Connection) -> None:
         conn.in_request = False
@@ -202,6 +217,7 @@ class EventLoop:
             if request is None:
                 self._await_more(conn)
                 return
+            self.dispatched += 1
             if not self._inline:
                 self._unregister(conn)
                 self._busy += 1
@@ -216,7 +232,7 @@ class EventLoop:
             conn.sock.send(CONTINUE)  # 25 bytes into an idle socket buffer: never blocks
         if conn.parser.idle:
             conn.in_request = False
-            idle = DRAIN_IDLE if self.draining else self.timeouts.keepalive
+            idle = self._drain_idle() if self.draining else self.timeouts.keepalive
             conn.deadline = time.monotonic() + idle
         elif not conn.in_request:
             conn.in_request = True

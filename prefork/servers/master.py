@@ -325,9 +325,11 @@ class Master:
         view = worker.slot.read()
         replacing = worker.terminating and worker.generation != self.generation
         reason, detail = classify(status, view, worker.order, self._limits(), replacing)
-        ran_request = view.request_started > 0 or reason == "memory-soft"
-        record = ExitRecord(worker.pid, worker.role, reason, detail,
-                            view.request_line if ran_request else "",
+        if view.request_started:
+            request = view.request_line
+        else:  # a worker that recycled itself names the request that decided it
+            request = view.exit_line if reason in ("memory-soft", "memory-hard") else ""
+        record = ExitRecord(worker.pid, worker.role, reason, detail, request,
                             view.error if reason in ("crash", "boot-failed") else "")
         self.exits.append(record)
         self.scoreboard.release(worker.slot)
@@ -345,7 +347,8 @@ class Master:
             log.error("%s", record.log_line())
 
     def _count_boot(self, worker: WorkerProc, state: int, record: ExitRecord) -> None:
-        if worker.ever_ready or state == READY or worker.terminating or self.stopping:
+        booted = worker.ever_ready or state != BOOTING
+        if booted or worker.terminating or self.stopping:
             self.boot_failures = 0
             return
         self.boot_failures += 1

@@ -153,18 +153,17 @@ class HTTPWorker:
         """After a request: decide whether this worker must be recycled."""
         assert self.handler is not None
         if self.handler.memory_errors != memory_errors_before:
-            self._recycle(exitcodes.MEMORY_HARD)
+            self._recycle(exitcodes.MEMORY_HARD, 0)
         elif rss := over_soft_limit(self.settings.limit_memory_soft):
-            self.slot.set_value(rss)
-            self._recycle(exitcodes.MEMORY_SOFT)
+            self._recycle(exitcodes.MEMORY_SOFT, rss)
         elif self.served >= self.max_requests:
-            self.slot.set_value(self.served)
-            self._recycle(exitcodes.REQUEST_LIMIT)
+            self._recycle(exitcodes.REQUEST_LIMIT, self.served)
         return self.exit_code is None
 
-    def _recycle(self, code: int) -> None:
+    def _recycle(self, code: int, value: int) -> None:
         if self.exit_code is None or self.exit_code == exitcodes.STOPPED:
             self.exit_code = code
+            self.slot.mark_exit(value)
 
     def _drain(self) -> None:
         """Stop accepting (the listening socket stays open in the master and the other

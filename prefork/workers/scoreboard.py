@@ -22,12 +22,13 @@ STATE_NAMES = {FREE: "free", BOOTING: "booting", READY: "ready", STOPPING: "stop
 _HEAD = struct.Struct("=iiddqq")  # pid, state, heartbeat, request_started, requests, value
 _LINE_SIZE = 256
 _ERROR_SIZE = 2048
-SLOT_SIZE = _HEAD.size + _LINE_SIZE + _ERROR_SIZE
+SLOT_SIZE = _HEAD.size + 2 * _LINE_SIZE + _ERROR_SIZE
 MAX_SLOTS = 512
 
 _OFF_PID, _OFF_STATE, _OFF_BEAT, _OFF_STARTED, _OFF_REQUESTS, _OFF_VALUE = 0, 4, 8, 16, 24, 32
 _OFF_LINE = _HEAD.size
-_OFF_ERROR = _OFF_LINE + _LINE_SIZE
+_OFF_EXIT_LINE = _OFF_LINE + _LINE_SIZE
+_OFF_ERROR = _OFF_EXIT_LINE + _LINE_SIZE
 _INT = struct.Struct("=i")
 _DOUBLE = struct.Struct("=d")
 _LONG = struct.Struct("=q")
@@ -42,6 +43,7 @@ class SlotView:
     requests: int
     value: int
     request_line: str
+    exit_line: str
     error: str
 
 
@@ -81,6 +83,13 @@ class Slot:
     def set_value(self, value: int) -> None:
         _LONG.pack_into(self._mem, self._base + _OFF_VALUE, value)
 
+    def mark_exit(self, value: int) -> None:
+        """Keep the measured value and the request that decided this worker's exit."""
+        self.set_value(value)
+        line = self._base + _OFF_LINE
+        exit_line = self._base + _OFF_EXIT_LINE
+        self._mem[exit_line:exit_line + _LINE_SIZE] = self._mem[line:line + _LINE_SIZE]
+
     def set_error(self, text: str) -> None:
         raw = text.encode("utf-8", "replace")[-(_ERROR_SIZE - 1):]
         start = self._base + _OFF_ERROR
@@ -90,6 +99,7 @@ class Slot:
         pid, state, beat, started, requests, value = _HEAD.unpack_from(self._mem, self._base)
         return SlotView(pid, state, beat, started, requests, value,
                         _cstring(self._mem, self._base + _OFF_LINE, _LINE_SIZE),
+                        _cstring(self._mem, self._base + _OFF_EXIT_LINE, _LINE_SIZE),
                         _cstring(self._mem, self._base + _OFF_ERROR, _ERROR_SIZE))
 
 

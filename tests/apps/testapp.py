@@ -81,7 +81,11 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
         start_response("200 OK", [("Content-Type", "text/plain")])
         return broken()
     if path == "/sleep":
+        started = time.time()
         time.sleep(float(query.get("s", "1")))
+        if query.get("report") == "1":
+            return _json(start_response, {"pid": os.getpid(), "start": started,
+                                          "end": time.time()})
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
         return [b"slept"]
     if path == "/empty":
@@ -107,6 +111,13 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
 
 
 _KEPT: list[bytes] = []
+
+
+def _json(start_response: StartResponse, data: object) -> Iterable[bytes]:
+    body = json.dumps(data).encode()
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
 
 
 def _memory(query: dict[str, str], start_response: StartResponse) -> Iterable[bytes]:

@@ -1,0 +1,364 @@
+"""Multi-processing mode with real processes and real signals."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import ROOT, Server
+from tests.load import Load
+
+APP = ("--app", "tests.apps.testapp:app")
+
+
+def workers_of(server: Server) -> list[psutil.Process]:
+    return [p for p in psutil.Process(server.proc.pid).children()
+            if "http worker" in " ".join(p.cmdline())]
+
+
+def wait_for(predicate, timeout: float = 10.0, message: str = "") -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(message or "condition never became true")
+
+
+def wait_workers(server: Server, count: int, timeout: float = 10.0) -> list[psutil.Process]:
+    wait_for(lambda: len(workers_of(server)) == count, timeout,
+             f"expected {count} workers; log:\n{server.log()}")
+    return workers_of(server)
+
+
+def get(server: Server, path: str, timeout: float = 30) -> tuple[int, bytes]:
+    conn = server.http(timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def test_processes_are_master_plus_workers_with_titles(server_factory: type) -> None:
+    server = server_factory.start(*APP, "--workers", "3")
+    workers = wait_workers(server, 3)
+    master = psutil.Process(server.proc.pid)
+    assert master.cmdline()[0] == "prefork: master"
+    titles = sorted(p.cmdline()[0] for p in workers)
+    assert titles == ["prefork: http worker #1", "prefork: http worker #2",
+                      "prefork: http worker #3"]
+    assert len(master.children()) == 3
+
+
+def test_workers_serve_in_parallel_processes(server_factory: type) -> None:
+    server = server_factory.start(*APP, "--workers", "2")
+    wait_workers(server, 2)
+    results: list[dict[str, float]] = []
+    threads = [threading.Thread(target=lambda: results.append(
+        json.loads(get(server, "/sleep?s=1&report=1")[1]))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    first, second = sorted(results, key=lambda r: r["start"])
+    assert first["pid"] != second["pid"]
+    assert second["start"] < first["end"], "the two requests must run at the same time"
+
+
+def test_ab_against_four_workers_has_no_failed_request(server_factory: type) -> None:
+    ab = shutil.which("ab")
+    if ab is None:
+        pytest.skip("ab (apache2-utils) is not installed; .ci/run installs it")
+    server = server_factory.start(*APP, "--workers", "4", "--no-access-log")
+    wait_workers(server, 4)
+    out = subprocess.run([ab, "-n", "100", "-c", "10", f"http://127.0.0.1:{server.port}/echo"],
+                         capture_output=True, text=True, timeout=60).stdout
+    assert re.search(r"Complete requests:\s+100\b", out), out
+    assert re.search(r"Failed requests:\s+0\b", out), out
+
+
+def test_memory_soft_limit_delivers_then_recycles(server_factory: type) -> None:
+    server = server_factory.start(*APP, "--workers", "1", "--limit-memory-soft", "100M",
+                                  "--limit-memory-hard", "600M")
+    (first,) = wait_workers(server, 1)
+    with Load(server.port, clients=2) as load:
+        status, body = get(server, "/mem?mb=150&keep=1")
+        assert (status, body) == (200, b"allocated 150 MiB")  # between soft and hard: served
+        match = server.wait_log(r"http worker #1 \(pid (\d+)\) exited: memory-soft, RSS "
+                                r"[\d.]+ MiB > limit 100\.0 MiB, request 'GET /mem\?mb=150&keep=1 "
+                                r"HTTP/1\.1'")
+        assert int(match.group(1)) == first.pid
+        wait_for(lambda: [p.pid for p in workers_of(server)] not in ([], [first.pid]))
+        time.sleep(0.5)
+    assert load.result.failed == 0, load.result.errors
+
+
+def test_memory_hard_limit_kills_during_the_request(server_factory: type) -> None:
+    server = server_factory.start(*APP, "--workers", "2", "--limit-memory-soft", "100M",
+                                  "--limit-memory-hard", "300M")
+    wait_workers(server, 2)
+    with Load(server.port, clients=2) as load:
+        with pytest.raises((http.client.HTTPException, ConnectionError)):
+            get(server, "/mem?mb=1000&keep=1")
+        server.wait_log(r"http worker #\d \(pid \d+\) exited: memory-hard, RSS [\d.]+ MiB > "
+                        r"limit 300\.0 MiB, request 'GET /mem\?mb=1000&keep=1 HTTP/1\.1'")
+        wait_workers(server, 2)
+    assert load.result.failed == 0, load.result.errors
+    assert load.result.ok > 0
+
+
+def test_sudden_allocation_hits_the_kernel_backstop(server_factory: type) -> None:
+    server = server_factory.start(*APP, "--workers", "1", "--limit-memory-soft", "100M",
+                                  "--limit-memory-hard", "200M")
+    wait_workers(server, 1)
+    status, _ = get(server, "/mem?mb=4000")  # one allocation past 2 x hard + 512M
+    assert status == 500
+    server.wait_log(r"exited: memory-hard, an allocation failed under the address-space "
+                    r"backstop")
+    assert "MemoryError" in server.log()
+    wait_workers(server, 1)
+    assert get(server, "/echo")[0] == 200
+
+
+def test_cpu_time_limit_kills_the_worker(server_factory: type) -> None:
+    server = server_factory.start(*APP, "--workers", "2", "--limit-time-cpu", "1")
+    wait_workers(server, 2)
+    with Load(server.port, clients=2) as load:
+        with pytest.raises((http.client.HTTPException, ConnectionError)):
+            get(server, "/burn?s=10")
+        server.wait_log(r"exited: cpu-time, CPU time above limit 1s, request 'GET /burn\?s=10 "
+                        r"HTTP/1\.1'")
+        wait_workers(server, 2)
+    assert load.result.failed == 0, load.result.errors
+
+
+def test_real_time_limit_kills_the_worker(server_factory: type) -> None:
+    server = server_factory.start(*APP, "--workers", "2", "--limit-time-real", "2")
+    wait_workers(server, 2)
+    started = time.monotonic()
+    with Load(server.port, clients=2) as load:
+        with pytest.raises((http.client.HTTPException, ConnectionError)):
+            get(server, "/sleep?s=30")
+        server.wait_log(r"exited: real-time, request running 2\.\d+s > limit 2s, request "
+                        r"'GET /sleep\?s=30 HTTP/1\.1'")
+    assert time.monotonic() - started < 10
+    assert load.result.failed == 0, load.result.errors
+
+
+def test_request_limit_recycles_gracefully(server_factory: type) -> None:
+    server = server_factory.start(*APP, "--workers", "1", "--limit-request", "20")
+    wait_workers(server, 1)
+    with Load(server.port, clients=2) as load:
+        wait_for(lambda: load.result.ok > 100, 20)
+    assert load.result.failed == 0, load.result.errors
+    assert len(load.result.pids) >= 4
+    assert re.search(r"exited: request-limit, served 2[0-2] requests", server.log())
+
+
+def test_crash_during_a_request_is_replaced_quickly(server_factory: type) -> None:
+    server = server_factory.start(*APP, "--workers", "2")
+    wait_workers(server, 2)
+    with pytest.raises((http.client.HTTPException, ConnectionError)):
+        get(server, "/crash")
+    exited = server.wait_log(r"(\d\d:\d\d:\d\d,\d{3}) \d+ ERROR prefork.master: http worker "
+                             r"#(\d) \(pid \d+\) exited: crash, exit code 7, request 'GET /crash")
+    spawned = server.wait_log(rf"(\d\d:\d\d:\d\d,\d{{3}}) \d+ INFO prefork.master: spawned "
+                              rf"http worker #{exited.group(2)} pid=\d+\n(?![\s\S]*exited: crash)")
+    gap = _seconds(spawned.group(1)) - _seconds(exited.group(1))
+    assert 0 <= gap < 1.0, f"replacement took {gap:.3f}s"
+    wait_workers(server, 2)
+
+
+def _seconds(stamp: str) -> float:
+    hours, minutes, rest = stamp.split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(rest.replace(",", "."))
+
+
+def test_boot_failure_backs_off_then_exits_3(server_factory: type) -> None:
+    server = server_factory.start("--app", "tests.apps.broken:app", "--workers", "2")
+    assert server.proc.wait(30) == 3
+    log = server.log()
+    assert log.count("worker failed to start (") == 4
+    assert "http workers failed to start 5 times in a row; giving up" in log
+    assert "RuntimeError: this application is broken on purpose" in log
+
+
+def test_term_lets_in_flight_requests_finish(server_factory: type) -> None:
+    server = server_factory.start(*APP, "--workers", "2")
+    wait_workers(server, 2)
+    results: list[tuple[int, bytes]] = []
+    thread = threading.Thread(target=lambda: results.append(get(server, "/sleep?s=1.5")))
+    thread.start()
+    time.sleep(0.5)
+    server.signal(signal.SIGTERM)
+    thread.join(10)
+    assert results == [(200, b"slept")]
+    assert server.proc.wait(10) == 0
+    assert "master stopped" in server.log()
+
+
+def test_second_term_forces(server_factory: type) -> None:
+    server = server_factory.start(*APP, "--workers", "1")
+    wait_workers(server, 1)
+    thread = threading.Thread(target=lambda: _ignore_errors(get, server, "/sleep?s=30"))
+    thread.start()
+    time.sleep(0.5)
+    server.signal(signal.SIGTERM)
+    server.wait_log("stopping gracefully")
+    server.signal(signal.SIGTERM)
+    assert server.proc.wait(10) == 0
+    assert "killing 1 worker(s) now" in server.log()
+    thread.join(10)
+
+
+def _ignore_errors(function, *args):  # type: ignore[no-untyped-def]
+    try:
+        return function(*args)
+    except (OSError, http.client.HTTPException):
+        return None
+
+
+@pytest.mark.parametrize("keep_alive", [False, True], ids=["new-connections", "keep-alive"])
+def test_hup_replaces_every_worker_without_a_failed_request(server_factory: type,
+                                                            keep_alive: bool) -> None:
+    server = server_factory.start(*APP, "--workers", "3", "--no-access-log")
+    old = {p.pid for p in wait_workers(server, 3)}
+    with Load(server.port, clients=6, keep_alive=keep_alive) as load:
+        wait_for(lambda: load.result.ok > 200)
+        server.signal(signal.SIGHUP)
+        server.wait_log(r"reload: 3 new worker\(s\) ready, 3 old one\(s\) stopping")
+        wait_for(lambda: not old & {p.pid for p in workers_of(server)}, 15)
+        served = load.result.ok
+        wait_for(lambda: load.result.ok > served + 200)
+    assert load.result.failed == 0, load.result.errors
+    assert len(workers_of(server)) == 3
+
+
+def test_ttin_and_ttou_change_the_worker_count(server_factory: type) -> None:
+    server = server_factory.start(*APP, "--workers", "2")
+    wait_workers(server, 2)
+    # One signal at a time: POSIX merges a signal sent while the same one is pending.
+    server.signal(signal.SIGTTIN)
+    server.wait_log("target is now 3")
+    wait_workers(server, 3)
+    for sent, expected in ((1, 2), (2, 1), (3, 1)):  # never below one
+        server.signal(signal.SIGTTOU)
+        wait_for(lambda n=sent: server.log().count("one worker fewer") == n)
+        wait_workers(server, expected)
+
+
+def test_quit_dumps_every_process_stack(server_factory: type) -> None:
+    server = server_factory.start(*APP, "--workers", "2")
+    workers = wait_workers(server, 2)
+    server.signal(signal.SIGQUIT)
+    for worker in workers:
+        server.wait_log(rf"--- stack of prefork http worker #\d \(pid {worker.pid}\) ---\n"
+                        r"(Current thread|Thread)")
+    server.wait_log(rf"--- stack of prefork master \(pid {server.proc.pid}\) ---")
+    assert len(workers_of(server)) == 2
+
+
+def test_usr2_upgrades_without_a_failed_request(server_factory: type, tmp_path: Path) -> None:
+    pidfile = tmp_path / "master.pid"
+    server = server_factory.start(*APP, "--workers", "2", "--no-access-log", "--pidfile",
+                                  str(pidfile))
+    wait_workers(server, 2)
+    try:
+        with Load(server.port, clients=4) as load:
+            wait_for(lambda: load.result.ok > 100)
+            server.signal(signal.SIGUSR2)
+            assert server.proc.wait(30) == 0  # the old master drained and left
+            new_master = int(pidfile.read_text())
+            assert new_master != server.proc.pid
+            served = load.result.ok
+            wait_for(lambda: load.result.ok > served + 100)
+        assert load.result.failed == 0, load.result.errors
+        assert psutil.Process(new_master).cmdline()[0] == "prefork: master"
+    finally:
+        if pidfile.exists():
+            os.kill(int(pidfile.read_text()), signal.SIGTERM)
+            wait_for(lambda: not pidfile.exists(), 15)
+
+
+def test_sigkill_of_a_worker_loses_at_most_its_request(server_factory: type) -> None:
+    server = server_factory.start(*APP, "--workers", "3", "--no-access-log")
+    victim = wait_workers(server, 3)[1]
+    with Load(server.port, clients=4) as load:
+        wait_for(lambda: load.result.ok > 100)
+        victim.kill()
+        server.wait_log(rf"\(pid {victim.pid}\) exited: crash, killed by signal SIGKILL")
+        wait_workers(server, 3)
+        served = load.result.ok
+        wait_for(lambda: load.result.ok > served + 100)
+    assert load.result.failed <= 1, load.result.errors
+
+
+def test_slow_clients_do_not_starve_a_single_worker(server_factory: type) -> None:
+    server = server_factory.start(*APP, "--workers", "1")
+    wait_workers(server, 1)
+    slow = [server.connect() for _ in range(30)]
+    for sock in slow:
+        sock.sendall(b"GET /echo HTTP/1.1\r\nHost: slow\r\n")  # never finished
+    started = time.monotonic()
+    assert get(server, "/echo")[0] == 200
+    assert time.monotonic() - started < 2
+    for sock in slow:
+        sock.close()
+
+
+def test_preload_imports_the_app_once_in_the_master(server_factory: type,
+                                                   tmp_path: Path) -> None:
+    imports = tmp_path / "imports.txt"
+    env = {"TESTAPP_IMPORT_LOG": str(imports)}
+    server = server_factory.start("--app", "tests.apps.preloaded:app", "--workers", "3",
+                                  "--preload-app", env=env)
+    wait_workers(server, 3)
+    assert get(server, "/echo")[0] == 200
+    assert imports.read_text().split() == [str(server.proc.pid)]
+    lazy = server_factory.start("--app", "tests.apps.preloaded:app", "--workers", "2",
+                                env={"TESTAPP_IMPORT_LOG": str(tmp_path / "lazy.txt")})
+    pids = {p.pid for p in wait_workers(lazy, 2)}
+    wait_for(lambda: len((tmp_path / "lazy.txt").read_text().split()) == 2)
+    assert {int(p) for p in (tmp_path / "lazy.txt").read_text().split()} == pids
+
+
+def test_status_shows_processes_and_exits(server_factory: type, tmp_path: Path) -> None:
+    server = server_factory.start(*APP, "--workers", "2", "--limit-request", "5")
+    wait_workers(server, 2)
+    for _ in range(12):
+        get(server, "/echo")
+    server.wait_log("exited: request-limit")
+    thread = threading.Thread(target=lambda: get(server, "/sleep?s=2.5"))
+    thread.start()
+    time.sleep(1.5)
+    command = [sys.executable, "-m", "prefork", "status", "-p", "0", "--data-dir",
+               str(tmp_path / "data")]
+    text = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=30)
+    thread.join()
+    assert text.returncode == 0, text.stderr
+    out = text.stdout
+    assert f"master pid {server.proc.pid}" in out
+    assert re.search(r"http worker #\d +\d+ +ready +[\d.]+ MiB +[\d.]+ +\d+ +\d+s +"
+                     r"GET /sleep\?s=2\.5 HTTP/1\.1 \(\d\.\ds\)", out), out
+    assert "request-limit, served" in out
+    as_json = subprocess.run([*command, "--json"], capture_output=True, text=True, cwd=ROOT,
+                             timeout=30)
+    state = json.loads(as_json.stdout)
+    assert len(state["processes"]) == 2 and state["exits"]
+    server.stop()
+    gone = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=30)
+    assert gone.returncode == 1 and "no running master" in gone.stderr
