@@ -32,6 +32,7 @@ log = logging.getLogger("prefork.http")
 
 ACCEPT_BATCH = 64
 SWEEP_INTERVAL = 0.5
+FRESH_WINDOW = 0.05  # seconds a silent new connection keeps an inline worker from accepting
 DRAIN_IDLE = 5.0  # most seconds an idle connection is kept while the server stops
 
 # Called with a connection and its next complete request. Inline dispatchers return whether
@@ -66,6 +67,9 @@ class EventLoop:
         self._next_sweep = 0.0
         self.draining = False
         self.dispatched = 0
+        self.serving: Connection | None = None
+        self._fresh: dict[Connection, float] = {}
+        self._accept_paused = False
 
     @property
     def wake_fd(self) -> int:
@@ -89,7 +93,8 @@ class EventLoop:
         """
         self.draining = True
         for sock in self._listeners:
-            self._selector.unregister(sock)
+            if not self._accept_paused:
+                self._selector.unregister(sock)
             sock.close()
         self._listeners.clear()
         for conn in list(self._conns):
@@ -100,6 +105,32 @@ class EventLoop:
 
     def _drain_idle(self) -> float:
         return min(self.timeouts.keepalive, DRAIN_IDLE)
+
+    def watch(self, fileobj: socket.socket, callback: Callable[[], None]) -> None:
+        """Call `callback` on this loop's thread whenever `fileobj` is readable."""
+        self._selector.register(fileobj, selectors.EVENT_READ, _Watch(callback))
+
+    def unwatch(self, fileobj: socket.socket) -> None:
+        self._selector.unregister(fileobj)
+
+    def adopt(self, sock: socket.socket, peer: tuple[str, int]) -> None:
+        """Take over a connection another process accepted (and read nothing from)."""
+        sock.setblocking(False)
+        conn = Connection(sock, peer, self.limits)
+        self._register(conn)
+        self._on_readable(conn)
+
+    def release_idle(self) -> list[Connection]:
+        """Remove and return the connections with no request in progress.
+
+        Inline only, and only while the loop's thread runs the application (the caller
+        holds the lock that thread releases for it): the connection being served stays.
+        """
+        idle = [c for c in self._conns
+                if c is not self.serving and not c.in_request and c.parser.idle]
+        for conn in idle:
+            self._unregister(conn)
+        return idle
 
     @property
     def open_connections(self) -> int:
@@ -116,12 +147,16 @@ class EventLoop:
     def run_once(self, timeout: float) -> None:
         ready_listeners = []
         served_before = self.dispatched
+        if self._inline:
+            timeout = self._pace_accepting(timeout)
         for key, _ in self._selector.select(timeout):
             data = key.data
             if data is None:
                 self._drain_wakeups()
             elif isinstance(data, Connection):
                 self._on_readable(data)
+            elif isinstance(data, _Watch):
+                data.callback()
             else:
                 ready_listeners.append(data)
         # Inline, a worker that has just served a request is no longer known to be the
@@ -134,6 +169,31 @@ class EventLoop:
         if now >= self._next_sweep:
             self._sweep(now)
             self._next_sweep = now + SWEEP_INTERVAL
+
+    def _pace_accepting(self, timeout: float) -> float:
+        """Inline: hold off accepting while a just-accepted connection has sent nothing.
+
+        Its request is most likely on the way, and this worker will be busy with it; the
+        next connection is better taken by an idle worker. After FRESH_WINDOW the
+        connection counts as a slow client, and accepting resumes, so slow clients cannot
+        starve the queue. Returns the select timeout to use.
+        """
+        now = time.monotonic()
+        for conn, accepted in list(self._fresh.items()):
+            if now - accepted >= FRESH_WINDOW:
+                del self._fresh[conn]
+        paused = bool(self._fresh) and not self.draining
+        if paused != self._accept_paused:
+            self._accept_paused = paused
+            for sock in self._listeners:
+                if paused:
+                    self._selector.unregister(sock)
+                else:
+                    self._selector.register(sock, selectors.EVENT_READ, sock)
+        if paused:
+            oldest = min(self._fresh.values())
+            return max(0.0, min(timeout, oldest + FRESH_WINDOW - now))
+        return timeout
 
     def resume(self, conn: Connection, keep_open: bool) -> None:
         """Give a served connection back to the loop; safe from any thread."""
@@ -185,6 +245,8 @@ class EventLoop:
             self._register(conn)
             if self._inline:  # the request usually follows the connect: serve it this turn
                 self._on_readable(conn)
+                if conn in self._conns and conn.parser.idle and not conn.served:
+                    self._fresh[conn] = time.monotonic()
 
     def _register(self, conn: Connection) -> None:
         conn.in_request = False
@@ -193,6 +255,7 @@ class EventLoop:
         self._selector.register(conn.sock, selectors.EVENT_READ, conn)
 
     def _unregister(self, conn: Connection) -> None:
+        self._fresh.pop(conn, None)
         self._conns.discard(conn)
         self._selector.unregister(conn.sock)
 
@@ -201,6 +264,7 @@ class EventLoop:
         conn.close()
 
     def _on_readable(self, conn: Connection) -> None:
+        self._fresh.pop(conn, None)
         if not conn.receive():
             self._close(conn)  # closed by the client, possibly mid-request: nothing to answer
             return
@@ -223,7 +287,12 @@ class EventLoop:
                 self._busy += 1
                 self._dispatch(conn, request)
                 return
-            if not self._dispatch(conn, request) or self.draining:
+            self.serving = conn
+            try:
+                keep_open = self._dispatch(conn, request)
+            finally:
+                self.serving = None
+            if not keep_open or self.draining:
                 self._close(conn)
                 return
 
@@ -254,6 +323,13 @@ class EventLoop:
                 self._refuse(conn, HTTPError(408, "request not received in time"))
             else:
                 self._close(conn)
+
+
+class _Watch:
+    __slots__ = ("callback",)
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.callback = callback
 
 
 def _discard_unread(sock: socket.socket) -> None:

@@ -13,7 +13,7 @@ import faulthandler
 import logging
 import os
 import queue
-import select
+import selectors
 import signal
 import socket
 import sys
@@ -32,8 +32,10 @@ from prefork.config import ConfigError
 from prefork.config.loader import Loaded
 from prefork.logs import log_stream
 from prefork.servers.exits import ExitRecord, KillOrder, classify, mib
+from prefork.servers.parking import Parked, Parking
 from prefork.servers.state import remove_state, state_path, write_state
 from prefork.sockets import display_address, handover_env, inherited_listeners, listen
+from prefork.workers.handoff import channel_pair, receive_connections
 from prefork.workers.http import HTTPWorker
 from prefork.workers.scoreboard import BOOTING, READY, Scoreboard, Slot
 from prefork.wsgi.handler import WSGIApp
@@ -59,6 +61,7 @@ class WorkerProc:
     number: int
     slot: Slot
     generation: int
+    channel: socket.socket
     started: float = field(default_factory=time.monotonic)
     started_at: float = field(default_factory=time.time)
     terminating: bool = False
@@ -101,6 +104,9 @@ class Master:
         self._wake_r, self._wake_w = os.pipe()
         for fd in (self._wake_r, self._wake_w):
             os.set_blocking(fd, False)
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self.parking = Parking(self.selector, self.settings.http_keepalive_timeout)
 
     # -- main loop ---------------------------------------------------------------------------
 
@@ -123,12 +129,45 @@ class Master:
         return self.exit_code
 
     def _sleep(self) -> None:
-        select.select([self._wake_r], [], [], TICK)
+        """Wait for a signal, a handed-over connection or a parked client, at most TICK."""
+        for key, _ in self.selector.select(TICK):
+            data = key.data
+            if data is None:
+                self._drain_wake_pipe()
+            elif isinstance(data, Parked):
+                self.parking.on_readable(data)
+            else:
+                self._receive_handover(data)
+        self.parking.expire(time.monotonic())
+        self.parking.dispatch(self._idle_channels())
+
+    def _drain_wake_pipe(self) -> None:
         try:
             while os.read(self._wake_r, 4096):
                 pass
         except BlockingIOError:
             pass
+
+    def _receive_handover(self, worker: WorkerProc) -> None:
+        received, closed = receive_connections(worker.channel)
+        for sock, peer in received:
+            if self.stopping:
+                sock.close()
+            else:
+                self.parking.park(sock, peer)
+        if closed:
+            self._unwatch_channel(worker)
+
+    def _idle_channels(self) -> list[socket.socket]:
+        """Channels of current workers that are ready and between requests."""
+        channels = []
+        for worker in self.workers.values():
+            if worker.terminating or worker.generation != self.generation:
+                continue
+            view = worker.slot.read()
+            if view.state == READY and not view.request_started:
+                channels.append(worker.channel)
+        return channels
 
     def _open_listeners(self) -> None:
         self.listeners = inherited_listeners()
@@ -262,11 +301,15 @@ class Master:
 
     def _spawn(self, number: int) -> None:
         slot = self.scoreboard.acquire()
+        master_end, worker_end = channel_pair()
         pid = os.fork()
         if pid == 0:
-            self._become_worker(number, slot)
+            master_end.close()
+            self._become_worker(number, slot, worker_end)
+        worker_end.close()
         slot.set_pid(pid)
-        worker = WorkerProc(pid, number, slot, self.generation)
+        worker = WorkerProc(pid, number, slot, self.generation, master_end)
+        self.selector.register(master_end, selectors.EVENT_READ, worker)
         try:
             worker.process = psutil.Process(pid)
         except psutil.Error:
@@ -274,18 +317,27 @@ class Master:
         self.workers[pid] = worker
         log.info("spawned http worker #%d pid=%d", number, pid)
 
-    def _become_worker(self, number: int, slot: Slot) -> None:
+    def _become_worker(self, number: int, slot: Slot, channel: socket.socket) -> None:
         """In the child: drop the master's own state and serve; never returns."""
         try:
             signal.set_wakeup_fd(-1)
             for name in SIGNALS:
                 signal.signal(getattr(signal, name), signal.SIG_DFL)
-            os.close(self._wake_r)
-            os.close(self._wake_w)
-            worker = HTTPWorker(self.settings, number, slot, self.listeners, self.app)
+            self._close_inherited()
+            worker = HTTPWorker(self.settings, number, slot, self.listeners, self.app, channel)
         except BaseException:
             os._exit(1)
         worker.run()
+
+    def _close_inherited(self) -> None:
+        """In a new worker: close what belongs to the master and to the other workers."""
+        # The epoll instance is shared with the master: close descriptors, never unregister.
+        for worker in self.workers.values():
+            worker.channel.close()
+        self.parking.close_copies()
+        os.close(self.selector.fileno())
+        os.close(self._wake_r)
+        os.close(self._wake_w)
 
     def _terminate(self, worker: WorkerProc) -> None:
         worker.terminating = True
@@ -319,7 +371,18 @@ class Master:
             if pid == self.upgrade_pid:
                 self._upgrade_failed(status)
             elif pid in self.workers:
-                self._record_exit(self.workers.pop(pid), status)
+                worker = self.workers.pop(pid)
+                self._receive_handover(worker)  # what it handed over just before exiting
+                self._close_channel(worker)
+                self._record_exit(worker, status)
+
+    def _unwatch_channel(self, worker: WorkerProc) -> None:
+        if worker.channel.fileno() in self.selector.get_map():
+            self.selector.unregister(worker.channel)
+
+    def _close_channel(self, worker: WorkerProc) -> None:
+        self._unwatch_channel(worker)
+        worker.channel.close()
 
     def _record_exit(self, worker: WorkerProc, status: int) -> None:
         view = worker.slot.read()
@@ -415,6 +478,7 @@ class Master:
         self.stopping = True
         self.exit_code = code
         self.stop_deadline = time.monotonic() + self._grace()
+        self.parking.close_all()
         for sock in self.listeners:
             sock.close()
         for worker in list(self.workers.values()):

@@ -17,6 +17,7 @@ import random
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 from types import FrameType
@@ -29,6 +30,7 @@ from prefork.http.loop import EventLoop
 from prefork.http.request import Request
 from prefork.servers.threaded import limits_from, timeouts_from
 from prefork.workers import exitcodes
+from prefork.workers.handoff import receive_connections, send_connection
 from prefork.workers.limits import (
     CPULimit,
     disable_core_dumps,
@@ -43,6 +45,8 @@ from prefork.wsgi.loader import AppImportError, load_app
 log = logging.getLogger("prefork.worker")
 
 TICK = 1.0
+REBALANCE_AFTER = 0.05  # a request running this long hands its worker's idle clients over
+REBALANCE_CHECK = 0.02
 DRAIN_TICK = 0.1
 DRAIN_MAX = 120
 JITTER_FRACTION = 0.1
@@ -50,8 +54,15 @@ JITTER_FRACTION = 0.1
 
 class HTTPWorker:
     def __init__(self, settings: Settings, number: int, slot: Slot,
-                 listeners: list[socket.socket], app: WSGIApp | None) -> None:
+                 listeners: list[socket.socket], app: WSGIApp | None,
+                 channel: socket.socket) -> None:
         self.settings = settings
+        self.channel = channel
+        # Held by the main thread except while the application runs: the rebalancer
+        # thread may touch the event loop only then.
+        self.lock = threading.Lock()
+        self.busy_since = 0.0
+        self.request_seq = 0
         self.number = number
         self.slot = slot
         self.listeners = listeners
@@ -87,14 +98,18 @@ class HTTPWorker:
         self.handler = self._make_handler(app)
         for sock in self.listeners:
             self.loop.add_listener(sock)
+        self.channel.setblocking(False)
+        self.loop.watch(self.channel, self._adopt)
+        threading.Thread(target=self._rebalance, name="rebalancer", daemon=True).start()
         self.slot.set_state(READY)
-        while self.exit_code is None:
-            self.slot.beat(time.monotonic())
-            self.loop.run_once(TICK)
-            if os.getppid() != self.master_pid:
-                log.warning("http worker #%d: master gone, exiting", self.number)
-                return exitcodes.ORPHANED
-        self._drain()
+        with self.lock:
+            while self.exit_code is None:
+                self.slot.beat(time.monotonic())
+                self.loop.run_once(TICK)
+                if os.getppid() != self.master_pid:
+                    log.warning("http worker #%d: master gone, exiting", self.number)
+                    return exitcodes.ORPHANED
+            self._drain()
         return self.exit_code
 
     def _prepare_process(self) -> None:
@@ -137,19 +152,27 @@ class HTTPWorker:
 
     def _serve(self, conn: Connection, request: Request) -> bool:
         assert self.handler is not None
-        self.slot.begin_request(f"{request.method} {request.target} {request.version}",
-                                time.monotonic())
+        now = time.monotonic()
+        self.slot.begin_request(f"{request.method} {request.target} {request.version}", now)
         self.cpu.arm()
         memory_errors = self.handler.memory_errors
+        self.request_seq += 1
+        self.busy_since = now
+        self.lock.release()
         try:
             keep_open = self.handler.serve(conn, request)
         finally:
+            self.lock.acquire()
+            self.busy_since = 0.0
             request.body.close()
         self.served += 1
         self.slot.end_request(self.served)
-        return self._check_limits(memory_errors) and keep_open
+        self._check_limits(memory_errors)
+        # Even when this worker is about to exit, a connection whose response promised
+        # keep-alive stays open: the drain hands it to another worker.
+        return keep_open
 
-    def _check_limits(self, memory_errors_before: int) -> bool:
+    def _check_limits(self, memory_errors_before: int) -> None:
         """After a request: decide whether this worker must be recycled."""
         assert self.handler is not None
         if self.handler.memory_errors != memory_errors_before:
@@ -158,18 +181,57 @@ class HTTPWorker:
             self._recycle(exitcodes.MEMORY_SOFT, rss)
         elif self.served >= self.max_requests:
             self._recycle(exitcodes.REQUEST_LIMIT, self.served)
-        return self.exit_code is None
 
     def _recycle(self, code: int, value: int) -> None:
         if self.exit_code is None or self.exit_code == exitcodes.STOPPED:
             self.exit_code = code
             self.slot.mark_exit(value)
 
+    # -- handing connections over -----------------------------------------------------------
+
+    def _adopt(self) -> None:
+        received, closed = receive_connections(self.channel)
+        for sock, peer in received:
+            self.loop.adopt(sock, peer)
+        if closed:
+            self.loop.unwatch(self.channel)
+
+    def _hand_over_idle(self) -> int:
+        """Give the master every idle connection; the caller holds the lock."""
+        handed = 0
+        for conn in self.loop.release_idle():
+            if send_connection(self.channel, conn.sock, conn.peer):
+                handed += 1
+            else:
+                log.warning("http worker #%d: could not hand a connection over; closing it",
+                            self.number)
+            conn.close()  # the master holds the socket now, or nobody does
+        return handed
+
+    def _rebalance(self) -> None:
+        """While a request runs long, let idle workers serve this worker's other clients."""
+        handled_seq = 0
+        while True:
+            time.sleep(REBALANCE_CHECK)
+            started, seq = self.busy_since, self.request_seq
+            if not started or seq == handled_seq:
+                continue
+            if time.monotonic() - started < REBALANCE_AFTER:
+                continue
+            if self.lock.acquire(blocking=False):  # free only while the application runs
+                try:
+                    if self.busy_since and self.request_seq == seq:
+                        self._hand_over_idle()
+                finally:
+                    self.lock.release()
+            handled_seq = seq
+
     def _drain(self) -> None:
         """Stop accepting (the listening socket stays open in the master and the other
-        workers), then answer what clients still send on open connections, with
-        `Connection: close`, until they are all closed or idle."""
+        workers), hand idle connections to the master for other workers, and answer what
+        clients still send on the rest, with `Connection: close`."""
         self.slot.set_state(STOPPING)
+        self._hand_over_idle()
         self.loop.stop_accepting(close_idle=False)
         deadline = time.monotonic() + (self.settings.limit_time_real or DRAIN_MAX)
         while self.loop.open_connections and time.monotonic() < deadline:

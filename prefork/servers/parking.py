@@ -1,0 +1,102 @@
+"""Idle client connections the master holds for its workers.
+
+Workers hand over keep-alive connections they cannot serve soon: while they run a long
+request, and when they stop. The master watches them; when a client sends its next request,
+the connection goes to a worker that is idle at that moment. The master never reads a byte
+of it (it only peeks, to tell a request from a close), so the new owner parses everything.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import selectors
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from prefork.workers.handoff import send_connection
+
+log = logging.getLogger("prefork.master")
+
+# How long a parked connection with a request waits for an idle worker before it is dropped.
+READY_WAIT_MAX = 120.0
+
+
+@dataclass(eq=False)
+class Parked:
+    sock: socket.socket
+    peer: tuple[str, int]
+    deadline: float
+
+
+class Parking:
+    def __init__(self, selector: selectors.BaseSelector, keepalive: float) -> None:
+        self._selector = selector
+        self.keepalive = keepalive
+        self._idle: set[Parked] = set()
+        self._ready: collections.deque[Parked] = collections.deque()
+        self._turn = 0
+
+    def __len__(self) -> int:
+        return len(self._idle) + len(self._ready)
+
+    def park(self, sock: socket.socket, peer: tuple[str, int]) -> None:
+        sock.setblocking(False)
+        parked = Parked(sock, peer, time.monotonic() + self.keepalive)
+        self._idle.add(parked)
+        self._selector.register(sock, selectors.EVENT_READ, parked)
+
+    def on_readable(self, parked: Parked) -> None:
+        self._idle.discard(parked)
+        self._selector.unregister(parked.sock)
+        try:
+            peeked = parked.sock.recv(1, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            self._idle.add(parked)
+            self._selector.register(parked.sock, selectors.EVENT_READ, parked)
+            return
+        except OSError:
+            peeked = b""
+        if not peeked:
+            parked.sock.close()  # the client closed its idle connection
+            return
+        parked.deadline = time.monotonic() + READY_WAIT_MAX
+        self._ready.append(parked)
+
+    def dispatch(self, channels: Sequence[socket.socket]) -> None:
+        """Give connections whose client has spoken to idle workers, round robin."""
+        while self._ready and channels:
+            parked = self._ready[0]
+            channel = channels[self._turn % len(channels)]
+            self._turn += 1
+            if not send_connection(channel, parked.sock, parked.peer):
+                return  # that worker went away; the next turn sees a fresh list
+            self._ready.popleft()
+            parked.sock.close()
+
+    def expire(self, now: float) -> None:
+        for parked in [p for p in self._idle if p.deadline <= now]:
+            self._idle.discard(parked)
+            self._selector.unregister(parked.sock)
+            parked.sock.close()
+        while self._ready and self._ready[0].deadline <= now:
+            stale = self._ready.popleft()
+            log.warning("dropped a connection from %s: no idle worker for %ds", stale.peer[0],
+                        READY_WAIT_MAX)
+            stale.sock.close()
+
+    def close_all(self) -> None:
+        for parked in list(self._idle):
+            self._selector.unregister(parked.sock)
+            parked.sock.close()
+        for parked in self._ready:
+            parked.sock.close()
+        self._idle.clear()
+        self._ready.clear()
+
+    def close_copies(self) -> None:
+        """In a forked child: close its copies without touching the shared epoll instance."""
+        for parked in [*self._idle, *self._ready]:
+            parked.sock.close()

@@ -1,0 +1,54 @@
+"""Passing idle client connections between processes (SCM_RIGHTS over a socketpair).
+
+A worker that is busy with a long request cannot answer the next request on its other
+keep-alive connections; a worker that stops must not drop them. Either way it sends them to
+the master, which parks them and passes each one, when its client speaks, to an idle worker.
+Only connections with no unread byte in the sender's buffer are passed: the socket itself is
+shared, so whatever the client sends next is read by the new owner.
+
+One message per connection: the descriptor, and the peer address as "host port".
+"""
+
+from __future__ import annotations
+
+import socket
+
+MAX_MESSAGE = 256
+
+
+def channel_pair() -> tuple[socket.socket, socket.socket]:
+    """(master end, worker end); message boundaries are kept."""
+    master_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    master_end.setblocking(False)
+    return master_end, worker_end
+
+
+def send_connection(channel: socket.socket, sock: socket.socket,
+                    peer: tuple[str, int]) -> bool:
+    """Pass `sock` over `channel`; False when the other end is gone or full."""
+    payload = f"{peer[0]} {peer[1]}".encode()
+    try:
+        socket.send_fds(channel, [payload], [sock.fileno()])
+    except OSError:
+        return False
+    return True
+
+
+Received = list[tuple[socket.socket, tuple[str, int]]]
+
+
+def receive_connections(channel: socket.socket) -> tuple[Received, bool]:
+    """(every connection waiting on a non-blocking `channel`, whether the other end closed)."""
+    received: Received = []
+    while True:
+        try:
+            payload, fds, _, _ = socket.recv_fds(channel, MAX_MESSAGE, 1)
+        except (BlockingIOError, InterruptedError):
+            return received, False
+        except OSError:
+            return received, True
+        if not payload and not fds:  # no empty message is ever sent: end of stream
+            return received, True
+        host, _, port = payload.decode(errors="replace").partition(" ")
+        for fd in fds:
+            received.append((socket.socket(fileno=fd), (host, int(port or 0))))
