@@ -120,17 +120,18 @@ class EventLoop:
         self._register(conn)
         self._on_readable(conn)
 
-    def release_idle(self) -> list[Connection]:
-        """Remove and return the connections with no request in progress.
+    def idle_connections(self) -> list[Connection]:
+        """The connections with no request in progress, except the one being served.
 
-        Inline only, and only while the loop's thread runs the application (the caller
-        holds the lock that thread releases for it): the connection being served stays.
+        Inline only, and only from the loop's thread or while that thread runs the
+        application (the caller holds the lock that thread releases for it).
         """
-        idle = [c for c in self._conns
+        return [c for c in self._conns
                 if c is not self.serving and not c.in_request and c.parser.idle]
-        for conn in idle:
-            self._unregister(conn)
-        return idle
+
+    def forget(self, conn: Connection) -> None:
+        """Stop watching a connection another process now owns; the socket stays open."""
+        self._unregister(conn)
 
     @property
     def open_connections(self) -> int:

@@ -479,6 +479,8 @@ class Master:
         self.exit_code = code
         self.stop_deadline = time.monotonic() + self._grace()
         self.parking.close_all()
+        for worker in self.workers.values():  # stopping workers then keep their clients
+            self._close_channel(worker)
         for sock in self.listeners:
             sock.close()
         for worker in list(self.workers.values()):

@@ -199,13 +199,12 @@ class HTTPWorker:
     def _hand_over_idle(self) -> int:
         """Give the master every idle connection; the caller holds the lock."""
         handed = 0
-        for conn in self.loop.release_idle():
-            if send_connection(self.channel, conn.sock, conn.peer):
-                handed += 1
-            else:
-                log.warning("http worker #%d: could not hand a connection over; closing it",
-                            self.number)
-            conn.close()  # the master holds the socket now, or nobody does
+        for conn in self.loop.idle_connections():
+            if not send_connection(self.channel, conn.sock, conn.peer):
+                break  # the master is stopping: this worker serves what stays
+            self.loop.forget(conn)
+            conn.close()  # the master holds the socket now
+            handed += 1
         return handed
 
     def _rebalance(self) -> None:

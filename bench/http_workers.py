@@ -1,0 +1,161 @@
+"""Multi-process hello-world benchmark: prefork against gunicorn sync, an Odoo-style werkzeug
+prefork server and granian, in one run on one machine, with equal worker counts.
+
+For each worker count (2 and 5), each wrk connection count (-c10, -c100) and each of
+keep-alive / `Connection: close`, every server is measured with `wrk -t1 -d<duration>s
+--latency` after a short warm-up. Then two prefork-specific figures:
+- p50/p99 of fast requests while one worker runs a 5-second CPU-bound request (2 workers),
+  next to gunicorn sync in the same situation;
+- time to replace a worker recycled by limit_request (from its exit to its successor's fork).
+
+Run: python bench/http_workers.py [--duration 8] [--workers 2 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from http_hello import free_port, running
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+PY = sys.executable
+
+
+def commands(workers: int, port: int, log: str = "") -> dict[str, list[str]]:
+    prefork = [PY, "-m", "prefork", "run", "--app", "hello:app", "--http-interface",
+               "127.0.0.1", "-p", str(port), "--workers", str(workers), "--no-access-log",
+               "--data-dir", tempfile.mkdtemp()]
+    if log:
+        prefork += ["--logfile", log]
+    return {
+        "prefork": prefork,
+        "gunicorn sync": [PY, "-m", "gunicorn", "-w", str(workers), "-k", "sync", "-b",
+                          f"127.0.0.1:{port}", "hello:app"],
+        "odoo-style werkzeug": [PY, str(BENCH / "odoo_style_server.py"), str(port),
+                                str(workers)],
+        "granian": [PY, "-m", "granian", "--interface", "wsgi", "--workers", str(workers),
+                    "--host", "127.0.0.1", "--port", str(port), "hello:app"],
+    }
+
+
+def wrk(port: int, connections: int, duration: int, close: bool,
+        path: str = "/") -> tuple[float, float, float]:
+    """(requests/s, p50 ms, p99 ms)."""
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
+    if close:
+        command += ["-H", "Connection: close"]
+    out = subprocess.run([*command, f"http://127.0.0.1:{port}{path}"], capture_output=True,
+                         text=True, check=True).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return rate, _percentile(out, "50%"), _percentile(out, "99%")
+
+
+def _percentile(out: str, label: str) -> float:
+    value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)\b", out).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def throughput(worker_counts: list[int], duration: int) -> None:
+    print("| workers | wrk -c | connection | server | req/s | p50 ms | p99 ms | "
+          "prefork req/s ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    for workers in worker_counts:
+        for connections in (10, 100):
+            for close in (False, True):
+                results = {}
+                for name in commands(workers, 0):
+                    port = free_port()
+                    with running(commands(workers, port)[name], port):
+                        wrk(port, connections, 2, close)
+                        results[name] = wrk(port, connections, duration, close)
+                base = results["prefork"][0]
+                for name, (rate, p50, p99) in results.items():
+                    ratio = "1.00x" if name == "prefork" else f"{base / rate:.2f}x"
+                    mode = "close" if close else "keep-alive"
+                    print(f"| {workers} | {connections} | {mode} | {name} | {rate:,.0f} | "
+                          f"{p50:.2f} | {p99:.2f} | {ratio} |", flush=True)
+
+
+def busy_worker_latency(duration: int) -> None:
+    """Fast requests while one of two workers burns 5 s of CPU in one request."""
+    print("\n| server (2 workers) | connection | fast req/s | p50 ms | p99 ms |")
+    print("|---|---|---|---|---|")
+    app_cmds = {
+        "prefork": [PY, "-m", "prefork", "run", "--app", "burn:app", "--http-interface",
+                    "127.0.0.1", "-p", "{port}", "--workers", "2", "--no-access-log",
+                    "--data-dir", tempfile.mkdtemp()],
+        "gunicorn sync": [PY, "-m", "gunicorn", "-w", "2", "-k", "sync", "-b",
+                          "127.0.0.1:{port}", "burn:app"],
+    }
+    for name, template in app_cmds.items():
+        for close in (False, True):
+            port = free_port()
+            command = [part.replace("{port}", str(port)) for part in template]
+            with running(command, port):
+                wrk(port, 10, 2, close)
+                burner = threading.Thread(target=_fetch, args=(port, "/burn?s=5"))
+                burner.start()
+                time.sleep(0.3)
+                rate, p50, p99 = wrk(port, 10, min(duration, 4), close)
+                burner.join()
+            mode = "close" if close else "keep-alive"
+            print(f"| {name} | {mode} | {rate:,.0f} | {p50:.2f} | {p99:.2f} |", flush=True)
+
+
+def _fetch(port: int, path: str) -> None:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=60) as response:
+        response.read()
+
+
+def replacement_time(duration: int) -> None:
+    """Gap between a recycled worker's exit and its successor's fork, from the master log."""
+    log = tempfile.mktemp(suffix=".log")
+    port = free_port()
+    command = [*commands(2, port, log)["prefork"], "--limit-request", "2000"]
+    with running(command, port):
+        wrk(port, 10, duration, False)
+    stamps = re.findall(r"(\d\d:\d\d:\d\d,\d{3}) \d+ \w+ prefork\.master: (http worker #\d) "
+                        r"\(pid \d+\) exited: request-limit|(\d\d:\d\d:\d\d,\d{3}) \d+ \w+ "
+                        r"prefork\.master: spawned (http worker #\d)", Path(log).read_text())
+    gaps, pending = [], {}
+    for exit_at, exit_role, spawn_at, spawn_role in stamps:
+        if exit_at:
+            pending[exit_role] = _seconds(exit_at)
+        elif spawn_role in pending:
+            gaps.append(_seconds(spawn_at) - pending.pop(spawn_role))
+    os.unlink(log)
+    if gaps:
+        gaps.sort()
+        print(f"\nworker replacement after limit_request: {len(gaps)} recycles, median "
+              f"{gaps[len(gaps) // 2] * 1000:.0f} ms, max {gaps[-1] * 1000:.0f} ms "
+              "(log timestamps, 1 ms resolution)")
+
+
+def _seconds(stamp: str) -> float:
+    hours, minutes, rest = stamp.split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(rest.replace(",", "."))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=8)
+    parser.add_argument("--workers", type=int, nargs="+", default=[2, 5])
+    args = parser.parse_args()
+    os.chdir(BENCH)
+    throughput(args.workers, args.duration)
+    busy_worker_latency(args.duration)
+    replacement_time(args.duration)
+
+
+if __name__ == "__main__":
+    main()
