@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.conftest import Server
@@ -96,3 +98,28 @@ def test_port_in_use_is_a_clear_error(server: Server, server_factory: type) -> N
     other_port = server.port
     assert other.proc.wait(10) == 1
     assert f"cannot listen on 127.0.0.1:{other_port}: Address already in use" in other.log()
+
+
+def test_threaded_soft_memory_limit_reloads_the_process(server_factory: type) -> None:
+    server = server_factory.start("--app", "tests.apps.testapp:app",
+                                  "--limit-memory-soft", "100M", "--limit-memory-hard", "1G")
+    assert server.get("/mem?mb=150&keep=1")[:3:2] == (200, b"allocated 150 MiB")
+    server.wait_log(r"threaded mode limit reached \(memory-soft: RSS [\d.]+ MiB > limit "
+                    r"100\.0 MiB\): reloading the whole process")
+    server.wait_log(r"(?s)re-executing.*HTTP service running")
+    status, _, body = server.get("/echo")
+    assert status == 200 and json.loads(body)["pid"] == server.proc.pid
+    assert psutil.Process(server.proc.pid).memory_info().rss < 100 << 20
+
+
+def test_threaded_real_time_limit_reloads_the_process(server_factory: type) -> None:
+    server = server_factory.start("--app", "tests.apps.testapp:app", "--limit-time-real", "2")
+    results: list[object] = []
+    thread = threading.Thread(target=_slow_request, args=(server, 30, results))
+    thread.start()
+    server.wait_log(r"threaded mode limit reached \(real-time: request 'GET /sleep\?s=30 "
+                    r"HTTP/1\.1' running 2\.\d+s > limit 2s\)", timeout=15)
+    thread.join(15)
+    assert results and isinstance(results[0], OSError)  # its connection died with the threads
+    server.wait_log(r"(?s)re-executing.*HTTP service running")
+    assert server.get("/echo")[0] == 200

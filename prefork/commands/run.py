@@ -42,7 +42,7 @@ def run(loaded: Loaded, argv: Sequence[str]) -> int:
             return Master(loaded, argv, app, reload=lambda: parse(argv)[1]).run()
         assert app is not None
         with _pidfile(settings.pidfile):
-            return ThreadedServer(settings, app).serve()
+            return ThreadedServer(settings, app, argv).serve()
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", settings.http_interface or "0.0.0.0",
                   settings.http_port, exc.strerror)

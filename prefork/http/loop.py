@@ -83,10 +83,11 @@ class EventLoop:
         self._listeners.append(sock)
         self._selector.register(sock, selectors.EVENT_READ, sock)
 
-    def stop_accepting(self, *, close_idle: bool = True) -> None:
+    def stop_accepting(self, *, close_idle: bool = True, keep_listeners: bool = False) -> None:
         """Stop taking connections.
 
         With `close_idle`, connections with no request in progress are dropped at once.
+        With `keep_listeners`, the listening sockets stay open (the caller hands them on).
         Without it they stay open while they are used, up to the keep-alive timeout (at most
         DRAIN_IDLE) between requests: a client busy on its connection gets its next answer,
         with `Connection: close`, instead of a reset.
@@ -95,7 +96,8 @@ class EventLoop:
         for sock in self._listeners:
             if not self._accept_paused:
                 self._selector.unregister(sock)
-            sock.close()
+            if not keep_listeners:  # kept open to hand over to a re-executed server
+                sock.close()
         self._listeners.clear()
         for conn in list(self._conns):
             if close_idle:

@@ -7,10 +7,14 @@ A signal handler only enqueues the signal number, and the loop acts on it.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import signal
+import socket
+import sys
 import threading
 import time
+from collections.abc import Sequence
 from types import FrameType
 
 from prefork.config import Settings
@@ -18,13 +22,16 @@ from prefork.http.connection import Connection
 from prefork.http.loop import EventLoop, Timeouts
 from prefork.http.parser import Limits
 from prefork.http.request import Request
-from prefork.sockets import display_address, listen
+from prefork.servers.exits import mib
+from prefork.sockets import display_address, handover_env, inherited_listeners, listen
+from prefork.workers.limits import over_soft_limit
 from prefork.wsgi.environ import EnvironBuilder
 from prefork.wsgi.handler import WSGIApp, WSGIHandler
 
 log = logging.getLogger("prefork.server")
 
 TICK = 1.0
+RELOAD_GRACE = 5.0  # seconds other requests get to finish before a limit reload
 
 
 def limits_from(settings: Settings) -> Limits:
@@ -37,8 +44,13 @@ def timeouts_from(settings: Settings) -> Timeouts:
 
 
 class ThreadedServer:
-    def __init__(self, settings: Settings, app: WSGIApp) -> None:
+    def __init__(self, settings: Settings, app: WSGIApp, argv: Sequence[str] = ()) -> None:
         self.settings = settings
+        self.argv = list(argv)
+        self.listeners: list[socket.socket] = []
+        self._inflight: dict[int, tuple[float, str]] = {}  # thread id -> (start, request)
+        self._reload_reason = ""
+        self._reload_deadline = 0.0
         self.loop = EventLoop(limits_from(settings), timeouts_from(settings), self._dispatch,
                               inline=False)
         environ = EnvironBuilder(settings.http_interface or "0.0.0.0", settings.http_port,
@@ -53,15 +65,20 @@ class ThreadedServer:
         self._stop_deadline: float | None = None
 
     def serve(self) -> int:
-        sock = listen(self.settings.http_interface, self.settings.http_port)
-        self.loop.add_listener(sock)
+        s = self.settings
+        self.listeners = inherited_listeners() or [listen(s.http_interface, s.http_port)]
+        for sock in self.listeners:
+            self.loop.add_listener(sock)
         self._start_threads()
         self._install_signals()
         log.info("HTTP service running on %s (threaded mode, %d threads)",
-                 display_address(sock), self.settings.http_threads)
+                 display_address(self.listeners[0]), s.http_threads)
         while not self._finished():
             self.loop.run_once(TICK)
             self._handle_signals()
+            self._check_limits()
+            if self._reload_due():
+                self._reexec()
         return 0
 
     def _start_threads(self) -> None:
@@ -70,13 +87,59 @@ class ThreadedServer:
             thread.start()
 
     def _work(self) -> None:
+        ident = threading.get_ident()
         while (job := self._jobs.get()) is not None:
             conn, request = job
+            self._inflight[ident] = (time.monotonic(),
+                                     f"{request.method} {request.target} {request.version}")
             try:
                 keep_open = self.handler.serve(conn, request)
             finally:
+                del self._inflight[ident]
                 request.body.close()
             self.loop.resume(conn, keep_open)
+            if not self._reload_reason and (rss := over_soft_limit(
+                    self.settings.limit_memory_soft)):
+                self._reload_reason = (f"memory-soft: RSS {mib(rss)} > limit "
+                                       f"{mib(self.settings.limit_memory_soft)}")
+                self.loop.wake()
+
+    # -- limits: Odoo's threaded behaviour, a whole-process reload ------------------------
+
+    def _check_limits(self) -> None:
+        limit = self.settings.limit_time_real
+        if self._reload_reason or self._stop_deadline is not None or not limit:
+            return
+        now = time.monotonic()
+        for started, line in list(self._inflight.values()):
+            if now - started > limit:
+                self._reload_reason = (f"real-time: request '{line}' running "
+                                       f"{now - started:.1f}s > limit {limit}s")
+
+    def _reload_due(self) -> bool:
+        if not self._reload_reason or self._stop_deadline is not None:
+            return False
+        if not self._reload_deadline:
+            log.warning("threaded mode limit reached (%s): reloading the whole process",
+                        self._reload_reason)
+            self.loop.stop_accepting(keep_listeners=True)
+            self._reload_deadline = time.monotonic() + RELOAD_GRACE
+        stuck = self._stuck_requests()
+        return self.loop.busy <= stuck or time.monotonic() >= self._reload_deadline
+
+    def _stuck_requests(self) -> int:
+        limit = self.settings.limit_time_real
+        now = time.monotonic()
+        return sum(1 for started, _ in list(self._inflight.values())
+                   if limit and now - started > limit)
+
+    def _reexec(self) -> None:
+        """Replace this process (threads included) with a fresh server on the same sockets."""
+        env = {**os.environ, **handover_env(self.listeners)}
+        command = [sys.executable, "-m", "prefork", *self.argv]
+        log.warning("re-executing: %s", " ".join(command[2:]) or "prefork")
+        logging.shutdown()
+        os.execve(sys.executable, command, env)
 
     def _dispatch(self, conn: Connection, request: Request) -> None:
         self._jobs.put((conn, request))
