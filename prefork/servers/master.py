@@ -119,14 +119,22 @@ class Master:
                  ", ".join(display_address(s) for s in self.listeners), self.target,
                  os.getpid())
         while not self._finished():
-            self._sleep()
-            self._handle_signals()
-            self._reap()
-            self._watchdog()
-            self._maintain()
-            self._publish_state()
+            try:
+                self._turn()
+            except Exception:
+                # The master must outlive its own bugs: its workers depend on it.
+                log.exception("unexpected error in the master loop; continuing")
+                time.sleep(TICK)
         self._cleanup()
         return self.exit_code
+
+    def _turn(self) -> None:
+        self._sleep()
+        self._handle_signals()
+        self._reap()
+        self._watchdog()
+        self._maintain()
+        self._publish_state()
 
     def _sleep(self) -> None:
         """Wait for a signal, a handed-over connection or a parked client, at most TICK."""
@@ -149,6 +157,8 @@ class Master:
             pass
 
     def _receive_handover(self, worker: WorkerProc) -> None:
+        if worker.channel.fileno() < 0:
+            return
         received, closed = receive_connections(worker.channel)
         for sock, peer in received:
             if self.stopping:
@@ -377,7 +387,8 @@ class Master:
                 self._record_exit(worker, status)
 
     def _unwatch_channel(self, worker: WorkerProc) -> None:
-        if worker.channel.fileno() in self.selector.get_map():
+        fd = worker.channel.fileno()
+        if fd >= 0 and fd in self.selector.get_map():
             self.selector.unregister(worker.channel)
 
     def _close_channel(self, worker: WorkerProc) -> None:
