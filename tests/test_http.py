@@ -52,6 +52,9 @@ def test_streaming_response_is_chunked_and_close_is_called(
     body = response.read()
     conn.close()
     assert len(body) == 50 * 1000 and body.startswith(b"000000:")
+    deadline = time.monotonic() + 5  # close() runs after the last byte has left
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert marker.read_text().splitlines() == ["stream full"]
 
 

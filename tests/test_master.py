@@ -24,8 +24,14 @@ APP = ("--app", "tests.apps.testapp:app")
 
 
 def workers_of(server: Server) -> list[psutil.Process]:
-    return [p for p in psutil.Process(server.proc.pid).children()
-            if "http worker" in " ".join(p.cmdline())]
+    workers = []
+    for child in psutil.Process(server.proc.pid).children():
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and "http worker" in child.cmdline()[0]:
+                workers.append(child)
+        except (psutil.Error, IndexError):
+            continue  # exited between the listing and the look
+    return workers
 
 
 def wait_for(predicate, timeout: float = 10.0, message: str = "") -> None:  # type: ignore[no-untyped-def]
