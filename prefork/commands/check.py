@@ -47,11 +47,9 @@ def describe_processes(settings: Settings) -> list[str]:
         f"mode: multi-processing (workers = {'auto' if auto else workers})",
         "  1 master process",
         f"  {workers} HTTP worker process(es) on {http}",
-        f"  {settings.max_cron_threads} cron worker process(es)",
-        f"  1 realtime process (websocket/long-polling) on {realtime}",
-        "note: this version starts the master and the HTTP workers; cron workers and the "
-        "realtime process are not implemented yet"
-        + ("; workers = auto is not available yet" if auto else ""),
+        "configured, not started by this version (not implemented yet):",
+        f"  {settings.max_cron_threads} cron worker process(es) (max_cron_threads)",
+        f"  1 realtime process (websocket/long-polling) on {realtime} (gevent_port)",
     ]
 
 
@@ -63,6 +61,8 @@ def _show(key: str, value: Any) -> str:
 
 def _environment_problems(settings: Settings) -> list[str]:
     problems = []
+    if settings.workers < 0:
+        problems.append("workers = auto is not available in this version; set a number")
     try:
         listen(settings.http_interface, settings.http_port).close()
     except OSError as exc:

@@ -32,9 +32,8 @@ from prefork.servers.threaded import limits_from, timeouts_from
 from prefork.workers import exitcodes
 from prefork.workers.handoff import receive_connections, send_connection
 from prefork.workers.limits import (
-    CPULimit,
+    RequestLimits,
     disable_core_dumps,
-    over_soft_limit,
     set_address_space_backstop,
 )
 from prefork.workers.scoreboard import READY, STOPPING, Slot
@@ -72,7 +71,7 @@ class HTTPWorker:
         self.served = 0
         limit = settings.limit_request
         self.max_requests = limit + random.randint(0, int(limit * JITTER_FRACTION))
-        self.cpu = CPULimit(settings.limit_time_cpu)
+        self.limits = RequestLimits(settings.limit_time_cpu, settings.limit_memory_soft)
         self.loop = EventLoop(limits_from(settings), timeouts_from(settings), self._serve,
                               inline=True)
         self.handler: WSGIHandler | None = None
@@ -101,6 +100,7 @@ class HTTPWorker:
         self.channel.setblocking(False)
         self.loop.watch(self.channel, self._adopt)
         threading.Thread(target=self._rebalance, name="rebalancer", daemon=True).start()
+        self.limits.arm()
         self.slot.set_state(READY)
         with self.lock:
             while self.exit_code is None:
@@ -154,7 +154,6 @@ class HTTPWorker:
         assert self.handler is not None
         now = time.monotonic()
         self.slot.begin_request(f"{request.method} {request.target} {request.version}", now)
-        self.cpu.arm()
         memory_errors = self.handler.memory_errors
         self.request_seq += 1
         self.busy_since = now
@@ -175,9 +174,10 @@ class HTTPWorker:
     def _check_limits(self, memory_errors_before: int) -> None:
         """After a request: decide whether this worker must be recycled."""
         assert self.handler is not None
+        rss = self.limits.after_request()
         if self.handler.memory_errors != memory_errors_before:
             self._recycle(exitcodes.MEMORY_HARD, 0)
-        elif rss := over_soft_limit(self.settings.limit_memory_soft):
+        elif rss:
             self._recycle(exitcodes.MEMORY_SOFT, rss)
         elif self.served >= self.max_requests:
             self._recycle(exitcodes.REQUEST_LIMIT, self.served)

@@ -29,32 +29,50 @@ def set_address_space_backstop(limit_memory_hard: int) -> int:
     return cap
 
 
-class CPULimit:
-    """RLIMIT_CPU re-armed before each request: the kernel sends SIGXCPU past `seconds`.
+class RequestLimits:
+    """The per-request CPU limit and the soft memory check, for one system call a request.
 
-    SIGXCPU keeps its default action (terminate), so a runaway request cannot catch it; the
-    master reads the signal from the exit status.
+    CPU: RLIMIT_CPU is armed so that every request may use at least `cpu_seconds` of CPU and
+    at most `cpu_seconds` + 2 (the kernel counts whole seconds); it is re-armed only when
+    the budget left would fall below `cpu_seconds`, so setrlimit runs about once per CPU
+    second, not once per request. SIGXCPU keeps its default action (terminate): a runaway
+    request cannot catch it, and the master reads it from the exit status.
+
+    Memory: the peak RSS from the same getrusage call can only be above the current RSS,
+    so the current value is read only when the peak crosses `memory_soft`.
     """
 
-    __slots__ = ("_hard", "seconds")
+    __slots__ = ("_hard", "_soft", "cpu_seconds", "memory_soft")
 
-    def __init__(self, seconds: int) -> None:
-        self.seconds = seconds
+    def __init__(self, cpu_seconds: int, memory_soft: int) -> None:
+        self.cpu_seconds = cpu_seconds
+        self.memory_soft = memory_soft
         self._hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+        self._soft = 0
+
+    def after_request(self) -> int:
+        """Re-arm the CPU limit for the next request; the RSS when above the soft limit."""
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        if self.cpu_seconds:
+            self._arm(usage.ru_utime + usage.ru_stime)
+        if not self.memory_soft or usage.ru_maxrss * 1024 < self.memory_soft:
+            return 0
+        rss = current_rss()
+        return rss if rss >= self.memory_soft else 0
 
     def arm(self) -> None:
-        if not self.seconds:
+        if self.cpu_seconds:
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            self._arm(usage.ru_utime + usage.ru_stime)
+
+    def _arm(self, used: float) -> None:
+        if self._soft - used >= self.cpu_seconds:
             return
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        soft = int(usage.ru_utime + usage.ru_stime) + 1 + self.seconds
+        soft = int(used) + 2 + self.cpu_seconds
         if self._hard != resource.RLIM_INFINITY:
             soft = min(soft, self._hard)
         resource.setrlimit(resource.RLIMIT_CPU, (soft, self._hard))
-
-
-def peak_rss() -> int:
-    """Highest RSS this process ever had, in bytes: one cheap system call."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        self._soft = soft
 
 
 def current_rss() -> int:
@@ -62,11 +80,8 @@ def current_rss() -> int:
 
 
 def over_soft_limit(limit: int) -> int:
-    """The current RSS when it is above `limit`, else 0.
-
-    The peak can only be above the current value, so the common case costs one getrusage.
-    """
-    if not limit or peak_rss() < limit:
+    """The current RSS when it is above `limit`, else 0 (peak RSS first: one system call)."""
+    if not limit or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 < limit:
         return 0
     rss = current_rss()
     return rss if rss >= limit else 0
