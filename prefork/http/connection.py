@@ -47,17 +47,20 @@ class Connection:
 
     def send_all(self, data: bytes | memoryview, timeout: float) -> None:
         """Send everything or raise ClientGone; a stalled reader is dropped after `timeout`."""
-        view = memoryview(data)
+        remaining = data
         deadline = 0.0
-        while view:
+        while True:
             try:
-                sent = self.sock.send(view)
+                sent = self.sock.send(remaining)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError as exc:
                 raise ClientGone(str(exc)) from None
-            view = view[sent:]
-            if view and not sent:
+            if sent == len(remaining):
+                return  # usually at once: it all fitted in the socket buffer
+            if sent:
+                remaining = memoryview(remaining)[sent:]
+            else:
                 deadline = deadline or time.monotonic() + timeout
                 self._wait_writable(deadline)
 

@@ -24,7 +24,7 @@ import io
 import re
 import tempfile
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 import httptools
 
@@ -32,12 +32,14 @@ from prefork.http.errors import HTTPError, bad_request
 from prefork.http.request import Request
 
 _TCHAR = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
-_VCHAR = r"\x21-\x7e\x80-\xff"
 # Methods are tokens without lower-case letters (as gunicorn): lower-case ones are almost
 # always a client bug or an attack probe.
 _METHOD = f"[{_TCHAR.replace('a-z', '')}]+"
 _REQUEST_LINE_RE = re.compile(rf"({_METHOD}) ([^\x00-\x20\x7f]+) HTTP/(\d)\.(\d)")
-_HEADER_RE = re.compile(rf"([{_TCHAR}]+):[ \t]*((?:[{_VCHAR}]+(?:[ \t]+[{_VCHAR}]+)*)?)[ \t]*")
+_TOKEN_RE = re.compile(rf"[{_TCHAR}]+")
+# Outside the CRLF line ends: no control character but HTAB (RFC 9110 5.5, RFC 9112 2.2).
+_BAD_HEAD_CHAR_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n")
+_VERSIONS = {"0": "HTTP/1.0", "1": "HTTP/1.1"}
 _AUTHORITY_RE = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+):\d{1,5}")
 _ABSOLUTE_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 _CL_RE = re.compile(r"\d{1,18}")
@@ -49,6 +51,7 @@ _CHUNK_SIZE_RE = re.compile(
 )
 _KNOWN_CODINGS = frozenset({"chunked", "identity", "gzip", "x-gzip", "deflate", "compress"})
 _SINGLETONS = frozenset({"HOST", "CONTENT-TYPE"})
+_SPECIAL_FIELDS = _SINGLETONS | {"CONTENT-LENGTH", "TRANSFER-ENCODING", "CONNECTION", "EXPECT"}
 _FORBIDDEN_TRAILERS = frozenset(
     {"CONTENT-LENGTH", "TRANSFER-ENCODING", "HOST", "CONTENT-ENCODING",
      "CONNECTION", "EXPECT", "AUTHORIZATION", "COOKIE", "TE", "TRAILER"}
@@ -100,25 +103,30 @@ class _Body:
         return self._file
 
 
-@dataclass(slots=True)
-class _Head:
-    method: str
-    target: str
-    path: str
-    query: str
-    version: str
-    headers: list[tuple[str, str]]
-    keep_alive: bool
-    content_length: int | None
-    chunked: bool
-    expect_continue: bool
+class _EmptyBody(io.RawIOBase):
+    """wsgi.input of a request without a body: always at its end, shared, read-only."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        return 0
+
+    def readline(self, size: int | None = -1) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        """Shared by every request: never closed."""
+
+
+EMPTY_BODY = cast(BinaryIO, _EmptyBody())
 
 
 class RequestParser:
     """Parses the requests of one connection, one at a time."""
 
-    __slots__ = ("_body", "_buf", "_chunk_left", "_continue_pending", "_head", "_limits",
-                 "_state", "_trailer_count")
+    __slots__ = ("_body", "_buf", "_chunk_left", "_chunked", "_continue_pending", "_length",
+                 "_limits", "_request", "_state", "_trailer_count")
 
     def __init__(self, limits: Limits) -> None:
         self._limits = limits
@@ -126,8 +134,10 @@ class RequestParser:
         self._reset()
 
     def _reset(self) -> None:
-        self._head: _Head | None = None
-        self._body = _Body()
+        self._request: Request | None = None
+        self._body: _Body | None = None
+        self._length: int | None = None
+        self._chunked = False
         self._state = "head"
         self._chunk_left = 0
         self._trailer_count = 0
@@ -139,7 +149,7 @@ class RequestParser:
     @property
     def idle(self) -> bool:
         """True when no byte of a next request has arrived."""
-        return self._head is None and not self._buf
+        return self._request is None and not self._buf
 
     def take_continue(self) -> bool:
         """True once when the client waits for `100 Continue` before sending its body."""
@@ -148,21 +158,25 @@ class RequestParser:
 
     def next_request(self) -> Request | None:
         """The next complete request, or None until more bytes arrive; raises HTTPError."""
-        if self._head is None:
+        request = self._request
+        if request is None:
             if not self._buf:
                 return None
-            head = self._parse_head()
-            if head is None:
+            request = self._parse_head()
+            if request is None:
                 return None
-            self._head = head
-            self._start_body(head)
+            if not self._chunked and not self._length:
+                self._reset()  # the common case: no body at all
+                return request
+            self._request = request
+            self._start_body(request)
         if not self._read_body():
             return None
-        return self._finish(self._head)
+        return self._finish(request)
 
     # -- head -----------------------------------------------------------------------------
 
-    def _parse_head(self) -> _Head | None:
+    def _parse_head(self) -> Request | None:
         buf = self._buf
         while buf.startswith(b"\r\n"):  # RFC 9112 2.2: ignore empty lines before a request
             del buf[:2]
@@ -174,10 +188,13 @@ class RequestParser:
             raise HTTPError(431, "request header fields too large")
         text = buf[:end].decode("latin-1")
         del buf[: end + 4]
+        if _BAD_HEAD_CHAR_RE.search(text):
+            raise bad_request("control character or bare CR/LF in the request head")
         lines = text.split("\r\n")
-        head = self._parse_request_line(lines[0])
-        self._parse_fields(head, lines)
-        return head
+        request = self._parse_request_line(lines[0])
+        if len(lines) > 1:
+            self._parse_fields(request, lines)
+        return request
 
     def _check_partial_head(self) -> None:
         """Refuse a head that is already wrong before it is complete."""
@@ -191,7 +208,7 @@ class RequestParser:
         if len(buf) > limits.head:
             raise HTTPError(431, "request header fields too large")
 
-    def _parse_request_line(self, line: str) -> _Head:
+    def _parse_request_line(self, line: str) -> Request:
         if len(line) + 2 > self._limits.request_line:
             raise HTTPError(414, "request line too long")
         match = _REQUEST_LINE_RE.fullmatch(line)
@@ -201,55 +218,75 @@ class RequestParser:
         if major != "1" or minor not in "01":
             raise bad_request("unsupported HTTP version")
         path, query = _split_target(method, target)
-        version = f"HTTP/1.{minor}"
-        return _Head(method, target, path, query, version, [], minor == "1", None, False, False)
+        return Request(method, target, path, query, _VERSIONS[minor], [], minor == "1",
+                       EMPTY_BODY, 0)
 
-    def _parse_fields(self, head: _Head, lines: list[str]) -> None:
+    def _parse_fields(self, request: Request, lines: list[str]) -> None:
+        """Header fields; the head has no control character or bare CR/LF by now."""
         limits = self._limits
         if len(lines) - 1 > limits.fields:
             raise HTTPError(431, "too many header fields")
         codings: list[str] = []
         seen: set[str] = set()
-        append = head.headers.append
-        for line in lines[1:]:
+        append = request.headers.append
+        for index in range(1, len(lines)):
+            line = lines[index]
             if len(line) + 2 > limits.field_size:
                 raise HTTPError(431, "header field too large")
-            match = _HEADER_RE.fullmatch(line)
-            if match is None:
+            name, colon, value = line.partition(":")
+            if not colon or not _TOKEN_RE.fullmatch(name):
                 raise bad_request("invalid header field")
-            name = match.group(1).upper()
+            name = name.upper()
             if "_" in name:
                 continue
-            value = match.group(2)
-            if name in _SINGLETONS:
-                if name in seen:
-                    raise bad_request(f"duplicate {name.title()} header")
-                seen.add(name)
-            elif name == "CONTENT-LENGTH":
-                head.content_length = _content_length(value, head.content_length)
-            elif name == "TRANSFER-ENCODING":
-                codings.extend(c.strip().lower() for c in value.split(","))
-            elif name == "CONNECTION":
-                head.keep_alive = _keep_alive(value, head.keep_alive, head.version)
-            elif name == "EXPECT":
-                head.expect_continue = value.lower() == "100-continue"
+            value = value.strip(" \t")
+            if name in _SPECIAL_FIELDS:
+                self._special_field(request, name, value, seen, codings)
             append((name, value))
         if codings:
-            _apply_transfer_coding(head, codings)
+            self._apply_transfer_coding(request, codings)
+
+    def _special_field(self, request: Request, name: str, value: str, seen: set[str],
+                       codings: list[str]) -> None:
+        if name in _SINGLETONS:
+            if name in seen:
+                raise bad_request(f"duplicate {name.title()} header")
+            seen.add(name)
+        elif name == "CONTENT-LENGTH":
+            self._length = _content_length(value, self._length)
+        elif name == "TRANSFER-ENCODING":
+            codings.extend(c.strip(" \t").lower() for c in value.split(","))
+        elif name == "CONNECTION":
+            request.keep_alive = _keep_alive(value, request.keep_alive, request.version)
+        elif name == "EXPECT":
+            request.expect_continue = value.lower() == "100-continue"
+
+    def _apply_transfer_coding(self, request: Request, codings: list[str]) -> None:
+        """Accept only framings with one unambiguous end: chunked, once and last."""
+        if all(c == "identity" for c in codings):
+            return
+        if request.version == "HTTP/1.0":
+            raise bad_request("Transfer-Encoding is not allowed in HTTP/1.0")
+        if self._length is not None:
+            raise bad_request("both Content-Length and Transfer-Encoding")
+        if codings[-1] != "chunked" or codings.count("chunked") != 1:
+            raise bad_request("Transfer-Encoding must end with chunked, once")
+        if not _KNOWN_CODINGS.issuperset(codings):
+            raise HTTPError(501, "unsupported transfer coding")
+        self._chunked = True
 
     # -- body -----------------------------------------------------------------------------
 
-    def _start_body(self, head: _Head) -> None:
-        if head.chunked:
+    def _start_body(self, request: Request) -> None:
+        self._body = _Body()
+        if self._chunked:
             self._state = "chunk-size"
-        elif head.content_length:
-            if head.content_length > self._limits.body:
+        else:
+            assert self._length is not None
+            if self._length > self._limits.body:
                 raise HTTPError(413, "request body too large")
             self._state = "length"
-        else:
-            self._state = "done"
-            return
-        self._continue_pending = head.expect_continue and head.version == "HTTP/1.1"
+        self._continue_pending = request.expect_continue and request.version == "HTTP/1.1"
 
     def _read_body(self) -> bool:
         if self._state == "length":
@@ -262,8 +299,8 @@ class RequestParser:
         return True
 
     def _read_length(self) -> bool:
-        assert self._head is not None and self._head.content_length is not None
-        wanted = self._head.content_length - self._body.size
+        assert self._length is not None and self._body is not None
+        wanted = self._length - self._body.size
         taken = self._buf[:wanted]
         del self._buf[:wanted]
         self._body.write(taken)
@@ -283,6 +320,7 @@ class RequestParser:
             raise bad_request("invalid chunk size")
         size = int(match.group(1), 16)
         del self._buf[: end + 2]
+        assert self._body is not None
         if self._body.size + size > self._limits.body:
             raise HTTPError(413, "request body too large")
         self._chunk_left = size
@@ -290,6 +328,7 @@ class RequestParser:
         return True
 
     def _read_chunk_data(self) -> bool:
+        assert self._body is not None
         taken = self._buf[: self._chunk_left]
         del self._buf[: self._chunk_left]
         self._body.write(taken)
@@ -321,23 +360,22 @@ class RequestParser:
         if not line:
             self._state = "done"
             return True
-        match = _HEADER_RE.fullmatch(line)
-        if match is None:
+        name, colon, _ = line.partition(":")
+        if not colon or not _TOKEN_RE.fullmatch(name) or _BAD_HEAD_CHAR_RE.search(line):
             raise bad_request("invalid trailer field")
-        if match.group(1).upper() in _FORBIDDEN_TRAILERS:
-            raise bad_request(f"{match.group(1)} is not allowed in a trailer")
+        if name.upper() in _FORBIDDEN_TRAILERS:
+            raise bad_request(f"{name} is not allowed in a trailer")
         self._trailer_count += 1
         if self._trailer_count > self._limits.fields:
             raise HTTPError(431, "too many trailer fields")
         return True
 
-    def _finish(self, head: _Head) -> Request:
-        body = self._body
+    def _finish(self, request: Request) -> Request:
+        assert self._body is not None
+        request.body = self._body.stream()
+        request.content_length = self._body.size
         self._reset()
-        return Request(
-            head.method, head.target, head.path, head.query, head.version, head.headers,
-            head.keep_alive, body.stream(), body.size, head.expect_continue,
-        )
+        return request
 
 
 def _split_target(method: str, target: str) -> tuple[str, str]:
@@ -385,18 +423,3 @@ def _keep_alive(value: str, current: bool, version: str) -> bool:
     if "keep-alive" in tokens and version == "HTTP/1.0":
         return True
     return current
-
-
-def _apply_transfer_coding(head: _Head, codings: list[str]) -> None:
-    """Accept only framings with one unambiguous end: chunked, once and last."""
-    if all(c == "identity" for c in codings):
-        return
-    if head.version == "HTTP/1.0":
-        raise bad_request("Transfer-Encoding is not allowed in HTTP/1.0")
-    if head.content_length is not None:
-        raise bad_request("both Content-Length and Transfer-Encoding")
-    if codings[-1] != "chunked" or codings.count("chunked") != 1:
-        raise bad_request("Transfer-Encoding must end with chunked, once")
-    if not _KNOWN_CODINGS.issuperset(codings):
-        raise HTTPError(501, "unsupported transfer coding")
-    head.chunked = True

@@ -36,7 +36,7 @@ from prefork.servers.parking import Parked, Parking
 from prefork.servers.state import remove_state, state_path, write_state
 from prefork.sockets import display_address, handover_env, inherited_listeners, listen
 from prefork.workers.handoff import channel_pair, receive_connections
-from prefork.workers.http import HTTPWorker
+from prefork.workers.http import REBALANCE_AFTER, HTTPWorker
 from prefork.workers.scoreboard import BOOTING, READY, Scoreboard, Slot
 from prefork.wsgi.handler import WSGIApp
 
@@ -169,15 +169,25 @@ class Master:
             self._unwatch_channel(worker)
 
     def _idle_channels(self) -> list[socket.socket]:
-        """Channels of current workers that are ready and between requests."""
-        channels = []
+        """Channels of the current workers best placed to serve a parked client now.
+
+        Idle workers first; when none is idle at this instant (a busy server), those whose
+        request started less than REBALANCE_AFTER ago: they take the connection as soon as
+        it ends. A worker deep in a long request is never given one.
+        """
+        idle, short = [], []
+        now = time.monotonic()
         for worker in self.workers.values():
             if worker.terminating or worker.generation != self.generation:
                 continue
             view = worker.slot.read()
-            if view.state == READY and not view.request_started:
-                channels.append(worker.channel)
-        return channels
+            if view.state != READY:
+                continue
+            if not view.request_started:
+                idle.append(worker.channel)
+            elif now - view.request_started < REBALANCE_AFTER:
+                short.append(worker.channel)
+        return idle or short
 
     def _open_listeners(self) -> None:
         self.listeners = inherited_listeners()

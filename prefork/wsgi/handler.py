@@ -65,8 +65,6 @@ class Response:
         self.no_body = self.no_body or self.status in _NO_BODY_STATUS or self.status < 200
         lines = [f"HTTP/1.1 {status}\r\n"]
         for name, value in headers:
-            if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
-                raise ResponseError(f"header {name!r} contains a line break")
             lowered = name.lower()
             if lowered == "content-length":
                 self.length = int(value)
@@ -74,7 +72,11 @@ class Response:
                 self.keep_alive = False
                 continue
             lines.append(f"{name}: {value}\r\n")
-        self.head = "".join(lines).encode("latin-1")
+        head = "".join(lines)
+        # Every line ends with CRLF; any other CR or LF would split the response.
+        if head.count("\n") != len(lines) or head.count("\r") != len(lines):
+            raise ResponseError("a status or header contains a line break")
+        self.head = head.encode("latin-1")
         return self.write
 
     def _finish_head(self, body_known: int | None) -> bytes:
@@ -141,7 +143,7 @@ class WSGIHandler:
 
     def serve(self, conn: Connection, request: Request) -> bool:
         """Answer one request; True when the connection may carry another one."""
-        started = time.monotonic()
+        started = time.monotonic() if self.log_access else 0.0
         keep_alive = request.keep_alive and not self.draining()
         response = Response(conn, request, keep_alive, self.send_timeout, self.date)
         try:
