@@ -53,7 +53,7 @@ def test_streaming_response_is_chunked_and_close_is_called(
     conn.close()
     assert len(body) == 50 * 1000 and body.startswith(b"000000:")
     deadline = time.monotonic() + 5  # close() runs after the last byte has left
-    while not marker.exists() and time.monotonic() < deadline:
+    while not (marker.exists() and marker.read_text()) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert marker.read_text().splitlines() == ["stream full"]
 
@@ -186,7 +186,7 @@ def test_client_disconnect_mid_response_is_survived(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     sock.close()  # reset mid-response
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not marker.exists():
+    while time.monotonic() < deadline and not (marker.exists() and marker.read_text()):
         time.sleep(0.05)
     assert marker.read_text().splitlines() == ["stream cut"]
     assert server.get("/echo")[0] == 200

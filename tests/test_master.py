@@ -113,15 +113,30 @@ def test_memory_soft_limit_delivers_then_recycles(server_factory: type) -> None:
     assert load.result.failed == 0, load.result.errors
 
 
-def test_memory_hard_limit_kills_during_the_request(server_factory: type) -> None:
-    server = server_factory.start(*APP, "--workers", "2", "--limit-memory-soft", "100M",
-                                  "--limit-memory-hard", "300M")
+KILLED_MID_REQUEST = {
+    "memory-hard": (("--limit-memory-soft", "100M", "--limit-memory-hard", "300M"),
+                    "/mem?mb=1000&keep=1",
+                    r"exited: memory-hard, RSS [\d.]+ MiB > limit 300\.0 MiB, request "
+                    r"'GET /mem\?mb=1000&keep=1 HTTP/1\.1'"),
+    "cpu-time": (("--limit-time-cpu", "1"), "/burn?s=10",
+                 r"exited: cpu-time, CPU time above limit 1s, request 'GET /burn\?s=10 "
+                 r"HTTP/1\.1'"),
+    "real-time": (("--limit-time-real", "2"), "/sleep?s=30",
+                  r"exited: real-time, request running 2\.\d+s > limit 2s, request "
+                  r"'GET /sleep\?s=30 HTTP/1\.1'"),
+}
+
+
+@pytest.mark.parametrize("reason", list(KILLED_MID_REQUEST))
+def test_limit_kills_the_worker_mid_request(server_factory: type, reason: str) -> None:
+    """The client of the runaway request sees its connection closed; the others, nothing."""
+    flags, path, logged = KILLED_MID_REQUEST[reason]
+    server = server_factory.start(*APP, "--workers", "2", *flags)
     wait_workers(server, 2)
     with Load(server.port, clients=2) as load:
         with pytest.raises((http.client.HTTPException, ConnectionError)):
-            get(server, "/mem?mb=1000&keep=1")
-        server.wait_log(r"http worker #\d \(pid \d+\) exited: memory-hard, RSS [\d.]+ MiB > "
-                        r"limit 300\.0 MiB, request 'GET /mem\?mb=1000&keep=1 HTTP/1\.1'")
+            get(server, path)
+        server.wait_log(r"http worker #\d \(pid \d+\) " + logged)
         wait_workers(server, 2)
     assert load.result.failed == 0, load.result.errors
     assert load.result.ok > 0
@@ -138,31 +153,6 @@ def test_sudden_allocation_hits_the_kernel_backstop(server_factory: type) -> Non
     assert "MemoryError" in server.log()
     wait_workers(server, 1)
     assert get(server, "/echo")[0] == 200
-
-
-def test_cpu_time_limit_kills_the_worker(server_factory: type) -> None:
-    server = server_factory.start(*APP, "--workers", "2", "--limit-time-cpu", "1")
-    wait_workers(server, 2)
-    with Load(server.port, clients=2) as load:
-        with pytest.raises((http.client.HTTPException, ConnectionError)):
-            get(server, "/burn?s=10")
-        server.wait_log(r"exited: cpu-time, CPU time above limit 1s, request 'GET /burn\?s=10 "
-                        r"HTTP/1\.1'")
-        wait_workers(server, 2)
-    assert load.result.failed == 0, load.result.errors
-
-
-def test_real_time_limit_kills_the_worker(server_factory: type) -> None:
-    server = server_factory.start(*APP, "--workers", "2", "--limit-time-real", "2")
-    wait_workers(server, 2)
-    started = time.monotonic()
-    with Load(server.port, clients=2) as load:
-        with pytest.raises((http.client.HTTPException, ConnectionError)):
-            get(server, "/sleep?s=30")
-        server.wait_log(r"exited: real-time, request running 2\.\d+s > limit 2s, request "
-                        r"'GET /sleep\?s=30 HTTP/1\.1'")
-    assert time.monotonic() - started < 10
-    assert load.result.failed == 0, load.result.errors
 
 
 def test_request_limit_recycles_gracefully(server_factory: type) -> None:
@@ -368,3 +358,26 @@ def test_status_shows_processes_and_exits(server_factory: type, tmp_path: Path) 
     server.stop()
     gone = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=30)
     assert gone.returncode == 1 and "no running master" in gone.stderr
+
+
+def test_a_long_request_hands_its_workers_other_clients_over(server_factory: type) -> None:
+    server = server_factory.start(*APP, "--workers", "2")
+    wait_workers(server, 2)
+    connections: dict[int, list[http.client.HTTPConnection]] = {}
+    for _ in range(6):  # two workers, six connections: one worker holds at least two
+        conn = server.http()
+        conn.request("GET", "/echo")
+        connections.setdefault(json.loads(conn.getresponse().read())["pid"], []).append(conn)
+    busy_pid, (slow, waiting, *_) = next((p, c) for p, c in connections.items() if len(c) > 1)
+    slow.request("GET", "/sleep?s=3&report=1")
+    thread = threading.Thread(target=lambda: slow.getresponse().read())
+    thread.start()
+    time.sleep(0.3)
+    waiting.request("GET", "/echo")
+    response = json.loads(waiting.getresponse().read())
+    assert thread.is_alive(), "answered only after the long request: it was not handed over"
+    assert response["pid"] != busy_pid
+    thread.join(10)
+    for conns in connections.values():
+        for conn in conns:
+            conn.close()

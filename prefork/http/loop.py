@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import selectors
 import socket
 import time
@@ -27,6 +26,7 @@ from prefork.http.errors import HTTPError
 from prefork.http.parser import Limits
 from prefork.http.request import Request
 from prefork.http.responses import CONTINUE, DateCache, error_response
+from prefork.wakeup import WakeupPipe
 
 log = logging.getLogger("prefork.http")
 
@@ -48,22 +48,21 @@ class Timeouts:
 
 class EventLoop:
     def __init__(self, limits: Limits, timeouts: Timeouts, dispatch: Dispatch, *,
-                 inline: bool) -> None:
+                 inline: bool, pace_accepting: bool = False) -> None:
         self.limits = limits
         self.timeouts = timeouts
         self.date = DateCache()
         self._dispatch = dispatch
         self._inline = inline
+        self._pace = inline and pace_accepting  # only worth it when other workers accept
         self._selector = selectors.DefaultSelector()
         self._listeners: list[socket.socket] = []
         self._conns: set[Connection] = set()
         self._busy = 0
         self._resumed: collections.deque[tuple[Connection, bool]] = collections.deque()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        self._wakeup = WakeupPipe()
         self._wake_pending = False
-        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._selector.register(self._wakeup.read_fd, selectors.EVENT_READ, None)
         self._next_sweep = 0.0
         self.draining = False
         self.dispatched = 0
@@ -74,7 +73,7 @@ class EventLoop:
     @property
     def wake_fd(self) -> int:
         """Write end of the wake-up pipe, for `signal.set_wakeup_fd`."""
-        return self._wake_w
+        return self._wakeup.write_fd
 
     # -- listening ------------------------------------------------------------------------
 
@@ -150,14 +149,17 @@ class EventLoop:
     def run_once(self, timeout: float) -> None:
         ready_listeners = []
         served_before = self.dispatched
-        if self._inline:
+        if self._pace:
             timeout = self._pace_accepting(timeout)
         for key, _ in self._selector.select(timeout):
             data = key.data
             if data is None:
                 self._drain_wakeups()
             elif isinstance(data, Connection):
-                self._on_readable(data)
+                # An event from this batch may name a connection handed over or closed
+                # while an earlier one was served: it is no longer ours.
+                if data in self._conns:
+                    self._on_readable(data)
             elif isinstance(data, _Watch):
                 data.callback()
             else:
@@ -206,17 +208,10 @@ class EventLoop:
             self.wake()
 
     def wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"\0")
-        except BlockingIOError:
-            pass  # the pipe is full: the loop is awake already
+        self._wakeup.wake()
 
     def _drain_wakeups(self) -> None:
-        try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except BlockingIOError:
-            pass
+        self._wakeup.drain()
         # Cleared after the pipe is empty and before the queue is: a resume that saw the
         # flag set is in the queue already; one that sees it clear writes a new byte.
         self._wake_pending = False
@@ -248,7 +243,7 @@ class EventLoop:
             self._register(conn)
             if self._inline:  # the request usually follows the connect: serve it this turn
                 self._on_readable(conn)
-                if conn in self._conns and conn.parser.idle and not conn.served:
+                if self._pace and conn in self._conns and conn.parser.idle and not conn.served:
                     self._fresh[conn] = time.monotonic()
 
     def _register(self, conn: Connection) -> None:
@@ -259,8 +254,9 @@ class EventLoop:
 
     def _unregister(self, conn: Connection) -> None:
         self._fresh.pop(conn, None)
-        self._conns.discard(conn)
-        self._selector.unregister(conn.sock)
+        if conn in self._conns:
+            self._conns.remove(conn)
+            self._selector.unregister(conn.sock)
 
     def _close(self, conn: Connection) -> None:
         self._unregister(conn)

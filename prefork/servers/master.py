@@ -35,6 +35,7 @@ from prefork.servers.exits import ExitRecord, KillOrder, classify, mib
 from prefork.servers.parking import Parked, Parking
 from prefork.servers.state import remove_state, state_path, write_state
 from prefork.sockets import display_address, handover_env, inherited_listeners, listen
+from prefork.wakeup import WakeupPipe
 from prefork.workers.handoff import channel_pair, receive_connections
 from prefork.workers.http import REBALANCE_AFTER, HTTPWorker
 from prefork.workers.scoreboard import BOOTING, READY, Scoreboard, Slot
@@ -101,11 +102,9 @@ class Master:
         self.next_state = 0.0
         self.started_at = time.time()
         self.process = psutil.Process()
-        self._wake_r, self._wake_w = os.pipe()
-        for fd in (self._wake_r, self._wake_w):
-            os.set_blocking(fd, False)
+        self._wakeup = WakeupPipe()
         self.selector = selectors.DefaultSelector()
-        self.selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self.selector.register(self._wakeup.read_fd, selectors.EVENT_READ, None)
         self.parking = Parking(self.selector, self.settings.http_keepalive_timeout)
 
     # -- main loop ---------------------------------------------------------------------------
@@ -141,20 +140,13 @@ class Master:
         for key, _ in self.selector.select(TICK):
             data = key.data
             if data is None:
-                self._drain_wake_pipe()
+                self._wakeup.drain()
             elif isinstance(data, Parked):
                 self.parking.on_readable(data)
             else:
                 self._receive_handover(data)
         self.parking.expire(time.monotonic())
         self.parking.dispatch(self._idle_channels())
-
-    def _drain_wake_pipe(self) -> None:
-        try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except BlockingIOError:
-            pass
 
     def _receive_handover(self, worker: WorkerProc) -> None:
         if worker.channel.fileno() < 0:
@@ -202,7 +194,7 @@ class Master:
     def _install_signals(self) -> None:
         for name in SIGNALS:
             signal.signal(getattr(signal, name), self._enqueue_signal)
-        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        signal.set_wakeup_fd(self._wakeup.write_fd, warn_on_full_buffer=False)
 
     def _enqueue_signal(self, signum: int, frame: FrameType | None) -> None:
         self.signals.put(signum)
@@ -356,8 +348,7 @@ class Master:
             worker.channel.close()
         self.parking.close_copies()
         os.close(self.selector.fileno())
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        self._wakeup.close()
 
     def _terminate(self, worker: WorkerProc) -> None:
         worker.terminating = True

@@ -73,7 +73,7 @@ class HTTPWorker:
         self.max_requests = limit + random.randint(0, int(limit * JITTER_FRACTION))
         self.limits = RequestLimits(settings.limit_time_cpu, settings.limit_memory_soft)
         self.loop = EventLoop(limits_from(settings), timeouts_from(settings), self._serve,
-                              inline=True)
+                              inline=True, pace_accepting=settings.workers > 1)
         self.handler: WSGIHandler | None = None
 
     def run(self) -> None:
