@@ -32,6 +32,7 @@ log = logging.getLogger("prefork.http")
 
 ACCEPT_BATCH = 64
 SWEEP_INTERVAL = 0.5
+ACCEPT_DEFER = 0.005  # seconds a busy worker leaves a pending connection to idle ones
 FRESH_WINDOW = 0.05  # seconds a silent new connection keeps an inline worker from accepting
 DRAIN_IDLE = 5.0  # most seconds an idle connection is kept while the server stops
 
@@ -68,6 +69,7 @@ class EventLoop:
         self.dispatched = 0
         self.serving: Connection | None = None
         self._fresh: dict[Connection, float] = {}
+        self._deferred_since = 0.0
         self._accept_paused = False
 
     @property
@@ -164,16 +166,31 @@ class EventLoop:
                 data.callback()
             else:
                 ready_listeners.append(data)
-        # Inline, a worker that has just served a request is no longer known to be the
-        # idlest: it leaves pending connections to the others and looks again next turn.
-        if not self._inline or self.dispatched == served_before:
+        if ready_listeners and self._may_accept(self.dispatched != served_before):
             for listener in ready_listeners:
                 if listener in self._listeners:
                     self._accept(listener)
+        elif not ready_listeners:
+            self._deferred_since = 0.0
         now = time.monotonic()
         if now >= self._next_sweep:
             self._sweep(now)
             self._next_sweep = now + SWEEP_INTERVAL
+
+    def _may_accept(self, just_served: bool) -> bool:
+        """Pacing: a worker that has just served a request is no longer known to be the
+        idlest, so it leaves a pending connection to the others for ACCEPT_DEFER seconds,
+        then takes it itself: with every worker busy, nobody else will."""
+        if not self._pace or not just_served:
+            self._deferred_since = 0.0
+            return True
+        now = time.monotonic()
+        if not self._deferred_since:
+            self._deferred_since = now
+        if now - self._deferred_since < ACCEPT_DEFER:
+            return False
+        self._deferred_since = 0.0
+        return True
 
     def _pace_accepting(self, timeout: float) -> float:
         """Inline: hold off accepting while a just-accepted connection has sent nothing.
