@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -381,3 +382,61 @@ def test_a_long_request_hands_its_workers_other_clients_over(server_factory: typ
     for conns in connections.values():
         for conn in conns:
             conn.close()
+
+
+ACTIVATE = """
+import os, socket, sys
+sock = socket.socket()
+sock.bind(("127.0.0.1", 0))
+sock.listen(16)
+print(sock.getsockname()[1], flush=True)
+if sock.fileno() != 3:
+    os.dup2(sock.fileno(), 3)
+os.set_inheritable(3, True)
+os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS="1")
+os.execv(sys.executable, [sys.executable, "-m", "prefork", *sys.argv[1:]])
+"""
+
+
+def test_systemd_socket_activation(tmp_path: Path) -> None:
+    """A socket passed as fd 3 with LISTEN_FDS/LISTEN_PID (as systemd does) is used as is."""
+    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-c", ACTIVATE, "run", *APP, "--workers", "2", "-p", "0",
+         "--data-dir", str(tmp_path / "data")],
+        stdout=subprocess.PIPE, stderr=log, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        server = Server(proc, tmp_path / "server.log")  # type: ignore[arg-type]
+        server.port = port
+        server.wait_log("using 1 inherited listening socket")
+        server.wait_log(rf"HTTP service running on 127\.0\.0\.1:{port}")
+        assert get(server, "/echo")[0] == 200
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        if proc.stdout is not None:
+            proc.stdout.close()
+        log.close()
+
+
+def test_ipv6_interface(server_factory: type) -> None:
+    if not socket.has_ipv6 or not _ipv6_loopback():
+        pytest.skip("this machine has no IPv6 loopback")
+    server = server_factory.start(*APP, "--workers", "1", "--http-interface", "::1", wait=False)
+    match = server.wait_log(r"HTTP service running on \[::1\]:(\d+)")
+    conn = http.client.HTTPConnection("::1", int(match.group(1)), timeout=10)
+    conn.request("GET", "/echo")
+    assert json.loads(conn.getresponse().read())["remote_addr"] == "::1"
+    conn.close()
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
