@@ -40,11 +40,25 @@ def test_chunked_request_body(server: Server) -> None:
     assert report["environ_headers"]["CONTENT_LENGTH"] == "9"
 
 
-def test_streaming_response_is_chunked_and_close_is_called(
-        server_factory: type, tmp_path: Path) -> None:
+def _server_marking_close(server_factory: type, tmp_path: Path) -> tuple[Server, Path]:
+    """A server whose /stream responses record their close() call in a file."""
     marker = tmp_path / "closed.txt"
     server = server_factory.start("--app", "tests.apps.testapp:app",
                                   env={"TESTAPP_CLOSE_MARKER": str(marker)})
+    return server, marker
+
+
+def _closed_tags(marker: Path) -> list[str]:
+    """The tags close() recorded; close() runs after the last byte has left, so wait."""
+    deadline = time.monotonic() + 10
+    while not (marker.exists() and marker.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return marker.read_text().splitlines()
+
+
+def test_streaming_response_is_chunked_and_close_is_called(
+        server_factory: type, tmp_path: Path) -> None:
+    server, marker = _server_marking_close(server_factory, tmp_path)
     conn = server.http()
     conn.request("GET", "/stream?n=50&size=1000&tag=full")
     response = conn.getresponse()
@@ -52,10 +66,7 @@ def test_streaming_response_is_chunked_and_close_is_called(
     body = response.read()
     conn.close()
     assert len(body) == 50 * 1000 and body.startswith(b"000000:")
-    deadline = time.monotonic() + 5  # close() runs after the last byte has left
-    while not (marker.exists() and marker.read_text()) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert marker.read_text().splitlines() == ["stream full"]
+    assert _closed_tags(marker) == ["stream full"]
 
 
 def test_http10_streaming_response_ends_with_the_connection(server: Server) -> None:
@@ -176,19 +187,14 @@ def test_exception_after_headers_closes_the_connection(server: Server) -> None:
 
 def test_client_disconnect_mid_response_is_survived(
         server_factory: type, tmp_path: Path) -> None:
-    marker = tmp_path / "closed.txt"
-    server = server_factory.start("--app", "tests.apps.testapp:app",
-                                  env={"TESTAPP_CLOSE_MARKER": str(marker)})
+    server, marker = _server_marking_close(server_factory, tmp_path)
     sock = server.connect()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.sendall(b"GET /stream?n=2000&size=10000&delay=0.001&tag=cut HTTP/1.1\r\n\r\n")
     sock.recv(1000)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     sock.close()  # reset mid-response
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not (marker.exists() and marker.read_text()):
-        time.sleep(0.05)
-    assert marker.read_text().splitlines() == ["stream cut"]
+    assert _closed_tags(marker) == ["stream cut"]
     assert server.get("/echo")[0] == 200
     assert server.proc.poll() is None
 
