@@ -37,8 +37,9 @@ _TCHAR = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
 _METHOD = f"[{_TCHAR.replace('a-z', '')}]+"
 _REQUEST_LINE_RE = re.compile(rf"({_METHOD}) ([^\x00-\x20\x7f]+) HTTP/(\d)\.(\d)")
 _TOKEN_RE = re.compile(rf"[{_TCHAR}]+")
-# Outside the CRLF line ends: no control character but HTAB (RFC 9110 5.5, RFC 9112 2.2).
-_BAD_HEAD_CHAR_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n")
+# No control character but HTAB (RFC 9110 5.5); CR and LF only as the CRLF line ends,
+# which are replaced before the search (a lookaround pattern is several times slower).
+_CTL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _VERSIONS = {"0": "HTTP/1.0", "1": "HTTP/1.1"}
 _AUTHORITY_RE = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+):\d{1,5}")
 _ABSOLUTE_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
@@ -188,7 +189,7 @@ class RequestParser:
             raise HTTPError(431, "request header fields too large")
         text = buf[:end].decode("latin-1")
         del buf[: end + 4]
-        if _BAD_HEAD_CHAR_RE.search(text):
+        if _CTL_RE.search(text.replace("\r\n", "\t")):
             raise bad_request("control character or bare CR/LF in the request head")
         lines = text.split("\r\n")
         request = self._parse_request_line(lines[0])
@@ -361,7 +362,7 @@ class RequestParser:
             self._state = "done"
             return True
         name, colon, _ = line.partition(":")
-        if not colon or not _TOKEN_RE.fullmatch(name) or _BAD_HEAD_CHAR_RE.search(line):
+        if not colon or not _TOKEN_RE.fullmatch(name) or _CTL_RE.search(line):
             raise bad_request("invalid trailer field")
         if name.upper() in _FORBIDDEN_TRAILERS:
             raise bad_request(f"{name} is not allowed in a trailer")
