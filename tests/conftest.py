@@ -107,9 +107,15 @@ def server_factory(tmp_path: Path) -> Iterator[type]:
             assert marker not in server.log(), f"{marker!r} in the server log:\n{server.log()}"
 
 
-@pytest.fixture
-def server(server_factory: type) -> Server:
-    return server_factory.start("--app", "tests.apps.testapp:app")  # type: ignore[no-any-return]
+# The same HTTP behaviour is required of both server modes: the threaded server and a
+# multi-processing worker (the same engine, dispatching inline).
+MODES = {"threaded": (), "workers": ("--workers", "2")}
+
+
+@pytest.fixture(params=list(MODES))
+def server(request: pytest.FixtureRequest, server_factory: type) -> Server:
+    return server_factory.start(  # type: ignore[no-any-return]
+        "--app", "tests.apps.testapp:app", *MODES[request.param])
 
 
 def exchange(server: Server, data: bytes, *, half_close: bool = True,

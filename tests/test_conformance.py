@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Server, exchange, parse_responses, start_server
+from tests.conftest import MODES, Server, exchange, parse_responses, start_server
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "http1-requests.jsonl"
 if not CORPUS.exists():  # a checkout outside the workspace may carry its own copy
@@ -71,15 +71,16 @@ CASES = _cases()
 _servers: dict[tuple[tuple[str, int], ...], Server] = {}
 
 
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Any:
+@pytest.fixture(scope="module", params=list(MODES))
+def servers(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
     tmp = tmp_path_factory.mktemp("conformance")
+    mode = MODES[request.param]
 
     def get(limits: tuple[tuple[str, int], ...]) -> Server:
         if limits not in _servers:
             flags = [f"--{k.replace('_', '-')}={v}" for k, v in limits]
             _servers[limits] = start_server(tmp, "--app", "tests.apps.testapp:echo",
-                                            *flags)
+                                            *flags, *mode)
         return _servers[limits]
 
     yield get
