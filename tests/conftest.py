@@ -168,3 +168,9 @@ def parse_responses(data: bytes, methods: list[str] | None = None
         out.append((response.status, dict(response.getheaders()), response.read()))
         index += 1
     return out
+
+
+@pytest.fixture
+def threaded_server(server_factory: type) -> Server:
+    """For behaviour that belongs to threaded mode only."""
+    return server_factory.start("--app", "tests.apps.testapp:app")  # type: ignore[no-any-return]

@@ -40,7 +40,8 @@ def _slow_request(server: Server, seconds: float, out: list[object]) -> None:
         out.append(exc)
 
 
-def test_term_finishes_in_flight_requests_then_exits(server: Server) -> None:
+def test_term_finishes_in_flight_requests_then_exits(threaded_server: Server) -> None:
+    server = threaded_server
     results: list[object] = []
     thread = threading.Thread(target=_slow_request, args=(server, 1.5, results))
     thread.start()
@@ -56,7 +57,8 @@ def test_term_finishes_in_flight_requests_then_exits(server: Server) -> None:
     assert "stopped" in server.log()
 
 
-def test_second_signal_forces_the_stop(server: Server) -> None:
+def test_second_signal_forces_the_stop(threaded_server: Server) -> None:
+    server = threaded_server
     results: list[object] = []
     thread = threading.Thread(target=_slow_request, args=(server, 30, results))
     thread.start()
@@ -93,7 +95,8 @@ def test_pidfile_is_written_and_removed(server_factory: type, tmp_path: Path) ->
     assert not pidfile.exists()
 
 
-def test_port_in_use_is_a_clear_error(server: Server, server_factory: type) -> None:
+def test_port_in_use_is_a_clear_error(threaded_server: Server, server_factory: type) -> None:
+    server = threaded_server
     other = server_factory.start("-p", str(server.port), wait=False)
     other_port = server.port
     assert other.proc.wait(10) == 1
