@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from prefork.http.connection import Connection
 from prefork.http.errors import HTTPError
+from prefork.http.pacing import AcceptPacer
 from prefork.http.parser import Limits
 from prefork.http.request import Request
 from prefork.http.responses import CONTINUE, DateCache, error_response
@@ -32,8 +33,6 @@ log = logging.getLogger("prefork.http")
 
 ACCEPT_BATCH = 64
 SWEEP_INTERVAL = 0.5
-ACCEPT_DEFER = 0.005  # seconds a busy worker leaves a pending connection to idle ones
-FRESH_WINDOW = 0.05  # seconds a silent new connection keeps an inline worker from accepting
 DRAIN_IDLE = 5.0  # most seconds an idle connection is kept while the server stops
 
 # Called with a connection and its next complete request. Inline dispatchers return whether
@@ -55,7 +54,8 @@ class EventLoop:
         self.date = DateCache()
         self._dispatch = dispatch
         self._inline = inline
-        self._pace = inline and pace_accepting  # only worth it when other workers accept
+        # Pacing is only worth it when other workers share the listening sockets.
+        self._pacer = AcceptPacer() if inline and pace_accepting else None
         self._selector = selectors.DefaultSelector()
         self._listeners: list[socket.socket] = []
         self._conns: set[Connection] = set()
@@ -68,8 +68,6 @@ class EventLoop:
         self.draining = False
         self.dispatched = 0
         self.serving: Connection | None = None
-        self._fresh: dict[Connection, float] = {}
-        self._deferred_since = 0.0
         self._accept_paused = False
 
     @property
@@ -151,7 +149,7 @@ class EventLoop:
     def run_once(self, timeout: float) -> None:
         ready_listeners = []
         served_before = self.dispatched
-        if self._pace:
+        if self._pacer is not None:
             timeout = self._pace_accepting(timeout)
         for key, _ in self._selector.select(timeout):
             data = key.data
@@ -170,41 +168,22 @@ class EventLoop:
             for listener in ready_listeners:
                 if listener in self._listeners:
                     self._accept(listener)
-        elif not ready_listeners:
-            self._deferred_since = 0.0
+        elif not ready_listeners and self._pacer is not None:
+            self._pacer.nothing_pending()
         now = time.monotonic()
         if now >= self._next_sweep:
             self._sweep(now)
             self._next_sweep = now + SWEEP_INTERVAL
 
     def _may_accept(self, just_served: bool) -> bool:
-        """Pacing: a worker that has just served a request is no longer known to be the
-        idlest, so it leaves a pending connection to the others for ACCEPT_DEFER seconds,
-        then takes it itself: with every worker busy, nobody else will."""
-        if not self._pace or not just_served:
-            self._deferred_since = 0.0
-            return True
-        now = time.monotonic()
-        if not self._deferred_since:
-            self._deferred_since = now
-        if now - self._deferred_since < ACCEPT_DEFER:
-            return False
-        self._deferred_since = 0.0
-        return True
+        return self._pacer is None or self._pacer.may_accept(just_served)
 
     def _pace_accepting(self, timeout: float) -> float:
-        """Inline: hold off accepting while a just-accepted connection has sent nothing.
-
-        Its request is most likely on the way, and this worker will be busy with it; the
-        next connection is better taken by an idle worker. After FRESH_WINDOW the
-        connection counts as a slow client, and accepting resumes, so slow clients cannot
-        starve the queue. Returns the select timeout to use.
-        """
-        now = time.monotonic()
-        for conn, accepted in list(self._fresh.items()):
-            if now - accepted >= FRESH_WINDOW:
-                del self._fresh[conn]
-        paused = bool(self._fresh) and not self.draining
+        """Take the listening sockets out of the selector while the pacer says so;
+        returns the select timeout to use."""
+        assert self._pacer is not None
+        paused_for = 0.0 if self.draining else self._pacer.paused_for(time.monotonic())
+        paused = paused_for > 0
         if paused != self._accept_paused:
             self._accept_paused = paused
             for sock in self._listeners:
@@ -212,10 +191,7 @@ class EventLoop:
                     self._selector.unregister(sock)
                 else:
                     self._selector.register(sock, selectors.EVENT_READ, sock)
-        if paused:
-            oldest = min(self._fresh.values())
-            return max(0.0, min(timeout, oldest + FRESH_WINDOW - now))
-        return timeout
+        return min(timeout, paused_for) if paused else timeout
 
     def resume(self, conn: Connection, keep_open: bool) -> None:
         """Give a served connection back to the loop; safe from any thread."""
@@ -260,8 +236,8 @@ class EventLoop:
             self._register(conn)
             if self._inline:  # the request usually follows the connect: serve it this turn
                 self._on_readable(conn)
-                if self._pace and conn in self._conns and conn.parser.idle and not conn.served:
-                    self._fresh[conn] = time.monotonic()
+                if self._pacer is not None and conn in self._conns and conn.parser.idle:
+                    self._pacer.accepted_silent(conn, time.monotonic())
 
     def _register(self, conn: Connection) -> None:
         conn.in_request = False
@@ -270,7 +246,8 @@ class EventLoop:
         self._selector.register(conn.sock, selectors.EVENT_READ, conn)
 
     def _unregister(self, conn: Connection) -> None:
-        self._fresh.pop(conn, None)
+        if self._pacer is not None:
+            self._pacer.heard_from(conn)
         if conn in self._conns:
             self._conns.remove(conn)
             self._selector.unregister(conn.sock)
@@ -280,7 +257,8 @@ class EventLoop:
         conn.close()
 
     def _on_readable(self, conn: Connection) -> None:
-        self._fresh.pop(conn, None)
+        if self._pacer is not None:
+            self._pacer.heard_from(conn)
         if not conn.receive():
             self._close(conn)  # closed by the client, possibly mid-request: nothing to answer
             return

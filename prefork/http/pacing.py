@@ -1,0 +1,64 @@
+"""When a single-threaded worker should leave pending connections to the other workers.
+
+Every worker shares the listening socket. A worker that accepts a connection will serve its
+request itself, one at a time, so it should accept only while it is the idlest, without ever
+letting the queue starve when every worker is busy:
+
+- right after serving requests it leaves a pending connection to the others for at most
+  ACCEPT_DEFER seconds, then takes it itself;
+- while a connection it has just accepted has sent nothing yet (its request is most likely
+  on the way), it stops accepting for at most FRESH_WINDOW seconds; after that the
+  connection counts as a slow client and accepting resumes.
+
+No I/O here: the event loop asks and applies the answers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Hashable
+
+ACCEPT_DEFER = 0.005
+FRESH_WINDOW = 0.05
+
+
+class AcceptPacer:
+    __slots__ = ("_deferred_since", "_fresh")
+
+    def __init__(self) -> None:
+        self._fresh: dict[Hashable, float] = {}
+        self._deferred_since = 0.0
+
+    def accepted_silent(self, conn: Hashable, now: float) -> None:
+        """A connection was accepted and has sent nothing yet."""
+        self._fresh[conn] = now
+
+    def heard_from(self, conn: Hashable) -> None:
+        """The connection sent something, or is gone."""
+        self._fresh.pop(conn, None)
+
+    def may_accept(self, just_served: bool) -> bool:
+        """Whether to accept the connections pending this turn."""
+        if not just_served:
+            self._deferred_since = 0.0
+            return True
+        now = time.monotonic()
+        if not self._deferred_since:
+            self._deferred_since = now
+        if now - self._deferred_since < ACCEPT_DEFER:
+            return False
+        self._deferred_since = 0.0
+        return True
+
+    def nothing_pending(self) -> None:
+        """No connection was waiting this turn: someone else took it."""
+        self._deferred_since = 0.0
+
+    def paused_for(self, now: float) -> float:
+        """Seconds to keep the listening sockets out of the selector; 0 to accept."""
+        for conn, accepted in list(self._fresh.items()):
+            if now - accepted >= FRESH_WINDOW:
+                del self._fresh[conn]
+        if not self._fresh:
+            return 0.0
+        return max(min(self._fresh.values()) + FRESH_WINDOW - now, 1e-4)

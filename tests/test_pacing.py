@@ -1,0 +1,34 @@
+"""The accept pacer, without sockets."""
+
+from __future__ import annotations
+
+import time
+
+from prefork.http.pacing import ACCEPT_DEFER, FRESH_WINDOW, AcceptPacer
+
+
+def test_an_idle_worker_accepts_at_once() -> None:
+    pacer = AcceptPacer()
+    assert pacer.may_accept(just_served=False)
+    assert pacer.paused_for(time.monotonic()) == 0
+
+
+def test_a_busy_worker_defers_then_accepts_itself() -> None:
+    pacer = AcceptPacer()
+    assert not pacer.may_accept(just_served=True)
+    time.sleep(ACCEPT_DEFER * 2)
+    assert pacer.may_accept(just_served=True), "nobody took it: take it after the deferral"
+    assert not pacer.may_accept(just_served=True), "a new deferral starts"
+    pacer.nothing_pending()
+    assert not pacer.may_accept(just_served=True)
+
+
+def test_a_silent_new_connection_pauses_accepting_for_a_bounded_time() -> None:
+    pacer = AcceptPacer()
+    now = time.monotonic()
+    pacer.accepted_silent("conn", now)
+    assert 0 < pacer.paused_for(now) <= FRESH_WINDOW
+    assert pacer.paused_for(now + FRESH_WINDOW) == 0, "a slow client must not starve the queue"
+    pacer.accepted_silent("other", now)
+    pacer.heard_from("other")
+    assert pacer.paused_for(now) == 0
