@@ -15,7 +15,7 @@ from typing import Any
 from prefork.config import ini
 from prefork.config.errors import ConfigError
 from prefork.config.odoo_keys import ODOO_ONLY_KEYS
-from prefork.config.settings import ALIASES, ENV_PREFIX, SPECS, Settings
+from prefork.config.settings import ALIASES, SPECS, Settings
 
 CONFIG_ENV = "PREFORK_CONFIG"
 
@@ -123,8 +123,3 @@ def _check_consistency(settings: Settings) -> None:
             f"'limit_memory_hard' ({settings.limit_memory_hard} bytes)"
         )
 
-
-def unknown_env_keys(environ: Mapping[str, str]) -> list[str]:
-    """PREFORK_* variables that name no option: likely typos worth a warning."""
-    known = {spec.env for spec in SPECS.values()} | {CONFIG_ENV, ENV_PREFIX + "TEST_DSN"}
-    return sorted(k for k in environ if k.startswith(ENV_PREFIX) and k not in known)

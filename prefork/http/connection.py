@@ -29,9 +29,6 @@ class Connection:
         self.in_request = False
         self.served = 0
 
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
     def receive(self) -> bool:
         """Feed what has arrived to the parser; False when the client has closed."""
         try:

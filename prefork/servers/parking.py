@@ -39,9 +39,6 @@ class Parking:
         self._ready: collections.deque[Parked] = collections.deque()
         self._turn = 0
 
-    def __len__(self) -> int:
-        return len(self._idle) + len(self._ready)
-
     def park(self, sock: socket.socket, peer: tuple[str, int]) -> None:
         sock.setblocking(False)
         parked = Parked(sock, peer, time.monotonic() + self.keepalive)

@@ -9,11 +9,3 @@ MEMORY_SOFT = 10     # RSS above limit_memory_soft after a request; RSS in the s
 REQUEST_LIMIT = 11   # served limit_request (+ jitter) requests
 MEMORY_HARD = 12     # an allocation failed under the kernel backstop (RLIMIT_AS)
 ORPHANED = 13        # the master went away
-
-REASONS = {
-    MEMORY_SOFT: "memory-soft",
-    REQUEST_LIMIT: "request-limit",
-    MEMORY_HARD: "memory-hard",
-    BOOT_FAILED: "boot-failed",
-    ORPHANED: "orphaned",
-}

@@ -17,7 +17,6 @@ import struct
 from dataclasses import dataclass
 
 FREE, BOOTING, READY, STOPPING = range(4)
-STATE_NAMES = {FREE: "free", BOOTING: "booting", READY: "ready", STOPPING: "stopping"}
 
 _HEAD = struct.Struct("=iiddqq")  # pid, state, heartbeat, request_started, requests, value
 _LINE_SIZE = 256
