@@ -186,6 +186,7 @@ class HTTPWorker:
         if self.exit_code is None or self.exit_code == exitcodes.STOPPED:
             self.exit_code = code
             self.slot.mark_exit(value)
+            self.slot.set_state(STOPPING)  # the master stops sending connections here
 
     # -- handing connections over -----------------------------------------------------------
 
@@ -236,3 +237,17 @@ class HTTPWorker:
         while self.loop.open_connections and time.monotonic() < deadline:
             self.slot.beat(time.monotonic())
             self.loop.run_once(DRAIN_TICK)
+        self._return_late_arrivals()
+
+    def _return_late_arrivals(self) -> None:
+        """Close the channel for incoming connections and give back any the master sent
+        after this worker stopped: a descriptor left in the queue would die with it, and
+        its client would get a reset."""
+        try:
+            self.channel.shutdown(socket.SHUT_RD)  # the master's next send fails at once
+        except OSError:
+            return
+        received, _ = receive_connections(self.channel)
+        for sock, peer in received:
+            send_connection(self.channel, sock, peer)
+            sock.close()
