@@ -9,10 +9,8 @@ from __future__ import annotations
 import sys
 
 from prefork.config import Settings
-from prefork.http.loop import EventLoop
-from prefork.servers.threaded import limits_from, timeouts_from
+from prefork.servers.engine import make_handler, make_loop
 from prefork.sockets import listen
-from prefork.wsgi.environ import EnvironBuilder
 from prefork.wsgi.handler import WSGIHandler
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
@@ -23,11 +21,8 @@ def main() -> None:
     port = int(sys.argv[1])
     settings = Settings(http_port=port, access_log=False)
     handler: WSGIHandler
-    loop = EventLoop(limits_from(settings), timeouts_from(settings),
-                     lambda conn, request: handler.serve(conn, request), inline=True)
-    environ = EnvironBuilder("127.0.0.1", port, proxy_mode=False)
-    handler = WSGIHandler(app, environ, loop.date, send_timeout=10, access_log=False,
-                          draining=lambda: False)
+    loop = make_loop(settings, lambda conn, request: handler.serve(conn, request), inline=True)
+    handler = make_handler(settings, app, loop, multiprocess=False, draining=lambda: False)
     loop.add_listener(listen("127.0.0.1", port))
     print("ready", flush=True)
     while True:

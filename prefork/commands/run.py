@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Sequence
 
 from prefork.cli import parse
 from prefork.config.loader import Loaded
 from prefork.logs import setup_logging
+from prefork.pidfile import pidfile
 from prefork.servers.master import Master
 from prefork.servers.threaded import ThreadedServer
 from prefork.wsgi.loader import AppImportError, load_app
@@ -41,23 +40,9 @@ def run(loaded: Loaded, argv: Sequence[str]) -> int:
         if settings.multiprocessing:
             return Master(loaded, argv, app, reload=lambda: parse(argv)[1]).run()
         assert app is not None
-        with _pidfile(settings.pidfile):
+        with pidfile(settings.pidfile):
             return ThreadedServer(settings, app, argv).serve()
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", settings.http_interface or "0.0.0.0",
                   settings.http_port, exc.strerror)
         return 1
-
-
-@contextmanager
-def _pidfile(path: str) -> Iterator[None]:
-    if not path:
-        yield
-        return
-    with open(path, "w", encoding="ascii") as handle:
-        handle.write(f"{os.getpid()}\n")
-    try:
-        yield
-    finally:
-        with suppress(FileNotFoundError):
-            os.unlink(path)

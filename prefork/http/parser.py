@@ -127,7 +127,7 @@ class RequestParser:
     """Parses the requests of one connection, one at a time."""
 
     __slots__ = ("_body", "_buf", "_chunk_left", "_chunked", "_continue_pending", "_length",
-                 "_limits", "_request", "_state", "_trailer_count")
+                 "_limits", "_line_checked", "_request", "_state", "_trailer_count")
 
     def __init__(self, limits: Limits) -> None:
         self._limits = limits
@@ -143,6 +143,7 @@ class RequestParser:
         self._chunk_left = 0
         self._trailer_count = 0
         self._continue_pending = False
+        self._line_checked = False  # the request line of a partial head was already checked
 
     def feed(self, data: bytes) -> None:
         self._buf += data
@@ -204,8 +205,9 @@ class RequestParser:
         if line_end < 0:
             if len(buf) >= limits.request_line:
                 raise HTTPError(414, "request line too long")
-        else:
+        elif not self._line_checked:
             self._parse_request_line(buf[:line_end].decode("latin-1"))
+            self._line_checked = True
         if len(buf) > limits.head:
             raise HTTPError(431, "request header fields too large")
 

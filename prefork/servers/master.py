@@ -31,6 +31,7 @@ from prefork import __version__
 from prefork.config import ConfigError
 from prefork.config.loader import Loaded
 from prefork.logs import log_stream
+from prefork.pidfile import remove_pidfile, write_pidfile
 from prefork.servers.exits import ExitRecord, KillOrder, classify, mib
 from prefork.servers.parking import Parked, Parking
 from prefork.servers.state import remove_state, state_path, write_state
@@ -67,7 +68,6 @@ class WorkerProc:
     started_at: float = field(default_factory=time.time)
     terminating: bool = False
     order: KillOrder | None = None
-    ever_ready: bool = False
     process: psutil.Process | None = None
 
     @property
@@ -95,7 +95,6 @@ class Master:
         self.exit_code = 0
         self.boot_failures = 0
         self.next_spawn = 0.0
-        self.last_boot_error = ""
         self.upgrade_pid: int | None = None
         self.upgrade_from = int(os.environ.pop(UPGRADE_ENV, "0") or 0)
         self.state_file = state_path(self.settings)
@@ -113,7 +112,7 @@ class Master:
         setproctitle("prefork: master")
         self._open_listeners()
         self._install_signals()
-        self._write_pidfile()
+        write_pidfile(self.settings.pidfile)
         log.info("HTTP service running on %s (multi-processing mode, %d workers, master pid %d)",
                  ", ".join(display_address(s) for s in self.listeners), self.target,
                  os.getpid())
@@ -422,15 +421,14 @@ class Master:
             log.error("%s", record.log_line())
 
     def _count_boot(self, worker: WorkerProc, state: int, record: ExitRecord) -> None:
-        booted = worker.ever_ready or state != BOOTING
-        if booted or worker.terminating or self.stopping:
+        # A slot never goes back to BOOTING: any other state means the worker got ready.
+        if state != BOOTING or worker.terminating or self.stopping:
             self.boot_failures = 0
             return
         self.boot_failures += 1
-        self.last_boot_error = record.error.strip() or record.detail
         if self.boot_failures >= MAX_BOOT_ATTEMPTS:
             log.error("http workers failed to start %d times in a row; giving up. Last error:"
-                      "\n%s", self.boot_failures, self.last_boot_error)
+                      "\n%s", self.boot_failures, record.error.strip() or record.detail)
             self._begin_stop(EXIT_BOOT_FAILURE)
             return
         delay = min(BOOT_BACKOFF_START * 2 ** (self.boot_failures - 1), BOOT_BACKOFF_MAX)
@@ -451,8 +449,6 @@ class Master:
             if worker.order is not None:
                 continue
             view = worker.slot.read()
-            if view.state == READY:
-                worker.ever_ready = True
             self._check_time(worker, view.state, view.request_started, view.heartbeat, now)
             if worker.order is None:
                 self._check_memory(worker)
@@ -529,25 +525,10 @@ class Master:
 
     def _cleanup(self) -> None:
         remove_state(self.state_file)
-        self._remove_pidfile()
+        remove_pidfile(self.settings.pidfile)
         log.info("master stopped")
 
-    # -- pidfile and state file --------------------------------------------------------------
-
-    def _write_pidfile(self) -> None:
-        if self.settings.pidfile:
-            with open(self.settings.pidfile, "w", encoding="ascii") as handle:
-                handle.write(f"{os.getpid()}\n")
-
-    def _remove_pidfile(self) -> None:
-        path = self.settings.pidfile
-        try:
-            with open(path, encoding="ascii") as handle:
-                mine = handle.read().strip() == str(os.getpid())
-            if mine:  # after an upgrade the file names the new master: leave it
-                os.unlink(path)
-        except (OSError, ValueError):
-            pass
+    # -- state file ---------------------------------------------------------------------------
 
     def _publish_state(self) -> None:
         now = time.monotonic()

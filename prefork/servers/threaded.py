@@ -19,28 +19,17 @@ from types import FrameType
 
 from prefork.config import Settings
 from prefork.http.connection import Connection
-from prefork.http.loop import EventLoop, Timeouts
-from prefork.http.parser import Limits
 from prefork.http.request import Request
+from prefork.servers.engine import make_handler, make_loop
 from prefork.servers.exits import mib
 from prefork.sockets import display_address, handover_env, inherited_listeners, listen
 from prefork.workers.limits import over_soft_limit
-from prefork.wsgi.environ import EnvironBuilder
-from prefork.wsgi.handler import WSGIApp, WSGIHandler
+from prefork.wsgi.handler import WSGIApp
 
 log = logging.getLogger("prefork.server")
 
 TICK = 1.0
 RELOAD_GRACE = 5.0  # seconds other requests get to finish before a limit reload
-
-
-def limits_from(settings: Settings) -> Limits:
-    return Limits(settings.limit_request_line, settings.limit_request_fields,
-                  settings.limit_request_field_size, settings.limit_request_body)
-
-
-def timeouts_from(settings: Settings) -> Timeouts:
-    return Timeouts(settings.http_header_timeout, settings.http_keepalive_timeout)
 
 
 class ThreadedServer:
@@ -51,15 +40,9 @@ class ThreadedServer:
         self._inflight: dict[int, tuple[float, str]] = {}  # thread id -> (start, request)
         self._reload_reason = ""
         self._reload_deadline = 0.0
-        self.loop = EventLoop(limits_from(settings), timeouts_from(settings), self._dispatch,
-                              inline=False)
-        environ = EnvironBuilder(settings.http_interface or "0.0.0.0", settings.http_port,
-                                 settings.proxy_mode)
-        environ.configure(multithread=True, multiprocess=False)
-        self.handler = WSGIHandler(app, environ, self.loop.date,
-                                   send_timeout=settings.http_header_timeout,
-                                   access_log=settings.access_log,
-                                   draining=lambda: self.loop.draining)
+        self.loop = make_loop(settings, self._dispatch, inline=False)
+        self.handler = make_handler(settings, app, self.loop, multiprocess=False,
+                                    draining=lambda: self.loop.draining)
         self._jobs: queue.SimpleQueue[tuple[Connection, Request] | None] = queue.SimpleQueue()
         self._signals: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._stop_deadline: float | None = None
@@ -77,7 +60,9 @@ class ThreadedServer:
             self.loop.run_once(TICK)
             self._handle_signals()
             self._check_limits()
-            if self._reload_due():
+            if self._reload_reason and not self._reload_deadline and self._stop_deadline is None:
+                self._begin_reload()
+            if self._reload_deadline and self._reload_ready():
                 self._reexec()
         return 0
 
@@ -106,32 +91,30 @@ class ThreadedServer:
 
     # -- limits: Odoo's threaded behaviour, a whole-process reload ------------------------
 
+    def _overdue(self) -> list[tuple[float, str]]:
+        """(seconds running, request line) of requests past limit_time_real."""
+        limit = self.settings.limit_time_real
+        now = time.monotonic()
+        running = [(now - started, line) for started, line in list(self._inflight.values())]
+        return [item for item in running if limit and item[0] > limit]
+
     def _check_limits(self) -> None:
-        limit = self.settings.limit_time_real
-        if self._reload_reason or self._stop_deadline is not None or not limit:
+        if self._reload_reason or self._stop_deadline is not None:
             return
-        now = time.monotonic()
-        for started, line in list(self._inflight.values()):
-            if now - started > limit:
-                self._reload_reason = (f"real-time: request '{line}' running "
-                                       f"{now - started:.1f}s > limit {limit}s")
+        for elapsed, line in self._overdue()[:1]:
+            self._reload_reason = (f"real-time: request '{line}' running {elapsed:.1f}s > "
+                                   f"limit {self.settings.limit_time_real}s")
 
-    def _reload_due(self) -> bool:
-        if not self._reload_reason or self._stop_deadline is not None:
-            return False
-        if not self._reload_deadline:
-            log.warning("threaded mode limit reached (%s): reloading the whole process",
-                        self._reload_reason)
-            self.loop.stop_accepting(keep_listeners=True)
-            self._reload_deadline = time.monotonic() + RELOAD_GRACE
-        stuck = self._stuck_requests()
+    def _begin_reload(self) -> None:
+        log.warning("threaded mode limit reached (%s): reloading the whole process",
+                    self._reload_reason)
+        self.loop.stop_accepting(keep_listeners=True)
+        self._reload_deadline = time.monotonic() + RELOAD_GRACE
+
+    def _reload_ready(self) -> bool:
+        """Every request but the stuck ones has finished, or the grace period is over."""
+        stuck = len(self._overdue())
         return self.loop.busy <= stuck or time.monotonic() >= self._reload_deadline
-
-    def _stuck_requests(self) -> int:
-        limit = self.settings.limit_time_real
-        now = time.monotonic()
-        return sum(1 for started, _ in list(self._inflight.values())
-                   if limit and now - started > limit)
 
     def _reexec(self) -> None:
         """Replace this process (threads included) with a fresh server on the same sockets."""

@@ -26,9 +26,8 @@ from setproctitle import setproctitle
 
 from prefork.config import Settings
 from prefork.http.connection import Connection
-from prefork.http.loop import EventLoop
 from prefork.http.request import Request
-from prefork.servers.threaded import limits_from, timeouts_from
+from prefork.servers.engine import make_handler, make_loop
 from prefork.workers import exitcodes
 from prefork.workers.handoff import receive_connections, send_connection
 from prefork.workers.limits import (
@@ -37,7 +36,6 @@ from prefork.workers.limits import (
     set_address_space_backstop,
 )
 from prefork.workers.scoreboard import READY, STOPPING, Slot
-from prefork.wsgi.environ import EnvironBuilder
 from prefork.wsgi.handler import WSGIApp, WSGIHandler
 from prefork.wsgi.loader import AppImportError, load_app
 
@@ -72,8 +70,8 @@ class HTTPWorker:
         limit = settings.limit_request
         self.max_requests = limit + random.randint(0, int(limit * JITTER_FRACTION))
         self.limits = RequestLimits(settings.limit_time_cpu, settings.limit_memory_soft)
-        self.loop = EventLoop(limits_from(settings), timeouts_from(settings), self._serve,
-                              inline=True, pace_accepting=settings.workers > 1)
+        self.loop = make_loop(settings, self._serve, inline=True,
+                              pace_accepting=settings.workers > 1)
         self.handler: WSGIHandler | None = None
 
     def run(self) -> None:
@@ -94,7 +92,8 @@ class HTTPWorker:
         app = self.app or self._load_app()
         if app is None:
             return exitcodes.BOOT_FAILED
-        self.handler = self._make_handler(app)
+        self.handler = make_handler(self.settings, app, self.loop, multiprocess=True,
+                                    draining=lambda: self.exit_code is not None)
         for sock in self.listeners:
             self.loop.add_listener(sock)
         self.channel.setblocking(False)
@@ -139,16 +138,6 @@ class HTTPWorker:
         self.slot.set_error(message)
         log.error("http worker #%d cannot load the application: %s", self.number, message)
         return None
-
-    def _make_handler(self, app: WSGIApp) -> WSGIHandler:
-        settings = self.settings
-        environ = EnvironBuilder(settings.http_interface or "0.0.0.0", settings.http_port,
-                                 settings.proxy_mode)
-        environ.configure(multithread=False, multiprocess=True)
-        return WSGIHandler(app, environ, self.loop.date,
-                           send_timeout=settings.http_header_timeout,
-                           access_log=settings.access_log,
-                           draining=lambda: self.exit_code is not None)
 
     def _serve(self, conn: Connection, request: Request) -> bool:
         assert self.handler is not None

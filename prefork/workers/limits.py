@@ -55,10 +55,7 @@ class RequestLimits:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         if self.cpu_seconds:
             self._arm(usage.ru_utime + usage.ru_stime)
-        if not self.memory_soft or usage.ru_maxrss * 1024 < self.memory_soft:
-            return 0
-        rss = current_rss()
-        return rss if rss >= self.memory_soft else 0
+        return _rss_above(self.memory_soft, usage.ru_maxrss * 1024)
 
     def arm(self) -> None:
         if self.cpu_seconds:
@@ -81,7 +78,13 @@ def current_rss() -> int:
 
 def over_soft_limit(limit: int) -> int:
     """The current RSS when it is above `limit`, else 0 (peak RSS first: one system call)."""
-    if not limit or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 < limit:
+    return _rss_above(limit, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+
+
+def _rss_above(limit: int, peak: int) -> int:
+    """The current RSS when above `limit`; the peak can only be higher, so a peak below the
+    limit settles it without reading the current value."""
+    if not limit or peak < limit:
         return 0
     rss = current_rss()
     return rss if rss >= limit else 0

@@ -1,0 +1,28 @@
+"""The HTTP engine built from settings: one recipe for threaded mode and HTTP workers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prefork.config import Settings
+from prefork.http.loop import Dispatch, EventLoop, Timeouts
+from prefork.http.parser import Limits
+from prefork.wsgi.environ import EnvironBuilder
+from prefork.wsgi.handler import WSGIApp, WSGIHandler
+
+
+def make_loop(settings: Settings, dispatch: Dispatch, *, inline: bool,
+              pace_accepting: bool = False) -> EventLoop:
+    limits = Limits(settings.limit_request_line, settings.limit_request_fields,
+                    settings.limit_request_field_size, settings.limit_request_body)
+    timeouts = Timeouts(settings.http_header_timeout, settings.http_keepalive_timeout)
+    return EventLoop(limits, timeouts, dispatch, inline=inline, pace_accepting=pace_accepting)
+
+
+def make_handler(settings: Settings, app: WSGIApp, loop: EventLoop, *, multiprocess: bool,
+                 draining: Callable[[], bool]) -> WSGIHandler:
+    environ = EnvironBuilder(settings.http_interface or "0.0.0.0", settings.http_port,
+                             settings.proxy_mode)
+    environ.configure(multithread=not multiprocess, multiprocess=multiprocess)
+    return WSGIHandler(app, environ, loop.date, send_timeout=settings.http_header_timeout,
+                       access_log=settings.access_log, draining=draining)
