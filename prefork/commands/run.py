@@ -6,11 +6,14 @@ import logging
 from collections.abc import Sequence
 
 from prefork.cli import parse
+from prefork.config import Settings
 from prefork.config.loader import Loaded
+from prefork.db.startup import DatabaseStartError, start_database
 from prefork.logs import setup_logging
 from prefork.pidfile import pidfile
 from prefork.servers.master import Master
 from prefork.servers.threaded import ThreadedServer
+from prefork.wsgi.handler import WSGIApp
 from prefork.wsgi.loader import AppImportError, load_app
 
 log = logging.getLogger("prefork")
@@ -26,23 +29,47 @@ def run(loaded: Loaded, argv: Sequence[str]) -> int:
     if settings.workers < 0:
         log.error(AUTO_UNAVAILABLE)
         return 2
-    app = None
-    if not settings.multiprocessing or settings.preload_app:
-        try:
-            app = load_app(settings.app)
-        except AppImportError as exc:
-            log.error("%s", exc)
-            return 2
-        except Exception:
-            log.exception("cannot import the application %r", settings.app)
-            return 1
     try:
+        database = start_database(settings)
+    except DatabaseStartError as exc:
+        log.error("%s", exc)
+        return 2
+    handed_over = False
+    try:
+        app, failed = _load_app(settings)
+        if failed:
+            return failed
         if settings.multiprocessing:
-            return Master(loaded, argv, app, reload=lambda: parse(argv)[1]).run()
+            master = Master(loaded, argv, app, reload=lambda: parse(argv)[1],
+                            database=database)
+            code = master.run()
+            handed_over = master.handed_over
+            return code
         assert app is not None
         with pidfile(settings.pidfile):
-            return ThreadedServer(settings, app, argv).serve()
+            pool = database.database(settings)
+            try:
+                return ThreadedServer(settings, app, argv, pool).serve()
+            finally:
+                pool.close()
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", settings.http_interface or "0.0.0.0",
                   settings.http_port, exc.strerror)
         return 1
+    finally:
+        database.close(keep_embedded=handed_over)
+
+
+def _load_app(settings: Settings) -> tuple[WSGIApp | None, int]:
+    """(application, 0) when this process must import it (threaded mode, preload_app);
+    (None, 0) when the workers will; (None, exit status) when it cannot be imported."""
+    if settings.multiprocessing and not settings.preload_app:
+        return None, 0
+    try:
+        return load_app(settings.app), 0
+    except AppImportError as exc:
+        log.error("%s", exc)
+        return None, 2
+    except Exception:
+        log.exception("cannot import the application %r", settings.app)
+        return None, 1

@@ -92,6 +92,21 @@ def _log_level(text: str) -> str:
     return "warning" if lowered == "warn" else lowered
 
 
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def _sslmode(text: str) -> str:
+    if text not in _SSLMODES:
+        raise ValueError(text)
+    return text
+
+
+def _db_uri(text: str) -> str:
+    if text and not re.match(r"(postgres|postgresql)://|sqlite:///.", text):
+        raise ValueError(text)
+    return text
+
+
 WHOLE = Kind("a whole number >= 0", _whole(0))
 POSITIVE = Kind("a whole number >= 1", _whole(1))
 PORT = Kind("a port number between 0 and 65535", _whole(0, 65535))
@@ -104,3 +119,5 @@ BOOLEAN = Kind("True or False", _boolean)
 TEXT = Kind("text", _text)
 APP = Kind("a WSGI application as 'module:callable'", _app_ref)
 LOG_LEVEL = Kind("one of debug, info, warning, error, critical", _log_level)
+SSLMODE = Kind("one of " + ", ".join(_SSLMODES), _sslmode)
+DB_URI = Kind("a postgresql://... URI or sqlite:///path (sqlite:////absolute/path)", _db_uri)

@@ -14,6 +14,7 @@ from typing import Any
 
 from prefork.config import ini
 from prefork.config.errors import ConfigError
+from prefork.config.kinds import BOOLEAN
 from prefork.config.odoo_keys import ODOO_ONLY_KEYS
 from prefork.config.settings import ALIASES, SPECS, Settings
 
@@ -83,9 +84,15 @@ def _file_layer(path: str, warnings: list[str]) -> list[Assignment]:
     for entry in ini.read_section(path):
         where = f"{path}:{entry.line}"
         key = _canonical_key(entry.key, where, warnings)
+        if key is not None and _odoo_unset(key, entry.value):
+            continue  # odoo.conf writes False or None for an option that is not set
         if key is not None:
             layer.append(Assignment(key, entry.value, where, f"option {entry.key!r}"))
     return layer
+
+
+def _odoo_unset(key: str, raw: str) -> bool:
+    return raw.strip() in ("False", "None") and SPECS[key].kind is not BOOLEAN
 
 
 def _canonical_key(key: str, where: str, warnings: list[str]) -> str | None:
@@ -116,7 +123,15 @@ def _env_layer(environ: Mapping[str, str]) -> list[Assignment]:
     ]
 
 
+SQLITE_REFUSED = (
+    "multi-processing mode (workers > 0) requires PostgreSQL; SQLite cannot serve "
+    "concurrent writes from several processes"
+)
+
+
 def _check_consistency(settings: Settings) -> None:
+    if settings.multiprocessing and settings.db_uri.startswith("sqlite:"):
+        raise ConfigError(SQLITE_REFUSED)
     if settings.limit_memory_soft > settings.limit_memory_hard:
         raise ConfigError(
             f"option 'limit_memory_soft' ({settings.limit_memory_soft} bytes) must not exceed "

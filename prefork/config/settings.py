@@ -152,9 +152,50 @@ class Settings:
         help="Seconds an idle keep-alive connection is kept open.",
     )
     # -- database -----------------------------------------------------------------------------
+    db_host: str = opt(
+        kinds.TEXT, "", "--db_host", section="Database",
+        help="PostgreSQL host name or socket directory. With every db_* option empty, "
+        "prefork starts an embedded PostgreSQL in data_dir/postgres.",
+    )
+    db_port: int = opt(
+        kinds.PORT, 0, "--db_port", section="Database",
+        help="PostgreSQL port; 0 uses libpq's default (5432).",
+    )
+    db_user: str = opt(
+        kinds.TEXT, "", "-r", "--db_user", section="Database", help="PostgreSQL user.",
+    )
+    db_password: str = opt(
+        kinds.TEXT, "", "-w", "--db_password", section="Database", help="PostgreSQL password.",
+    )
+    db_name: str = opt(
+        kinds.TEXT, "", "-d", "--database", section="Database",
+        help="PostgreSQL database; empty uses libpq's default (the user's name).",
+    )
+    db_sslmode: str = opt(
+        kinds.SSLMODE, "prefer", "--db_sslmode", section="Database",
+        help="libpq sslmode: disable, allow, prefer, require, verify-ca or verify-full.",
+    )
+    db_uri: str = opt(
+        kinds.DB_URI, "", "--db-uri", section="Database",
+        help="postgresql://... connection URI (overrides the other db_* options), or "
+        "sqlite:///path (threaded mode only).",
+    )
     db_maxconn: int = opt(
         kinds.POSITIVE, 64, "--db_maxconn", section="Database",
         help="Most database connections one process opens.",
+    )
+    db_maxconn_gevent: int = opt(
+        kinds.WHOLE, 0, "--db_maxconn_gevent", section="Database",
+        help="Most database connections the realtime process opens; 0 uses db_maxconn.",
+    )
+    db_connect_timeout: float = opt(
+        kinds.SECONDS, 30.0, "--db-connect-timeout", section="Database",
+        help="Seconds the server waits at start for the database to accept connections "
+        "before it gives up with an error.",
+    )
+    db_pool_timeout: float = opt(
+        kinds.SECONDS, 5.0, "--db-pool-timeout", section="Database",
+        help="Seconds a request waits for a database connection; then it gets 503.",
     )
     # -- files and logging --------------------------------------------------------------------
     data_dir: str = opt(

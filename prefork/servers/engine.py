@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from prefork.config import Settings
+from prefork.db.pool import Database
 from prefork.http.loop import Dispatch, EventLoop, Timeouts
 from prefork.http.parser import Limits
+from prefork.wsgi.database import DatabaseMiddleware
 from prefork.wsgi.environ import EnvironBuilder
 from prefork.wsgi.handler import WSGIApp, WSGIHandler
+from prefork.wsgi.health import HealthMiddleware
 
 
 def make_loop(settings: Settings, dispatch: Dispatch, *, inline: bool,
@@ -20,7 +23,12 @@ def make_loop(settings: Settings, dispatch: Dispatch, *, inline: bool,
 
 
 def make_handler(settings: Settings, app: WSGIApp, loop: EventLoop, *, multiprocess: bool,
-                 draining: Callable[[], bool]) -> WSGIHandler:
+                 draining: Callable[[], bool], database: Database | None = None) -> WSGIHandler:
+    """The WSGI handler; with a database, requests get their transaction and /web/health
+    can report on it."""
+    if database is not None:
+        app = DatabaseMiddleware(app, database)
+    app = HealthMiddleware(app, database)
     environ = EnvironBuilder(settings.http_interface or "0.0.0.0", settings.http_port,
                              settings.proxy_mode)
     environ.configure(multithread=not multiprocess, multiprocess=multiprocess)

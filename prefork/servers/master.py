@@ -30,6 +30,8 @@ from setproctitle import setproctitle
 from prefork import __version__
 from prefork.config import ConfigError
 from prefork.config.loader import Loaded
+from prefork.db.pool import Database
+from prefork.db.startup import DatabaseRuntime
 from prefork.logs import log_stream
 from prefork.pidfile import remove_pidfile, write_pidfile
 from prefork.servers.exits import ExitRecord, KillOrder, classify, mib
@@ -77,8 +79,10 @@ class WorkerProc:
 
 class Master:
     def __init__(self, loaded: Loaded, argv: Sequence[str], app: WSGIApp | None = None,
-                 reload: Callable[[], Loaded] | None = None) -> None:
+                 reload: Callable[[], Loaded] | None = None,
+                 database: DatabaseRuntime | None = None) -> None:
         self.loaded = loaded
+        self.database = database
         self.settings = loaded.settings
         self.argv = list(argv)
         self.app = app
@@ -335,10 +339,17 @@ class Master:
             for name in SIGNALS:
                 signal.signal(getattr(signal, name), signal.SIG_DFL)
             self._close_inherited()
-            worker = HTTPWorker(self.settings, number, slot, self.listeners, self.app, channel)
+            worker = HTTPWorker(self.settings, number, slot, self.listeners, self.app, channel,
+                                self._worker_database())
         except BaseException:
             os._exit(1)
         worker.run()
+
+    def _worker_database(self) -> Database | None:
+        """The new worker's pool: built here, opened only in the worker, on first use."""
+        if self.database is None:
+            return None
+        return self.database.database(self.settings)
 
     def _close_inherited(self) -> None:
         """In a new worker: close what belongs to the master and to the other workers."""
@@ -522,6 +533,11 @@ class Master:
         if not self.stopping:
             log.error("upgrade failed: the new master exited (status %d); still serving",
                       os.waitstatus_to_exitcode(status))
+
+    @property
+    def handed_over(self) -> bool:
+        """True when a new master (USR2) took over: what this one owns stays running."""
+        return self.upgrade_pid is not None
 
     def _cleanup(self) -> None:
         remove_state(self.state_file)

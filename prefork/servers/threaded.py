@@ -17,7 +17,9 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
+from prefork import db
 from prefork.config import Settings
+from prefork.db.pool import Database
 from prefork.http.connection import Connection
 from prefork.http.request import Request
 from prefork.servers.engine import make_handler, make_loop
@@ -33,8 +35,10 @@ RELOAD_GRACE = 5.0  # seconds other requests get to finish before a limit reload
 
 
 class ThreadedServer:
-    def __init__(self, settings: Settings, app: WSGIApp, argv: Sequence[str] = ()) -> None:
+    def __init__(self, settings: Settings, app: WSGIApp, argv: Sequence[str] = (),
+                 database: Database | None = None) -> None:
         self.settings = settings
+        self.database = database
         self.argv = list(argv)
         self.listeners: list[socket.socket] = []
         self._inflight: dict[int, tuple[float, str]] = {}  # thread id -> (start, request)
@@ -42,7 +46,7 @@ class ThreadedServer:
         self._reload_deadline = 0.0
         self.loop = make_loop(settings, self._dispatch, inline=False)
         self.handler = make_handler(settings, app, self.loop, multiprocess=False,
-                                    draining=lambda: self.loop.draining)
+                                    draining=lambda: self.loop.draining, database=database)
         self._jobs: queue.SimpleQueue[tuple[Connection, Request] | None] = queue.SimpleQueue()
         self._signals: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._stop_deadline: float | None = None
@@ -52,6 +56,9 @@ class ThreadedServer:
         self.listeners = inherited_listeners() or [listen(s.http_interface, s.http_port)]
         for sock in self.listeners:
             self.loop.add_listener(sock)
+        if self.database is not None:
+            self.database.bind("prefork threaded server")
+        db.install(self.database)
         self._start_threads()
         self._install_signals()
         log.info("HTTP service running on %s (threaded mode, %d threads)",

@@ -24,7 +24,9 @@ from types import FrameType
 
 from setproctitle import setproctitle
 
+from prefork import db
 from prefork.config import Settings
+from prefork.db.pool import Database
 from prefork.http.connection import Connection
 from prefork.http.request import Request
 from prefork.servers.engine import make_handler, make_loop
@@ -52,8 +54,9 @@ JITTER_FRACTION = 0.1
 class HTTPWorker:
     def __init__(self, settings: Settings, number: int, slot: Slot,
                  listeners: list[socket.socket], app: WSGIApp | None,
-                 channel: socket.socket) -> None:
+                 channel: socket.socket, database: Database | None = None) -> None:
         self.settings = settings
+        self.database = database
         self.channel = channel
         # Held by the main thread except while the application runs: the rebalancer
         # thread may touch the event loop only then.
@@ -84,6 +87,7 @@ class HTTPWorker:
             self.slot.set_error(text)
             log.critical("http worker #%d crashed:\n%s", self.number, text)
         finally:
+            self._close_database()
             logging.shutdown()
             os._exit(code)
 
@@ -93,7 +97,8 @@ class HTTPWorker:
         if app is None:
             return exitcodes.BOOT_FAILED
         self.handler = make_handler(self.settings, app, self.loop, multiprocess=True,
-                                    draining=lambda: self.exit_code is not None)
+                                    draining=lambda: self.exit_code is not None,
+                                    database=self.database)
         for sock in self.listeners:
             self.loop.add_listener(sock)
         self.channel.setblocking(False)
@@ -111,6 +116,14 @@ class HTTPWorker:
             self._drain()
         return self.exit_code
 
+    def _close_database(self) -> None:
+        """End this worker's database sessions cleanly (the server logs no lost client)."""
+        if self.database is not None:
+            try:
+                self.database.close()
+            except Exception:
+                log.exception("http worker #%d: closing its database connections", self.number)
+
     def _prepare_process(self) -> None:
         # QUIT dumps every thread's stack from C, without running Python in a handler.
         faulthandler.register(signal.SIGQUIT, file=sys.stderr, all_threads=True, chain=False)
@@ -121,6 +134,9 @@ class HTTPWorker:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.set_wakeup_fd(self.loop.wake_fd, warn_on_full_buffer=False)
         setproctitle(f"prefork: http worker #{self.number}")
+        if self.database is not None:
+            self.database.bind(f"prefork http worker #{self.number}")
+        db.install(self.database)
         disable_core_dumps()
         set_address_space_backstop(self.settings.limit_memory_hard)
 

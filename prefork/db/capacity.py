@@ -1,0 +1,65 @@
+"""How many PostgreSQL connections a configuration can open, against what the server allows.
+
+Every process has its own pool of at most db_maxconn connections (db_maxconn_gevent for the
+realtime process), so the ceiling is a sum over processes. When it exceeds the server's
+max_connections less the superuser reserve, a busy moment ends in "too many clients" errors
+(Odoo's "The Connection Pool Is Full"): `prefork check` and the start say so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from prefork.config import Settings
+
+MASTER_CONNECTIONS = 1  # the master's own connection, held only while it starts
+
+
+@dataclass(frozen=True)
+class Budget:
+    rows: tuple[tuple[str, int, int], ...]  # (processes, how many, connections each)
+
+    @property
+    def total(self) -> int:
+        return sum(count * each for _, count, each in self.rows)
+
+    def explain(self) -> str:
+        parts = [f"{count} {who} x {each}" if count != 1 else f"{who} {each}"
+                 for who, count, each in self.rows if count]
+        return " + ".join(parts) + f" = {self.total}"
+
+
+def connection_budget(settings: Settings) -> Budget:
+    per_process = settings.db_maxconn
+    if not settings.multiprocessing:
+        return Budget((("threaded server", 1, per_process),))
+    realtime = settings.db_maxconn_gevent or per_process
+    return Budget((
+        ("http workers", max(settings.workers, 0), per_process),
+        ("cron workers", settings.max_cron_threads, per_process),
+        ("realtime process", 1, realtime),
+        ("master", 1, MASTER_CONNECTIONS),
+    ))
+
+
+def server_limits(conn: Any) -> tuple[int, int]:
+    """(max_connections, connections reserved for superusers) of the server."""
+    rows = conn.execute(
+        "SELECT name, setting FROM pg_settings WHERE name IN "
+        "('max_connections', 'superuser_reserved_connections', 'reserved_connections')"
+    ).fetchall()
+    values = {name: int(setting) for name, setting in rows}
+    reserved = values.get("superuser_reserved_connections", 0) + values.get(
+        "reserved_connections", 0)
+    return values.get("max_connections", 0), reserved
+
+
+def capacity_warning(budget: Budget, max_connections: int, reserved: int) -> str | None:
+    available = max_connections - reserved
+    if budget.total <= available:
+        return None
+    return (f"this configuration can open {budget.total} database connections "
+            f"({budget.explain()}) but the server accepts {available} "
+            f"(max_connections {max_connections} - {reserved} reserved): lower db_maxconn "
+            f"or workers, or raise max_connections")

@@ -1,0 +1,226 @@
+"""One process's database connections: a psycopg pool for PostgreSQL, a small one for SQLite.
+
+No connection crosses a fork: the pool is created on first use in the process that uses it,
+and a pool found in a process other than the one that made it (a fork) is abandoned without
+being closed (closing would send Terminate on a socket the parent still uses) and replaced.
+The master never uses one: it checks and migrates the database with a connection of its own,
+closed before the first fork.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import select
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+log = logging.getLogger("prefork.db")
+
+# Connection failures and server shutdowns (SQLSTATE classes 08 and 57P0x): the database is
+# unavailable, not the request wrong.
+_UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03")
+
+
+class DatabaseUnavailable(Exception):
+    """No connection could be had in time, or the server went away: answered with 503."""
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, (DatabaseUnavailable, PoolTimeout)):
+        return True
+    if isinstance(exc, psycopg.OperationalError):
+        state = exc.sqlstate
+        return state is None or state.startswith(_UNAVAILABLE_STATES)
+    return False
+
+
+class Database(ABC):
+    """Borrow connections; every borrowed connection ends with commit or rollback."""
+
+    def __init__(self, maxconn: int, timeout: float) -> None:
+        self.maxconn = maxconn
+        self.timeout = timeout
+        self.role = "prefork"
+
+    def bind(self, role: str) -> None:
+        """Name the process the connections belong to (shown in pg_stat_activity)."""
+        self.role = role
+
+    @abstractmethod
+    def acquire(self) -> Any:
+        """A connection with no transaction open; raises DatabaseUnavailable."""
+
+    @abstractmethod
+    def release(self, conn: Any, commit: bool) -> None:
+        """Commit or roll back, then give the connection back."""
+
+    @abstractmethod
+    def discard_broken(self) -> None:
+        """Drop idle connections that no longer work (after the server went away)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close this process's connections."""
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        """Borrow a connection for a transaction: committed on success, rolled back on error."""
+        conn = self.acquire()
+        try:
+            yield conn
+        except BaseException:
+            self.release(conn, commit=False)
+            raise
+        self.release(conn, commit=True)
+
+    def ping(self) -> bool:
+        try:
+            with self.connection() as conn:
+                conn.execute("SELECT 1")
+            return True
+        except Exception as exc:
+            if not is_unavailable(exc) and not isinstance(exc, sqlite3.Error):
+                raise
+            self.discard_broken()
+            return False
+
+
+class PostgresDatabase(Database):
+    def __init__(self, conninfo: str, maxconn: int, timeout: float) -> None:
+        super().__init__(maxconn, timeout)
+        self.conninfo = conninfo
+        self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
+        self._pool_pid = 0
+        self._lock = threading.Lock()
+
+    def pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
+        pid = os.getpid()
+        if self._pool is not None and self._pool_pid == pid:
+            return self._pool
+        with self._lock:
+            if self._pool is None or self._pool_pid != pid:
+                # A pool from another process (before a fork) is dropped, never closed.
+                self._pool = ConnectionPool(
+                    self.conninfo, min_size=0, max_size=self.maxconn, timeout=self.timeout,
+                    # Give up a failed reconnection quickly: the next request tries again,
+                    # so service resumes as soon as the server is back.
+                    reconnect_timeout=self.timeout, num_workers=1,
+                    kwargs={"application_name": f"{self.role} (pid {pid})"[:63]},
+                    name=f"prefork-{pid}", open=True,
+                )
+                self._pool_pid = pid
+        return self._pool
+
+    def acquire(self) -> psycopg.Connection[Any]:
+        pool = self.pool()
+        try:
+            for _ in range(self.maxconn + 1):
+                conn = pool.getconn()
+                if not _stale(conn):
+                    return conn
+                conn.close()
+                pool.putconn(conn)  # the pool drops a closed connection
+        except PoolTimeout:
+            raise DatabaseUnavailable(
+                f"no database connection within {self.timeout:g} s") from None
+        raise DatabaseUnavailable("every pooled connection was lost")
+
+    def release(self, conn: psycopg.Connection[Any], commit: bool) -> None:
+        try:
+            if not conn.closed and not conn.broken:
+                conn.commit() if commit else conn.rollback()
+        except psycopg.Error:
+            if commit:
+                raise
+        finally:
+            self.pool().putconn(conn)
+
+    def discard_broken(self) -> None:
+        if self._pool is not None and self._pool_pid == os.getpid():
+            self._pool.check()
+
+    def close(self) -> None:
+        if self._pool is not None and self._pool_pid == os.getpid():
+            self._pool.close()
+        self._pool = None
+
+    def stats(self) -> dict[str, int]:
+        if self._pool is None or self._pool_pid != os.getpid():
+            return {}
+        return dict(self._pool.get_stats())
+
+
+def _stale(conn: psycopg.Connection[Any]) -> bool:
+    """True for a pooled connection the server has closed since it was last used.
+
+    An idle connection has nothing to read; when it has, the server sent an error (shutdown,
+    restart) or closed it. One poll system call, so checking every checkout costs no round
+    trip; only a readable connection is tested with a query.
+    """
+    if conn.closed or conn.broken:
+        return True
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    if not poller.poll(0):
+        return False
+    try:
+        ConnectionPool.check_connection(conn)
+    except psycopg.Error:
+        return True
+    return False
+
+
+class SQLiteDatabase(Database):
+    """Threaded mode only: up to `maxconn` connections shared by the server's threads."""
+
+    def __init__(self, path: str, maxconn: int, timeout: float) -> None:
+        super().__init__(maxconn, timeout)
+        self.path = path
+        self._idle: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
+        self._opened = 0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> sqlite3.Connection:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            if self._opened < self.maxconn:
+                self._opened += 1
+                return self._open()
+        try:
+            return self._idle.get(timeout=self.timeout)
+        except queue.Empty:
+            raise DatabaseUnavailable(
+                f"no database connection within {self.timeout:g} s") from None
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
+        return conn
+
+    def release(self, conn: sqlite3.Connection, commit: bool) -> None:
+        try:
+            conn.commit() if commit else conn.rollback()
+        finally:
+            self._idle.put(conn)
+
+    def discard_broken(self) -> None:
+        """A local file does not go away like a server: nothing to drop."""
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return

@@ -1,0 +1,126 @@
+"""Give each request its database transaction, end it before the response completes, and
+answer 503 when the database is unavailable.
+
+When the transaction ends:
+- a list or tuple body (most frameworks' buffered responses): as soon as the application
+  returns, before any byte is sent;
+- any other iterable: when it is exhausted, and one chunk is held back until then, so the
+  client cannot have the whole response before the commit is done;
+- an exception, a 5xx status, or a client gone mid-body (close() before the end): rollback.
+A request that never touches the database costs one small object and no connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from prefork.db.pool import Database, is_unavailable
+from prefork.db.startup import one_line
+from prefork.db.transaction import RequestTransaction
+from prefork.wsgi.handler import WSGIApp
+
+log = logging.getLogger("prefork.db")
+
+UNAVAILABLE_BODY = b"503 Service Unavailable: the database is unavailable, try again shortly.\n"
+UNAVAILABLE_HEADERS = [
+    ("Content-Type", "text/plain; charset=utf-8"),
+    ("Content-Length", str(len(UNAVAILABLE_BODY))),
+    ("Retry-After", "5"),
+]
+LOG_INTERVAL = 10.0  # at most one "database unavailable" line per process this often
+
+
+class DatabaseMiddleware:
+    def __init__(self, app: WSGIApp, database: Database) -> None:
+        self.app = app
+        self.database = database
+        self._next_log = 0.0
+
+    def __call__(self, environ: dict[str, Any],
+                 start_response: Callable[..., Any]) -> Iterable[bytes]:
+        tx = RequestTransaction(self.database)
+        environ["prefork.db"] = tx
+
+        def recording_start_response(status: str, headers: list[tuple[str, str]],
+                                     exc_info: Any = None) -> Callable[[bytes], None]:
+            tx.status = int(status[:3])
+            write: Callable[[bytes], None] = start_response(status, headers, exc_info)
+            return write
+
+        try:
+            result = self.app(environ, recording_start_response)
+        except Exception as exc:
+            tx.end(commit=False)
+            if not is_unavailable(exc):
+                raise
+            return self._unavailable(exc, start_response)
+        if not tx.used:
+            return result
+        if isinstance(result, (list, tuple)):
+            return self._end_buffered(tx, result, start_response)
+        return _CommitAtEnd(result, tx)
+
+    def _end_buffered(self, tx: RequestTransaction, result: list[bytes] | tuple[bytes, ...],
+                      start_response: Callable[..., Any]) -> Iterable[bytes]:
+        try:
+            tx.end(commit=tx.status < 500)
+        except Exception as exc:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+            if not is_unavailable(exc):
+                raise
+            return self._unavailable(exc, start_response)
+        return result
+
+    def _unavailable(self, exc: Exception, start_response: Callable[..., Any]) -> list[bytes]:
+        self.database.discard_broken()
+        now = time.monotonic()
+        if now >= self._next_log:
+            self._next_log = now + LOG_INTERVAL
+            log.warning("database unavailable, answering 503: %s", one_line(exc))
+        start_response("503 Service Unavailable", UNAVAILABLE_HEADERS, sys.exc_info())
+        return [UNAVAILABLE_BODY]
+
+
+class _CommitAtEnd:
+    """Passes a streamed body through, ending the transaction once it is exhausted; the
+    last chunk is released only after that."""
+
+    __slots__ = ("_done", "_result", "_tx")
+
+    def __init__(self, result: Iterable[bytes], tx: RequestTransaction) -> None:
+        self._result = result
+        self._tx = tx
+        self._done = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        chunks = iter(self._result)
+        try:
+            held = next(chunks, None)
+            for chunk in chunks:
+                yield held if held is not None else b""
+                held = chunk
+        except BaseException:
+            self._finish(commit=False)
+            raise
+        self._finish(commit=self._tx.status < 500)
+        if held is not None:
+            yield held
+
+    def _finish(self, commit: bool) -> None:
+        if not self._done:
+            self._done = True
+            self._tx.end(commit)
+
+    def close(self) -> None:
+        try:
+            self._finish(commit=False)  # closed before the end: the client is gone
+        finally:
+            close = getattr(self._result, "close", None)
+            if close is not None:
+                close()

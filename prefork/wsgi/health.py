@@ -1,0 +1,48 @@
+"""/web/health, answered by the server itself, as Odoo answers it.
+
+Plain, it touches neither the application, the database nor a session: a load balancer can
+poll it as often as it likes. With `?db_server_status=1` it also runs `SELECT 1` through the
+process's pool and answers 500 with `"status": "fail"` when that fails.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qs
+
+from prefork.db.pool import Database
+from prefork.wsgi.handler import WSGIApp
+
+HEALTH_PATH = "/web/health"
+_FALSE = ("", "0", "false", "False")
+
+
+class HealthMiddleware:
+    def __init__(self, app: WSGIApp, database: Database | None) -> None:
+        self.app = app
+        self.database = database
+
+    def __call__(self, environ: dict[str, Any],
+                 start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ["PATH_INFO"] != HEALTH_PATH:
+            return self.app(environ, start_response)
+        report: dict[str, Any] = {"status": "pass"}
+        status = "200 OK"
+        if _wants_db_status(environ.get("QUERY_STRING", "")):
+            reachable = self.database is not None and self.database.ping()
+            report["db_server_status"] = reachable
+            if not reachable:
+                report["status"] = "fail"
+                status = "500 Internal Server Error"
+        body = json.dumps(report).encode()
+        start_response(status, [("Content-Type", "application/json"),
+                                ("Content-Length", str(len(body))),
+                                ("Cache-Control", "no-store")])
+        return [body]
+
+
+def _wants_db_status(query: str) -> bool:
+    values = parse_qs(query, keep_blank_values=True).get("db_server_status")
+    return values is not None and values[-1] not in _FALSE
