@@ -21,6 +21,28 @@ READY_RE = re.compile(r"HTTP service running on (\S+):(\d+)")
 SERVER_BUGS = ("CRITICAL prefork.worker", "unexpected error in the master loop")
 
 
+TEST_DSN_ENV = "PREFORK_TEST_DSN"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def database_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The PostgreSQL every test server uses: PREFORK_TEST_DSN, else an embedded server
+    started once for the session (the way a fresh machine runs). Servers get it through
+    PREFORK_DB_URI, so every `prefork` started by a test finds it."""
+    dsn = os.environ.get(TEST_DSN_ENV, "")
+    embedded = None
+    if not dsn:
+        from prefork.db.embedded import EmbeddedPostgres
+
+        embedded = EmbeddedPostgres(str(tmp_path_factory.mktemp("embedded-pg")))
+        dsn = embedded.start()
+    os.environ["PREFORK_DB_URI"] = dsn
+    yield dsn
+    os.environ.pop("PREFORK_DB_URI", None)
+    if embedded is not None:
+        embedded.stop()
+
+
 class Server:
     def __init__(self, proc: subprocess.Popen[bytes], log_path: Path) -> None:
         self.proc = proc

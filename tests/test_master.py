@@ -116,9 +116,9 @@ def test_memory_soft_limit_delivers_then_recycles(server_factory: type) -> None:
 
 KILLED_MID_REQUEST = {
     "memory-hard": (("--limit-memory-soft", "100M", "--limit-memory-hard", "300M"),
-                    "/mem?mb=1000&keep=1",
+                    "/mem?mb=700&keep=1",
                     r"exited: memory-hard, RSS [\d.]+ MiB > limit 300\.0 MiB, request "
-                    r"'GET /mem\?mb=1000&keep=1 HTTP/1\.1'"),
+                    r"'GET /mem\?mb=700&keep=1 HTTP/1\.1'"),
     "cpu-time": (("--limit-time-cpu", "1"), "/burn?s=10",
                  r"exited: cpu-time, CPU time above limit 1s, request 'GET /burn\?s=10 "
                  r"HTTP/1\.1'"),
