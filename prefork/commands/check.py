@@ -10,18 +10,21 @@ from prefork import __version__
 from prefork.config import Settings
 from prefork.config.loader import Loaded
 from prefork.config.settings import SPECS
+from prefork.db.report import database_report, mask_password
 from prefork.sockets import listen
 
 
 def check(loaded: Loaded, out: TextIO = sys.stdout) -> int:
     settings = loaded.settings
     problems = _environment_problems(settings)
+    report = database_report(settings)
+    problems += report.problems
     print(f"prefork {__version__}: configuration check", file=out)
     print(f"configuration file: {loaded.config_path or '(none)'}", file=out)
-    for warning in loaded.warnings:
+    for warning in [*loaded.warnings, *report.warnings]:
         print(f"warning: {warning}", file=out)
     print("", file=out)
-    for line in describe_processes(settings):
+    for line in [*describe_processes(settings), *report.lines]:
         print(line, file=out)
     print("\neffective settings:", file=out)
     for key in SPECS:
@@ -56,6 +59,10 @@ def describe_processes(settings: Settings) -> list[str]:
 def _show(key: str, value: Any) -> str:
     if key == "workers" and value < 0:
         return "auto"
+    if key == "db_password" and value:
+        return "********"
+    if key == "db_uri" and value:
+        return mask_password(value)
     return str(value) if value != "" else "(empty)"
 
 

@@ -25,8 +25,7 @@ class Budget:
         return sum(count * each for _, count, each in self.rows)
 
     def explain(self) -> str:
-        parts = [f"{count} {who} x {each}" if count != 1 else f"{who} {each}"
-                 for who, count, each in self.rows if count]
+        parts = [f"{count} x {each} ({who})" for who, count, each in self.rows if count]
         return " + ".join(parts) + f" = {self.total}"
 
 

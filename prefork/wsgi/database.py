@@ -8,6 +8,7 @@ When the transaction ends:
   client cannot have the whole response before the commit is done;
 - an exception, a 5xx status, or a client gone mid-body (close() before the end): rollback.
 A request that never touches the database costs one small object and no connection.
+A streamed body is always wrapped: a generator may first use the database while it runs.
 """
 
 from __future__ import annotations
@@ -58,11 +59,9 @@ class DatabaseMiddleware:
             if not is_unavailable(exc):
                 raise
             return self._unavailable(exc, start_response)
-        if not tx.used:
-            return result
         if isinstance(result, (list, tuple)):
-            return self._end_buffered(tx, result, start_response)
-        return _CommitAtEnd(result, tx)
+            return self._end_buffered(tx, result, start_response) if tx.used else result
+        return _CommitAtEnd(result, tx)  # a generator may use the database as it runs
 
     def _end_buffered(self, tx: RequestTransaction, result: list[bytes] | tuple[bytes, ...],
                       start_response: Callable[..., Any]) -> Iterable[bytes]:
