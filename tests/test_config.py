@@ -53,6 +53,25 @@ def test_seed_block_loads_as_is(tmp_path: Path) -> None:
         loaded.warnings[0])
 
 
+def test_odoo_database_options_load_with_false_meaning_unset(tmp_path: Path) -> None:
+    text = ("[options]\ndb_host = False\ndb_port = False\ndb_user = odoo\n"
+            "db_password = False\ndb_name = False\ndb_sslmode = prefer\n"
+            "db_maxconn_gevent = False\nlogfile = False\nproxy_mode = False\n")
+    loaded = load_settings(config_path=write(tmp_path, text), environ={})
+    s = loaded.settings
+    assert (s.db_host, s.db_port, s.db_user, s.db_password, s.db_name) == ("", 0, "odoo", "", "")
+    assert (s.db_maxconn_gevent, s.logfile, s.proxy_mode) == (0, "", False)
+    assert loaded.warnings == []
+
+
+def test_a_bad_database_option_names_file_line_and_expectation(tmp_path: Path) -> None:
+    path = write(tmp_path, "[options]\ndb_sslmode = sometimes\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config_path=path, environ={})
+    assert str(caught.value) == (f"{path}:2: option 'db_sslmode': expected one of disable, "
+                                 "allow, prefer, require, verify-ca, verify-full, got 'sometimes'")
+
+
 def test_check_prints_the_effective_settings(tmp_path: Path) -> None:
     result = prefork("check", "-c", write(tmp_path, SEED), "-p", "0")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -28,6 +28,7 @@ log = logging.getLogger("prefork.db")
 # Connection failures and server shutdowns (SQLSTATE classes 08 and 57P0x): the database is
 # unavailable, not the request wrong.
 _UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03")
+CLOSE_TIMEOUT = 1.0  # seconds a stopping process waits for its pool's threads
 
 
 class DatabaseUnavailable(Exception):
@@ -150,7 +151,7 @@ class PostgresDatabase(Database):
 
     def close(self) -> None:
         if self._pool is not None and self._pool_pid == os.getpid():
-            self._pool.close()
+            self._pool.close(timeout=CLOSE_TIMEOUT)
         self._pool = None
 
     def stats(self) -> dict[str, int]:

@@ -32,6 +32,7 @@ from prefork.config import ConfigError
 from prefork.config.loader import Loaded
 from prefork.db.pool import Database
 from prefork.db.startup import DatabaseRuntime
+from prefork.db.target import resolve_target
 from prefork.logs import log_stream
 from prefork.pidfile import remove_pidfile, write_pidfile
 from prefork.servers.exits import ExitRecord, KillOrder, classify, mib
@@ -278,6 +279,9 @@ class Master:
                                                    self.settings.http_interface):
             log.warning("http_port/http_interface changes need a restart or an upgrade (USR2); "
                         "keeping %s", display_address(self.listeners[0]))
+        if self.database is not None and resolve_target(new) != resolve_target(self.settings):
+            log.warning("database settings changes need a restart or an upgrade (USR2); "
+                        "keeping %s", self.database.target.describe())
         self.loaded = loaded
         self.settings = new
         self.target = new.workers
