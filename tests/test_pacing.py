@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import time
 
-from prefork.http.pacing import ACCEPT_DEFER, FRESH_WINDOW, AcceptPacer
+from prefork.http.pacing import ACCEPT_DEFER, BUSY_BATCH, FRESH_WINDOW, AcceptPacer
 
 
 def test_an_idle_worker_accepts_at_once() -> None:
     pacer = AcceptPacer()
-    assert pacer.may_accept(just_served=False)
+    assert pacer.accept_quota(just_served=False) == 1, "idle: one, the rest to the others"
     assert pacer.paused_for(time.monotonic()) == 0
 
 
 def test_a_busy_worker_defers_then_accepts_itself() -> None:
     pacer = AcceptPacer()
-    assert not pacer.may_accept(just_served=True)
+    assert pacer.accept_quota(just_served=True) == 0
     time.sleep(ACCEPT_DEFER * 2)
-    assert pacer.may_accept(just_served=True), "nobody took it: take it after the deferral"
-    assert not pacer.may_accept(just_served=True), "a new deferral starts"
+    assert pacer.accept_quota(just_served=True) == BUSY_BATCH, "all busy: take a batch"
+    assert pacer.accept_quota(just_served=True) == 0, "a new deferral starts"
     pacer.nothing_pending()
-    assert not pacer.may_accept(just_served=True)
+    assert pacer.accept_quota(just_served=True) == 0
 
 
 def test_a_silent_new_connection_pauses_accepting_for_a_bounded_time() -> None:

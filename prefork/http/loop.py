@@ -164,10 +164,11 @@ class EventLoop:
                 data.callback()
             else:
                 ready_listeners.append(data)
-        if ready_listeners and self._may_accept(self.dispatched != served_before):
+        quota = self._accept_quota(self.dispatched != served_before) if ready_listeners else 0
+        if quota:
             for listener in ready_listeners:
                 if listener in self._listeners:
-                    self._accept(listener)
+                    self._accept(listener, quota)
         elif not ready_listeners and self._pacer is not None:
             self._pacer.nothing_pending()
         now = time.monotonic()
@@ -175,8 +176,9 @@ class EventLoop:
             self._sweep(now)
             self._next_sweep = now + SWEEP_INTERVAL
 
-    def _may_accept(self, just_served: bool) -> bool:
-        return self._pacer is None or self._pacer.may_accept(just_served)
+    def _accept_quota(self, just_served: bool) -> int:
+        # Without a pacer there is no other worker to leave connections to.
+        return ACCEPT_BATCH if self._pacer is None else self._pacer.accept_quota(just_served)
 
     def _pace_accepting(self, timeout: float) -> float:
         """Take the listening sockets out of the selector while the pacer says so;
@@ -217,10 +219,11 @@ class EventLoop:
             else:
                 conn.close()
 
-    def _accept(self, listener: socket.socket) -> None:
-        # Inline, a worker takes one connection per turn and leaves the rest of the queue
-        # to idle workers: a connection it accepted would wait behind its current request.
-        for _ in range(1 if self._inline else ACCEPT_BATCH):
+    def _accept(self, listener: socket.socket, quota: int) -> None:
+        # `quota` comes from the pacer when workers share the socket (see pacing.py): an
+        # accepted connection waits behind this worker's other clients, so take few unless
+        # every worker is busy.
+        for _ in range(quota):
             try:
                 sock, peer = listener.accept()
             except (BlockingIOError, InterruptedError):

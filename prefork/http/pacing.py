@@ -4,8 +4,12 @@ Every worker shares the listening socket. A worker that accepts a connection wil
 request itself, one at a time, so it should accept only while it is the idlest, without ever
 letting the queue starve when every worker is busy:
 
-- right after serving requests it leaves a pending connection to the others for at most
-  ACCEPT_DEFER seconds, then takes it itself;
+- an idle worker takes one pending connection per turn, leaving the rest to the other idle
+  workers, which are woken too;
+- right after serving requests it leaves pending connections to the others for at most
+  ACCEPT_DEFER seconds; if they are still pending then, every worker is busy, and it takes
+  up to BUSY_BATCH of them at once: one per turn would make the last of a burst of new
+  clients wait for as many turns as there are connections ahead of it;
 - while a connection it has just accepted has sent nothing yet (its request is most likely
   on the way), it stops accepting for at most FRESH_WINDOW seconds; after that the
   connection counts as a slow client and accepting resumes.
@@ -20,6 +24,7 @@ from collections.abc import Hashable
 
 ACCEPT_DEFER = 0.005
 FRESH_WINDOW = 0.05
+BUSY_BATCH = 64
 
 
 class AcceptPacer:
@@ -37,18 +42,18 @@ class AcceptPacer:
         """The connection sent something, or is gone."""
         self._fresh.pop(conn, None)
 
-    def may_accept(self, just_served: bool) -> bool:
-        """Whether to accept the connections pending this turn."""
+    def accept_quota(self, just_served: bool) -> int:
+        """How many of the connections pending this turn to accept (0 = leave them)."""
         if not just_served:
             self._deferred_since = 0.0
-            return True
+            return 1
         now = time.monotonic()
         if not self._deferred_since:
             self._deferred_since = now
         if now - self._deferred_since < ACCEPT_DEFER:
-            return False
+            return 0
         self._deferred_since = 0.0
-        return True
+        return BUSY_BATCH
 
     def nothing_pending(self) -> None:
         """No connection was waiting this turn: someone else took it."""

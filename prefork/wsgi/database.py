@@ -4,8 +4,9 @@ answer 503 when the database is unavailable.
 When the transaction ends:
 - a list or tuple body (most frameworks' buffered responses): as soon as the application
   returns, before any byte is sent;
-- any other iterable: when it is exhausted, and one chunk is held back until then, so the
-  client cannot have the whole response before the commit is done;
+- any other iterable: when it is exhausted; while a transaction is open one chunk is held
+  back, so the client cannot have the whole response before the commit is done (a body
+  that never uses the database streams untouched);
 - an exception, a 5xx status, or a client gone mid-body (close() before the end): rollback.
 A request that never touches the database costs one small object and no connection.
 A streamed body is always wrapped: a generator may first use the database while it runs.
@@ -98,12 +99,16 @@ class _CommitAtEnd:
         self._done = False
 
     def __iter__(self) -> Iterator[bytes]:
-        chunks = iter(self._result)
+        held: bytes | None = None
         try:
-            held = next(chunks, None)
-            for chunk in chunks:
-                yield held if held is not None else b""
-                held = chunk
+            for chunk in self._result:
+                if held is not None:
+                    yield held
+                    held = None
+                if self._tx.used:
+                    held = chunk  # out only once we know whether it is the last one
+                else:
+                    yield chunk  # no transaction open: nothing to wait for
         except BaseException:
             self._finish(commit=False)
             raise
