@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable
 
 import psycopg
-from http_hello import free_port, running
+from http_hello import DSN, free_port, running
 from http_workers import BENCH, PY, wrk
 from psycopg_pool import ConnectionPool
-from selectapps import DSN, QUERY
+from selectapps import QUERY
 
 from prefork.db.pool import PostgresDatabase
 from prefork.db.transaction import RequestTransaction

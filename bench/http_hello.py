@@ -23,6 +23,9 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
+# prefork needs a database at start; without one configured it would start its embedded
+# PostgreSQL for every server. BENCH_DSN names the one to use (the machine's by default).
+DSN = os.environ.get("BENCH_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def free_port() -> int:
@@ -75,7 +78,7 @@ def servers(threads: int) -> dict[str, tuple[list[str], list[str]]]:
         f"threaded, {threads} threads vs gunicorn gthread": (
             [py, "-m", "prefork", "run", "--app", "hello:app", "--http-interface",
              "127.0.0.1", "-p", "{port}", "--http-threads", str(threads), "--no-access-log",
-             "--log-level", "warning"],
+             "--log-level", "warning", "--db-uri", DSN],
             [py, "-m", "gunicorn", "-w", "1", "--threads", str(threads), "-b",
              "127.0.0.1:{port}", "hello:app"],
         ),

@@ -24,7 +24,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from http_hello import free_port, running
+from http_hello import DSN, free_port, running
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -34,7 +34,7 @@ PY = sys.executable
 def commands(workers: int, port: int, log: str = "") -> dict[str, list[str]]:
     prefork = [PY, "-m", "prefork", "run", "--app", "hello:app", "--http-interface",
                "127.0.0.1", "-p", str(port), "--workers", str(workers), "--no-access-log",
-               "--data-dir", tempfile.mkdtemp()]
+               "--db-uri", DSN, "--data-dir", tempfile.mkdtemp()]
     if log:
         prefork += ["--logfile", log]
     return {
@@ -93,7 +93,7 @@ def busy_worker_latency(duration: int) -> None:
     app_cmds = {
         "prefork": [PY, "-m", "prefork", "run", "--app", "burn:app", "--http-interface",
                     "127.0.0.1", "-p", "{port}", "--workers", "2", "--no-access-log",
-                    "--data-dir", tempfile.mkdtemp()],
+                    "--db-uri", DSN, "--data-dir", tempfile.mkdtemp()],
         "gunicorn sync": [PY, "-m", "gunicorn", "-w", "2", "-k", "sync", "-b",
                           "127.0.0.1:{port}", "burn:app"],
     }

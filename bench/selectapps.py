@@ -13,9 +13,9 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from http_hello import DSN
 from psycopg_pool import ConnectionPool
 
-DSN = os.environ.get("BENCH_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 QUERY = "SELECT 1"
 HEADERS = [("Content-Type", "text/plain"), ("Content-Length", "1")]
 
