@@ -13,20 +13,46 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 log = logging.getLogger("prefork.db")
 
 ADVISORY_LOCK_KEY = 0x70726566_6f726b  # "prefork"
-# (version, what it adds, PostgreSQL statements, SQLite statements)
-STEPS: list[tuple[int, str, tuple[str, ...], tuple[str, ...]]] = [
-    (1, "schema version history", (), ()),
+
+
+class Step(NamedTuple):
+    """One migration: what it adds, in each dialect (SQLite names use a prefork_ prefix)."""
+
+    version: int
+    description: str
+    postgres: tuple[str, ...]
+    sqlite: tuple[str, ...]
+
+
+STEPS = [
+    Step(1, "schema version history", (), ()),
 ]
-VERSION = STEPS[-1][0]
+VERSION = STEPS[-1].version
 
 
 class SchemaError(Exception):
     """The database holds a schema this prefork cannot use."""
+
+
+@dataclass(frozen=True)
+class _Dialect:
+    history: str            # the version history table
+    created_at: str         # its timestamp column type and default
+    placeholder: str
+    statements: Callable[[Step], tuple[str, ...]]
+
+
+_POSTGRES = _Dialect("prefork.schema_version", "timestamptz NOT NULL DEFAULT now()", "%s",
+                     lambda step: step.postgres)
+_SQLITE = _Dialect("prefork_schema_version", "text NOT NULL DEFAULT CURRENT_TIMESTAMP", "?",
+                   lambda step: step.sqlite)
 
 
 def migrate_postgres(conn: Any) -> tuple[int, int]:
@@ -34,18 +60,7 @@ def migrate_postgres(conn: Any) -> tuple[int, int]:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
         conn.execute("CREATE SCHEMA IF NOT EXISTS prefork")
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS prefork.schema_version ("
-            " version integer PRIMARY KEY,"
-            " description text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        before = _current(conn.execute("SELECT max(version) FROM prefork.schema_version"))
-        for version, description, statements, _ in _pending(before):
-            for statement in statements:
-                conn.execute(statement)
-            conn.execute("INSERT INTO prefork.schema_version (version, description) "
-                         "VALUES (%s, %s)", (version, description))
+        before = _apply(conn, _POSTGRES)
     _log_result(before)
     return before, max(before, VERSION)
 
@@ -54,17 +69,7 @@ def migrate_sqlite(path: str) -> tuple[int, int]:
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         conn.execute("BEGIN IMMEDIATE")
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS prefork_schema_version ("
-            " version integer PRIMARY KEY, description text NOT NULL,"
-            " applied_at text NOT NULL DEFAULT CURRENT_TIMESTAMP)"
-        )
-        before = _current(conn.execute("SELECT max(version) FROM prefork_schema_version"))
-        for version, description, _, statements in _pending(before):
-            for statement in statements:
-                conn.execute(statement)
-            conn.execute("INSERT INTO prefork_schema_version (version, description) "
-                         "VALUES (?, ?)", (version, description))
+        before = _apply(conn, _SQLITE)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -76,16 +81,30 @@ def migrate_sqlite(path: str) -> tuple[int, int]:
     return before, max(before, VERSION)
 
 
+def _apply(conn: Any, dialect: _Dialect) -> int:
+    """Run the steps the database lacks, inside the caller's transaction; the version before."""
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {dialect.history} (version integer PRIMARY KEY, "
+                 f"description text NOT NULL, applied_at {dialect.created_at})")
+    before = _current(conn.execute(f"SELECT max(version) FROM {dialect.history}"))
+    mark = (f"INSERT INTO {dialect.history} (version, description) "
+            f"VALUES ({dialect.placeholder}, {dialect.placeholder})")
+    for step in _pending(before):
+        for statement in dialect.statements(step):
+            conn.execute(statement)
+        conn.execute(mark, (step.version, step.description))
+    return before
+
+
 def _current(cursor: Any) -> int:
     row = cursor.fetchone()
     return int(row[0]) if row and row[0] is not None else 0
 
 
-def _pending(before: int) -> list[tuple[int, str, tuple[str, ...], tuple[str, ...]]]:
+def _pending(before: int) -> list[Step]:
     if before > VERSION:
         raise SchemaError(f"the database's prefork schema is at version {before}, newer than "
                           f"this prefork ({VERSION}); upgrade prefork")
-    return [step for step in STEPS if step[0] > before]
+    return [step for step in STEPS if step.version > before]
 
 
 def _log_result(before: int) -> None:
