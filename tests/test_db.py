@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -378,3 +379,24 @@ def test_check_compares_the_connection_budget_with_max_connections() -> None:
     modest = check("--workers", "4", "--db_maxconn", "2", "--max-cron-threads", "1")
     assert "warning: this configuration can open" not in modest
     assert "database connections: up to 4 x 2 (http workers) + 1 x 2 (cron workers)" in modest
+
+
+def test_an_upgrade_keeps_the_embedded_database_running(server_factory: type,
+                                                         tmp_path: Path) -> None:
+    """USR2: the new master reuses the embedded server; the old one leaves it running, and
+    the last master to stop stops it."""
+    server = server_factory.start(*APP, "--workers", "1", env={"PREFORK_DB_URI": ""})
+    assert get(server, "/setup")[0] == 200
+    old_master = server.proc.pid
+    server.signal(signal.SIGUSR2)
+    server.wait_log(r"upgrade: workers ready, asking the old master", timeout=30)
+    assert server.proc.wait(30) == 0  # the old master has handed over and left
+    assert "embedded PostgreSQL stopped" not in server.log()
+    assert get(server, "/insert?value=upgraded")[0] == 200
+    assert get(server, "/count?value=upgraded") == (200, "1")
+    new_master = int(re.findall(r"(\d+) INFO prefork\.master: upgrade: workers ready",
+                                server.log())[-1])
+    assert new_master != old_master
+    os.kill(new_master, signal.SIGTERM)
+    pidfile = tmp_path / "data" / "postgres" / "postmaster.pid"
+    assert _eventually(lambda: not pidfile.exists())
