@@ -18,7 +18,7 @@ from prefork.config.kinds import BOOLEAN
 from prefork.config.loader import Assignment, Loaded, load_settings
 from prefork.config.settings import ALIASES, SPECS, OptionSpec
 
-COMMANDS = ("run", "check", "status")
+COMMANDS = ("run", "check", "status", "cron")
 EXIT_CONFIG = 2
 CLI = "command line"
 
@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="show the processes of the running server")
     status.add_argument("--json", action="store_true", help="print the raw state as JSON")
     _add_common(status)
+    cron = sub.add_parser("cron", help="list, trigger, enable or disable scheduled jobs")
+    cron.add_argument("action", choices=("list", "run", "enable", "disable"))
+    cron.add_argument("name", nargs="?", help="the job's name (run, enable, disable)")
+    cron.add_argument("--foreground", action="store_true",
+                      help="run: run the job here and now instead of waking a cron worker")
+    _add_common(cron)
     return parser
 
 
@@ -130,6 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from prefork.commands.status import status
 
         return status(loaded, ns.json)
+    if ns.command == "cron":
+        from prefork.commands.cron import cron
+
+        return cron(loaded, ns.action, ns.name, ns.foreground)
     if ns.command == "check" or getattr(ns, "stop_after_init", False):
         from prefork.commands.check import check
 

@@ -49,7 +49,8 @@ def run(loaded: Loaded, argv: Sequence[str]) -> int:
         with pidfile(settings.pidfile):
             pool = database.database(settings)
             try:
-                return ThreadedServer(settings, app, argv, pool).serve()
+                cron = database.target.conninfo if database.target.is_postgres else ""
+                return ThreadedServer(settings, app, argv, pool, cron).serve()
             finally:
                 pool.close()
     except OSError as exc:

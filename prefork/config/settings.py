@@ -151,6 +151,39 @@ class Settings:
         kinds.SECONDS, 15.0, "--http-keepalive-timeout", section="HTTP",
         help="Seconds an idle keep-alive connection is kept open.",
     )
+    # -- scheduled jobs -----------------------------------------------------------------------
+    cron_jobs: str = opt(
+        kinds.TEXT, "", "--cron-jobs", section="Scheduled jobs",
+        help="Comma-separated modules whose @cron jobs to run; empty imports the application's "
+        "module (its @cron declarations count).",
+    )
+    limit_time_cpu_cron: int = opt(
+        kinds.CRON_SECONDS, -1, "--limit-time-cpu-cron", section="Scheduled jobs",
+        help="CPU seconds per cron job; -1 uses limit_time_real_cron, 0 means no limit.",
+    )
+    cron_max_failures: int = opt(
+        kinds.POSITIVE, 5, "--cron-max-failures", section="Scheduled jobs",
+        help="Consecutive failures after which a job is deactivated (with cron_failure_window).",
+    )
+    cron_failure_window: float = opt(
+        kinds.SECONDS, 7 * 86400.0, "--cron-failure-window", section="Scheduled jobs",
+        help="Seconds a job must have been failing, besides cron_max_failures, before it is "
+        "deactivated (Odoo: 7 days).",
+    )
+    cron_retry_delay: float = opt(
+        kinds.SECONDS, 30.0, "--cron-retry-delay", section="Scheduled jobs",
+        help="Seconds before a failed job is retried; doubled on each further failure, at most "
+        "one hour, never later than its next slot.",
+    )
+    cron_catch_up: bool = opt(
+        kinds.BOOLEAN, False, "--cron-catch-up", section="Scheduled jobs",
+        help="Run a job once per slot missed while no server ran (default: once in all).",
+    )
+    cron_poll_interval: float = opt(
+        kinds.SECONDS, 60.0, "--cron-poll-interval", section="Scheduled jobs",
+        help="Longest a cron worker sleeps without looking for due jobs (NOTIFY wakes it "
+        "sooner).",
+    )
     # -- database -----------------------------------------------------------------------------
     db_host: str = opt(
         kinds.TEXT, "", "--db_host", section="Database",

@@ -33,6 +33,35 @@ class Step(NamedTuple):
 
 STEPS = [
     Step(1, "schema version history", (), ()),
+    Step(2, "scheduled jobs and their runs", (
+        """CREATE TABLE prefork.cron_job (
+            name text PRIMARY KEY,
+            schedule text NOT NULL,
+            priority integer NOT NULL DEFAULT 10,
+            active boolean NOT NULL DEFAULT true,
+            declared boolean NOT NULL DEFAULT true,
+            next_run timestamptz NOT NULL,
+            last_run timestamptz,
+            last_status text,
+            last_duration double precision,
+            last_error text,
+            failures integer NOT NULL DEFAULT 0,
+            first_failure timestamptz,
+            runs bigint NOT NULL DEFAULT 0)""",
+        "CREATE INDEX cron_job_due ON prefork.cron_job (next_run) WHERE active",
+        """CREATE TABLE prefork.cron_run (
+            id bigserial PRIMARY KEY,
+            job text NOT NULL,
+            slot timestamptz NOT NULL,
+            worker text NOT NULL,
+            started_at timestamptz NOT NULL DEFAULT now(),
+            finished_at timestamptz,
+            status text,
+            duration double precision,
+            progress text,
+            error text)""",
+        "CREATE INDEX cron_run_job_slot ON prefork.cron_run (job, slot)",
+    ), ()),
 ]
 VERSION = STEPS[-1].version
 

@@ -12,6 +12,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from prefork import __version__
+from prefork.cron import JobContext, cron
+
+DEMO_JOB = "demo.heartbeat"
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>prefork demo</title>
@@ -29,6 +32,7 @@ Serve your own WSGI application with <code>prefork run --app module:callable</co
 <tr><td>mode</td><td>{mode}</td></tr>
 <tr><td>your address</td><td>{remote}</td></tr>
 <tr><td>request</td><td><code>{method} {uri} {protocol}</code></td></tr>
+<tr><td>scheduled job</td><td id="cron"><code>{job}</code> (every minute): {job_state}</td></tr>
 </table>
 </body></html>
 """
@@ -51,7 +55,33 @@ def application(environ: dict[str, Any],
         method=html.escape(environ["REQUEST_METHOD"]),
         uri=html.escape(environ.get("RAW_URI", "")),
         protocol=html.escape(environ["SERVER_PROTOCOL"]),
+        job=DEMO_JOB,
+        job_state=html.escape(_job_state(environ)),
     ).encode()
     start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"),
                               ("Content-Length", str(len(page)))])
     return [page]
+
+
+@cron(every="1m", name=DEMO_JOB)
+def heartbeat(ctx: JobContext) -> None:
+    """Runs every minute in a cron worker; the page shows its last run."""
+    row = ctx.conn.execute("SELECT now()").fetchone()
+    ctx.log.info("demo job ran at %s", row[0] if row else "?")
+
+
+def _job_state(environ: dict[str, Any]) -> str:
+    tx = environ.get("prefork.db")
+    if tx is None:
+        return "no database"
+    try:
+        row = tx.execute("SELECT last_run, last_status, next_run FROM prefork.cron_job "
+                         "WHERE name = %s", (DEMO_JOB,)).fetchone()
+    except Exception:  # SQLite (no cron) or the database away: the page still renders
+        return "not available"
+    if row is None:
+        return "not registered yet (a cron worker registers it when it starts)"
+    last_run, status, next_run = row
+    if last_run is None:
+        return f"not run yet; next run {next_run:%H:%M:%S} UTC"
+    return f"last run {last_run:%H:%M:%S} UTC ({status}); next {next_run:%H:%M:%S} UTC"

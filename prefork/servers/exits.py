@@ -69,6 +69,8 @@ def classify(status: int, view: SlotView, order: KillOrder | None, limits: dict[
         return "memory-hard", "an allocation failed under the address-space backstop"
     if code == exitcodes.REQUEST_LIMIT:
         return "request-limit", f"served {view.value} requests"
+    if code == exitcodes.CRON_TIMEOUT:
+        return "cron-timeout", "job ran past limit_time_real_cron (recorded, rescheduled)"
     if code == exitcodes.BOOT_FAILED:
         return "boot-failed", view.error.strip().splitlines()[-1] if view.error else ""
     return "crash", f"exit code {code}"

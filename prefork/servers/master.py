@@ -30,6 +30,7 @@ from setproctitle import setproctitle
 from prefork import __version__
 from prefork.config import ConfigError
 from prefork.config.loader import Loaded
+from prefork.cron.runner import cron_limits
 from prefork.db.pool import Database
 from prefork.db.startup import DatabaseRuntime
 from prefork.db.target import resolve_target
@@ -40,6 +41,7 @@ from prefork.servers.parking import Parked, Parking
 from prefork.servers.state import remove_state, state_path, write_state
 from prefork.sockets import display_address, handover_env, inherited_listeners, listen
 from prefork.wakeup import WakeupPipe
+from prefork.workers.cron import CronWorker
 from prefork.workers.handoff import channel_pair, receive_connections
 from prefork.workers.http import REBALANCE_AFTER, HTTPWorker
 from prefork.workers.scoreboard import BOOTING, READY, Scoreboard, Slot
@@ -56,6 +58,8 @@ EXIT_BOOT_FAILURE = 3
 KEPT_EXITS = 100
 QUIT_SPACING = 0.05
 UPGRADE_ENV = "PREFORK_UPGRADE_FROM"
+HTTP, CRON = "http", "cron"
+CRON_GRACE = 5  # seconds the master gives a cron worker to record its own timeout
 SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGTTIN", "SIGTTOU", "SIGQUIT", "SIGUSR2",
            "SIGCHLD")
 
@@ -72,10 +76,11 @@ class WorkerProc:
     terminating: bool = False
     order: KillOrder | None = None
     process: psutil.Process | None = None
+    kind: str = HTTP
 
     @property
     def role(self) -> str:
-        return f"http worker #{self.number}"
+        return f"{self.kind} worker #{self.number}"
 
 
 class Master:
@@ -174,7 +179,7 @@ class Master:
         idle, short = [], []
         now = time.monotonic()
         for worker in self.workers.values():
-            if worker.terminating or worker.generation != self.generation:
+            if worker.terminating or worker.generation != self.generation or worker.kind != HTTP:
                 continue
             view = worker.slot.read()
             if view.state != READY:
@@ -293,13 +298,23 @@ class Master:
             return
         current = [w for w in self.workers.values()
                    if w.generation == self.generation and not w.terminating]
-        if len(current) < self.target and time.monotonic() >= self.next_spawn:
+        for kind, target in ((HTTP, self.target), (CRON, self._cron_target())):
+            self._keep_count([w for w in current if w.kind == kind], kind, target)
+        self._retire_old_generation([w for w in current if w.kind == HTTP])
+
+    def _keep_count(self, current: list[WorkerProc], kind: str, target: int) -> None:
+        if len(current) < target and time.monotonic() >= self.next_spawn:
             used = {w.number for w in current}
             number = next(n for n in range(1, len(current) + 2) if n not in used)
-            self._spawn(number)
-        elif len(current) > self.target:
+            self._spawn(number, kind)
+        elif len(current) > target:
             self._terminate(max(current, key=lambda w: w.number))
-        self._retire_old_generation(current)
+
+    def _cron_target(self) -> int:
+        """Cron workers need PostgreSQL (row locks, NOTIFY)."""
+        if self.database is None or not self.database.target.is_postgres:
+            return 0
+        return self.settings.max_cron_threads
 
     def _retire_old_generation(self, current: list[WorkerProc]) -> None:
         """Once the current generation is all ready, stop the old one (reload) or the old
@@ -318,31 +333,37 @@ class Master:
                      len(old))
         self._finish_upgrade()
 
-    def _spawn(self, number: int) -> None:
+    def _spawn(self, number: int, kind: str = HTTP) -> None:
         slot = self.scoreboard.acquire()
         master_end, worker_end = channel_pair()
         pid = os.fork()
         if pid == 0:
             master_end.close()
-            self._become_worker(number, slot, worker_end)
+            self._become_worker(number, slot, worker_end, kind)
         worker_end.close()
         slot.set_pid(pid)
-        worker = WorkerProc(pid, number, slot, self.generation, master_end)
+        worker = WorkerProc(pid, number, slot, self.generation, master_end, kind=kind)
         self.selector.register(master_end, selectors.EVENT_READ, worker)
         try:
             worker.process = psutil.Process(pid)
         except psutil.Error:
             worker.process = None
         self.workers[pid] = worker
-        log.info("spawned http worker #%d pid=%d", number, pid)
+        log.info("spawned %s pid=%d", worker.role, pid)
 
-    def _become_worker(self, number: int, slot: Slot, channel: socket.socket) -> None:
+    def _become_worker(self, number: int, slot: Slot, channel: socket.socket,
+                       kind: str) -> None:
         """In the child: drop the master's own state and serve; never returns."""
         try:
             signal.set_wakeup_fd(-1)
             for name in SIGNALS:
                 signal.signal(getattr(signal, name), signal.SIG_DFL)
             self._close_inherited()
+            if kind == CRON:
+                assert self.database is not None
+                for sock in self.listeners:
+                    sock.close()  # a cron worker serves no HTTP
+                CronWorker(self.settings, number, slot, self.database.target.conninfo).run()
             worker = HTTPWorker(self.settings, number, slot, self.listeners, self.app, channel,
                                 self._worker_database())
         except BaseException:
@@ -413,7 +434,7 @@ class Master:
     def _record_exit(self, worker: WorkerProc, status: int) -> None:
         view = worker.slot.read()
         replacing = worker.terminating and worker.generation != self.generation
-        reason, detail = classify(status, view, worker.order, self._limits(), replacing)
+        reason, detail = classify(status, view, worker.order, self._limits(worker), replacing)
         if view.request_started:
             request = view.request_line
         else:  # a worker that recycled itself names the request that decided it
@@ -451,9 +472,10 @@ class Master:
         log.warning("worker failed to start (%d/%d); next attempt in %.1fs",
                     self.boot_failures, MAX_BOOT_ATTEMPTS, delay)
 
-    def _limits(self) -> dict[str, int]:
+    def _limits(self, worker: WorkerProc) -> dict[str, int]:
         s = self.settings
-        return {"limit_time_cpu": s.limit_time_cpu, "limit_memory_soft": s.limit_memory_soft,
+        cpu = cron_limits(s)[1] if worker.kind == CRON else s.limit_time_cpu
+        return {"limit_time_cpu": cpu, "limit_memory_soft": s.limit_memory_soft,
                 "limit_memory_hard": s.limit_memory_hard}
 
     # -- watchdog ----------------------------------------------------------------------------
@@ -471,9 +493,14 @@ class Master:
     def _check_time(self, worker: WorkerProc, state: int, started: float, beat: float,
                     now: float) -> None:
         limit = self.settings.limit_time_real
-        if not limit:
+        job_limit = cron_limits(self.settings)[0] if worker.kind == CRON else limit
+        if job_limit and started and worker.kind == CRON and (
+                now - started > job_limit + CRON_GRACE):
+            self._kill(worker, "cron-timeout", f"job running {now - started:.1f}s > limit "
+                       f"{job_limit}s and did not stop itself")
+        elif not limit:
             return
-        if started and now - started > limit:
+        elif started and worker.kind == HTTP and now - started > limit:
             self._kill(worker, "real-time", f"request running {now - started:.1f}s > "
                        f"limit {limit}s")
         elif state == BOOTING and now - worker.started > limit:

@@ -19,6 +19,7 @@ from types import FrameType
 
 from prefork import db
 from prefork.config import Settings
+from prefork.cron.threads import CronThreads
 from prefork.db.pool import Database
 from prefork.http.connection import Connection
 from prefork.http.request import Request
@@ -36,9 +37,11 @@ RELOAD_GRACE = 5.0  # seconds other requests get to finish before a limit reload
 
 class ThreadedServer:
     def __init__(self, settings: Settings, app: WSGIApp, argv: Sequence[str] = (),
-                 database: Database | None = None) -> None:
+                 database: Database | None = None, cron_conninfo: str = "") -> None:
         self.settings = settings
         self.database = database
+        self.cron = CronThreads(settings, cron_conninfo, self._cron_timed_out) \
+            if cron_conninfo else None
         self.argv = list(argv)
         self.listeners: list[socket.socket] = []
         self._inflight: dict[int, tuple[float, str]] = {}  # thread id -> (start, request)
@@ -60,6 +63,8 @@ class ThreadedServer:
             self.database.bind("prefork threaded server")
         db.install(self.database)
         self._start_threads()
+        if self.cron is not None:
+            self.cron.start()
         self._install_signals()
         log.info("HTTP service running on %s (threaded mode, %d threads)",
                  display_address(self.listeners[0]), s.http_threads)
@@ -131,6 +136,12 @@ class ThreadedServer:
         logging.shutdown()
         os.execve(sys.executable, command, env)
 
+    def _cron_timed_out(self, name: str) -> None:
+        """On a cron thread's timer: the timeout is recorded; reload to stop the job."""
+        if not self._reload_reason:
+            self._reload_reason = f"cron-timeout: job {name!r} ran past limit_time_real_cron"
+            self.loop.wake()
+
     def _dispatch(self, conn: Connection, request: Request) -> None:
         self._jobs.put((conn, request))
 
@@ -159,12 +170,14 @@ class ThreadedServer:
         log.info("%s received: stopping gracefully (%d request(s) in flight, up to %ds)",
                  signal.Signals(signum).name, self.loop.busy, grace)
         self.loop.stop_accepting()
+        if self.cron is not None:
+            self.cron.stop()  # a job in progress may finish within the same grace
         self._stop_deadline = time.monotonic() + grace
 
     def _finished(self) -> bool:
         if self._stop_deadline is None:
             return False
-        if self.loop.busy == 0:
+        if self.loop.busy == 0 and not (self.cron is not None and self.cron.running):
             log.info("stopped")
             return True
         if time.monotonic() >= self._stop_deadline:

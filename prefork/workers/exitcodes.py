@@ -9,3 +9,4 @@ MEMORY_SOFT = 10     # RSS above limit_memory_soft after a request; RSS in the s
 REQUEST_LIMIT = 11   # served limit_request (+ jitter) requests
 MEMORY_HARD = 12     # an allocation failed under the kernel backstop (RLIMIT_AS)
 ORPHANED = 13        # the master went away
+CRON_TIMEOUT = 14     # a cron job ran past limit_time_real_cron (already recorded as such)

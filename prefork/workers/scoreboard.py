@@ -70,10 +70,14 @@ class Slot:
         _DOUBLE.pack_into(self._mem, self._base + _OFF_BEAT, now)
 
     def begin_request(self, line: str, now: float) -> None:
+        self.set_line(line)
+        _DOUBLE.pack_into(self._mem, self._base + _OFF_STARTED, now)
+
+    def set_line(self, line: str) -> None:
+        """What the worker is doing (the request line, the cron job and its progress)."""
         raw = line.encode("latin-1", "replace")[:_LINE_SIZE - 1]
         start = self._base + _OFF_LINE
         self._mem[start:start + len(raw) + 1] = raw + b"\0"
-        _DOUBLE.pack_into(self._mem, self._base + _OFF_STARTED, now)
 
     def end_request(self, served: int) -> None:
         _DOUBLE.pack_into(self._mem, self._base + _OFF_STARTED, 0.0)

@@ -1,0 +1,231 @@
+"""The loop every cron worker runs (a process in multi-processing mode, a thread in threaded
+mode): claim a due job, run it in its own transaction, reschedule it; sleep until the next
+due job, a NOTIFY, or cron_poll_interval.
+
+Three connections per runner: `lock` holds the claimed row's lock for the job's duration,
+`job` runs the job's transaction, `listen` waits for NOTIFY. A job that runs past
+limit_time_real_cron is recorded as a timeout by a timer thread on the lock connection
+(rescheduled to its next slot, counted as a failure) before the runner's owner stops it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import psycopg
+
+from prefork.config import Settings
+from prefork.cron.registry import REGISTRY, Job
+from prefork.cron.store import (
+    CHANNEL,
+    Claim,
+    Outcome,
+    Policy,
+    claim_due,
+    finish,
+    seconds_to_next,
+    start_run,
+    sync_jobs,
+)
+from prefork.db.startup import one_line
+
+log = logging.getLogger("prefork.cron")
+
+WAIT_SLICE = 1.0        # seconds: the longest the loop waits without checking stop / beating
+RECONNECT_DELAY = 2.0
+
+
+class CronHooks(Protocol):
+    """What the owner of a runner (process or thread) does around jobs."""
+
+    def beat(self) -> None: ...
+    def job_started(self, name: str) -> None: ...
+    def job_finished(self, name: str) -> None: ...
+    def timed_out(self, name: str) -> None: ...
+    def progress(self, name: str, text: str) -> None: ...
+
+
+class JobContext:
+    """What a job function receives."""
+
+    def __init__(self, conn: Any, name: str, report: Callable[[str], None]) -> None:
+        self.conn = conn
+        self.name = name
+        self.log = logging.getLogger(f"prefork.cron.job.{name}")
+        self._report = report
+
+    def progress(self, text: str) -> None:
+        """Say how far the job is (shown by `prefork status` while it runs)."""
+        self._report(text)
+
+
+def load_jobs(settings: Settings) -> dict[str, Job]:
+    """Import the modules that declare jobs (cron_jobs, else the application's module)."""
+    modules = [m.strip() for m in settings.cron_jobs.split(",") if m.strip()]
+    if not modules:
+        modules = [settings.app.split(":", 1)[0] if settings.app else "prefork.demo.app"]
+    for module in modules:
+        importlib.import_module(module)
+    return dict(REGISTRY)
+
+
+def cron_limits(settings: Settings) -> tuple[int, int]:
+    """(wall-clock, CPU) seconds per job; 0 = none."""
+    real = settings.limit_time_real_cron
+    real = settings.limit_time_real if real < 0 else real
+    cpu = settings.limit_time_cpu_cron
+    return real, real if cpu < 0 else cpu
+
+
+def policy_of(settings: Settings) -> Policy:
+    return Policy(settings.cron_max_failures, settings.cron_failure_window,
+                  settings.cron_retry_delay, settings.cron_catch_up)
+
+
+class CronRunner:
+    def __init__(self, conninfo: str, settings: Settings, jobs: dict[str, Job], worker: str,
+                 hooks: CronHooks, should_stop: Callable[[], bool]) -> None:
+        self.conninfo = conninfo
+        self.jobs = jobs
+        self.worker = worker
+        self.hooks = hooks
+        self.should_stop = should_stop
+        self.policy = policy_of(settings)
+        self.limit = cron_limits(settings)[0]
+        self.poll = settings.cron_poll_interval
+        self._finishing = threading.Lock()
+        self._conns: dict[str, psycopg.Connection[Any]] = {}
+        self._next_warning = 0.0
+
+    # -- connections ------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        if self._conns:
+            return
+        name = f"prefork {self.worker}"[:63]
+        self._conns = {
+            "lock": psycopg.connect(self.conninfo, application_name=name),
+            "job": psycopg.connect(self.conninfo, autocommit=True, application_name=name),
+            "listen": psycopg.connect(self.conninfo, autocommit=True, application_name=name),
+        }
+        self._conns["listen"].execute(f"LISTEN {CHANNEL}")
+
+    def close(self) -> None:
+        conns, self._conns = self._conns, {}
+        for conn in conns.values():
+            try:
+                conn.close()
+            except psycopg.Error:
+                pass
+
+    def sync(self) -> None:
+        """Write the declared jobs to the table (every runner may; it is idempotent)."""
+        with psycopg.connect(self.conninfo) as conn:
+            sync_jobs(conn, self.jobs.values())
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        while not self.should_stop():
+            try:
+                self.connect()
+                while not self.should_stop() and self.run_one():
+                    pass
+                if not self.should_stop():
+                    self._wait()
+            except psycopg.OperationalError as exc:
+                self._database_lost(exc)
+        self.close()
+
+    def _database_lost(self, exc: Exception) -> None:
+        self.close()
+        now = time.monotonic()
+        if now >= self._next_warning:
+            self._next_warning = now + 60
+            log.warning("cron %s: database unavailable, retrying: %s", self.worker,
+                        one_line(exc))
+        deadline = now + RECONNECT_DELAY
+        while not self.should_stop() and time.monotonic() < deadline:
+            self.hooks.beat()
+            time.sleep(min(0.2, WAIT_SLICE))
+
+    def _wait(self) -> None:
+        """Until a job is due, a NOTIFY arrives or cron_poll_interval passes."""
+        due_in = seconds_to_next(self._conns["lock"], self.jobs)
+        bound = self.poll if due_in is None else min(due_in, self.poll)
+        deadline = time.monotonic() + bound
+        listen = self._conns["listen"]
+        while not self.should_stop():
+            self.hooks.beat()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            for _ in listen.notifies(timeout=min(WAIT_SLICE, remaining), stop_after=1):
+                return
+
+    def run_one(self) -> bool:
+        """Run one due job; False when none is due."""
+        lock = self._conns["lock"]
+        claim = claim_due(lock, self.jobs)
+        if claim is None:
+            return False
+        if not start_run(self._conns["job"], claim, self.worker):
+            self._finish(claim, Outcome("lost", 0.0, "started by workers that died, "
+                                                      "not started again"))
+            return True
+        outcome = self._execute(claim)
+        self._finish(claim, outcome)
+        return True
+
+    def _execute(self, claim: Claim) -> Outcome:
+        job = self.jobs[claim.name]
+        timer = None
+        if self.limit:
+            timer = threading.Timer(self.limit, self._timed_out, (claim, time.monotonic()))
+            timer.daemon = True
+            timer.start()
+        self.hooks.job_started(claim.name)
+        started = time.monotonic()
+        conn = self._conns["job"]
+        try:
+            with conn.transaction():
+                job.function(JobContext(conn, claim.name,
+                                        lambda text: self.hooks.progress(claim.name, text)))
+            return Outcome("ok", time.monotonic() - started)
+        except Exception:
+            text = traceback.format_exc()
+            log.error("cron job %r failed; rolled back:\n%s", claim.name, text.rstrip())
+            return Outcome("failed", time.monotonic() - started, text)
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self.hooks.job_finished(claim.name)
+
+    def _finish(self, claim: Claim, outcome: Outcome) -> bool:
+        with self._finishing:
+            if claim.done:
+                return False
+            claim.done = True
+            alert = finish(self._conns["lock"], claim, outcome, self.policy)
+        if alert:
+            log.error("ALERT %s", alert)
+        return True
+
+    def _timed_out(self, claim: Claim, started: float) -> None:
+        elapsed = time.monotonic() - started
+        detail = f"ran {elapsed:.1f}s > limit_time_real_cron {self.limit}s"
+        try:
+            recorded = self._finish(claim, Outcome("timeout", elapsed, detail))
+        except psycopg.Error as exc:
+            log.error("cron job %r timed out and could not be recorded: %s", claim.name, exc)
+            recorded = True
+        if recorded:
+            log.error("cron job %r stopped: %s; rescheduled for its next slot", claim.name,
+                      detail)
+            self.hooks.timed_out(claim.name)

@@ -1,0 +1,195 @@
+"""The jobs' state in PostgreSQL (prefork.cron_job, prefork.cron_run) and the SQL on it.
+
+Claiming: a cron worker selects one due job `FOR UPDATE SKIP LOCKED` on its lock connection
+and keeps that transaction open while the job runs on another connection, so any number of
+workers on any number of hosts run each due slot once, and none waits on another's lock (no
+lock errors, no noise). The row is updated and the lock released in one commit at the end.
+If the worker dies mid-job, its session ends, the lock goes, the slot is still due, and
+another worker runs it again: at least once. A slot already started MAX_ATTEMPTS times
+without finishing is not started again; it is counted as a failure ("lost") and moved on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from prefork.cron.registry import Job
+from prefork.cron.schedule import Schedule
+
+CHANNEL = "prefork_cron"
+SYNC_LOCK_KEY = 0x70726566_63726F6E  # "prefcron"
+MAX_ATTEMPTS = 2
+MAX_RETRY_DELAY = 3600.0
+
+
+@dataclass
+class Claim:
+    name: str
+    schedule: Schedule
+    slot: datetime
+    now: datetime
+    failures: int
+    first_failure: datetime | None
+    run_id: int = 0
+    done: bool = False  # finished, by the runner or by its timeout timer
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What the settings say about failures and missed slots."""
+
+    max_failures: int
+    failure_window: float
+    retry_delay: float
+    catch_up: bool
+
+
+def sync_jobs(conn: Any, jobs: Iterable[Job]) -> None:
+    """Make the table match the declared jobs: add new ones, apply schedule and priority
+    changes, mark the ones no longer declared (they stop running, their history stays)."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (SYNC_LOCK_KEY,))
+        now = conn.execute("SELECT now()").fetchone()[0]
+        known = {row[0]: (row[1], row[2], row[3]) for row in conn.execute(
+            "SELECT name, schedule, priority, declared FROM prefork.cron_job")}
+        declared = set()
+        for job in jobs:
+            declared.add(job.name)
+            schedule = str(job.schedule)
+            current = known.get(job.name)
+            if current is None:
+                conn.execute("INSERT INTO prefork.cron_job (name, schedule, priority, next_run) "
+                             "VALUES (%s, %s, %s, %s)", (job.name, schedule, job.priority,
+                                                         job.schedule.next_after(now)))
+            elif current[0] != schedule:
+                conn.execute("UPDATE prefork.cron_job SET schedule = %s, priority = %s, "
+                             "declared = true, next_run = %s WHERE name = %s",
+                             (schedule, job.priority, job.schedule.next_after(now), job.name))
+            elif current[1:] != (job.priority, True):
+                conn.execute("UPDATE prefork.cron_job SET priority = %s, declared = true "
+                             "WHERE name = %s", (job.priority, job.name))
+        gone = [name for name, row in known.items() if row[2] and name not in declared]
+        if gone:
+            conn.execute("UPDATE prefork.cron_job SET declared = false WHERE name = ANY(%s)",
+                         (gone,))
+
+
+def claim_due(lock_conn: Any, names: Iterable[str]) -> Claim | None:
+    """Lock one due job this process knows; the transaction stays open until finish()."""
+    row = lock_conn.execute(
+        "SELECT name, schedule, next_run, now(), failures, first_failure "
+        "FROM prefork.cron_job WHERE active AND declared AND next_run <= now() "
+        "AND name = ANY(%s) ORDER BY priority, next_run LIMIT 1 FOR UPDATE SKIP LOCKED",
+        (list(names),)).fetchone()
+    if row is None:
+        lock_conn.rollback()
+        return None
+    return Claim(row[0], Schedule.from_text(row[1]), row[2], row[3], row[4], row[5])
+
+
+def start_run(job_conn: Any, claim: Claim, worker: str) -> bool:
+    """Record the attempt (committed at once); False when this slot was already started
+    MAX_ATTEMPTS times by workers that died."""
+    unfinished = job_conn.execute(
+        "SELECT count(*) FROM prefork.cron_run WHERE job = %s AND slot = %s "
+        "AND finished_at IS NULL", (claim.name, claim.slot)).fetchone()[0]
+    if unfinished >= MAX_ATTEMPTS:
+        return False
+    claim.run_id = job_conn.execute(
+        "INSERT INTO prefork.cron_run (job, slot, worker) VALUES (%s, %s, %s) RETURNING id",
+        (claim.name, claim.slot, worker)).fetchone()[0]
+    job_conn.commit()
+    return True
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str            # ok, failed, timeout, lost
+    duration: float
+    error: str = ""
+
+
+def finish(lock_conn: Any, claim: Claim, outcome: Outcome, policy: Policy) -> str | None:
+    """Reschedule the job, record the run, commit (releasing the lock). Returns an alert
+    when the job was deactivated."""
+    plan = next_state(claim, outcome, policy)
+    lock_conn.execute(
+        "UPDATE prefork.cron_job SET next_run = %s, last_run = %s, last_status = %s, "
+        "last_duration = %s, last_error = %s, failures = %s, first_failure = %s, "
+        "active = active AND %s, runs = runs + 1 WHERE name = %s",
+        (plan["next_run"], claim.now, outcome.status, outcome.duration, outcome.error or None,
+         plan["failures"], plan["first_failure"], plan["active"], claim.name))
+    if claim.run_id:
+        lock_conn.execute(
+            "UPDATE prefork.cron_run SET finished_at = now(), status = %s, duration = %s, "
+            "error = %s WHERE id = %s",
+            (outcome.status, outcome.duration, outcome.error or None, claim.run_id))
+    else:  # a lost slot: its attempts stay as they are, closed
+        lock_conn.execute(
+            "UPDATE prefork.cron_run SET finished_at = now(), status = 'lost' "
+            "WHERE job = %s AND slot = %s AND finished_at IS NULL", (claim.name, claim.slot))
+    lock_conn.commit()
+    if plan["active"]:
+        return None
+    return (f"cron job {claim.name!r} deactivated after {plan['failures']} consecutive "
+            f"failures since {plan['first_failure']:%Y-%m-%d %H:%M:%S}; last: "
+            f"{outcome.status} {outcome.error.strip().splitlines()[-1] if outcome.error else ''}"
+            ).rstrip()
+
+
+def next_state(claim: Claim, outcome: Outcome, policy: Policy) -> dict[str, Any]:
+    """Pure: the next run, the failure count and whether the job stays active."""
+    following = claim.schedule.next_slot(claim.slot, claim.now, policy.catch_up)
+    if outcome.status == "ok":
+        return {"next_run": following, "failures": 0, "first_failure": None, "active": True}
+    failures = claim.failures + 1
+    first = claim.first_failure or claim.now
+    next_run = following
+    if outcome.status == "failed":  # an exception: retried sooner, with back-off
+        delay = min(policy.retry_delay * 2 ** (failures - 1), MAX_RETRY_DELAY)
+        next_run = min(following, claim.now + timedelta(seconds=delay))
+    # A timeout or a lost slot goes to its next slot: never retried in a loop.
+    failing_for = (claim.now - first).total_seconds()
+    active = not (failures >= policy.max_failures and failing_for >= policy.failure_window)
+    return {"next_run": next_run, "failures": failures, "first_failure": first,
+            "active": active}
+
+
+def trigger(conn: Any, name: str) -> bool:
+    """Make a job due now and wake the cron workers; False when there is no such job."""
+    with conn.transaction():
+        row = conn.execute("UPDATE prefork.cron_job SET next_run = now() WHERE name = %s "
+                           "RETURNING name", (name,)).fetchone()
+        if row is not None:
+            conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, name))
+    return row is not None
+
+
+def set_active(conn: Any, name: str, active: bool) -> bool:
+    with conn.transaction():
+        row = conn.execute(
+            "UPDATE prefork.cron_job SET active = %s, failures = CASE WHEN %s THEN 0 "
+            "ELSE failures END, first_failure = CASE WHEN %s THEN NULL ELSE first_failure END "
+            "WHERE name = %s RETURNING name", (active, active, active, name)).fetchone()
+        if row is not None and active:
+            conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, name))
+    return row is not None
+
+
+def list_jobs(conn: Any) -> list[dict[str, Any]]:
+    cursor = conn.execute(
+        "SELECT name, schedule, next_run, last_run, last_status, last_duration, failures, "
+        "active, declared, priority, runs, last_error FROM prefork.cron_job "
+        "ORDER BY priority, name")
+    columns = [c.name for c in cursor.description]
+    return [dict(zip(columns, row, strict=True)) for row in cursor]
+
+
+def seconds_to_next(conn: Any, names: Iterable[str]) -> float | None:
+    row = conn.execute("SELECT extract(epoch FROM min(next_run) - now()) FROM prefork.cron_job "
+                       "WHERE active AND declared AND name = ANY(%s)", (list(names),)).fetchone()
+    conn.rollback()
+    return None if row is None or row[0] is None else max(0.0, float(row[0]))

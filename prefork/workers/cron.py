@@ -1,0 +1,120 @@
+"""The cron worker: one process running scheduled jobs, one at a time, at lower CPU priority.
+
+Same contract as the HTTP worker: forked by the master, heartbeat in the scoreboard (beats
+while it waits, stops while a job runs), limits per job (limit_time_real_cron by a timer that
+records the timeout and exits; limit_time_cpu_cron through RLIMIT_CPU; limit_memory_soft
+after each job, limit_memory_hard by the master), ends with os._exit.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+from types import FrameType
+
+from setproctitle import setproctitle
+
+from prefork.config import Settings
+from prefork.cron.runner import CronRunner, cron_limits, load_jobs
+from prefork.workers import exitcodes
+from prefork.workers.limits import RequestLimits, disable_core_dumps, set_address_space_backstop
+from prefork.workers.scoreboard import READY, STOPPING, Slot
+
+log = logging.getLogger("prefork.worker")
+
+NICENESS = 10  # below the HTTP workers: jobs must not slow requests down
+
+
+class CronWorker:
+    def __init__(self, settings: Settings, number: int, slot: Slot, conninfo: str) -> None:
+        self.settings = settings
+        self.number = number
+        self.slot = slot
+        self.conninfo = conninfo
+        self.exit_code: int | None = None
+        self.jobs_run = 0
+        self.limits = RequestLimits(cron_limits(settings)[1], settings.limit_memory_soft)
+        self.master_pid = os.getppid()
+
+    def run(self) -> None:
+        code = exitcodes.CRASHED
+        try:
+            code = self._run()
+        except BaseException:
+            text = traceback.format_exc()
+            self.slot.set_error(text)
+            log.critical("cron worker #%d crashed:\n%s", self.number, text)
+        finally:
+            logging.shutdown()
+            os._exit(code)
+
+    def _run(self) -> int:
+        self._prepare_process()
+        try:
+            jobs = load_jobs(self.settings)
+        except Exception:
+            message = traceback.format_exc()
+            self.slot.set_error(message)
+            log.error("cron worker #%d cannot import its jobs:\n%s", self.number, message)
+            return exitcodes.BOOT_FAILED
+        runner = CronRunner(self.conninfo, self.settings, jobs,
+                            f"{socket.gethostname()} cron worker #{self.number}", self,
+                            self._should_stop)
+        runner.sync()
+        self.limits.arm()
+        self.slot.set_state(READY)
+        runner.serve()
+        return self.exit_code if self.exit_code is not None else exitcodes.STOPPED
+
+    def _prepare_process(self) -> None:
+        faulthandler.register(signal.SIGQUIT, file=sys.stderr, all_threads=True, chain=False)
+        signal.signal(signal.SIGTERM, self._on_term)
+        for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR2, signal.SIGTTIN,
+                       signal.SIGTTOU, signal.SIGWINCH):
+            signal.signal(signum, signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        setproctitle(f"prefork: cron worker #{self.number}")
+        os.nice(NICENESS)
+        disable_core_dumps()
+        set_address_space_backstop(self.settings.limit_memory_hard)
+
+    def _on_term(self, signum: int, frame: FrameType | None) -> None:
+        if self.exit_code is None:
+            self.exit_code = exitcodes.STOPPED  # seen between jobs and while waiting
+
+    def _should_stop(self) -> bool:
+        if os.getppid() != self.master_pid:
+            self.exit_code = exitcodes.ORPHANED
+        return self.exit_code is not None
+
+    # -- hooks of the runner -----------------------------------------------------------------
+
+    def beat(self) -> None:
+        self.slot.beat(time.monotonic())
+
+    def job_started(self, name: str) -> None:
+        self.slot.begin_request(f"cron job {name}", time.monotonic())
+
+    def progress(self, name: str, text: str) -> None:
+        self.slot.set_line(f"cron job {name}: {text}")
+
+    def job_finished(self, name: str) -> None:
+        self.jobs_run += 1
+        self.slot.end_request(self.jobs_run)
+        rss = self.limits.after_request()
+        if rss and self.exit_code is None:
+            self.exit_code = exitcodes.MEMORY_SOFT
+            self.slot.mark_exit(rss)
+            self.slot.set_state(STOPPING)
+
+    def timed_out(self, name: str) -> None:
+        """Called on the timer thread once the timeout is recorded: stop the job now."""
+        self.slot.mark_exit(0)
+        logging.shutdown()
+        os._exit(exitcodes.CRON_TIMEOUT)
