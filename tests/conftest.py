@@ -11,10 +11,15 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
+import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 ROOT = Path(__file__).resolve().parent.parent
 READY_RE = re.compile(r"HTTP service running on (\S+):(\d+)")
@@ -41,6 +46,30 @@ def database_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     os.environ.pop("PREFORK_DB_URI", None)
     if embedded is not None:
         embedded.stop()
+
+
+@pytest.fixture
+def fresh_database(database_uri: str) -> Iterator[str]:
+    """A new, empty database on the test server; dropped afterwards."""
+    name = f"prefork_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(database_uri, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield _uri(make_conninfo(database_uri, dbname=name))
+    with psycopg.connect(database_uri, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def _uri(conninfo: str) -> str:
+    """The postgresql:// form db_uri takes, of a key=value connection string."""
+    params = conninfo_to_dict(conninfo)
+    host = str(params.get("host", ""))
+    netloc = quote(str(params.get("user", ""))) + "@"
+    query = ""
+    if host.startswith("/"):
+        query = "?host=" + quote(host, safe="")
+    else:
+        netloc += f"{host}:{params.get('port', 5432)}"
+    return f"postgresql://{netloc}/{params['dbname']}{query}"
 
 
 class Server:

@@ -12,16 +12,12 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import psutil
 import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from prefork.db.pool import PostgresDatabase
 from prefork.db.schema import VERSION, migrate_postgres
@@ -51,30 +47,6 @@ def backends(dsn: str, pattern: str = "prefork%") -> list[str]:
 def worker_pids(server: Server) -> set[int]:
     master = psutil.Process(server.proc.pid)
     return {p.pid for p in master.children() if "http worker" in " ".join(p.cmdline())}
-
-
-@pytest.fixture
-def fresh_database(database_uri: str) -> Iterator[str]:
-    """A new, empty database on the test server; dropped afterwards."""
-    name = f"prefork_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(database_uri, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield _uri(make_conninfo(database_uri, dbname=name))
-    with psycopg.connect(database_uri, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-def _uri(conninfo: str) -> str:
-    """The postgresql:// form db_uri takes, of a key=value connection string."""
-    params = conninfo_to_dict(conninfo)
-    host = str(params.get("host", ""))
-    netloc = quote(str(params.get("user", ""))) + "@"
-    query = ""
-    if host.startswith("/"):
-        query = "?host=" + quote(host, safe="")
-    else:
-        netloc += f"{host}:{params.get('port', 5432)}"
-    return f"postgresql://{netloc}/{params['dbname']}{query}"
 
 
 @pytest.fixture(params=list(MODES))

@@ -83,10 +83,10 @@ def _run(conn: Any, runtime: DatabaseRuntime, loaded: Loaded, name: str,
     if name not in jobs:
         print(f"no job named {name!r} is declared by {loaded.settings.cron_jobs or 'the app'}")
         return EXIT_FAILED
-    conn.execute("UPDATE prefork.cron_job SET next_run = now() WHERE name = %s", (name,))
     runner = CronRunner(runtime.target.conninfo, loaded.settings, {name: jobs[name]},
                         f"prefork cron run (pid {os.getpid()})", _Foreground(), lambda: False)
-    runner.sync()
+    runner.sync(complete=False)  # registers this job if no worker has yet, touches no other
+    conn.execute("UPDATE prefork.cron_job SET next_run = now() WHERE name = %s", (name,))
     try:
         runner.connect()
         ran = runner.run_one()

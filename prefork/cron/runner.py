@@ -124,10 +124,10 @@ class CronRunner:
             except psycopg.Error:
                 pass
 
-    def sync(self) -> None:
+    def sync(self, *, complete: bool = True) -> None:
         """Write the declared jobs to the table (every runner may; it is idempotent)."""
         with psycopg.connect(self.conninfo) as conn:
-            sync_jobs(conn, self.jobs.values())
+            sync_jobs(conn, self.jobs.values(), complete=complete)
 
     # -- the loop ---------------------------------------------------------------------------
 

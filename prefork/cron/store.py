@@ -47,9 +47,10 @@ class Policy:
     catch_up: bool
 
 
-def sync_jobs(conn: Any, jobs: Iterable[Job]) -> None:
+def sync_jobs(conn: Any, jobs: Iterable[Job], *, complete: bool = True) -> None:
     """Make the table match the declared jobs: add new ones, apply schedule and priority
-    changes, mark the ones no longer declared (they stop running, their history stays)."""
+    changes and, when `jobs` is the complete set, mark the ones no longer declared (they
+    stop running, their history stays)."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (SYNC_LOCK_KEY,))
         now = conn.execute("SELECT now()").fetchone()[0]
@@ -72,7 +73,7 @@ def sync_jobs(conn: Any, jobs: Iterable[Job]) -> None:
                 conn.execute("UPDATE prefork.cron_job SET priority = %s, declared = true "
                              "WHERE name = %s", (job.priority, job.name))
         gone = [name for name, row in known.items() if row[2] and name not in declared]
-        if gone:
+        if gone and complete:
             conn.execute("UPDATE prefork.cron_job SET declared = false WHERE name = ANY(%s)",
                          (gone,))
 

@@ -1,0 +1,241 @@
+"""Scheduled jobs against a real PostgreSQL: cron workers in real prefork processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from prefork.cron.schedule import Schedule, ScheduleError
+from prefork.cron.store import Claim, Outcome, Policy, next_state
+from tests.conftest import ROOT, Server
+
+JOBS = ("--app", "tests.apps.dbapp:app", "--cron-jobs", "tests.apps.cronjobs")
+
+
+def eventually(predicate: Callable[[], Any], timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"not true within {timeout}s")
+
+
+def query(dsn: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        cursor = conn.execute(sql, params or None)  # type: ignore[arg-type]
+        return cursor.fetchall() if cursor.description else []
+
+
+@pytest.fixture
+def cron_db(fresh_database: str) -> str:
+    query(fresh_database, "CREATE TABLE cron_hits (job text, note text, pid integer, "
+                          "at timestamptz DEFAULT clock_timestamp())")
+    return fresh_database
+
+
+def start(server_factory: type, dsn: str, *args: str, **env: str) -> Server:
+    server: Server = server_factory.start(*JOBS, "--db-uri", dsn, *args, env=env)
+    return server
+
+
+def registered(dsn: str, count: int) -> bool:
+    return query(dsn, "SELECT count(*) FROM prefork.cron_job")[0][0] >= count
+
+
+def make_due(dsn: str, pattern: str) -> None:
+    query(dsn, "UPDATE prefork.cron_job SET next_run = now() WHERE name LIKE %s", pattern)
+    query(dsn, "SELECT pg_notify('prefork_cron', 'test')")
+
+
+def cli(dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "prefork", "cron", *args, "--db-uri", dsn,
+                           "--cron-jobs", "tests.apps.cronjobs"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+
+# -- schedules and the failure policy (pure) -------------------------------------------------
+
+def test_schedules() -> None:
+    noon = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    assert Schedule.parse("*/5 * * * *").next_after(noon) == noon + timedelta(minutes=5)
+    assert Schedule.parse(every="1h30m").interval == 5400
+    assert str(Schedule.parse(every="10m")) == "every 600s"
+    assert Schedule.from_text("every 600s") == Schedule.parse(every="10m")
+    every = Schedule.parse(every="10m")
+    late = noon + timedelta(hours=2, minutes=3)  # the server was down for two hours
+    assert every.next_slot(noon, late, catch_up=False) == noon + timedelta(hours=2, minutes=10)
+    assert every.next_slot(noon, late, catch_up=True) == noon + timedelta(minutes=10)
+    for bad in ({"expression": "61 * * * *"}, {"every": "10x"}, {}):
+        with pytest.raises(ScheduleError):
+            Schedule.parse(**bad)
+
+
+def test_failures_back_off_then_deactivate_and_timeouts_wait_for_the_next_slot() -> None:
+    now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+    policy = Policy(max_failures=3, failure_window=0, retry_delay=30, catch_up=False)
+    claim = Claim("job", Schedule.parse(every="1h"), now, now, 0, None)
+    first = next_state(claim, Outcome("failed", 1.0, "boom"), policy)
+    assert (first["next_run"], first["failures"], first["active"]) == (
+        now + timedelta(seconds=30), 1, True)
+    claim.failures, claim.first_failure = 1, now
+    second = next_state(claim, Outcome("failed", 1.0, "boom"), policy)
+    assert second["next_run"] == now + timedelta(seconds=60)  # doubled
+    claim.failures = 2
+    assert next_state(claim, Outcome("failed", 1.0, "boom"), policy)["active"] is False
+    claim.failures = 0
+    timeout = next_state(claim, Outcome("timeout", 9.0), policy)
+    assert timeout["next_run"] == now + timedelta(hours=1)  # never retried in a loop
+    ok = next_state(claim, Outcome("ok", 0.1), policy)
+    assert (ok["failures"], ok["first_failure"]) == (0, None)
+    patient = Policy(max_failures=3, failure_window=7 * 86400, retry_delay=30, catch_up=False)
+    claim.failures, claim.first_failure = 5, now - timedelta(days=1)
+    assert next_state(claim, Outcome("failed", 1.0), patient)["active"] is True
+
+
+# -- cron workers --------------------------------------------------------------------------
+
+def test_two_instances_run_every_due_slot_exactly_once(server_factory: type,
+                                                       cron_db: str) -> None:
+    many = {"CRONTEST_MANY": "1"}
+    for _ in range(2):  # two servers, same database, 2 cron workers each
+        start(server_factory, cron_db, "--workers", "1", "--max-cron-threads", "2", **many)
+    eventually(lambda: registered(cron_db, 200))
+    make_due(cron_db, "many.%")
+    eventually(lambda: query(cron_db, "SELECT count(*) FROM cron_hits")[0][0] >= 200, 60)
+    time.sleep(1.0)  # a slot run twice would show up now
+    hits = query(cron_db, "SELECT job, count(*) FROM cron_hits GROUP BY job")
+    assert len(hits) == 200 and all(count == 1 for _, count in hits)
+    workers = query(cron_db, "SELECT DISTINCT pid FROM cron_hits")
+    assert len(workers) >= 2  # shared between the workers, not serialised on one
+    states = query(cron_db, "SELECT DISTINCT last_status FROM prefork.cron_job "
+                            "WHERE name LIKE 'many.%'")
+    assert states == [("ok",)]
+
+
+def test_cli_trigger_wakes_a_worker_through_notify(server_factory: type, cron_db: str) -> None:
+    server = start(server_factory, cron_db, "--workers", "1", "--max-cron-threads", "1",
+                   "--cron-poll-interval", "60")
+    eventually(lambda: registered(cron_db, 1))
+    time.sleep(0.5)  # the worker is asleep until its next poll, 60 s away
+    triggered = time.monotonic()
+    result = cli(cron_db, "run", "quick.mark")
+    assert result.returncode == 0, result.stdout + result.stderr
+    eventually(lambda: query(cron_db, "SELECT count(*) FROM cron_hits")[0][0] == 1, 10)
+    waited = time.monotonic() - triggered
+    assert waited < 10, "only NOTIFY explains a run before the 60 s poll"
+    listing = cli(cron_db, "list")
+    assert "quick.mark" in listing.stdout and " ok " in listing.stdout
+    assert server.proc.poll() is None
+
+
+def test_a_job_over_its_time_limit_is_stopped_counted_and_not_looped(
+        server_factory: type, cron_db: str) -> None:
+    server = start(server_factory, cron_db, "--workers", "1", "--max-cron-threads", "1",
+                   "--limit-time-real-cron", "2")
+    eventually(lambda: registered(cron_db, 1))
+    make_due(cron_db, "slow.sleep")
+    server.wait_log(r"cron worker #1 \(pid \d+\) exited: cron-timeout", timeout=20)
+    assert "cron job 'slow.sleep' stopped: ran 2." in server.log()
+    time.sleep(3)  # a looping scheduler would have started it again by now
+    runs = query(cron_db, "SELECT status FROM prefork.cron_run WHERE job = 'slow.sleep'")
+    assert runs == [("timeout",)]
+    (status, failures, next_run, now), = query(
+        cron_db, "SELECT last_status, failures, next_run, now() FROM prefork.cron_job "
+                 "WHERE name = 'slow.sleep'")
+    assert (status, failures) == ("timeout", 1)
+    assert next_run > now + timedelta(minutes=50)  # its next slot, an hour on
+    eventually(lambda: "spawned cron worker #1" in server.log().split("cron-timeout", 1)[1])
+
+
+def test_a_failing_job_backs_off_then_is_deactivated_with_an_alert(
+        server_factory: type, cron_db: str) -> None:
+    server = start(server_factory, cron_db, "--workers", "1", "--max-cron-threads", "1",
+                   "--cron-retry-delay", "0.5", "--cron-max-failures", "3",
+                   "--cron-failure-window", "0")
+    eventually(lambda: registered(cron_db, 1))
+    make_due(cron_db, "fail.always")
+    eventually(lambda: query(cron_db, "SELECT NOT active FROM prefork.cron_job "
+                                      "WHERE name = 'fail.always'")[0][0], 30)
+    runs = query(cron_db, "SELECT status, started_at FROM prefork.cron_run "
+                          "WHERE job = 'fail.always' ORDER BY id")
+    assert [status for status, _ in runs] == ["failed"] * 3
+    first_gap = (runs[1][1] - runs[0][1]).total_seconds()
+    second_gap = (runs[2][1] - runs[1][1]).total_seconds()
+    assert first_gap >= 0.4 and second_gap >= 0.9  # 0.5 s, then doubled
+    assert query(cron_db, "SELECT count(*) FROM cron_hits")[0][0] == 0  # rolled back
+    log = server.log()
+    assert "RuntimeError: this job always fails" in log
+    assert "ALERT cron job 'fail.always' deactivated after 3 consecutive failures" in log
+    time.sleep(1.5)
+    assert len(query(cron_db, "SELECT 1 FROM prefork.cron_run WHERE job = 'fail.always'")) == 3
+    enabled = cli(cron_db, "enable", "fail.always")
+    assert enabled.returncode == 0 and "enabled" in enabled.stdout
+
+
+def test_a_cron_worker_killed_mid_job_releases_it_and_another_runs_the_slot(
+        server_factory: type, cron_db: str, tmp_path: Path) -> None:
+    server = start(server_factory, cron_db, "--workers", "1", "--max-cron-threads", "2",
+                   CRONTEST_DIR=str(tmp_path))
+    eventually(lambda: registered(cron_db, 1))
+    make_due(cron_db, "slow.once")
+    marker = tmp_path / "slow.once.pid"
+    first = int(eventually(lambda: marker.exists() and marker.read_text()))
+    os.kill(first, signal.SIGKILL)
+    server.wait_log(rf"cron worker #\d \(pid {first}\) exited: crash, killed by signal SIGKILL")
+    eventually(lambda: query(cron_db, "SELECT count(*) FROM cron_hits")[0][0] == 1, 30)
+    runs = query(cron_db, "SELECT status, slot FROM prefork.cron_run WHERE job = 'slow.once' "
+                          "ORDER BY id")
+    assert [status for status, _ in runs] == [None, "ok"]  # the killed attempt never finished
+    assert runs[0][1] == runs[1][1]  # the same slot, run again: at least once
+    assert query(cron_db, "SELECT pid FROM cron_hits")[0][0] != first
+
+
+def test_http_is_served_while_a_cron_job_burns_cpu(server_factory: type, cron_db: str) -> None:
+    server = start(server_factory, cron_db, "--workers", "2", "--max-cron-threads", "1")
+    eventually(lambda: registered(cron_db, 1))
+    make_due(cron_db, "busy.cpu")
+    eventually(lambda: query(cron_db, "SELECT count(*) FROM prefork.cron_run "
+                                      "WHERE job = 'busy.cpu'")[0][0] == 1)
+    statuses = []
+    for _ in range(50):
+        conn = server.http(5)
+        conn.request("GET", "/sleep?s=0")
+        statuses.append(conn.getresponse().status)
+        conn.close()
+    assert statuses == [200] * 50
+
+
+def test_threaded_mode_runs_jobs_in_cron_threads(server_factory: type, cron_db: str) -> None:
+    server = start(server_factory, cron_db, "--max-cron-threads", "1")
+    server.wait_log(r"1 cron thread\(s\) running \d+ job\(s\)")
+    eventually(lambda: registered(cron_db, 1))
+    assert cli(cron_db, "run", "quick.mark").returncode == 0
+    eventually(lambda: query(cron_db, "SELECT count(*) FROM cron_hits")[0][0] == 1, 15)
+    assert query(cron_db, "SELECT pid FROM cron_hits")[0][0] == server.proc.pid
+
+
+def test_cli_errors_and_foreground_run(cron_db: str) -> None:
+    assert "no scheduled jobs" in cli(cron_db, "list").stdout  # also creates the schema
+    query(cron_db, "INSERT INTO prefork.cron_job (name, schedule, next_run) "
+                   "VALUES ('other.job', 'every 60s', now() + interval '1 hour')")
+    missing = cli(cron_db, "run")
+    assert missing.returncode == 2 and "needs a job name" in missing.stderr
+    ran = cli(cron_db, "run", "quick.mark", "--foreground")
+    assert ran.returncode == 0 and "quick.mark: ok in" in ran.stdout, ran.stdout + ran.stderr
+    assert query(cron_db, "SELECT count(*) FROM cron_hits")[0][0] == 1
+    assert query(cron_db, "SELECT declared FROM prefork.cron_job WHERE name = 'other.job'"
+                 ) == [(True,)]  # a foreground run leaves the other jobs alone
+    unknown = cli(cron_db, "disable", "no.such.job")
+    assert unknown.returncode == 1 and "no job named" in unknown.stdout
