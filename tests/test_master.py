@@ -21,7 +21,9 @@ import pytest
 from tests.conftest import ROOT, Server
 from tests.load import Load
 
-APP = ("--app", "tests.apps.testapp:app")
+# These tests are about HTTP workers; cron workers (tests/test_cron.py) would only add
+# processes to count and connections to open.
+APP = ("--app", "tests.apps.testapp:app", "--max-cron-threads", "0")
 
 
 def workers_of(server: Server) -> list[psutil.Process]:
@@ -61,14 +63,16 @@ def get(server: Server, path: str, timeout: float = 30) -> tuple[int, bytes]:
 
 
 def test_processes_are_master_plus_workers_with_titles(server_factory: type) -> None:
-    server = server_factory.start(*APP, "--workers", "3")
+    server = server_factory.start(*APP, "--workers", "3", "--max-cron-threads", "2")
     workers = wait_workers(server, 3)
     master = psutil.Process(server.proc.pid)
     assert master.cmdline()[0] == "prefork: master"
     titles = sorted(p.cmdline()[0] for p in workers)
     assert titles == ["prefork: http worker #1", "prefork: http worker #2",
                       "prefork: http worker #3"]
-    assert len(master.children()) == 3
+    wait_for(lambda: len(master.children()) == 5)
+    assert sorted(p.cmdline()[0] for p in master.children())[:2] == [
+        "prefork: cron worker #1", "prefork: cron worker #2"]
 
 
 def test_workers_serve_in_parallel_processes(server_factory: type) -> None:
@@ -322,12 +326,13 @@ def test_preload_imports_the_app_once_in_the_master(server_factory: type,
     imports = tmp_path / "imports.txt"
     env = {"TESTAPP_IMPORT_LOG": str(imports)}
     server = server_factory.start("--app", "tests.apps.preloaded:app", "--workers", "3",
-                                  "--preload-app", env=env)
+                                  "--preload-app", "--max-cron-threads", "0", env=env)
     wait_workers(server, 3)
     assert get(server, "/echo")[0] == 200
     assert imports.read_text().split() == [str(server.proc.pid)]
+    # Without preloading every worker imports the app (cron workers too: none here).
     lazy = server_factory.start("--app", "tests.apps.preloaded:app", "--workers", "2",
-                                env={"TESTAPP_IMPORT_LOG": str(tmp_path / "lazy.txt")})
+                                "--max-cron-threads", "0", env={"TESTAPP_IMPORT_LOG": str(tmp_path / "lazy.txt")})
     pids = {p.pid for p in wait_workers(lazy, 2)}
     wait_for(lambda: len((tmp_path / "lazy.txt").read_text().split()) == 2)
     assert {int(p) for p in (tmp_path / "lazy.txt").read_text().split()} == pids
