@@ -239,3 +239,41 @@ def test_cli_errors_and_foreground_run(cron_db: str) -> None:
                  ) == [(True,)]  # a foreground run leaves the other jobs alone
     unknown = cli(cron_db, "disable", "no.such.job")
     assert unknown.returncode == 1 and "no job named" in unknown.stdout
+
+
+def test_a_job_killed_by_its_cpu_limit_is_tried_twice_then_given_up(
+        server_factory: type, cron_db: str) -> None:
+    """SIGXCPU ends the worker before it can record anything: the slot is started again
+    once (at least once), then counted as lost and moved to its next slot, never looped."""
+    server = start(server_factory, cron_db, "--workers", "1", "--max-cron-threads", "1",
+                   "--limit-time-cpu-cron", "1")
+    eventually(lambda: registered(cron_db, 1))
+    make_due(cron_db, "busy.cpu")
+    eventually(lambda: query(cron_db, "SELECT last_status FROM prefork.cron_job "
+                                      "WHERE name = 'busy.cpu'")[0][0] == "lost", 40)
+    assert server.log().count("exited: cpu-time, CPU time above limit 1s") == 2
+    runs = query(cron_db, "SELECT status FROM prefork.cron_run WHERE job = 'busy.cpu'")
+    assert sorted(str(status) for status, in runs) == ["lost", "lost"]
+    (failures, later), = query(cron_db, "SELECT failures, next_run > now() + interval '50 "
+                                        "minutes' FROM prefork.cron_job WHERE name = 'busy.cpu'")
+    assert (failures, later) == (1, True)
+    assert query(cron_db, "SELECT count(*) FROM cron_hits")[0][0] == 0
+
+
+def test_threaded_mode_reloads_to_stop_a_job_over_its_time_limit(
+        server_factory: type, cron_db: str) -> None:
+    server = start(server_factory, cron_db, "--max-cron-threads", "1",
+                   "--limit-time-real-cron", "2")
+    eventually(lambda: registered(cron_db, 1))
+    make_due(cron_db, "slow.sleep")
+    server.wait_log(r"threaded mode limit reached \(cron-timeout: job 'slow\.sleep'", 20)
+    server.wait_log(r"re-executing", 20)
+    assert query(cron_db, "SELECT status FROM prefork.cron_run WHERE job = 'slow.sleep'"
+                 ) == [("timeout",)]
+    eventually(lambda: server.log().count("HTTP service running on") == 2, 20)
+    conn = server.http(5)
+    try:
+        conn.request("GET", "/sleep?s=0")
+        assert conn.getresponse().status == 200
+    finally:
+        conn.close()

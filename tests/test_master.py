@@ -332,7 +332,8 @@ def test_preload_imports_the_app_once_in_the_master(server_factory: type,
     assert imports.read_text().split() == [str(server.proc.pid)]
     # Without preloading every worker imports the app (cron workers too: none here).
     lazy = server_factory.start("--app", "tests.apps.preloaded:app", "--workers", "2",
-                                "--max-cron-threads", "0", env={"TESTAPP_IMPORT_LOG": str(tmp_path / "lazy.txt")})
+                                "--max-cron-threads", "0",
+                                env={"TESTAPP_IMPORT_LOG": str(tmp_path / "lazy.txt")})
     pids = {p.pid for p in wait_workers(lazy, 2)}
     wait_for(lambda: len((tmp_path / "lazy.txt").read_text().split()) == 2)
     assert {int(p) for p in (tmp_path / "lazy.txt").read_text().split()} == pids

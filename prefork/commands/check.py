@@ -43,6 +43,7 @@ def describe_processes(settings: Settings) -> list[str]:
         return [
             "mode: threaded (workers = 0), one process",
             f"  HTTP service on {http} with {settings.http_threads} threads",
+            f"  {settings.max_cron_threads} cron thread(s) (max_cron_threads)",
         ]
     auto = settings.workers < 0
     workers = "N (computed at start)" if auto else str(settings.workers)
@@ -50,8 +51,8 @@ def describe_processes(settings: Settings) -> list[str]:
         f"mode: multi-processing (workers = {'auto' if auto else workers})",
         "  1 master process",
         f"  {workers} HTTP worker process(es) on {http}",
-        "configured, not started by this version (not implemented yet):",
         f"  {settings.max_cron_threads} cron worker process(es) (max_cron_threads)",
+        "configured, not started by this version (not implemented yet):",
         f"  1 realtime process (websocket/long-polling) on {realtime} (gevent_port)",
     ]
 
