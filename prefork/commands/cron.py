@@ -89,7 +89,9 @@ def _run(conn: Any, runtime: DatabaseRuntime, loaded: Loaded, name: str,
     conn.execute("UPDATE prefork.cron_job SET next_run = now() WHERE name = %s", (name,))
     try:
         runner.connect()
-        ran = runner.run_one()
+        ran = False
+        while not ran and (claimed := runner.run_one()) is not None:
+            ran = claimed == name  # other due jobs are left to the cron workers
     finally:
         runner.close()
     row = conn.execute("SELECT last_status, last_duration FROM prefork.cron_job WHERE name = %s",

@@ -101,6 +101,7 @@ class CronRunner:
         self.poll = settings.cron_poll_interval
         self._finishing = threading.Lock()
         self._conns: dict[str, psycopg.Connection[Any]] = {}
+        self.unknown: set[str] = set()  # due jobs declared elsewhere: left to their hosts
         self._next_warning = 0.0
 
     # -- connections ------------------------------------------------------------------------
@@ -135,7 +136,7 @@ class CronRunner:
         while not self.should_stop():
             try:
                 self.connect()
-                while not self.should_stop() and self.run_one():
+                while not self.should_stop() and self.run_one() is not None:
                     pass
                 if not self.should_stop():
                     self._wait()
@@ -157,7 +158,7 @@ class CronRunner:
 
     def _wait(self) -> None:
         """Until a job is due, a NOTIFY arrives or cron_poll_interval passes."""
-        due_in = seconds_to_next(self._conns["lock"], self.jobs)
+        due_in = seconds_to_next(self._conns["lock"], self.unknown)
         bound = self.poll if due_in is None else min(due_in, self.poll)
         deadline = time.monotonic() + bound
         listen = self._conns["listen"]
@@ -169,19 +170,21 @@ class CronRunner:
             for _ in listen.notifies(timeout=min(WAIT_SLICE, remaining), stop_after=1):
                 return
 
-    def run_one(self) -> bool:
-        """Run one due job; False when none is due."""
+    def run_one(self) -> str | None:
+        """Claim one due job and run it (or pass it by); its name, None when none is due."""
         lock = self._conns["lock"]
-        claim = claim_due(lock, self.jobs)
+        claim = claim_due(lock, self.unknown)
         if claim is None:
-            return False
-        if not start_run(self._conns["job"], claim, self.worker):
+            return None
+        if claim.name not in self.jobs:  # declared by another host's code, not ours
+            lock.rollback()
+            self.unknown.add(claim.name)
+        elif not start_run(self._conns["job"], claim, self.worker):
             self._finish(claim, Outcome("lost", 0.0, "started by workers that died, "
                                                       "not started again"))
-            return True
-        outcome = self._execute(claim)
-        self._finish(claim, outcome)
-        return True
+        else:
+            self._finish(claim, self._execute(claim))
+        return claim.name
 
     def _execute(self, claim: Claim) -> Outcome:
         job = self.jobs[claim.name]

@@ -78,13 +78,14 @@ def sync_jobs(conn: Any, jobs: Iterable[Job], *, complete: bool = True) -> None:
                          (gone,))
 
 
-def claim_due(lock_conn: Any, names: Iterable[str]) -> Claim | None:
-    """Lock one due job this process knows; the transaction stays open until finish()."""
+def claim_due(lock_conn: Any, unknown: Iterable[str] = ()) -> Claim | None:
+    """Lock one due job, except those this process does not declare (another host's code);
+    the transaction stays open until finish()."""
     row = lock_conn.execute(
         "SELECT name, schedule, next_run, now(), failures, first_failure "
         "FROM prefork.cron_job WHERE active AND declared AND next_run <= now() "
-        "AND name = ANY(%s) ORDER BY priority, next_run LIMIT 1 FOR UPDATE SKIP LOCKED",
-        (list(names),)).fetchone()
+        "AND name <> ALL(%s) ORDER BY priority, next_run LIMIT 1 FOR UPDATE SKIP LOCKED",
+        (list(unknown),)).fetchone()
     if row is None:
         lock_conn.rollback()
         return None
@@ -94,15 +95,14 @@ def claim_due(lock_conn: Any, names: Iterable[str]) -> Claim | None:
 def start_run(job_conn: Any, claim: Claim, worker: str) -> bool:
     """Record the attempt (committed at once); False when this slot was already started
     MAX_ATTEMPTS times by workers that died."""
-    unfinished = job_conn.execute(
-        "SELECT count(*) FROM prefork.cron_run WHERE job = %s AND slot = %s "
-        "AND finished_at IS NULL", (claim.name, claim.slot)).fetchone()[0]
-    if unfinished >= MAX_ATTEMPTS:
+    row = job_conn.execute(  # one round trip; job_conn commits each statement
+        "INSERT INTO prefork.cron_run (job, slot, worker) SELECT %s, %s, %s "
+        "WHERE (SELECT count(*) FROM prefork.cron_run WHERE job = %s AND slot = %s "
+        "AND finished_at IS NULL) < %s RETURNING id",
+        (claim.name, claim.slot, worker, claim.name, claim.slot, MAX_ATTEMPTS)).fetchone()
+    if row is None:
         return False
-    claim.run_id = job_conn.execute(
-        "INSERT INTO prefork.cron_run (job, slot, worker) VALUES (%s, %s, %s) RETURNING id",
-        (claim.name, claim.slot, worker)).fetchone()[0]
-    job_conn.commit()
+    claim.run_id = row[0]
     return True
 
 
@@ -117,21 +117,19 @@ def finish(lock_conn: Any, claim: Claim, outcome: Outcome, policy: Policy) -> st
     """Reschedule the job, record the run, commit (releasing the lock). Returns an alert
     when the job was deactivated."""
     plan = next_state(claim, outcome, policy)
+    error = outcome.error or None
+    # One statement for both tables; a lost slot (no run of its own) closes its attempts.
     lock_conn.execute(
-        "UPDATE prefork.cron_job SET next_run = %s, last_run = %s, last_status = %s, "
-        "last_duration = %s, last_error = %s, failures = %s, first_failure = %s, "
-        "active = active AND %s, runs = runs + 1 WHERE name = %s",
-        (plan["next_run"], claim.now, outcome.status, outcome.duration, outcome.error or None,
-         plan["failures"], plan["first_failure"], plan["active"], claim.name))
-    if claim.run_id:
-        lock_conn.execute(
-            "UPDATE prefork.cron_run SET finished_at = now(), status = %s, duration = %s, "
-            "error = %s WHERE id = %s",
-            (outcome.status, outcome.duration, outcome.error or None, claim.run_id))
-    else:  # a lost slot: its attempts stay as they are, closed
-        lock_conn.execute(
-            "UPDATE prefork.cron_run SET finished_at = now(), status = 'lost' "
-            "WHERE job = %s AND slot = %s AND finished_at IS NULL", (claim.name, claim.slot))
+        "WITH job AS (UPDATE prefork.cron_job SET next_run = %s, last_run = %s, "
+        "last_status = %s, last_duration = %s, last_error = %s, failures = %s, "
+        "first_failure = %s, active = active AND %s, runs = runs + 1 WHERE name = %s) "
+        "UPDATE prefork.cron_run SET finished_at = clock_timestamp(), status = %s, "
+        "duration = %s, error = %s WHERE CASE WHEN %s > 0 THEN id = %s "
+        "ELSE job = %s AND slot = %s AND finished_at IS NULL END",
+        (plan["next_run"], claim.now, outcome.status, outcome.duration, error,
+         plan["failures"], plan["first_failure"], plan["active"], claim.name,
+         outcome.status, outcome.duration, error, claim.run_id, claim.run_id, claim.name,
+         claim.slot))
     lock_conn.commit()
     if plan["active"]:
         return None
@@ -189,8 +187,9 @@ def list_jobs(conn: Any) -> list[dict[str, Any]]:
     return [dict(zip(columns, row, strict=True)) for row in cursor]
 
 
-def seconds_to_next(conn: Any, names: Iterable[str]) -> float | None:
+def seconds_to_next(conn: Any, unknown: Iterable[str] = ()) -> float | None:
     row = conn.execute("SELECT extract(epoch FROM min(next_run) - now()) FROM prefork.cron_job "
-                       "WHERE active AND declared AND name = ANY(%s)", (list(names),)).fetchone()
+                       "WHERE active AND declared AND name <> ALL(%s)", (list(unknown),)
+                       ).fetchone()
     conn.rollback()
     return None if row is None or row[0] is None else max(0.0, float(row[0]))

@@ -28,7 +28,7 @@ from prefork.workers.scoreboard import READY, STOPPING, Slot
 
 log = logging.getLogger("prefork.worker")
 
-NICENESS = 10  # below the HTTP workers: jobs must not slow requests down
+NICENESS = 19  # the lowest: jobs must not slow requests down
 
 
 class CronWorker:
