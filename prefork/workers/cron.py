@@ -8,22 +8,19 @@ after each job, limit_memory_hard by the master), ends with os._exit.
 
 from __future__ import annotations
 
-import faulthandler
 import logging
 import os
-import signal
 import socket
-import sys
 import time
 import traceback
 from types import FrameType
-
-from setproctitle import setproctitle
+from typing import NoReturn
 
 from prefork.config import Settings
 from prefork.cron.runner import CronRunner, cron_limits, load_jobs
 from prefork.workers import exitcodes
-from prefork.workers.limits import RequestLimits, disable_core_dumps, set_address_space_backstop
+from prefork.workers.limits import RequestLimits
+from prefork.workers.process import prepare_process, run_to_exit
 from prefork.workers.scoreboard import READY, STOPPING, Slot
 
 log = logging.getLogger("prefork.worker")
@@ -42,17 +39,8 @@ class CronWorker:
         self.limits = RequestLimits(cron_limits(settings)[1], settings.limit_memory_soft)
         self.master_pid = os.getppid()
 
-    def run(self) -> None:
-        code = exitcodes.CRASHED
-        try:
-            code = self._run()
-        except BaseException:
-            text = traceback.format_exc()
-            self.slot.set_error(text)
-            log.critical("cron worker #%d crashed:\n%s", self.number, text)
-        finally:
-            logging.shutdown()
-            os._exit(code)
+    def run(self) -> NoReturn:
+        run_to_exit(f"cron worker #{self.number}", self.slot, self._run)
 
     def _run(self) -> int:
         self._prepare_process()
@@ -73,16 +61,9 @@ class CronWorker:
         return self.exit_code if self.exit_code is not None else exitcodes.STOPPED
 
     def _prepare_process(self) -> None:
-        faulthandler.register(signal.SIGQUIT, file=sys.stderr, all_threads=True, chain=False)
-        signal.signal(signal.SIGTERM, self._on_term)
-        for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR2, signal.SIGTTIN,
-                       signal.SIGTTOU, signal.SIGWINCH):
-            signal.signal(signum, signal.SIG_IGN)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        setproctitle(f"prefork: cron worker #{self.number}")
+        prepare_process(f"cron worker #{self.number}", self._on_term,
+                        self.settings.limit_memory_hard)
         os.nice(NICENESS)
-        disable_core_dumps()
-        set_address_space_backstop(self.settings.limit_memory_hard)
 
     def _on_term(self, signum: int, frame: FrameType | None) -> None:
         if self.exit_code is None:

@@ -10,19 +10,16 @@ into the master's code.
 
 from __future__ import annotations
 
-import faulthandler
 import logging
 import os
 import random
 import signal
 import socket
-import sys
 import threading
 import time
 import traceback
 from types import FrameType
-
-from setproctitle import setproctitle
+from typing import NoReturn
 
 from prefork import db
 from prefork.config import Settings
@@ -34,9 +31,8 @@ from prefork.workers import exitcodes
 from prefork.workers.handoff import receive_connections, send_connection
 from prefork.workers.limits import (
     RequestLimits,
-    disable_core_dumps,
-    set_address_space_backstop,
 )
+from prefork.workers.process import prepare_process, run_to_exit
 from prefork.workers.scoreboard import READY, STOPPING, Slot
 from prefork.wsgi.handler import WSGIApp, WSGIHandler
 from prefork.wsgi.loader import AppImportError, load_app
@@ -77,19 +73,9 @@ class HTTPWorker:
                               pace_accepting=settings.workers > 1)
         self.handler: WSGIHandler | None = None
 
-    def run(self) -> None:
+    def run(self) -> NoReturn:
         """Serve until told to stop or a limit says so; never returns."""
-        code = exitcodes.CRASHED
-        try:
-            code = self._run()
-        except BaseException:
-            text = traceback.format_exc()
-            self.slot.set_error(text)
-            log.critical("http worker #%d crashed:\n%s", self.number, text)
-        finally:
-            self._close_database()
-            logging.shutdown()
-            os._exit(code)
+        run_to_exit(f"http worker #{self.number}", self.slot, self._run, self._close_database)
 
     def _run(self) -> int:
         self._prepare_process()
@@ -125,20 +111,12 @@ class HTTPWorker:
                 log.exception("http worker #%d: closing its database connections", self.number)
 
     def _prepare_process(self) -> None:
-        # QUIT dumps every thread's stack from C, without running Python in a handler.
-        faulthandler.register(signal.SIGQUIT, file=sys.stderr, all_threads=True, chain=False)
-        signal.signal(signal.SIGTERM, self._on_term)
-        for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR2, signal.SIGTTIN,
-                       signal.SIGTTOU, signal.SIGWINCH):
-            signal.signal(signum, signal.SIG_IGN)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        prepare_process(f"http worker #{self.number}", self._on_term,
+                        self.settings.limit_memory_hard)
         signal.set_wakeup_fd(self.loop.wake_fd, warn_on_full_buffer=False)
-        setproctitle(f"prefork: http worker #{self.number}")
         if self.database is not None:
             self.database.bind(f"prefork http worker #{self.number}")
         db.install(self.database)
-        disable_core_dumps()
-        set_address_space_backstop(self.settings.limit_memory_hard)
 
     def _on_term(self, signum: int, frame: FrameType | None) -> None:
         if self.exit_code is None:
