@@ -277,3 +277,20 @@ def test_threaded_mode_reloads_to_stop_a_job_over_its_time_limit(
         assert conn.getresponse().status == 200
     finally:
         conn.close()
+
+
+def test_the_demo_page_shows_its_scheduled_job(server_factory: type,
+                                               fresh_database: str) -> None:
+    server: Server = server_factory.start("--workers", "1", "--max-cron-threads", "1",
+                                          "--db-uri", fresh_database)
+    eventually(lambda: registered(fresh_database, 1))
+    result = subprocess.run([sys.executable, "-m", "prefork", "cron", "run", "demo.heartbeat",
+                             "--db-uri", fresh_database], capture_output=True, text=True,
+                            cwd=ROOT, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    def page() -> str:
+        return server.get("/")[2].decode()
+
+    shown = eventually(lambda: "(ok)" in page() and page())
+    assert "demo.heartbeat</code> (every minute): last run " in shown
