@@ -294,3 +294,17 @@ def test_the_demo_page_shows_its_scheduled_job(server_factory: type,
 
     shown = eventually(lambda: "(ok)" in page() and page())
     assert "demo.heartbeat</code> (every minute): last run " in shown
+
+
+@pytest.mark.parametrize("mode", [(), ("--workers", "1")])
+def test_jobs_that_cannot_be_imported_stop_the_server(mode: tuple[str, ...],
+                                                      server_factory: type) -> None:
+    server: Server = server_factory.start("--cron-jobs", "no_such_jobs_module", *mode,
+                                          wait=False)
+    code = server.proc.wait(60)
+    log = server.log()
+    assert "No module named 'no_such_jobs_module'" in log
+    if mode:  # the cron worker cannot start: the master backs off, then gives up
+        assert code == 3 and "failed to start 5 times in a row" in log
+    else:
+        assert code == 2 and "cannot import the cron jobs" in log

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from prefork.cli import parse
 from prefork.config import Settings
 from prefork.config.loader import Loaded
+from prefork.cron.threads import CronImportError
 from prefork.db.startup import DatabaseStartError, start_database
 from prefork.logs import setup_logging
 from prefork.pidfile import pidfile
@@ -57,6 +58,9 @@ def run(loaded: Loaded, argv: Sequence[str]) -> int:
         log.error("cannot listen on %s:%d: %s", settings.http_interface or "0.0.0.0",
                   settings.http_port, exc.strerror)
         return 1
+    except CronImportError as exc:
+        log.error("%s", exc)
+        return 2
     finally:
         database.close(keep_embedded=handed_over)
 

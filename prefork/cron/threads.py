@@ -18,6 +18,10 @@ from prefork.cron.runner import CronRunner, load_jobs
 log = logging.getLogger("prefork.cron")
 
 
+class CronImportError(Exception):
+    """The modules declaring the jobs could not be imported; the server does not start."""
+
+
 class CronThreads:
     def __init__(self, settings: Settings, conninfo: str,
                  on_timeout: Callable[[str], None]) -> None:
@@ -31,7 +35,11 @@ class CronThreads:
         count = self.settings.max_cron_threads
         if not count:
             return
-        jobs = load_jobs(self.settings)
+        try:
+            jobs = load_jobs(self.settings)
+        except Exception as exc:
+            raise CronImportError(f"cannot import the cron jobs ({exc.__class__.__name__}: "
+                                  f"{exc}); check cron_jobs / the application") from exc
         runners = [CronRunner(self.conninfo, self.settings, jobs, f"cron thread #{n}", self,
                               lambda: self.stopping) for n in range(1, count + 1)]
         runners[0].sync()

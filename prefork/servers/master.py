@@ -463,7 +463,7 @@ class Master:
             return
         self.boot_failures += 1
         if self.boot_failures >= MAX_BOOT_ATTEMPTS:
-            log.error("http workers failed to start %d times in a row; giving up. Last error:"
+            log.error("workers failed to start %d times in a row; giving up. Last error:"
                       "\n%s", self.boot_failures, record.error.strip() or record.detail)
             self._begin_stop(EXIT_BOOT_FAILURE)
             return

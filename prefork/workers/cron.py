@@ -88,6 +88,7 @@ class CronWorker:
     def job_finished(self, name: str) -> None:
         self.jobs_run += 1
         self.slot.end_request(self.jobs_run)
+        self.slot.beat(time.monotonic())  # a long series of due jobs is not a silent loop
         rss = self.limits.after_request()
         if rss and self.exit_code is None:
             self.exit_code = exitcodes.MEMORY_SOFT
