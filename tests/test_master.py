@@ -194,7 +194,7 @@ def test_boot_failure_backs_off_then_exits_3(server_factory: type) -> None:
     assert server.proc.wait(30) == 3
     log = server.log()
     assert log.count("worker failed to start (") == 4
-    assert "http workers failed to start 5 times in a row; giving up" in log
+    assert "workers failed to start 5 times in a row; giving up" in log
     assert "RuntimeError: this application is broken on purpose" in log
 
 
