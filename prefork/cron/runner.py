@@ -110,12 +110,14 @@ class CronRunner:
         if self._conns:
             return
         name = f"prefork {self.worker}"[:63]
-        self._conns = {
-            "lock": psycopg.connect(self.conninfo, application_name=name),
-            "job": psycopg.connect(self.conninfo, autocommit=True, application_name=name),
-            "listen": psycopg.connect(self.conninfo, autocommit=True, application_name=name),
-        }
-        self._conns["listen"].execute(f"LISTEN {CHANNEL}")
+        try:
+            for role in ("lock", "job", "listen"):
+                self._conns[role] = psycopg.connect(self.conninfo, autocommit=role != "lock",
+                                                    application_name=name)
+            self._conns["listen"].execute(f"LISTEN {CHANNEL}")
+        except psycopg.Error:
+            self.close()  # none half-open: the next attempt starts afresh
+            raise
 
     def close(self) -> None:
         conns, self._conns = self._conns, {}
