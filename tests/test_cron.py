@@ -109,8 +109,8 @@ def test_failures_back_off_then_deactivate_and_timeouts_wait_for_the_next_slot()
 def test_two_instances_run_every_due_slot_exactly_once(server_factory: type,
                                                        cron_db: str) -> None:
     many = {"CRONTEST_MANY": "1"}
-    for _ in range(2):  # two servers, same database, 2 cron workers each
-        start(server_factory, cron_db, "--workers", "1", "--max-cron-threads", "2", **many)
+    servers = [start(server_factory, cron_db, "--workers", "1", "--max-cron-threads", "2",
+                     **many) for _ in range(2)]  # two servers, same database
     eventually(lambda: registered(cron_db, 200))
     make_due(cron_db, "many.%")
     eventually(lambda: query(cron_db, "SELECT count(*) FROM cron_hits")[0][0] >= 200, 60)
@@ -122,6 +122,8 @@ def test_two_instances_run_every_due_slot_exactly_once(server_factory: type,
     states = query(cron_db, "SELECT DISTINCT last_status FROM prefork.cron_job "
                             "WHERE name LIKE 'many.%'")
     assert states == [("ok",)]
+    for server in servers:  # workers passing each other's locked rows log nothing about it
+        assert " ERROR " not in server.log() and "lock" not in server.log().lower()
 
 
 def test_cli_trigger_wakes_a_worker_through_notify(server_factory: type, cron_db: str) -> None:
@@ -308,3 +310,25 @@ def test_jobs_that_cannot_be_imported_stop_the_server(mode: tuple[str, ...],
         assert code == 3 and "failed to start 5 times in a row" in log
     else:
         assert code == 2 and "cannot import the cron jobs" in log
+
+
+def test_a_cron_worker_over_the_soft_memory_limit_is_recycled_after_its_job(
+        server_factory: type, cron_db: str) -> None:
+    server = start(server_factory, cron_db, "--workers", "1", "--max-cron-threads", "1",
+                   "--limit-memory-soft", "100M", "--limit-memory-hard", "1G")
+    eventually(lambda: registered(cron_db, 1))
+    make_due(cron_db, "mem.grab")
+    server.wait_log(r"cron worker #1 \(pid \d+\) exited: memory-soft, RSS [\d.]+ MiB > limit "
+                    r"100\.0 MiB", timeout=20)
+    assert query(cron_db, "SELECT last_status FROM prefork.cron_job WHERE name = 'mem.grab'"
+                 ) == [("ok",)]  # the job finished; its worker was replaced afterwards
+    eventually(lambda: server.log().count("spawned cron worker #1") == 2)
+
+
+def test_application_code_can_trigger_a_job(server_factory: type, cron_db: str) -> None:
+    server = start(server_factory, cron_db, "--workers", "1", "--max-cron-threads", "1",
+                   "--cron-poll-interval", "60")
+    eventually(lambda: registered(cron_db, 1))
+    assert server.get("/trigger?name=quick.mark")[2] == b"True"
+    assert server.get("/trigger?name=no.such.job")[2] == b"False"
+    eventually(lambda: query(cron_db, "SELECT count(*) FROM cron_hits")[0][0] == 1, 10)

@@ -41,6 +41,18 @@ def slow_once(ctx: JobContext) -> None:
     _hit(ctx)
 
 
+_KEPT: list[bytes] = []
+
+
+@cron(every="1h", name="mem.grab")
+def grab(ctx: JobContext) -> None:
+    """Keeps 150 MiB: the worker's RSS stays above a 100 MiB soft limit after the job."""
+    block = bytearray(150 << 20)
+    block[::4096] = b"x" * len(block[::4096])
+    _KEPT.append(bytes(block))
+    _hit(ctx)
+
+
 @cron(every="1h", name="busy.cpu")
 def busy(ctx: JobContext) -> None:
     deadline = time.monotonic() + 4

@@ -63,6 +63,10 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
                          ).fetchone()
         return _reply(start_response, "200 OK", json.dumps(
             {"pid": os.getpid(), "backend": row[0], "application_name": row[1]}))
+    if path == "/trigger":  # prefork.cron.trigger from application code
+        from prefork.cron import trigger
+
+        return _reply(start_response, "200 OK", str(trigger(query.get("name", ""))))
     if path == "/sleep":
         time.sleep(float(query.get("s", "0.1")))
         return _reply(start_response, "200 OK", "slept")
