@@ -239,6 +239,8 @@ def test_cli_errors_and_foreground_run(cron_db: str) -> None:
     assert query(cron_db, "SELECT count(*) FROM cron_hits")[0][0] == 1
     assert query(cron_db, "SELECT declared FROM prefork.cron_job WHERE name = 'other.job'"
                  ) == [(True,)]  # a foreground run leaves the other jobs alone
+    capped = cli(cron_db, "run", "busy.cpu", "--foreground", "--limit-time-cpu-cron", "1")
+    assert capped.returncode == -signal.SIGXCPU  # the same CPU limit as in a cron worker
     unknown = cli(cron_db, "disable", "no.such.job")
     assert unknown.returncode == 1 and "no job named" in unknown.stdout
 

@@ -12,10 +12,11 @@ import psycopg
 
 from prefork.config.loader import Loaded
 from prefork.cron import store
-from prefork.cron.runner import CronRunner, load_jobs
+from prefork.cron.runner import CronRunner, cron_limits, load_jobs
 from prefork.db.startup import DatabaseRuntime, DatabaseStartError, start_database
 from prefork.db.target import SQLITE, resolve_target
 from prefork.logs import setup_logging
+from prefork.workers.limits import RequestLimits
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -79,12 +80,18 @@ def _run(conn: Any, runtime: DatabaseRuntime, loaded: Loaded, name: str,
         print(f"{name}: triggered; a cron worker runs it now" if found
               else f"no job named {name!r}")
         return 0 if found else EXIT_FAILED
-    jobs = load_jobs(loaded.settings)
+    try:
+        jobs = load_jobs(loaded.settings)
+    except Exception as exc:
+        print(f"prefork: error: cannot import the cron jobs: {exc.__class__.__name__}: {exc}",
+              file=sys.stderr)
+        return EXIT_USAGE
     if name not in jobs:
         print(f"no job named {name!r} is declared by {loaded.settings.cron_jobs or 'the app'}")
         return EXIT_FAILED
     runner = CronRunner(runtime.target.conninfo, loaded.settings, {name: jobs[name]},
                         f"prefork cron run (pid {os.getpid()})", _Foreground(), lambda: False)
+    RequestLimits(cron_limits(loaded.settings)[1], 0).arm()  # the job's CPU limit, here too
     runner.sync(complete=False)  # registers this job if no worker has yet, touches no other
     conn.execute("UPDATE prefork.cron_job SET next_run = now() WHERE name = %s", (name,))
     try:
