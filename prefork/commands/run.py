@@ -51,6 +51,9 @@ def run(loaded: Loaded, argv: Sequence[str]) -> int:
             pool = database.database(settings)
             try:
                 cron = database.target.conninfo if database.target.is_postgres else ""
+                if not cron and settings.max_cron_threads:
+                    log.warning("scheduled jobs need PostgreSQL: with SQLite no cron thread "
+                                "runs (max_cron_threads = %d ignored)", settings.max_cron_threads)
                 return ThreadedServer(settings, app, argv, pool, cron).serve()
             finally:
                 pool.close()
