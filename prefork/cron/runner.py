@@ -33,7 +33,7 @@ from prefork.cron.store import (
     start_run,
     sync_jobs,
 )
-from prefork.db.startup import one_line
+from prefork.db.errors import one_line
 
 log = logging.getLogger("prefork.cron")
 

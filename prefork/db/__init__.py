@@ -27,7 +27,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from prefork.db.pool import Database, DatabaseUnavailable, is_unavailable
+from prefork.db.errors import DatabaseUnavailable, is_unavailable
+from prefork.db.pool import Database
 from prefork.db.transaction import RETRY_ATTEMPTS, RequestTransaction, run_retrying
 
 T = TypeVar("T")

@@ -23,25 +23,11 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from prefork.db.errors import DatabaseUnavailable, is_unavailable
+
 log = logging.getLogger("prefork.db")
 
-# Connection failures and server shutdowns (SQLSTATE classes 08 and 57P0x): the database is
-# unavailable, not the request wrong.
-_UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03")
 CLOSE_TIMEOUT = 1.0  # seconds a stopping process waits for its pool's threads
-
-
-class DatabaseUnavailable(Exception):
-    """No connection could be had in time, or the server went away: answered with 503."""
-
-
-def is_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, (DatabaseUnavailable, PoolTimeout)):
-        return True
-    if isinstance(exc, psycopg.OperationalError):
-        state = exc.sqlstate
-        return state is None or state.startswith(_UNAVAILABLE_STATES)
-    return False
 
 
 class Database(ABC):

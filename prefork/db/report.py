@@ -11,8 +11,8 @@ from psycopg.conninfo import make_conninfo
 
 from prefork.config import Settings
 from prefork.db.capacity import capacity_warning, connection_budget, server_limits
+from prefork.db.errors import one_line
 from prefork.db.schema import VERSION
-from prefork.db.startup import one_line
 from prefork.db.target import EMBEDDED, SQLITE, resolve_target
 
 CHECK_TIMEOUT = 5.0  # seconds `prefork check` waits for the database

@@ -7,7 +7,6 @@ closed before it returns, so no child inherits a database connection.
 from __future__ import annotations
 
 import logging
-import re
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import psycopg
 from prefork.config import Settings
 from prefork.db.capacity import capacity_warning, connection_budget, server_limits
 from prefork.db.embedded import EmbeddedError, EmbeddedPostgres
+from prefork.db.errors import one_line
 from prefork.db.pool import Database, PostgresDatabase, SQLiteDatabase
 from prefork.db.schema import SchemaError, migrate_postgres, migrate_sqlite
 from prefork.db.target import EMBEDDED, SQLITE, Target, postgres_conninfo, resolve_target
@@ -119,7 +119,3 @@ def wait_for_postgres(target: Target, timeout: float) -> psycopg.Connection[tupl
                 log.warning("waiting up to %g s for %s: %s", timeout, target.describe(), reason)
                 announced = True
         time.sleep(min(RETRY_INTERVAL, max(0.0, deadline - time.monotonic())))
-
-
-def one_line(exc: BaseException) -> str:
-    return re.sub(r"\s+", " ", str(exc)).strip()

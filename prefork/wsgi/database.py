@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from prefork.db.pool import Database, is_unavailable
-from prefork.db.startup import one_line
+from prefork.db.errors import is_unavailable, one_line
+from prefork.db.pool import Database
 from prefork.db.transaction import RequestTransaction
 from prefork.wsgi.handler import WSGIApp
 
