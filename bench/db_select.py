@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 
 import psycopg
-from http_hello import DSN, free_port, running
-from http_workers import BENCH, PY, wrk
+from http_hello import DSN
+from http_workers import BENCH, PY, measure_each
 from psycopg_pool import ConnectionPool
 from selectapps import QUERY
 
@@ -41,15 +41,9 @@ def throughput(worker_counts: list[int], duration: int) -> None:
     print("|---|---|---|---|---|---|---|")
     for workers in worker_counts:
         for connections in (10, 50):
-            results = {}
-            for name in commands(workers, 0):
-                port = free_port()
-                with running(commands(workers, port)[name], port):
-                    wrk(port, connections, 2, False)
-                    results[name] = wrk(port, connections, duration, False)
-            base = results["prefork"][0]
-            for name, (rate, p50, p99) in results.items():
-                ratio = "1.00x" if name == "prefork" else f"{base / rate:.2f}x"
+            rows = measure_each(lambda port, w=workers: commands(w, port), connections,
+                                duration, False)
+            for name, rate, p50, p99, ratio in rows:
                 print(f"| {workers} | {connections} | {name} | {rate:,.0f} | {p50:.2f} | "
                       f"{p99:.2f} | {ratio} |", flush=True)
 
