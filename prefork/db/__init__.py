@@ -61,12 +61,5 @@ def connection() -> Iterator[Any]:
 
 def retry(work: Callable[[Any], T], attempts: int = RETRY_ATTEMPTS) -> T:
     """Run `work(conn)` in its own transaction, again on serialization failure or deadlock."""
-    database = current()
-    conn = database.acquire()
-    try:
-        result = run_retrying(conn, work, attempts)
-    except BaseException:
-        database.release(conn, commit=False)
-        raise
-    database.release(conn, commit=True)
-    return result
+    with current().connection() as conn:
+        return run_retrying(conn, work, attempts)

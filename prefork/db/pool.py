@@ -140,11 +140,6 @@ class PostgresDatabase(Database):
             self._pool.close(timeout=CLOSE_TIMEOUT)
         self._pool = None
 
-    def stats(self) -> dict[str, int]:
-        if self._pool is None or self._pool_pid != os.getpid():
-            return {}
-        return dict(self._pool.get_stats())
-
 
 def _stale(conn: psycopg.Connection[Any]) -> bool:
     """True for a pooled connection the server has closed since it was last used.

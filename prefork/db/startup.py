@@ -40,12 +40,13 @@ class DatabaseRuntime:
     target: Target
     embedded: EmbeddedPostgres | None = None
 
-    def database(self, settings: Settings, maxconn: int | None = None) -> Database:
+    def database(self, settings: Settings) -> Database:
         """A process's connection pool (opened on first use, in the process that uses it)."""
-        size = maxconn or settings.db_maxconn
         if self.target.kind == SQLITE:
-            return SQLiteDatabase(self.target.path, size, settings.db_pool_timeout)
-        return PostgresDatabase(self.target.conninfo, size, settings.db_pool_timeout)
+            return SQLiteDatabase(self.target.path, settings.db_maxconn,
+                                  settings.db_pool_timeout)
+        return PostgresDatabase(self.target.conninfo, settings.db_maxconn,
+                                settings.db_pool_timeout)
 
     def close(self, *, keep_embedded: bool = False) -> None:
         """Stop the embedded server, unless another process takes it over (upgrade)."""

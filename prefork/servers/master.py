@@ -492,21 +492,28 @@ class Master:
 
     def _check_time(self, worker: WorkerProc, state: int, started: float, beat: float,
                     now: float) -> None:
-        limit = self.settings.limit_time_real
-        job_limit = cron_limits(self.settings)[0] if worker.kind == CRON else limit
-        if job_limit and started and worker.kind == CRON and (
-                now - started > job_limit + CRON_GRACE):
-            self._kill(worker, "cron-timeout", f"job running {now - started:.1f}s > limit "
-                       f"{job_limit}s and did not stop itself")
-        elif not limit:
+        if started:
+            self._check_running(worker, now - started)
             return
-        elif started and worker.kind == HTTP and now - started > limit:
-            self._kill(worker, "real-time", f"request running {now - started:.1f}s > "
-                       f"limit {limit}s")
-        elif state == BOOTING and now - worker.started > limit:
+        limit = self.settings.limit_time_real
+        if not limit:
+            return
+        if state == BOOTING and now - worker.started > limit:
             self._kill(worker, "boot-timeout", f"not ready after {limit}s")
-        elif state == READY and not started and beat and now - beat > limit:
+        elif state == READY and beat and now - beat > limit:
             self._kill(worker, "real-time", f"event loop silent for {now - beat:.1f}s")
+
+    def _check_running(self, worker: WorkerProc, elapsed: float) -> None:
+        """A request past limit_time_real; a cron job past its limit that the worker did
+        not stop itself (it records the timeout and exits on its own first)."""
+        if worker.kind == CRON:
+            limit = cron_limits(self.settings)[0]
+            if limit and elapsed > limit + CRON_GRACE:
+                self._kill(worker, "cron-timeout", f"job running {elapsed:.1f}s > limit "
+                           f"{limit}s and did not stop itself")
+        elif self.settings.limit_time_real and elapsed > self.settings.limit_time_real:
+            self._kill(worker, "real-time", f"request running {elapsed:.1f}s > limit "
+                       f"{self.settings.limit_time_real}s")
 
     def _check_memory(self, worker: WorkerProc) -> None:
         limit = self.settings.limit_memory_hard
