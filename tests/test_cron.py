@@ -217,6 +217,9 @@ def test_http_is_served_while_a_cron_job_burns_cpu(server_factory: type, cron_db
         statuses.append(conn.getresponse().status)
         conn.close()
     assert statuses == [200] * 50
+    # ... all answered while the job was still burning (it runs 4 s): served beside it
+    assert query(cron_db, "SELECT finished_at FROM prefork.cron_run WHERE job = 'busy.cpu'"
+                 ) == [(None,)]
 
 
 def test_threaded_mode_runs_jobs_in_cron_threads(server_factory: type, cron_db: str) -> None:
