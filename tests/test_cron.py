@@ -106,8 +106,7 @@ def test_failures_back_off_then_deactivate_and_timeouts_wait_for_the_next_slot()
 
 # -- cron workers --------------------------------------------------------------------------
 
-def test_two_instances_run_every_due_slot_exactly_once(server_factory: type,
-                                                       cron_db: str) -> None:
+def test_two_instances_run_every_due_slot_exactly_once(cron_db: str, server_factory: type) -> None:
     many = {"CRONTEST_MANY": "1"}
     servers = [start(server_factory, cron_db, "--workers", "1", "--max-cron-threads", "2",
                      **many) for _ in range(2)]  # two servers, same database
@@ -126,7 +125,7 @@ def test_two_instances_run_every_due_slot_exactly_once(server_factory: type,
         assert " ERROR " not in server.log() and "lock" not in server.log().lower()
 
 
-def test_cli_trigger_wakes_a_worker_through_notify(server_factory: type, cron_db: str) -> None:
+def test_cli_trigger_wakes_a_worker_through_notify(cron_db: str, server_factory: type) -> None:
     server = start(server_factory, cron_db, "--workers", "1", "--max-cron-threads", "1",
                    "--cron-poll-interval", "60")
     eventually(lambda: registered(cron_db, 1))
@@ -143,7 +142,7 @@ def test_cli_trigger_wakes_a_worker_through_notify(server_factory: type, cron_db
 
 
 def test_a_job_over_its_time_limit_is_stopped_counted_and_not_looped(
-        server_factory: type, cron_db: str) -> None:
+        cron_db: str, server_factory: type) -> None:
     server = start(server_factory, cron_db, "--workers", "1", "--max-cron-threads", "1",
                    "--limit-time-real-cron", "2")
     eventually(lambda: registered(cron_db, 1))
@@ -162,7 +161,7 @@ def test_a_job_over_its_time_limit_is_stopped_counted_and_not_looped(
 
 
 def test_a_failing_job_backs_off_then_is_deactivated_with_an_alert(
-        server_factory: type, cron_db: str) -> None:
+        cron_db: str, server_factory: type) -> None:
     server = start(server_factory, cron_db, "--workers", "1", "--max-cron-threads", "1",
                    "--cron-retry-delay", "0.5", "--cron-max-failures", "3",
                    "--cron-failure-window", "0")
@@ -187,7 +186,7 @@ def test_a_failing_job_backs_off_then_is_deactivated_with_an_alert(
 
 
 def test_a_cron_worker_killed_mid_job_releases_it_and_another_runs_the_slot(
-        server_factory: type, cron_db: str, tmp_path: Path) -> None:
+        cron_db: str, server_factory: type, tmp_path: Path) -> None:
     server = start(server_factory, cron_db, "--workers", "1", "--max-cron-threads", "2",
                    CRONTEST_DIR=str(tmp_path))
     eventually(lambda: registered(cron_db, 1))
@@ -204,7 +203,7 @@ def test_a_cron_worker_killed_mid_job_releases_it_and_another_runs_the_slot(
     assert query(cron_db, "SELECT pid FROM cron_hits")[0][0] != first
 
 
-def test_http_is_served_while_a_cron_job_burns_cpu(server_factory: type, cron_db: str) -> None:
+def test_http_is_served_while_a_cron_job_burns_cpu(cron_db: str, server_factory: type) -> None:
     server = start(server_factory, cron_db, "--workers", "2", "--max-cron-threads", "1")
     eventually(lambda: registered(cron_db, 1))
     make_due(cron_db, "busy.cpu")
@@ -222,7 +221,7 @@ def test_http_is_served_while_a_cron_job_burns_cpu(server_factory: type, cron_db
                  ) == [(None,)]
 
 
-def test_threaded_mode_runs_jobs_in_cron_threads(server_factory: type, cron_db: str) -> None:
+def test_threaded_mode_runs_jobs_in_cron_threads(cron_db: str, server_factory: type) -> None:
     server = start(server_factory, cron_db, "--max-cron-threads", "1")
     server.wait_log(r"1 cron thread\(s\) running \d+ job\(s\)")
     eventually(lambda: registered(cron_db, 1))
@@ -249,7 +248,7 @@ def test_cli_errors_and_foreground_run(cron_db: str) -> None:
 
 
 def test_a_job_killed_by_its_cpu_limit_is_tried_twice_then_given_up(
-        server_factory: type, cron_db: str) -> None:
+        cron_db: str, server_factory: type) -> None:
     """SIGXCPU ends the worker before it can record anything: the slot is started again
     once (at least once), then counted as lost and moved to its next slot, never looped."""
     server = start(server_factory, cron_db, "--workers", "1", "--max-cron-threads", "1",
@@ -268,7 +267,7 @@ def test_a_job_killed_by_its_cpu_limit_is_tried_twice_then_given_up(
 
 
 def test_threaded_mode_reloads_to_stop_a_job_over_its_time_limit(
-        server_factory: type, cron_db: str) -> None:
+        cron_db: str, server_factory: type) -> None:
     server = start(server_factory, cron_db, "--max-cron-threads", "1",
                    "--limit-time-real-cron", "2")
     eventually(lambda: registered(cron_db, 1))
@@ -286,8 +285,7 @@ def test_threaded_mode_reloads_to_stop_a_job_over_its_time_limit(
         conn.close()
 
 
-def test_the_demo_page_shows_its_scheduled_job(server_factory: type,
-                                               fresh_database: str) -> None:
+def test_the_demo_page_shows_its_scheduled_job(fresh_database: str, server_factory: type) -> None:
     server: Server = server_factory.start("--workers", "1", "--max-cron-threads", "1",
                                           "--db-uri", fresh_database)
     eventually(lambda: registered(fresh_database, 1))
@@ -318,7 +316,7 @@ def test_jobs_that_cannot_be_imported_stop_the_server(mode: tuple[str, ...],
 
 
 def test_a_cron_worker_over_the_soft_memory_limit_is_recycled_after_its_job(
-        server_factory: type, cron_db: str) -> None:
+        cron_db: str, server_factory: type) -> None:
     server = start(server_factory, cron_db, "--workers", "1", "--max-cron-threads", "1",
                    "--limit-memory-soft", "100M", "--limit-memory-hard", "1G")
     eventually(lambda: registered(cron_db, 1))
@@ -330,7 +328,7 @@ def test_a_cron_worker_over_the_soft_memory_limit_is_recycled_after_its_job(
     eventually(lambda: server.log().count("spawned cron worker #1") == 2)
 
 
-def test_application_code_can_trigger_a_job(server_factory: type, cron_db: str) -> None:
+def test_application_code_can_trigger_a_job(cron_db: str, server_factory: type) -> None:
     server = start(server_factory, cron_db, "--workers", "1", "--max-cron-threads", "1",
                    "--cron-poll-interval", "60")
     eventually(lambda: registered(cron_db, 1))

@@ -255,6 +255,12 @@ def test_embedded_postgres_survives_a_restart_and_keeps_its_data(server_factory:
     assert (status, json.loads(body)) == (500, {"status": "fail", "db_server_status": False})
     assert get(server, "/web/health") == (200, '{"status": "pass"}')
     assert worker_pids(server) == pids
+    # A cron worker started while the database is away waits for it (no crash, no give-up).
+    cron = [p for p in psutil.Process(server.proc.pid).children()
+            if "cron worker #1" in " ".join(p.cmdline())]
+    os.kill(cron[0].pid, signal.SIGKILL)
+    server.wait_log(r"spawned cron worker #1 pid=(?!" + str(cron[0].pid) + r"\b)\d+")
+    server.wait_log(r"cron .*cron worker #1: database unavailable, retrying")
 
     _pg_ctl(pgdata, *start)
     assert _eventually(lambda: get(server, "/count?value=kept") == (200, "1"))
@@ -291,8 +297,7 @@ def _eventually(predicate: Any, timeout: float = 15.0) -> bool:
 
 # -- schema ------------------------------------------------------------------------------
 
-def test_masters_starting_at_once_migrate_once(server_factory: type,
-                                               fresh_database: str) -> None:
+def test_masters_starting_at_once_migrate_once(fresh_database: str, server_factory: type) -> None:
     servers = [server_factory.start(*APP, "--db-uri", fresh_database, wait=False)
                for _ in range(3)]
     for server in servers:

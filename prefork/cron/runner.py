@@ -134,10 +134,15 @@ class CronRunner:
 
     # -- the loop ---------------------------------------------------------------------------
 
-    def serve(self) -> None:
+    def serve(self, *, sync: bool = True) -> None:
+        """Run due jobs until should_stop(); with `sync`, first write the declared jobs to the
+        table. A database that is away (at start too) is waited for, never a crash."""
         while not self.should_stop():
             try:
                 self.connect()
+                if sync:
+                    self.sync()
+                    sync = False
                 while not self.should_stop() and self.run_one() is not None:
                     pass
                 if not self.should_stop():

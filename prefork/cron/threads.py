@@ -42,9 +42,9 @@ class CronThreads:
                                   f"{exc}); check cron_jobs / the application") from exc
         runners = [CronRunner(self.conninfo, self.settings, jobs, f"cron thread #{n}", self,
                               lambda: self.stopping) for n in range(1, count + 1)]
-        runners[0].sync()
-        for number, runner in enumerate(runners, 1):
-            threading.Thread(target=runner.serve, name=f"cron-{number}", daemon=True).start()
+        for number, runner in enumerate(runners, 1):  # the first one writes the job table
+            threading.Thread(target=runner.serve, kwargs={"sync": number == 1},
+                             name=f"cron-{number}", daemon=True).start()
         log.info("%d cron thread(s) running %d job(s)", count, len(jobs))
 
     def stop(self) -> None:

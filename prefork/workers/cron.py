@@ -54,7 +54,6 @@ class CronWorker:
         runner = CronRunner(self.conninfo, self.settings, jobs,
                             f"{socket.gethostname()} cron worker #{self.number}", self,
                             self._should_stop)
-        runner.sync()
         self.limits.arm()
         self.slot.set_state(READY)
         runner.serve()
