@@ -390,6 +390,31 @@ def test_a_long_request_hands_its_workers_other_clients_over(server_factory: typ
             conn.close()
 
 
+def test_keep_alive_clients_spread_over_a_new_worker(server_factory: type) -> None:
+    """A worker added (or replacing a recycled one) gets its share of the clients that
+    keep their connections: the master asks the busiest worker to hand some over."""
+    server = server_factory.start(*APP, "--workers", "1")
+    wait_workers(server, 1)
+    connections = [server.http() for _ in range(8)]
+
+    def spread() -> dict[int, int]:
+        per_worker: dict[int, int] = {}
+        for conn in connections:
+            conn.request("GET", "/echo")
+            pid = json.loads(conn.getresponse().read())["pid"]
+            per_worker[pid] = per_worker.get(pid, 0) + 1
+        return per_worker
+
+    assert len(spread()) == 1
+    os.kill(server.proc.pid, signal.SIGTTIN)
+    wait_workers(server, 2)
+    seen: list[dict[int, int]] = []
+    wait_for(lambda: seen.append(spread()) or sorted(seen[-1].values()) == [4, 4], 10,
+             f"connections never spread evenly: {seen[-5:]}")
+    for conn in connections:
+        conn.close()
+
+
 ACTIVATE = """
 import os, socket, sys
 sock = socket.socket()

@@ -19,7 +19,7 @@ import socket
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
@@ -37,14 +37,14 @@ from prefork.db.target import resolve_target
 from prefork.logs import log_stream
 from prefork.pidfile import remove_pidfile, write_pidfile
 from prefork.servers.exits import ExitRecord, KillOrder, classify, mib
-from prefork.servers.parking import Parked, Parking
+from prefork.servers.parking import Candidate, Parked, Parking
 from prefork.servers.state import remove_state, state_path, write_state
 from prefork.sockets import display_address, handover_env, inherited_listeners, listen
 from prefork.wakeup import WakeupPipe
 from prefork.workers.cron import CronWorker
 from prefork.workers.handoff import channel_pair, receive_connections
 from prefork.workers.http import REBALANCE_AFTER, HTTPWorker
-from prefork.workers.scoreboard import BOOTING, READY, Scoreboard, Slot
+from prefork.workers.scoreboard import BOOTING, READY, Scoreboard, Slot, SlotView
 from prefork.wsgi.handler import WSGIApp
 
 log = logging.getLogger("prefork.master")
@@ -59,6 +59,8 @@ KEPT_EXITS = 100
 QUIT_SPACING = 0.05
 UPGRADE_ENV = "PREFORK_UPGRADE_FROM"
 HTTP, CRON = "http", "cron"
+BALANCE_INTERVAL = 0.1  # seconds between two looks at how clients spread over the workers
+BALANCE_SPREAD = 2  # connections more than the least loaded worker before handing some over
 CRON_GRACE = 5  # seconds the master gives a cron worker to record its own timeout
 SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGTTIN", "SIGTTOU", "SIGQUIT", "SIGUSR2",
            "SIGCHLD")
@@ -109,6 +111,7 @@ class Master:
         self.upgrade_from = int(os.environ.pop(UPGRADE_ENV, "0") or 0)
         self.state_file = state_path(self.settings)
         self.next_state = 0.0
+        self.next_balance = 0.0
         self.started_at = time.time()
         self.process = psutil.Process()
         self._wakeup = WakeupPipe()
@@ -142,6 +145,7 @@ class Master:
         self._reap()
         self._watchdog()
         self._maintain()
+        self._balance(time.monotonic())
         self._publish_state()
 
     def _sleep(self) -> None:
@@ -154,7 +158,8 @@ class Master:
                 self.parking.on_readable(data)
             else:
                 self._receive_handover(data)
-        self.parking.expire(time.monotonic())
+        now = time.monotonic()
+        self.parking.expire(now)
         self.parking.dispatch(self._idle_channels())
 
     def _receive_handover(self, worker: WorkerProc) -> None:
@@ -169,8 +174,9 @@ class Master:
         if closed:
             self._unwatch_channel(worker)
 
-    def _idle_channels(self) -> list[socket.socket]:
-        """Channels of the current workers best placed to serve a parked client now.
+    def _idle_channels(self) -> list[Candidate]:
+        """The current workers best placed to serve a parked client now, with how many
+        connections each holds.
 
         Idle workers first; when none is idle at this instant (a busy server), those whose
         request started less than REBALANCE_AFTER ago: they take the connection as soon as
@@ -178,17 +184,35 @@ class Master:
         """
         idle, short = [], []
         now = time.monotonic()
+        for worker, view in self._ready_http_workers():
+            candidate = Candidate(worker.channel, view.connections)
+            if not view.request_started:
+                idle.append(candidate)
+            elif now - view.request_started < REBALANCE_AFTER:
+                short.append(candidate)
+        return idle or short
+
+    def _ready_http_workers(self) -> Iterator[tuple[WorkerProc, SlotView]]:
         for worker in self.workers.values():
             if worker.terminating or worker.generation != self.generation or worker.kind != HTTP:
                 continue
             view = worker.slot.read()
-            if view.state != READY:
-                continue
-            if not view.request_started:
-                idle.append(worker.channel)
-            elif now - view.request_started < REBALANCE_AFTER:
-                short.append(worker.channel)
-        return idle or short
+            if view.state == READY:
+                yield worker, view
+
+    def _balance(self, now: float) -> None:
+        """Ask the worker holding the most clients to hand some over when another holds at
+        least BALANCE_SPREAD fewer; the parking gives them to the least loaded."""
+        if now < self.next_balance or self.parking.waiting:
+            return
+        self.next_balance = now + BALANCE_INTERVAL
+        loads = [(view.connections, worker) for worker, view in self._ready_http_workers()]
+        if len(loads) < 2:
+            return
+        most, heaviest = max(loads, key=lambda load: load[0])
+        fewest = min(count for count, _ in loads)
+        if most - fewest >= BALANCE_SPREAD:
+            heaviest.slot.request_shed((most - fewest) // 2)
 
     def _open_listeners(self) -> None:
         self.listeners = inherited_listeners()

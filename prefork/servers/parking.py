@@ -25,6 +25,14 @@ READY_WAIT_MAX = 120.0
 
 
 @dataclass(eq=False)
+class Candidate:
+    """A worker that may take a parked client, and how many clients it holds."""
+
+    channel: socket.socket
+    connections: int
+
+
+@dataclass(eq=False)
 class Parked:
     sock: socket.socket
     peer: tuple[str, int]
@@ -37,7 +45,6 @@ class Parking:
         self.keepalive = keepalive
         self._idle: set[Parked] = set()
         self._ready: collections.deque[Parked] = collections.deque()
-        self._turn = 0
 
     def park(self, sock: socket.socket, peer: tuple[str, int]) -> None:
         sock.setblocking(False)
@@ -62,14 +69,19 @@ class Parking:
         parked.deadline = time.monotonic() + READY_WAIT_MAX
         self._ready.append(parked)
 
-    def dispatch(self, channels: Sequence[socket.socket]) -> None:
-        """Give connections whose client has spoken to idle workers, round robin."""
-        while self._ready and channels:
+    @property
+    def waiting(self) -> int:
+        """Connections whose client has spoken, not yet given to a worker."""
+        return len(self._ready)
+
+    def dispatch(self, candidates: Sequence[Candidate]) -> None:
+        """Give connections whose client has spoken to the workers holding fewest."""
+        while self._ready and candidates:
             parked = self._ready[0]
-            channel = channels[self._turn % len(channels)]
-            self._turn += 1
-            if not send_connection(channel, parked.sock, parked.peer):
+            target = min(candidates, key=lambda candidate: candidate.connections)
+            if not send_connection(target.channel, parked.sock, parked.peer):
                 return  # that worker went away; the next turn sees a fresh list
+            target.connections += 1
             self._ready.popleft()
             parked.sock.close()
 

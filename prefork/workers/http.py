@@ -72,6 +72,8 @@ class HTTPWorker:
         self.loop = make_loop(settings, self._serve, inline=True,
                               pace_accepting=settings.workers > 1)
         self.handler: WSGIHandler | None = None
+        self.published_connections = -1
+        self.shed_seq = slot.shed_request()[1]
 
     def run(self) -> NoReturn:
         """Serve until told to stop or a limit says so; never returns."""
@@ -96,6 +98,7 @@ class HTTPWorker:
             while self.exit_code is None:
                 self.slot.beat(time.monotonic())
                 self.loop.run_once(TICK)
+                self._share_load()
                 if os.getppid() != self.master_pid:
                     log.warning("http worker #%d: master gone, exiting", self.number)
                     return exitcodes.ORPHANED
@@ -180,10 +183,23 @@ class HTTPWorker:
         if closed:
             self.loop.unwatch(self.channel)
 
-    def _hand_over_idle(self) -> int:
-        """Give the master every idle connection; the caller holds the lock."""
+    def _share_load(self) -> None:
+        """Publish how many clients this worker holds; hand some over when the master,
+        seeing another worker hold fewer, asks for it (a recycled worker's clients all go
+        to the workers left running, and keep-alive would keep them there)."""
+        count = self.loop.open_connections
+        if count != self.published_connections:
+            self.slot.set_connections(count)
+            self.published_connections = count
+        shed, seq = self.slot.shed_request()
+        if seq != self.shed_seq:
+            self.shed_seq = seq
+            self._hand_over_idle(shed)
+
+    def _hand_over_idle(self, most: int | None = None) -> int:
+        """Give the master idle connections (all by default); the caller holds the lock."""
         handed = 0
-        for conn in self.loop.idle_connections():
+        for conn in self.loop.idle_connections()[:most]:
             if not send_connection(self.channel, conn.sock, conn.peer):
                 break  # the master is stopping: this worker serves what stays
             self.loop.forget(conn)

@@ -3,11 +3,13 @@
 The master maps it before forking, so every worker writes its own slot and the master reads
 them all without a system call: the heartbeat of the worker's own loop, when the current
 request started and its request line, how many requests it served, its state, and the
-measured value or error text that explains its exit.
+measured value or error text that explains its exit, how many client connections it holds.
 
 Each field is written by one process only (the worker, except `pid` and `state` FREE/BOOTING,
-written by the master before the fork). Reads are not atomic across fields; a torn read
-costs one tick of the watchdog at most, because every decision is re-checked on the next.
+written by the master before the fork, and the shed request, written by the master only: a
+count and a sequence number the worker compares with the last one it acted on). Reads are
+not atomic across fields; a torn read costs one tick of the watchdog at most, because every
+decision is re-checked on the next.
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ from dataclasses import dataclass
 
 FREE, BOOTING, READY, STOPPING = range(4)
 
-_HEAD = struct.Struct("=iiddqq")  # pid, state, heartbeat, request_started, requests, value
+# pid, state, heartbeat, request_started, requests, value, connections, shed count, shed seq
+_HEAD = struct.Struct("=iiddqqiiq")
 _LINE_SIZE = 256
 _ERROR_SIZE = 2048
 SLOT_SIZE = _HEAD.size + 2 * _LINE_SIZE + _ERROR_SIZE
 MAX_SLOTS = 512
 
 _OFF_PID, _OFF_STATE, _OFF_BEAT, _OFF_STARTED, _OFF_REQUESTS, _OFF_VALUE = 0, 4, 8, 16, 24, 32
+_OFF_CONNECTIONS, _OFF_SHED = 40, 44
+_SHED = struct.Struct("=iq")  # how many idle connections to hand over, request number
 _OFF_LINE = _HEAD.size
 _OFF_EXIT_LINE = _OFF_LINE + _LINE_SIZE
 _OFF_ERROR = _OFF_EXIT_LINE + _LINE_SIZE
@@ -41,6 +46,7 @@ class SlotView:
     request_started: float
     requests: int
     value: int
+    connections: int
     request_line: str
     exit_line: str
     error: str
@@ -58,7 +64,7 @@ class Slot:
 
     def reset(self, pid: int) -> None:
         self._mem[self._base:self._base + SLOT_SIZE] = bytes(SLOT_SIZE)
-        _HEAD.pack_into(self._mem, self._base, pid, BOOTING, 0.0, 0.0, 0, 0)
+        _HEAD.pack_into(self._mem, self._base, pid, BOOTING, 0.0, 0.0, 0, 0, 0, 0, 0)
 
     def set_pid(self, pid: int) -> None:
         _INT.pack_into(self._mem, self._base + _OFF_PID, pid)
@@ -83,6 +89,19 @@ class Slot:
         _DOUBLE.pack_into(self._mem, self._base + _OFF_STARTED, 0.0)
         _LONG.pack_into(self._mem, self._base + _OFF_REQUESTS, served)
 
+    def set_connections(self, count: int) -> None:
+        _INT.pack_into(self._mem, self._base + _OFF_CONNECTIONS, count)
+
+    def request_shed(self, count: int) -> None:
+        """Master side: ask the worker to hand `count` idle connections over."""
+        _, seq = _SHED.unpack_from(self._mem, self._base + _OFF_SHED)
+        _SHED.pack_into(self._mem, self._base + _OFF_SHED, count, seq + 1)
+
+    def shed_request(self) -> tuple[int, int]:
+        """Worker side: (count, sequence number) of the master's latest shed request."""
+        count, seq = _SHED.unpack_from(self._mem, self._base + _OFF_SHED)
+        return count, seq
+
     def set_value(self, value: int) -> None:
         _LONG.pack_into(self._mem, self._base + _OFF_VALUE, value)
 
@@ -99,8 +118,9 @@ class Slot:
         self._mem[start:start + len(raw) + 1] = raw + b"\0"
 
     def read(self) -> SlotView:
-        pid, state, beat, started, requests, value = _HEAD.unpack_from(self._mem, self._base)
-        return SlotView(pid, state, beat, started, requests, value,
+        pid, state, beat, started, requests, value, connections, _, _ = _HEAD.unpack_from(
+            self._mem, self._base)
+        return SlotView(pid, state, beat, started, requests, value, connections,
                         _cstring(self._mem, self._base + _OFF_LINE, _LINE_SIZE),
                         _cstring(self._mem, self._base + _OFF_EXIT_LINE, _LINE_SIZE),
                         _cstring(self._mem, self._base + _OFF_ERROR, _ERROR_SIZE))
