@@ -182,31 +182,31 @@ class Master:
         request started less than REBALANCE_AFTER ago: they take the connection as soon as
         it ends. A worker deep in a long request is never given one.
         """
-        idle, short = [], []
-        now = time.monotonic()
-        for worker, view in self._ready_http_workers():
+        idle: list[Candidate] = []
+        short: list[Candidate] = []
+        for worker, view in self._available_http_workers(time.monotonic()):
             candidate = Candidate(worker.channel, view.connections)
-            if not view.request_started:
-                idle.append(candidate)
-            elif now - view.request_started < REBALANCE_AFTER:
-                short.append(candidate)
+            (short if view.request_started else idle).append(candidate)
         return idle or short
 
-    def _ready_http_workers(self) -> Iterator[tuple[WorkerProc, SlotView]]:
+    def _available_http_workers(self, now: float) -> Iterator[tuple[WorkerProc, SlotView]]:
+        """Ready HTTP workers of the current generation not deep in a long request."""
         for worker in self.workers.values():
             if worker.terminating or worker.generation != self.generation or worker.kind != HTTP:
                 continue
             view = worker.slot.read()
-            if view.state == READY:
+            if view.state == READY and (not view.request_started
+                                        or now - view.request_started < REBALANCE_AFTER):
                 yield worker, view
 
     def _balance(self, now: float) -> None:
         """Ask the worker holding the most clients to hand some over when another holds at
-        least BALANCE_SPREAD fewer; the parking gives them to the least loaded."""
+        least BALANCE_SPREAD fewer; the parking gives them to the least loaded. Workers in
+        a long request take no part: they hand their clients over by themselves."""
         if now < self.next_balance or self.parking.waiting:
             return
         self.next_balance = now + BALANCE_INTERVAL
-        loads = [(view.connections, worker) for worker, view in self._ready_http_workers()]
+        loads = [(view.connections, worker) for worker, view in self._available_http_workers(now)]
         if len(loads) < 2:
             return
         most, heaviest = max(loads, key=lambda load: load[0])

@@ -205,6 +205,9 @@ class HTTPWorker:
             self.loop.forget(conn)
             conn.close()  # the master holds the socket now
             handed += 1
+        if handed:
+            self.published_connections = self.loop.open_connections
+            self.slot.set_connections(self.published_connections)
         return handed
 
     def _rebalance(self) -> None:
