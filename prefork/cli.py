@@ -18,7 +18,7 @@ from prefork.config.kinds import BOOLEAN
 from prefork.config.loader import Assignment, Loaded, load_settings
 from prefork.config.settings import ALIASES, SPECS, OptionSpec
 
-COMMANDS = ("run", "check", "status", "cron")
+COMMANDS = ("run", "check", "status", "cron", "bus")
 EXIT_CONFIG = 2
 CLI = "command line"
 
@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     cron.add_argument("--foreground", action="store_true",
                       help="run: run the job here and now instead of waking a cron worker")
     _add_common(cron)
+    bus = sub.add_parser("bus", help="publish a message on the realtime bus")
+    bus.add_argument("action", choices=("send",))
+    bus.add_argument("channel", help="the channel to publish on")
+    bus.add_argument("message", help="the message, as JSON text")
+    _add_common(bus)
     return parser
 
 
@@ -140,6 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from prefork.commands.cron import cron
 
         return cron(loaded, ns.action, ns.name, ns.foreground)
+    if ns.command == "bus":
+        from prefork.commands.bus import bus_send
+
+        return bus_send(loaded, ns.channel, ns.message)
     if ns.command == "check" or getattr(ns, "stop_after_init", False):
         from prefork.commands.check import check
 

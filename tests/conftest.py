@@ -93,6 +93,12 @@ class Server:
             time.sleep(0.02)
         raise AssertionError(f"log never matched {pattern!r}; log:\n{self.log()}")
 
+    @property
+    def realtime_port(self) -> int:
+        """The realtime process's port (multi-processing mode), from the master's log."""
+        return int(self.wait_log(r"realtime service \(websocket, long-polling\) on "
+                                 r"[\d.]+:(\d+)").group(1))
+
     def connect(self, timeout: float = 5.0) -> socket.socket:
         return socket.create_connection((self.host, self.port), timeout=timeout)
 
@@ -126,7 +132,7 @@ def start_server(tmp_path: Path, *args: str, env: dict[str, str] | None = None,
                  wait: bool = True) -> Server:
     log_path = tmp_path / f"server-{time.monotonic_ns()}.log"
     command = [sys.executable, "-m", "prefork", "run", "--http-interface", "127.0.0.1",
-               "-p", "0", "--data-dir", str(tmp_path / "data"), *args]
+               "-p", "0", "--gevent-port", "0", "--data-dir", str(tmp_path / "data"), *args]
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     full_env.pop("PREFORK_CONFIG", None)
     with open(log_path, "wb") as log_file:

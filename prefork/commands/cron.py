@@ -10,11 +10,11 @@ from typing import Any
 
 import psycopg
 
+from prefork.commands.dbcli import CommandError, command_database
 from prefork.config.loader import Loaded
 from prefork.cron import store
 from prefork.cron.runner import CronRunner, cron_limits, load_jobs
-from prefork.db.startup import DatabaseRuntime, DatabaseStartError, start_database
-from prefork.db.target import SQLITE, resolve_target
+from prefork.db.startup import DatabaseRuntime
 from prefork.logs import setup_logging
 from prefork.workers.limits import RequestLimits
 
@@ -28,18 +28,9 @@ def cron(loaded: Loaded, action: str, name: str | None, foreground: bool) -> int
     if action != "list" and not name:
         print(f"prefork: error: cron {action} needs a job name", file=sys.stderr)
         return EXIT_USAGE
-    if resolve_target(settings).kind == SQLITE:
-        print("prefork: error: scheduled jobs need PostgreSQL (db_uri names SQLite)",
-              file=sys.stderr)
-        return EXIT_USAGE
-    was_running = os.path.exists(os.path.join(settings.data_dir, "postgres", "postmaster.pid"))
     try:
-        runtime = start_database(settings)
-    except DatabaseStartError as exc:
-        print(f"prefork: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        with psycopg.connect(runtime.target.conninfo, autocommit=True) as conn:
+        with command_database(settings, "scheduled jobs") as runtime, \
+                psycopg.connect(runtime.target.conninfo, autocommit=True) as conn:
             if action == "list":
                 return _list(conn)
             assert name is not None
@@ -48,8 +39,9 @@ def cron(loaded: Loaded, action: str, name: str | None, foreground: bool) -> int
             found = store.set_active(conn, name, action == "enable")
             print(f"{name}: {action}d" if found else f"no job named {name!r}")
             return 0 if found else EXIT_FAILED
-    finally:
-        runtime.close(keep_embedded=was_running)
+    except CommandError as exc:
+        print(f"prefork: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def _list(conn: Any) -> int:

@@ -118,6 +118,7 @@ SIZE = Kind("a size in bytes, optionally with a suffix K, M or G (e.g. 640M)", _
 BOOLEAN = Kind("True or False", _boolean)
 TEXT = Kind("text", _text)
 APP = Kind("a WSGI application as 'module:callable'", _app_ref)
+HOOK = Kind("a Python callable as 'module:callable'", _app_ref)
 LOG_LEVEL = Kind("one of debug, info, warning, error, critical", _log_level)
 SSLMODE = Kind("one of " + ", ".join(_SSLMODES), _sslmode)
 DB_URI = Kind("a postgresql://... URI or sqlite:///path (sqlite:////absolute/path)", _db_uri)

@@ -230,6 +230,37 @@ class Settings:
         kinds.SECONDS, 5.0, "--db-pool-timeout", section="Database",
         help="Seconds a request waits for a database connection; then it gets 503.",
     )
+    # -- realtime -----------------------------------------------------------------------------
+    limit_memory_soft_gevent: int = opt(
+        kinds.SIZE, 0, "--limit-memory-soft-gevent", section="Realtime",
+        help="Resident memory after which the realtime process is replaced gracefully "
+        "(its clients reconnect and catch up); 0 uses limit_memory_soft.",
+    )
+    limit_memory_hard_gevent: int = opt(
+        kinds.SIZE, 0, "--limit-memory-hard-gevent", section="Realtime",
+        help="Resident memory at which the realtime process is killed; 0 uses "
+        "limit_memory_hard.",
+    )
+    bus_retention: int = opt(
+        kinds.LIMIT_SECONDS, 3600, "--bus-retention", section="Realtime",
+        help="Seconds bus messages are kept for clients catching up (0 = forever).",
+    )
+    websocket_lifetime: int = opt(
+        kinds.LIMIT_SECONDS, 3600, "--websocket-lifetime", section="Realtime",
+        help="Seconds after which a websocket is closed (code 4002, +/-10% jitter) so that "
+        "clients reconnect and spread over processes (0 = never).",
+    )
+    bus_auth: str = opt(
+        kinds.HOOK, "", "--bus-auth", section="Realtime",
+        help="'module:callable' given (cookies, headers), returning the client's identity or "
+        "None when its session is invalid or expired; empty accepts every client as "
+        "anonymous.",
+    )
+    bus_channels: str = opt(
+        kinds.HOOK, "", "--bus-channels", section="Realtime",
+        help="'module:callable' given (identity, channels), returning the channels that "
+        "identity may subscribe to; empty allows every channel.",
+    )
     # -- files and logging --------------------------------------------------------------------
     data_dir: str = opt(
         kinds.TEXT, DEFAULT_DATA_DIR, "-D", "--data-dir", section="Files and logging",

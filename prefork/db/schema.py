@@ -62,6 +62,19 @@ STEPS = [
             error text)""",
         "CREATE INDEX cron_run_job_slot ON prefork.cron_run (job, slot)",
     ), ()),
+    # `pk` orders writes; `id` is the delivery order, given by the realtime process after
+    # commit (see prefork/bus/store.py), so that ids become visible in increasing order.
+    Step(3, "realtime bus messages", (
+        "CREATE SEQUENCE prefork.bus_delivery",
+        """CREATE TABLE prefork.bus_message (
+            pk bigserial PRIMARY KEY,
+            id bigint UNIQUE,
+            channel text NOT NULL,
+            message text NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now())""",
+        "CREATE INDEX bus_message_unsequenced ON prefork.bus_message (pk) WHERE id IS NULL",
+        "CREATE INDEX bus_message_created ON prefork.bus_message (created_at)",
+    ), ()),
 ]
 VERSION = STEPS[-1].version
 

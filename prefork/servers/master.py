@@ -44,6 +44,7 @@ from prefork.wakeup import WakeupPipe
 from prefork.workers.cron import CronWorker
 from prefork.workers.handoff import channel_pair, receive_connections
 from prefork.workers.http import REBALANCE_AFTER, HTTPWorker
+from prefork.workers.realtime import RealtimeProcess, realtime_limits
 from prefork.workers.scoreboard import BOOTING, READY, Scoreboard, Slot, SlotView
 from prefork.wsgi.handler import WSGIApp
 
@@ -58,7 +59,7 @@ EXIT_BOOT_FAILURE = 3
 KEPT_EXITS = 100
 QUIT_SPACING = 0.05
 UPGRADE_ENV = "PREFORK_UPGRADE_FROM"
-HTTP, CRON = "http", "cron"
+HTTP, CRON, REALTIME = "http", "cron", "realtime"
 BALANCE_INTERVAL = 0.1  # seconds between two looks at how clients spread over the workers
 BALANCE_SPREAD = 2  # connections more than the least loaded worker before handing some over
 CRON_GRACE = 5  # seconds the master gives a cron worker to record its own timeout
@@ -82,6 +83,8 @@ class WorkerProc:
 
     @property
     def role(self) -> str:
+        if self.kind == REALTIME:
+            return "realtime process"
         return f"{self.kind} worker #{self.number}"
 
 
@@ -101,6 +104,7 @@ class Master:
         self.scoreboard = Scoreboard()
         self.exits: deque[ExitRecord] = deque(maxlen=KEPT_EXITS)
         self.listeners: list[socket.socket] = []
+        self.realtime_listener: socket.socket | None = None
         self.signals: queue.SimpleQueue[int] = queue.SimpleQueue()
         self.stopping = False
         self.stop_deadline = 0.0
@@ -215,12 +219,21 @@ class Master:
             heaviest.slot.request_shed((most - fewest) // 2)
 
     def _open_listeners(self) -> None:
-        self.listeners = inherited_listeners()
-        if self.listeners:
-            log.info("using %d inherited listening socket(s)", len(self.listeners))
-            return
         s = self.settings
-        self.listeners = [listen(s.http_interface, s.http_port, reuse_port=s.reuse_port)]
+        inherited = inherited_listeners()
+        if inherited:
+            log.info("using %d inherited listening socket(s)", len(inherited))
+            realtime = [sock for sock in inherited if _port(sock) == s.gevent_port]
+            self.listeners = [sock for sock in inherited if sock not in realtime]
+            self.realtime_listener = realtime[0] if realtime else None
+        else:
+            self.listeners = [listen(s.http_interface, s.http_port, reuse_port=s.reuse_port)]
+        if self._realtime_target() and self.realtime_listener is None:
+            self.realtime_listener = listen(s.http_interface, s.gevent_port,
+                                            reuse_port=s.reuse_port)
+        if self.realtime_listener is not None:
+            log.info("realtime service (websocket, long-polling) on %s",
+                     display_address(self.realtime_listener))
 
     # -- signals -----------------------------------------------------------------------------
 
@@ -286,7 +299,7 @@ class Master:
         if self.upgrade_pid is not None or self.stopping:
             log.warning("USR2 ignored: an upgrade is already running or the master is stopping")
             return
-        env = {**os.environ, **handover_env(self.listeners), UPGRADE_ENV: str(os.getpid())}
+        env = {**os.environ, **handover_env(self._all_listeners()), UPGRADE_ENV: str(os.getpid())}
         command = [sys.executable, "-m", "prefork", *self.argv]
         pid = os.fork()
         if pid == 0:
@@ -322,7 +335,8 @@ class Master:
             return
         current = [w for w in self.workers.values()
                    if w.generation == self.generation and not w.terminating]
-        for kind, target in ((HTTP, self.target), (CRON, self._cron_target())):
+        for kind, target in ((HTTP, self.target), (CRON, self._cron_target()),
+                             (REALTIME, self._realtime_target())):
             self._keep_count([w for w in current if w.kind == kind], kind, target)
         self._retire_old_generation([w for w in current if w.kind == HTTP])
 
@@ -339,6 +353,16 @@ class Master:
         if self.database is None or not self.database.target.is_postgres:
             return 0
         return self.settings.max_cron_threads
+
+    def _all_listeners(self) -> list[socket.socket]:
+        extra = [self.realtime_listener] if self.realtime_listener is not None else []
+        return self.listeners + extra
+
+    def _realtime_target(self) -> int:
+        """The bus needs PostgreSQL (NOTIFY); a realtime port of its own."""
+        if self.database is None or not self.database.target.is_postgres:
+            return 0
+        return 1
 
     def _retire_old_generation(self, current: list[WorkerProc]) -> None:
         """Once the current generation is all ready, stop the old one (reload) or the old
@@ -383,6 +407,14 @@ class Master:
             for name in SIGNALS:
                 signal.signal(getattr(signal, name), signal.SIG_DFL)
             self._close_inherited()
+            if kind != REALTIME and self.realtime_listener is not None:
+                self.realtime_listener.close()
+            if kind == REALTIME:
+                assert self.database is not None and self.realtime_listener is not None
+                for sock in self.listeners:
+                    sock.close()
+                RealtimeProcess(self.settings, slot, self.realtime_listener,
+                                self.database.target.conninfo).run()
             if kind == CRON:
                 assert self.database is not None
                 for sock in self.listeners:
@@ -499,8 +531,10 @@ class Master:
     def _limits(self, worker: WorkerProc) -> dict[str, int]:
         s = self.settings
         cpu = cron_limits(s)[1] if worker.kind == CRON else s.limit_time_cpu
-        return {"limit_time_cpu": cpu, "limit_memory_soft": s.limit_memory_soft,
-                "limit_memory_hard": s.limit_memory_hard}
+        soft, hard = s.limit_memory_soft, s.limit_memory_hard
+        if worker.kind == REALTIME:
+            soft, hard = realtime_limits(s)
+        return {"limit_time_cpu": cpu, "limit_memory_soft": soft, "limit_memory_hard": hard}
 
     # -- watchdog ----------------------------------------------------------------------------
 
@@ -540,7 +574,7 @@ class Master:
                        f"{self.settings.limit_time_real}s")
 
     def _check_memory(self, worker: WorkerProc) -> None:
-        limit = self.settings.limit_memory_hard
+        limit = self._limits(worker)["limit_memory_hard"]
         if not limit or worker.process is None:
             return
         try:
@@ -562,7 +596,7 @@ class Master:
         self.parking.close_all()
         for worker in self.workers.values():  # stopping workers then keep their clients
             self._close_channel(worker)
-        for sock in self.listeners:
+        for sock in self._all_listeners():
             sock.close()
         for worker in list(self.workers.values()):
             self._terminate(worker)
@@ -626,7 +660,7 @@ class Master:
             "config": self.loaded.config_path,
             "mode": "multi-processing",
             "target_workers": self.target,
-            "listeners": [display_address(s) for s in self.listeners if s.fileno() >= 0],
+            "listeners": [display_address(s) for s in self._all_listeners() if s.fileno() >= 0],
             "processes": [self._worker_row(w, now) for w in self.workers.values()],
             "exits": [record.as_dict() for record in self.exits],
         }
@@ -643,6 +677,10 @@ class Master:
 
 
 _STATE_LABELS = {BOOTING: "booting", READY: "ready"}
+
+
+def _port(sock: socket.socket) -> int:
+    return int(sock.getsockname()[1])
 
 
 def _process_row(process: psutil.Process | None, role: str, started_at: float, requests: int,

@@ -1,10 +1,11 @@
-"""Import the WSGI application named by the `app` option."""
+"""Import the WSGI application named by the `app` option, and other 'module:callable' hooks."""
 
 from __future__ import annotations
 
 import importlib
 import sys
-from typing import cast
+from collections.abc import Callable
+from typing import Any, cast
 
 from prefork.wsgi.handler import WSGIApp
 
@@ -16,7 +17,11 @@ class AppImportError(Exception):
 
 
 def load_app(ref: str) -> WSGIApp:
-    ref = ref or DEMO_APP
+    return cast(WSGIApp, load_callable(ref or DEMO_APP, "app"))
+
+
+def load_callable(ref: str, what: str) -> Callable[..., Any]:
+    """Import 'module:callable' ('module' alone means its `application`)."""
     module_name, _, attr = ref.partition(":")
     attr = attr or "application"
     if "" not in sys.path:
@@ -25,15 +30,15 @@ def load_app(ref: str) -> WSGIApp:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
-            raise AppImportError(f"app {ref!r}: no module named {exc.name!r}") from None
+            raise AppImportError(f"{what} {ref!r}: no module named {exc.name!r}") from None
         raise
     target: object = module
     for part in attr.split("."):
         try:
             target = getattr(target, part)
         except AttributeError:
-            raise AppImportError(f"app {ref!r}: {module_name!r} has no attribute {attr!r}") \
+            raise AppImportError(f"{what} {ref!r}: {module_name!r} has no attribute {attr!r}") \
                 from None
     if not callable(target):
-        raise AppImportError(f"app {ref!r}: {attr!r} is not callable")
-    return cast(WSGIApp, target)
+        raise AppImportError(f"{what} {ref!r}: {attr!r} is not callable")
+    return cast(Callable[..., Any], target)

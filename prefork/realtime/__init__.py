@@ -1,0 +1,1 @@
+"""The realtime process: WebSocket and long-polling clients of the bus (SPEC section 8)."""

@@ -1,0 +1,223 @@
+"""One websocket client, speaking the protocol of Odoo 16+ bus clients.
+
+The client sends `{"event_name": "subscribe", "data": {"channels": [...], "last": N}}`;
+the server sends JSON arrays of `{"id": N, "message": {...}}`. Close codes are Odoo's:
+1001 server going away, 1003 data that is not a JSON event, 1008 origin refused, 1009
+message over 1 MiB (enforced by the protocol engine), 1013 rate limit exceeded (or a client
+too slow to read what it is sent), 4001 session expired, 4002 connection lifetime reached.
+Pings (45 s) and their timeout (15 s) are the protocol engine's.
+
+Each connection costs one task (its receive loop) and two timer handles; a writer task
+exists only while frames are waiting to be sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Coroutine, Mapping
+from typing import Any
+
+from prefork.bus.store import Message
+from prefork.realtime.auth import SESSION_CHECK, Gate, same_site
+from prefork.realtime.hub import Hub, Subscriber
+
+log = logging.getLogger("prefork.realtime")
+
+GOING_AWAY, INCORRECT_DATA, POLICY, TRY_LATER = 1001, 1003, 1008, 1013
+SESSION_EXPIRED, LIFETIME = 4001, 4002
+RATE_BURST, RATE_DELAY = 10, 0.2  # Odoo's: 10 messages at once, then one per 0.2 s
+MAX_QUEUED_FRAMES = 1000
+LIFETIME_JITTER = 0.1
+
+ASGISend = Any
+ASGIReceive = Any
+
+
+class Services:
+    """What every connection of the process shares."""
+
+    def __init__(self, hub: Hub, gate: Gate, history: Any, lifetime: int,
+                 proxy_mode: bool) -> None:
+        self.hub = hub
+        self.gate = gate
+        self.history = history  # async (channels, last) -> list[Message]
+        self.lifetime = lifetime
+        self.proxy_mode = proxy_mode
+        self.clients: set[Client] = set()
+
+
+class Client:
+    __slots__ = ("_closing", "_frames", "_headers", "_lifetime", "_send", "_session_check",
+                 "_tokens", "_tokens_at", "_writer", "identity", "services", "subscriber")
+
+    def __init__(self, services: Services, send: ASGISend, identity: Any,
+                 headers: Mapping[str, str]) -> None:
+        self.services = services
+        self.identity = identity
+        self._headers = headers
+        self._send = send
+        self.subscriber = Subscriber(self._queue)
+        self._frames: deque[str] = deque()
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+        self._tokens, self._tokens_at = float(RATE_BURST), time.monotonic()
+        loop = asyncio.get_running_loop()
+        lifetime = services.lifetime
+        self._lifetime = loop.call_later(
+            lifetime * random.uniform(1 - LIFETIME_JITTER, 1 + LIFETIME_JITTER),
+            self.close, LIFETIME) if lifetime else None
+        self._session_check = loop.call_later(SESSION_CHECK, self._check_session)
+
+    # -- incoming ----------------------------------------------------------------------------
+
+    async def on_message(self, text: str | None) -> None:
+        if not self._take_token():
+            self.close(TRY_LATER)
+            return
+        try:
+            event = json.loads(text or "")
+            name, data = event["event_name"], event.get("data") or {}
+        except (ValueError, TypeError, KeyError):
+            self.close(INCORRECT_DATA)
+            return
+        if not await self._session_valid():
+            return
+        if name == "subscribe":
+            await self._subscribe(data)
+        else:
+            log.debug("websocket: ignoring event %r", name)
+
+    def _take_token(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(RATE_BURST, self._tokens + (now - self._tokens_at) / RATE_DELAY)
+        self._tokens_at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+    async def _subscribe(self, data: Mapping[str, Any]) -> None:
+        channels = data.get("channels") or []
+        last = data.get("last") or 0
+        if not isinstance(channels, list) or not isinstance(last, int):
+            self.close(INCORRECT_DATA)
+            return
+        names = [c if isinstance(c, str) else json.dumps(c, separators=(",", ":"))
+                 for c in channels]
+        allowed = await self.services.gate.allowed(self.identity, names)
+        hub = self.services.hub
+        hub.join(self.subscriber, allowed, last)
+        try:
+            history = await self.services.history(allowed, last)
+        except Exception:
+            log.warning("websocket: history unavailable; sending new messages only")
+            history = []
+        self.subscriber.release(history)
+
+    async def _session_valid(self) -> bool:
+        identity = await self.services.gate.identify(self._headers)
+        if identity is None:
+            self.close(SESSION_EXPIRED)
+            return False
+        return True
+
+    def _check_session(self) -> None:
+        async def check() -> None:
+            if await self._session_valid() and not self._closing:
+                loop = asyncio.get_running_loop()
+                self._session_check = loop.call_later(SESSION_CHECK, self._check_session)
+        _spawn(check())
+
+    # -- outgoing ----------------------------------------------------------------------------
+
+    def _queue(self, messages: list[Message]) -> None:
+        if self._closing:
+            return
+        if len(self._frames) >= MAX_QUEUED_FRAMES:
+            self.close(TRY_LATER)
+            return
+        self._frames.append("[" + ",".join(m.frame_item() for m in messages) + "]")
+        if self._writer is None:
+            self._writer = asyncio.ensure_future(self._write())
+
+    async def _write(self) -> None:
+        try:
+            while self._frames and not self._closing:
+                await self._send({"type": "websocket.send", "text": self._frames.popleft()})
+        except Exception:  # the client went away; the receive loop ends the connection
+            self._frames.clear()
+        finally:
+            self._writer = None
+
+    def close(self, code: int) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._frames.clear()
+        _spawn(self._close(code))
+
+    async def _close(self, code: int) -> None:
+        try:
+            await self._send({"type": "websocket.close", "code": code})
+        except Exception:
+            pass  # already gone
+
+    def end(self) -> None:
+        """The connection is over: leave the hub, stop the timers."""
+        self._closing = True
+        self.services.hub.leave(self.subscriber)
+        for handle in (self._lifetime, self._session_check):
+            if handle is not None:
+                handle.cancel()
+        if self._writer is not None:
+            self._writer.cancel()
+
+
+async def serve(services: Services, scope: Mapping[str, Any], receive: ASGIReceive,
+                send: ASGISend) -> None:
+    """The ASGI websocket session."""
+    if (await receive())["type"] != "websocket.connect":
+        return
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    if not same_site(headers, services.proxy_mode):
+        log.warning("websocket refused: origin %r does not match host %r",
+                    headers.get("origin"), headers.get("host"))
+        await send({"type": "websocket.close", "code": POLICY})  # HTTP 403 before accept
+        return
+    identity = await services.gate.identify(headers)
+    await send({"type": "websocket.accept"})
+    if identity is None:
+        await send({"type": "websocket.close", "code": SESSION_EXPIRED})
+        return
+    client = Client(services, send, identity, headers)
+    services.clients.add(client)
+    try:
+        while True:
+            event = await receive()
+            if event["type"] == "websocket.disconnect":
+                return
+            await client.on_message(event.get("text") or _decode(event.get("bytes")))
+    finally:
+        client.end()
+        services.clients.discard(client)
+
+
+_background: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
+
+
+def _spawn(coroutine: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.ensure_future(coroutine)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+def _decode(raw: bytes | None) -> str | None:
+    try:
+        return raw.decode() if raw is not None else None
+    except UnicodeDecodeError:
+        return None
