@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from prefork.config import Settings
@@ -12,6 +13,7 @@ from prefork.wsgi.database import DatabaseMiddleware
 from prefork.wsgi.environ import EnvironBuilder
 from prefork.wsgi.handler import WSGIApp, WSGIHandler
 from prefork.wsgi.health import HealthMiddleware
+from prefork.wsgi.realtime_elsewhere import RealtimeElsewhere
 
 
 def make_loop(settings: Settings, dispatch: Dispatch, *, inline: bool,
@@ -29,6 +31,8 @@ def make_handler(settings: Settings, app: WSGIApp, loop: EventLoop, *, multiproc
     if database is not None:
         app = DatabaseMiddleware(app, database)
     app = HealthMiddleware(app, database)
+    if multiprocess:
+        app = RealtimeElsewhere(app, settings.gevent_port, settings.http_port, time.monotonic)
     environ = EnvironBuilder(settings.http_interface or "0.0.0.0", settings.http_port,
                              settings.proxy_mode)
     environ.configure(multithread=not multiprocess, multiprocess=multiprocess)

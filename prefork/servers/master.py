@@ -9,6 +9,7 @@ worker count at its target.
 
 from __future__ import annotations
 
+import dataclasses
 import faulthandler
 import logging
 import os
@@ -234,6 +235,8 @@ class Master:
         if self.realtime_listener is not None:
             log.info("realtime service (websocket, long-polling) on %s",
                      display_address(self.realtime_listener))
+            # Port 0 asks for any free port: workers direct clients to the one chosen.
+            self.settings = dataclasses.replace(s, gevent_port=_port(self.realtime_listener))
 
     # -- signals -----------------------------------------------------------------------------
 
@@ -324,6 +327,12 @@ class Master:
         if self.database is not None and resolve_target(new) != resolve_target(self.settings):
             log.warning("database settings changes need a restart or an upgrade (USR2); "
                         "keeping %s", self.database.target.describe())
+        if self.realtime_listener is not None:
+            port = _port(self.realtime_listener)
+            if new.gevent_port not in (0, port):
+                log.warning("gevent_port changes need a restart or an upgrade (USR2); "
+                            "keeping %d", port)
+            new = dataclasses.replace(new, gevent_port=port)
         self.loaded = loaded
         self.settings = new
         self.target = new.workers

@@ -1,0 +1,61 @@
+"""HTTP workers answer WebSocket upgrades and long-polling with directions to the realtime
+process, instead of passing them to the application (Odoo answers them with a traceback,
+odoo/odoo#106339): the client gets a 400 that names the port to use and the nginx location
+that routes there."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prefork.wsgi.handler import WSGIApp
+
+log = logging.getLogger("prefork.worker")
+
+WARN_EVERY = 60.0  # seconds between two log lines about misrouted clients, per worker
+
+
+def directions(gevent_port: int, http_port: int) -> bytes:
+    return f"""\
+WebSocket and long-polling requests are served by prefork's realtime process on port \
+{gevent_port}, not by the HTTP workers on port {http_port}.
+Connect to port {gevent_port}, or route these paths to it in nginx:
+
+    location /websocket {{
+        proxy_pass http://127.0.0.1:{gevent_port};
+        proxy_http_version 1.1;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection "upgrade";
+        proxy_set_header Host $host;
+        proxy_read_timeout 3600s;
+    }}
+
+(the same for /web/websocket, and /longpolling for clients of Odoo 15 and older).
+""".encode()
+
+
+class RealtimeElsewhere:
+    def __init__(self, app: WSGIApp, gevent_port: int, http_port: int,
+                 clock: Callable[[], float]) -> None:
+        self.app = app
+        self.body = directions(gevent_port, http_port)
+        self.clock = clock
+        self.next_warning = 0.0
+
+    def __call__(self, environ: dict[str, Any],
+                 start_response: Callable[..., Any]) -> Iterable[bytes]:
+        upgrade = environ.get("HTTP_UPGRADE", "").lower() == "websocket"
+        if not upgrade and not environ.get("PATH_INFO", "").startswith("/longpolling/"):
+            return self.app(environ, start_response)
+        now = self.clock()
+        if now >= self.next_warning:
+            self.next_warning = now + WARN_EVERY
+            log.warning("%s %s reached an HTTP worker: route it to the realtime port "
+                        "(see the response sent to the client)",
+                        "WebSocket upgrade" if upgrade else "long-polling request",
+                        environ.get("PATH_INFO"))
+        start_response("400 Bad Request", [("Content-Type", "text/plain; charset=utf-8"),
+                                           ("Content-Length", str(len(self.body))),
+                                           ("Connection", "close")])
+        return [self.body]

@@ -1,0 +1,321 @@
+"""The realtime process and the bus: real server, real PostgreSQL, real websocket clients."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+from prefork.bus.store import write
+from tests.conftest import Server
+
+APP = ("--app", "tests.apps.busapp:app", "--max-cron-threads", "0")
+HOOKS = ("--bus-auth", "tests.apps.busapp:authenticate",
+         "--bus-channels", "tests.apps.busapp:channels")
+
+
+def channel() -> str:
+    return f"test.{uuid.uuid4().hex[:12]}"
+
+
+def eventually(predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            result = predicate()
+            if result:
+                return result
+        except (OSError, http.client.HTTPException, psutil.Error):
+            pass
+        time.sleep(0.05)
+    raise AssertionError("condition never became true")
+
+
+def publish(server: Server, name: str, message: Any, **query: str) -> int:
+    conn = server.http(timeout=15)
+    try:
+        params = "&".join(f"{k}={v}" for k, v in {"channel": name, **query}.items())
+        conn.request("POST", f"/publish?{params}", body=json.dumps(message))
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+@contextmanager
+def websocket(server: Server, path: str = "/websocket", retry_for: float = 0.0,
+              **headers: str) -> Iterator[ClientConnection]:
+    url = f"ws://127.0.0.1:{server.realtime_port}{path}"
+    deadline = time.monotonic() + retry_for
+    while True:
+        try:
+            client = connect(url, open_timeout=10, additional_headers=headers)
+            break
+        except (OSError, InvalidStatus):
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1)
+    with client as ws:
+        yield ws
+
+
+def subscribe(ws: ClientConnection, channels: list[Any], last: int = 0) -> None:
+    ws.send(json.dumps({"event_name": "subscribe", "data": {"channels": channels,
+                                                             "last": last}}))
+
+
+def receive(ws: ClientConnection, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+    received: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while len(received) < count:
+        received.extend(json.loads(ws.recv(timeout=max(0.01, deadline - time.monotonic()))))
+    return received
+
+
+def nothing_more(ws: ClientConnection, wait: float = 0.5) -> bool:
+    try:
+        ws.recv(timeout=wait)
+    except TimeoutError:
+        return True
+    return False
+
+
+def closed_with(ws: ClientConnection, timeout: float = 10.0) -> int:
+    deadline = time.monotonic() + timeout
+    with pytest.raises(ConnectionClosed) as info:
+        while time.monotonic() < deadline:
+            ws.recv(timeout=max(0.01, deadline - time.monotonic()))
+    assert info.value.rcvd is not None, "closed without a close frame"
+    return info.value.rcvd.code
+
+
+def realtime_pid(server: Server) -> int:
+    for child in psutil.Process(server.proc.pid).children():
+        if "prefork: realtime" in " ".join(child.cmdline()):
+            return child.pid
+    raise AssertionError("no realtime process")
+
+
+def health(server: Server) -> dict[str, Any]:
+    url = f"http://127.0.0.1:{server.realtime_port}/websocket/health"
+    return json.loads(urllib.request.urlopen(url, timeout=5).read())  # type: ignore[no-any-return]
+
+
+def start(server_factory: type, *args: str, **kwargs: Any) -> Server:
+    """A server whose realtime process is up and connected to the bus."""
+    server: Server = server_factory.start(*APP, *args, **kwargs)
+    eventually(lambda: health(server)["bus_connected"])
+    return server
+
+
+@pytest.fixture
+def bus_server(server_factory: type) -> Server:
+    return start(server_factory, "--workers", "2")
+
+
+def test_processes_and_health(bus_server: Server) -> None:
+    pid = realtime_pid(bus_server)
+    assert psutil.Process(pid).cmdline()[0] == f"prefork: realtime :{bus_server.realtime_port}"
+    assert health(bus_server) == {"status": "pass", "bus_connected": True, "websockets": 0}
+
+
+def test_publish_in_a_request_is_delivered_on_commit_only(bus_server: Server) -> None:
+    name = channel()
+    with websocket(bus_server) as ws:
+        subscribe(ws, [name])
+        assert publish(bus_server, name, {"n": 1}, fail="1") == 500  # rolled back
+        assert publish(bus_server, name, {"n": 2}) == 200
+        first = receive(ws, 1)
+        assert [m["message"] for m in first] == [{"n": 2}]
+        assert nothing_more(ws)
+
+
+def test_a_message_over_notify_payload_limit_is_delivered(bus_server: Server) -> None:
+    name, text = channel(), "x" * 9000
+    with websocket(bus_server, "/web/websocket") as ws:
+        subscribe(ws, [name])
+        assert publish(bus_server, name, {"text": text}) == 200
+        assert receive(ws, 1)[0]["message"] == {"text": text}
+
+
+def test_out_of_order_commits_are_each_delivered_once(bus_server: Server,
+                                                      database_uri: str) -> None:
+    name = channel()
+    with websocket(bus_server) as ws, psycopg.connect(database_uri) as first, \
+            psycopg.connect(database_uri) as second:
+        subscribe(ws, [name])
+        time.sleep(0.3)
+        write(first, name, {"order": "written first, committed last"})
+        write(second, name, {"order": "written second, committed first"})
+        second.commit()
+        early = receive(ws, 1)
+        first.commit()
+        late = receive(ws, 1)
+        assert [m["message"]["order"] for m in early + late] == [
+            "written second, committed first", "written first, committed last"]
+        assert late[0]["id"] > early[0]["id"]
+        assert nothing_more(ws)
+        # A client that saw only the early one catches up with the late one, once.
+        with websocket(bus_server) as again:
+            subscribe(again, [name], last=early[0]["id"])
+            assert receive(again, 1) == late
+            assert nothing_more(again)
+
+
+def test_killed_realtime_process_is_replaced_and_clients_miss_nothing(
+        bus_server: Server) -> None:
+    name = channel()
+    with websocket(bus_server) as ws:
+        subscribe(ws, [name])
+        assert publish(bus_server, name, {"n": 1}) == 200
+        seen = receive(ws, 1)
+        old = realtime_pid(bus_server)
+        os.kill(old, signal.SIGKILL)
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=10)
+    for n in (2, 3):  # published while no realtime process runs
+        assert publish(bus_server, name, {"n": n}) == 200
+    eventually(lambda: realtime_pid(bus_server) != old)
+    with websocket(bus_server, retry_for=15) as ws:
+        subscribe(ws, [name], last=seen[-1]["id"])
+        assert [m["message"]["n"] for m in receive(ws, 2)] == [2, 3]
+        assert nothing_more(ws)
+
+
+def test_channels_are_filtered_by_the_application_hook(server_factory: type) -> None:
+    server = start(server_factory, *HOOKS, "--workers", "1")
+    public, private = channel(), "private." + channel()
+    with websocket(server, Cookie="session_id=visitor") as visitor, \
+            websocket(server, Cookie="session_id=admin") as admin:
+        subscribe(visitor, [public, private])
+        subscribe(admin, [private])
+        time.sleep(0.3)
+        assert publish(server, private, {"secret": True}) == 200
+        assert publish(server, public, {"secret": False}) == 200
+        assert [m["message"] for m in receive(visitor, 1)] == [{"secret": False}]
+        assert [m["message"] for m in receive(admin, 1)] == [{"secret": True}]
+        assert nothing_more(visitor)
+
+
+def test_odoo_client_messages_work_unchanged(bus_server: Server, database_uri: str) -> None:
+    """Odoo's bus worker sends exactly this; channels may be lists, as Odoo's are."""
+    partner = ["prefork_test", "res.partner", 7]
+    with websocket(bus_server, "/websocket?version=17.0-1") as ws:
+        ws.send('{"event_name":"subscribe","data":{"channels":[["prefork_test","res.partner",7]'
+                '],"last":0}}')
+        time.sleep(0.3)
+        with psycopg.connect(database_uri) as conn:
+            write(conn, tuple(partner), {"type": "mail.record/insert", "payload": {"id": 1}})
+        (item,) = receive(ws, 1)
+        assert set(item) == {"id", "message"}
+        assert item["message"] == {"type": "mail.record/insert", "payload": {"id": 1}}
+
+
+def test_close_codes(server_factory: type, tmp_path: Path) -> None:
+    expired = tmp_path / "expired"
+    server = start(server_factory, *HOOKS, "--workers", "1",
+                   env={"BUS_EXPIRED_FILE": str(expired)})
+    with websocket(server) as ws:
+        ws.send("x" * ((1 << 20) + 1))
+        assert closed_with(ws) == 1009
+    with websocket(server) as ws:
+        for _ in range(15):
+            subscribe(ws, [channel()])
+        assert closed_with(ws) == 1013
+    with websocket(server) as ws:
+        ws.send("not json")
+        assert closed_with(ws) == 1003
+    with websocket(server, Cookie="session_id=s1") as ws:
+        subscribe(ws, [channel()])
+        expired.write_text("s1\n")
+        subscribe(ws, [channel()])
+        assert closed_with(ws) == 4001
+    with pytest.raises(InvalidStatus) as refused, \
+            websocket(server, Origin="http://evil.example"):
+        pass
+    assert refused.value.response.status_code == 403
+    with websocket(server, Origin="http://127.0.0.1:8069") as ws:  # same host, other port
+        subscribe(ws, [channel()])
+        assert nothing_more(ws)
+    with websocket(server) as ws:
+        server.signal(signal.SIGTERM)
+        assert closed_with(ws) == 1001
+
+
+def test_connection_lifetime_closes_with_4002(server_factory: type) -> None:
+    server = start(server_factory, "--workers", "1", "--websocket-lifetime", "1")
+    with websocket(server) as ws:
+        started = time.monotonic()
+        assert closed_with(ws) == 4002
+        assert 0.85 <= time.monotonic() - started <= 3
+
+
+def test_long_polling(bus_server: Server) -> None:
+    name = channel()
+    url = f"http://127.0.0.1:{bus_server.realtime_port}/longpolling/poll"
+
+    def poll(last: int) -> list[dict[str, Any]]:
+        body = json.dumps({"jsonrpc": "2.0", "method": "call", "id": 9,
+                           "params": {"channels": [name], "last": last}}).encode()
+        request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+        reply = json.loads(urllib.request.urlopen(request, timeout=60).read())
+        assert reply["jsonrpc"] == "2.0" and reply["id"] == 9
+        return reply["result"]  # type: ignore[no-any-return]
+
+    assert publish(bus_server, name, {"n": 1}) == 200
+    first = eventually(lambda: poll(0))  # answered at once: a message is waiting
+    assert [(m["channel"], m["message"]) for m in first] == [(name, {"n": 1})]
+    results: list[list[dict[str, Any]]] = []
+    waiter = threading.Thread(target=lambda: results.append(poll(first[-1]["id"])))
+    waiter.start()
+    time.sleep(1.0)
+    assert waiter.is_alive(), "answered with nothing new instead of waiting"
+    assert publish(bus_server, name, {"n": 2}) == 200
+    waiter.join(10)
+    assert [m["message"] for m in results[0]] == [{"n": 2}]
+
+
+def test_an_upgrade_on_the_http_port_gets_directions(bus_server: Server) -> None:
+    conn = bus_server.http()
+    conn.request("GET", "/websocket", headers={
+        "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+    response = conn.getresponse()
+    text = response.read().decode()
+    assert response.status == 400
+    assert f"port {bus_server.realtime_port}" in text
+    assert "location /websocket" in text and "proxy_set_header Upgrade" in text
+    assert "Traceback" not in bus_server.log()
+
+
+def test_bus_send_from_the_command_line(bus_server: Server, database_uri: str) -> None:
+    import subprocess
+    import sys
+
+    name = channel()
+    with websocket(bus_server) as ws:
+        subscribe(ws, [name])
+        result = subprocess.run([sys.executable, "-m", "prefork", "bus", "send", name,
+                                 '{"from": "cli"}'], capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert receive(ws, 1)[0]["message"] == {"from": "cli"}
+    bad = subprocess.run([sys.executable, "-m", "prefork", "bus", "send", name, "{oops"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "not valid JSON" in bad.stderr
