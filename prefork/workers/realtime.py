@@ -80,6 +80,8 @@ class RealtimeProcess:
         os._exit(exitcodes.STOPPED)
 
     async def _serve(self) -> None:
+        if not log.isEnabledFor(logging.DEBUG):  # uvicorn logs every websocket at INFO
+            logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self._request_stop, exitcodes.STOPPED)
         s = self.settings
