@@ -95,7 +95,10 @@ class Server:
 
     @property
     def realtime_port(self) -> int:
-        """The realtime process's port (multi-processing mode), from the master's log."""
+        """Where the realtime endpoints are: http_port in threaded mode, else the realtime
+        process's port, from the master's log."""
+        if "(threaded mode," in self.log():
+            return self.port
         return int(self.wait_log(r"realtime service \(websocket, long-polling\) on "
                                  r"[\d.]+:(\d+)").group(1))
 

@@ -23,7 +23,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from prefork.bus.store import write
-from tests.conftest import Server
+from tests.conftest import MODES, Server
 
 APP = ("--app", "tests.apps.busapp:app", "--max-cron-threads", "0")
 HOOKS = ("--bus-auth", "tests.apps.busapp:authenticate",
@@ -134,28 +134,48 @@ def bus_server(server_factory: type) -> Server:
     return start(server_factory, "--workers", "2")
 
 
+@pytest.fixture(params=list(MODES))
+def any_mode(request: pytest.FixtureRequest, server_factory: type) -> Server:
+    """Threaded mode serves the realtime endpoints on http_port itself."""
+    return start(server_factory, *MODES[request.param])
+
+
+def test_threaded_mode_serves_websockets_on_the_http_port(server_factory: type) -> None:
+    server = start(server_factory)
+    assert server.realtime_port == server.port
+    assert health(server)["status"] == "pass"
+    name = channel()
+    with websocket(server) as ws:
+        subscribe(ws, [name])
+        assert publish(server, name, {"n": 1}) == 200
+        assert receive(ws, 1)[0]["message"] == {"n": 1}
+        server.signal(signal.SIGTERM)
+        assert closed_with(ws) == 1001
+    assert server.proc.wait(15) == 0
+
+
 def test_processes_and_health(bus_server: Server) -> None:
     pid = realtime_pid(bus_server)
     assert psutil.Process(pid).cmdline()[0] == f"prefork: realtime :{bus_server.realtime_port}"
     assert health(bus_server) == {"status": "pass", "bus_connected": True, "websockets": 0}
 
 
-def test_publish_in_a_request_is_delivered_on_commit_only(bus_server: Server) -> None:
+def test_publish_in_a_request_is_delivered_on_commit_only(any_mode: Server) -> None:
     name = channel()
-    with websocket(bus_server) as ws:
+    with websocket(any_mode) as ws:
         subscribe(ws, [name])
-        assert publish(bus_server, name, {"n": 1}, fail="1") == 500  # rolled back
-        assert publish(bus_server, name, {"n": 2}) == 200
+        assert publish(any_mode, name, {"n": 1}, fail="1") == 500  # rolled back
+        assert publish(any_mode, name, {"n": 2}) == 200
         first = receive(ws, 1)
         assert [m["message"] for m in first] == [{"n": 2}]
         assert nothing_more(ws)
 
 
-def test_a_message_over_notify_payload_limit_is_delivered(bus_server: Server) -> None:
+def test_a_message_over_notify_payload_limit_is_delivered(any_mode: Server) -> None:
     name, text = channel(), "x" * 9000
-    with websocket(bus_server, "/web/websocket") as ws:
+    with websocket(any_mode, "/web/websocket") as ws:
         subscribe(ws, [name])
-        assert publish(bus_server, name, {"text": text}) == 200
+        assert publish(any_mode, name, {"text": text}) == 200
         assert receive(ws, 1)[0]["message"] == {"text": text}
 
 
@@ -271,9 +291,9 @@ def test_connection_lifetime_closes_with_4002(server_factory: type) -> None:
         assert 0.85 <= time.monotonic() - started <= 3
 
 
-def test_long_polling(bus_server: Server) -> None:
+def test_long_polling(any_mode: Server) -> None:
     name = channel()
-    url = f"http://127.0.0.1:{bus_server.realtime_port}/longpolling/poll"
+    url = f"http://127.0.0.1:{any_mode.realtime_port}/longpolling/poll"
 
     def poll(last: int) -> list[dict[str, Any]]:
         body = json.dumps({"jsonrpc": "2.0", "method": "call", "id": 9,
@@ -283,7 +303,7 @@ def test_long_polling(bus_server: Server) -> None:
         assert reply["jsonrpc"] == "2.0" and reply["id"] == 9
         return reply["result"]  # type: ignore[no-any-return]
 
-    assert publish(bus_server, name, {"n": 1}) == 200
+    assert publish(any_mode, name, {"n": 1}) == 200
     first = eventually(lambda: poll(0))  # answered at once: a message is waiting
     assert [(m["channel"], m["message"]) for m in first] == [(name, {"n": 1})]
     results: list[list[dict[str, Any]]] = []
@@ -291,7 +311,7 @@ def test_long_polling(bus_server: Server) -> None:
     waiter.start()
     time.sleep(1.0)
     assert waiter.is_alive(), "answered with nothing new instead of waiting"
-    assert publish(bus_server, name, {"n": 2}) == 200
+    assert publish(any_mode, name, {"n": 2}) == 200
     waiter.join(10)
     assert [m["message"] for m in results[0]] == [{"n": 2}]
 

@@ -50,11 +50,11 @@ def run(loaded: Loaded, argv: Sequence[str]) -> int:
         with pidfile(settings.pidfile):
             pool = database.database(settings)
             try:
-                cron = database.target.conninfo if database.target.is_postgres else ""
-                if not cron and settings.max_cron_threads:
-                    log.warning("scheduled jobs need PostgreSQL: with SQLite no cron thread "
-                                "runs (max_cron_threads = %d ignored)", settings.max_cron_threads)
-                return ThreadedServer(settings, app, argv, pool, cron).serve()
+                postgres = database.target.conninfo if database.target.is_postgres else ""
+                if not postgres:
+                    log.warning("scheduled jobs and the realtime bus need PostgreSQL: with "
+                                "SQLite no cron thread runs and /websocket is not served")
+                return ThreadedServer(settings, app, argv, pool, postgres).serve()
             finally:
                 pool.close()
     except OSError as exc:

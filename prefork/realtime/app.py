@@ -13,6 +13,12 @@ from prefork.realtime.websocket import ASGIReceive, ASGISend, Services
 WEBSOCKET_PATHS = ("/websocket", "/web/websocket")
 
 
+def is_realtime_path(path: str) -> bool:
+    """The paths the realtime service answers (threaded mode routes them to it)."""
+    return (path.rstrip("/") in WEBSOCKET_PATHS or path == "/websocket/health"
+            or path.startswith("/longpolling/"))
+
+
 class RealtimeApp:
     def __init__(self, services: Services, database_ok: Any) -> None:
         self.services = services

@@ -23,8 +23,10 @@ from prefork.cron.threads import CronThreads
 from prefork.db.pool import Database
 from prefork.http.connection import Connection
 from prefork.http.request import Request
+from prefork.realtime.app import is_realtime_path
 from prefork.servers.engine import make_handler, make_loop
 from prefork.servers.exits import mib
+from prefork.servers.realtime_thread import RealtimeThread
 from prefork.sockets import display_address, handover_env, inherited_listeners, listen
 from prefork.workers.limits import over_soft_limit
 from prefork.wsgi.handler import WSGIApp
@@ -37,11 +39,14 @@ RELOAD_GRACE = 5.0  # seconds other requests get to finish before a limit reload
 
 class ThreadedServer:
     def __init__(self, settings: Settings, app: WSGIApp, argv: Sequence[str] = (),
-                 database: Database | None = None, cron_conninfo: str = "") -> None:
+                 database: Database | None = None, pg_conninfo: str = "") -> None:
+        """`pg_conninfo`: the PostgreSQL database, for the cron threads and the realtime
+        bus; empty with SQLite (neither runs)."""
         self.settings = settings
         self.database = database
-        self.cron = CronThreads(settings, cron_conninfo, self._cron_timed_out) \
-            if cron_conninfo else None
+        self.cron = CronThreads(settings, pg_conninfo, self._cron_timed_out) \
+            if pg_conninfo else None
+        self.realtime = RealtimeThread(settings, pg_conninfo) if pg_conninfo else None
         self.argv = list(argv)
         self.listeners: list[socket.socket] = []
         self._inflight: dict[int, tuple[float, str]] = {}  # thread id -> (start, request)
@@ -65,6 +70,8 @@ class ThreadedServer:
         self._start_threads()
         if self.cron is not None:
             self.cron.start()
+        if self.realtime is not None:
+            self.realtime.start()
         self._install_signals()
         log.info("HTTP service running on %s (threaded mode, %d threads)",
                  display_address(self.listeners[0]), s.http_threads)
@@ -143,6 +150,10 @@ class ThreadedServer:
             self.loop.wake()
 
     def _dispatch(self, conn: Connection, request: Request) -> None:
+        if self.realtime is not None and is_realtime_path(request.path):
+            self.realtime.hand_over(conn.sock, request)
+            self.loop.resume(conn, False)  # closes this loop's copy of the socket
+            return
         self._jobs.put((conn, request))
 
     # -- signals and stopping -------------------------------------------------------------
@@ -172,6 +183,8 @@ class ThreadedServer:
         self.loop.stop_accepting()
         if self.cron is not None:
             self.cron.stop()  # a job in progress may finish within the same grace
+        if self.realtime is not None:
+            self.realtime.stop()  # websockets closed with 1001
         self._stop_deadline = time.monotonic() + grace
 
     def _finished(self) -> bool:

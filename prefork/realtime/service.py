@@ -1,0 +1,86 @@
+"""Everything the realtime endpoints need, assembled once per process: the hub, the bus
+dispatcher, the hooks, the ASGI app and uvicorn as protocol engine. The realtime process
+serves it on its own port; the threaded server hands it the connections it receives for
+realtime paths on http_port (`adopt`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+
+from prefork.config import Settings
+from prefork.realtime.app import RealtimeApp
+from prefork.realtime.auth import Gate
+from prefork.realtime.dispatcher import Dispatcher
+from prefork.realtime.hub import Hub
+from prefork.realtime.websocket import GOING_AWAY, Services
+
+log = logging.getLogger("prefork.realtime")
+
+CLOSE_GRACE = 1.0  # seconds given to clients to receive their close frame on a stop
+MAX_MESSAGE = 1 << 20  # Odoo's cap; larger messages close the websocket with 1009
+PING_INTERVAL, PING_TIMEOUT = 45.0, 15.0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handlers: the process that runs it has its own."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class RealtimeService:
+    def __init__(self, settings: Settings, conninfo: str) -> None:
+        if not log.isEnabledFor(logging.DEBUG):  # uvicorn logs every websocket at INFO
+            logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+        hub = Hub()
+        self.dispatcher = Dispatcher(conninfo, hub, settings.bus_retention,
+                                     settings.db_maxconn_gevent or settings.db_maxconn)
+        self.services = Services(hub, Gate(settings), self.dispatcher.history,
+                                 settings.websocket_lifetime, settings.proxy_mode)
+        app = RealtimeApp(self.services, lambda: self.dispatcher.connected)
+        proxy = settings.proxy_mode
+        self.config = uvicorn.Config(
+            app, http="httptools", ws="websockets-sansio", lifespan="off",
+            ws_max_size=MAX_MESSAGE, ws_ping_interval=PING_INTERVAL,
+            ws_ping_timeout=PING_TIMEOUT, ws_per_message_deflate=False, log_config=None,
+            access_log=False, server_header=False, proxy_headers=proxy,
+            forwarded_allow_ips="*" if proxy else None, timeout_graceful_shutdown=3)
+        self.server = _Server(self.config)
+        self._dispatch_task: asyncio.Task[None] | None = None
+
+    def start_dispatcher(self) -> None:
+        self._dispatch_task = asyncio.ensure_future(self.dispatcher.run())
+
+    async def serve(self, listener: socket.socket) -> None:
+        """Accept on `listener` until stop()."""
+        await self.server.serve(sockets=[listener])
+
+    async def adopt(self, sock: socket.socket, head: bytes) -> None:
+        """Serve a connection accepted elsewhere, whose request head (and body) `head`
+        was already read from it."""
+        if not self.config.loaded:
+            self.config.load()
+        loop = asyncio.get_running_loop()
+        _, protocol = await loop.connect_accepted_socket(
+            lambda: self.config.http_protocol_class(  # type: ignore[call-arg]
+                config=self.config, server_state=self.server.server_state, app_state={}),
+            sock)
+        protocol.data_received(head)
+
+    async def stop(self) -> None:
+        """Close every websocket with 1001 (clients reconnect and catch up), then stop."""
+        for client in list(self.services.clients):
+            client.close(GOING_AWAY)
+        if self.services.clients:
+            await asyncio.sleep(CLOSE_GRACE)
+        self.server.should_exit = True
+        if self._dispatch_task is not None:
+            self._dispatch_task.cancel()
+        await self.dispatcher.close()
