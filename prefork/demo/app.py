@@ -1,20 +1,26 @@
-"""A small page that shows prefork is serving: which process and thread answered, and how.
+"""A small page that shows prefork is serving: which process and thread answered, and how,
+the last run of a scheduled job, and a live chat: a message is posted to an HTTP worker,
+published on the bus in the request's transaction, and delivered to every open page
+through the realtime process.
 
-Later features (sessions, chat over the bus, cron, the CPU-limit report) add their parts here.
+Later features (sessions, the CPU-limit report) add their parts here.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import os
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from prefork import __version__
+from prefork import __version__, bus
 from prefork.cron import JobContext, cron
 
 DEMO_JOB = "demo.heartbeat"
+CHAT_CHANNEL = "demo.chat"
+MAX_NAME, MAX_TEXT = 40, 500
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>prefork demo</title>
@@ -22,6 +28,12 @@ PAGE = """<!doctype html>
 body {{ font-family: system-ui, sans-serif; max-width: 46rem; margin: 3rem auto; color: #222; }}
 code {{ background: #f3f3f3; padding: 0 .25rem; }}
 td {{ padding: .2rem 1rem .2rem 0; }}
+#chat-log {{ border: 1px solid #ccc; height: 14rem; overflow-y: auto; padding: .5rem;
+             margin: .5rem 0; }}
+#chat-log p {{ margin: .2rem 0; }}
+#chat-form input {{ font: inherit; padding: .25rem; }}
+#chat-text {{ width: 60%; }}
+.via {{ color: #888; font-size: .8em; }}
 </style></head><body>
 <h1>prefork is running</h1>
 <p>This is the built-in demo, served because no application was configured.
@@ -34,17 +46,77 @@ Serve your own WSGI application with <code>prefork run --app module:callable</co
 <tr><td>request</td><td><code>{method} {uri} {protocol}</code></td></tr>
 <tr><td>scheduled job</td><td id="cron"><code>{job}</code> (every minute): {job_state}</td></tr>
 </table>
+<h2>Live chat</h2>
+<p>Open this page in two tabs: what one posts, the other shows at once. Status:
+<span id="chat-status">connecting</span></p>
+<div id="chat-log"></div>
+<form id="chat-form">
+<input id="chat-name" placeholder="name" maxlength="{max_name}" size="10" required>
+<input id="chat-text" placeholder="message" maxlength="{max_text}" required>
+<button>Send</button>
+</form>
+<script>
+(function () {{
+  const port = {realtime_port} || location.port;
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const url = scheme + "://" + location.hostname + (port ? ":" + port : "") + "/websocket";
+  const log = document.getElementById("chat-log");
+  const status = document.getElementById("chat-status");
+  let last = 0, delay = 500;
+  function show(item) {{
+    const p = document.createElement("p");
+    const who = document.createElement("b");
+    who.textContent = item.message.name + ": ";
+    const via = document.createElement("span");
+    via.className = "via";
+    via.textContent = " (posted through http pid " + item.message.pid + ")";
+    p.append(who, document.createTextNode(item.message.text), via);
+    log.append(p);
+    log.scrollTop = log.scrollHeight;
+  }}
+  function connect() {{
+    const ws = new WebSocket(url);
+    ws.onopen = () => {{
+      status.textContent = "connected";
+      delay = 500;
+      ws.send(JSON.stringify({{event_name: "subscribe",
+                               data: {{channels: ["{channel}"], last: last}}}}));
+    }};
+    ws.onmessage = (event) => {{
+      for (const item of JSON.parse(event.data)) {{
+        if (item.id > last) {{ last = item.id; show(item); }}
+      }}
+    }};
+    ws.onclose = () => {{
+      status.textContent = "reconnecting";
+      setTimeout(connect, delay);
+      delay = Math.min(delay * 2, 10000);
+    }};
+  }}
+  connect();
+  document.getElementById("chat-form").addEventListener("submit", async (event) => {{
+    event.preventDefault();
+    const text = document.getElementById("chat-text");
+    const name = document.getElementById("chat-name").value;
+    const response = await fetch("/chat", {{method: "POST",
+      headers: {{"Content-Type": "application/json"}},
+      body: JSON.stringify({{name: name, text: text.value}})}});
+    if (response.ok) text.value = "";
+    else status.textContent = "send failed: " + response.status;
+  }});
+}})();
+</script>
 </body></html>
 """
 
 
 def application(environ: dict[str, Any],
                 start_response: Callable[..., Any]) -> Iterable[bytes]:
-    if environ["PATH_INFO"] not in ("/", "/index.html"):
-        body = b"not found\n"
-        start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8"),
-                                         ("Content-Length", str(len(body)))])
-        return [body]
+    path = environ["PATH_INFO"]
+    if path == "/chat" and environ["REQUEST_METHOD"] == "POST":
+        return _post_chat(environ, start_response)
+    if path not in ("/", "/index.html"):
+        return _plain(start_response, "404 Not Found", "not found\n")
     mode = "multi-processing" if environ["wsgi.multiprocess"] else "threaded"
     page = PAGE.format(
         version=__version__,
@@ -57,10 +129,41 @@ def application(environ: dict[str, Any],
         protocol=html.escape(environ["SERVER_PROTOCOL"]),
         job=DEMO_JOB,
         job_state=html.escape(_job_state(environ)),
+        realtime_port=int(environ.get("prefork.realtime_port", 0)),
+        channel=CHAT_CHANNEL,
+        max_name=MAX_NAME,
+        max_text=MAX_TEXT,
     ).encode()
     start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"),
                               ("Content-Length", str(len(page)))])
     return [page]
+
+
+def _post_chat(environ: dict[str, Any],
+               start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """Publish in the request's transaction: delivered when the response is committed."""
+    try:
+        size = int(environ.get("CONTENT_LENGTH") or 0)
+        posted = json.loads(environ["wsgi.input"].read(min(size, 4096)))
+        name, text = str(posted["name"]).strip(), str(posted["text"]).strip()
+    except (ValueError, KeyError, TypeError):
+        return _plain(start_response, "400 Bad Request", "expected JSON {name, text}\n")
+    if not name or not text:
+        return _plain(start_response, "400 Bad Request", "name and text are required\n")
+    tx = environ.get("prefork.db")
+    if tx is None:
+        return _plain(start_response, "503 Service Unavailable", "no database\n")
+    message = {"name": name[:MAX_NAME], "text": text[:MAX_TEXT], "pid": os.getpid()}
+    bus.publish(CHAT_CHANNEL, message, db=tx)
+    start_response("204 No Content", [])
+    return []
+
+
+def _plain(start_response: Callable[..., Any], status: str, text: str) -> Iterable[bytes]:
+    body = text.encode()
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
+                            ("Content-Length", str(len(body)))])
+    return [body]
 
 
 @cron(every="1m", name=DEMO_JOB)

@@ -32,7 +32,8 @@ def make_handler(settings: Settings, app: WSGIApp, loop: EventLoop, *, multiproc
         app = DatabaseMiddleware(app, database)
     app = HealthMiddleware(app, database)
     if multiprocess:
-        app = RealtimeElsewhere(app, settings.gevent_port, settings.http_port, time.monotonic)
+        app = RealtimeElsewhere(app, settings.gevent_port, settings.http_port, time.monotonic,
+                                settings.proxy_mode)
     environ = EnvironBuilder(settings.http_interface or "0.0.0.0", settings.http_port,
                              settings.proxy_mode)
     environ.configure(multithread=not multiprocess, multiprocess=multiprocess)

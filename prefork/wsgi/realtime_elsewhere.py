@@ -36,9 +36,13 @@ Connect to port {gevent_port}, or route these paths to it in nginx:
 
 
 class RealtimeElsewhere:
+    """Also tells applications where their pages should open websockets:
+    environ["prefork.realtime_port"] (absent behind a proxy, which routes /websocket)."""
+
     def __init__(self, app: WSGIApp, gevent_port: int, http_port: int,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], proxy_mode: bool = False) -> None:
         self.app = app
+        self.port = 0 if proxy_mode else gevent_port
         self.body = directions(gevent_port, http_port)
         self.clock = clock
         self.next_warning = 0.0
@@ -47,6 +51,8 @@ class RealtimeElsewhere:
                  start_response: Callable[..., Any]) -> Iterable[bytes]:
         upgrade = environ.get("HTTP_UPGRADE", "").lower() == "websocket"
         if not upgrade and not environ.get("PATH_INFO", "").startswith("/longpolling/"):
+            if self.port:
+                environ["prefork.realtime_port"] = self.port
             return self.app(environ, start_response)
         now = self.clock()
         if now >= self.next_warning:
