@@ -348,9 +348,10 @@ def test_check_compares_the_connection_budget_with_max_connections() -> None:
         return result.stdout
 
     crowded = check("--workers", "4", "--max-cron-threads", "1")
-    assert re.search(r"warning: this configuration can open 385 database connections \(4 x 64 "
-                     r"\(http workers\) \+ 1 x 64 \(cron workers\) \+ 1 x 64 \(realtime "
-                     r"process\) \+ 1 x 1 \(master\) = 385\) but the server accepts \d+",
+    # The realtime process: its pool (db_maxconn_gevent, else db_maxconn) and the bus's two.
+    assert re.search(r"warning: this configuration can open 387 database connections \(4 x 64 "
+                     r"\(http workers\) \+ 1 x 64 \(cron workers\) \+ 1 x 66 \(realtime "
+                     r"process\) \+ 1 x 1 \(master\) = 387\) but the server accepts \d+",
                      crowded), crowded
     assert "reachable: PostgreSQL" in crowded
     modest = check("--workers", "4", "--db_maxconn", "2", "--max-cron-threads", "1")

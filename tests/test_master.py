@@ -70,9 +70,10 @@ def test_processes_are_master_plus_workers_with_titles(server_factory: type) -> 
     titles = sorted(p.cmdline()[0] for p in workers)
     assert titles == ["prefork: http worker #1", "prefork: http worker #2",
                       "prefork: http worker #3"]
-    wait_for(lambda: len(master.children()) == 5)
-    assert sorted(p.cmdline()[0] for p in master.children())[:2] == [
-        "prefork: cron worker #1", "prefork: cron worker #2"]
+    wait_for(lambda: len(master.children()) == 6)
+    others = sorted(p.cmdline()[0] for p in master.children() if p not in workers)
+    assert others == ["prefork: cron worker #1", "prefork: cron worker #2",
+                      f"prefork: realtime :{server.realtime_port}"]
 
 
 def test_workers_serve_in_parallel_processes(server_factory: type) -> None:
@@ -222,7 +223,8 @@ def test_second_term_forces(server_factory: type) -> None:
     server.wait_log("stopping gracefully")
     server.signal(signal.SIGTERM)
     assert server.proc.wait(10) == 0
-    assert "killing 1 worker(s) now" in server.log()
+    # The HTTP worker, and the realtime process if it has not finished closing yet.
+    assert re.search(r"killing [12] worker\(s\) now", server.log())
     thread.join(10)
 
 
@@ -241,7 +243,8 @@ def test_hup_replaces_every_worker_without_a_failed_request(server_factory: type
     with Load(server.port, clients=6, keep_alive=keep_alive) as load:
         wait_for(lambda: load.result.ok > 200)
         server.signal(signal.SIGHUP)
-        server.wait_log(r"reload: 3 new worker\(s\) ready, 3 old one\(s\) stopping")
+        # the 3 HTTP workers and the realtime process
+        server.wait_log(r"reload: 3 new worker\(s\) ready, 4 old process\(es\) stopping")
         wait_for(lambda: not old & {p.pid for p in workers_of(server)}, 15)
         served = load.result.ok
         wait_for(lambda: load.result.ok > served + 200)
@@ -361,7 +364,9 @@ def test_status_shows_processes_and_exits(server_factory: type, tmp_path: Path) 
     as_json = subprocess.run([*command, "--json"], capture_output=True, text=True, cwd=ROOT,
                              timeout=30)
     state = json.loads(as_json.stdout)
-    assert len(state["processes"]) == 2 and state["exits"]
+    roles = sorted(process["role"] for process in state["processes"])
+    assert roles == ["http worker #1", "http worker #2", "realtime process"], roles
+    assert state["exits"]
     server.stop()
     gone = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=30)
     assert gone.returncode == 1 and "no running master" in gone.stderr

@@ -14,6 +14,7 @@ from typing import Any
 from prefork.config import Settings
 
 MASTER_CONNECTIONS = 1  # the master's own connection, held only while it starts
+BUS_CONNECTIONS = 2  # the realtime bus: its LISTEN connection and the one that orders messages
 
 
 @dataclass(frozen=True)
@@ -31,15 +32,19 @@ class Budget:
 
 def connection_budget(settings: Settings) -> Budget:
     per_process = settings.db_maxconn
+    # The bus holds two more: its LISTEN connection and the one that orders messages.
+    realtime = (settings.db_maxconn_gevent or per_process) + BUS_CONNECTIONS
     if not settings.multiprocessing:
-        return Budget((("threaded server", 1, per_process),))
-    realtime = settings.db_maxconn_gevent or per_process
+        return Budget((("threaded server", 1, per_process), ("realtime thread", 1, realtime)))
     return Budget((
         ("http workers", max(settings.workers, 0), per_process),
         ("cron workers", settings.max_cron_threads, per_process),
         ("realtime process", 1, realtime),
         ("master", 1, MASTER_CONNECTIONS),
     ))
+
+
+
 
 
 def server_limits(conn: Any) -> tuple[int, int]:

@@ -386,7 +386,7 @@ class Master:
         for worker in old:
             self._terminate(worker)
         if old:
-            log.info("reload: %d new worker(s) ready, %d old one(s) stopping", len(ready),
+            log.info("reload: %d new worker(s) ready, %d old process(es) stopping", len(ready),
                      len(old))
         self._finish_upgrade()
 
