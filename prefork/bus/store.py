@@ -44,10 +44,7 @@ class Message(NamedTuple):
     id: int
     channel: str
     message: str  # JSON text, sent to clients as stored
-
-    def frame_item(self) -> str:
-        """This message as an element of a websocket frame: {"id": N, "message": ...}."""
-        return f'{{"id":{self.id},"message":{self.message}}}'
+    item: str  # as an element of a websocket frame: {"id": N, "message": ...}, built once
 
 
 def channel_name(channel: Any) -> str:
@@ -75,4 +72,5 @@ def write(conn: Any, channel: Any, message: Any) -> None:
 
 
 def rows_to_messages(rows: Sequence[Sequence[Any]]) -> list[Message]:
-    return [Message(int(r[0]), r[1], r[2]) for r in rows]
+    return [Message(int(r[0]), r[1], r[2], f'{{"id":{int(r[0])},"message":{r[2]}}}')
+            for r in rows]

@@ -44,6 +44,7 @@ def describe_processes(settings: Settings) -> list[str]:
             "mode: threaded (workers = 0), one process",
             f"  HTTP service on {http} with {settings.http_threads} threads",
             f"  {settings.max_cron_threads} cron thread(s) (max_cron_threads)",
+            f"  realtime (websocket/long-polling) on {http} (a thread; PostgreSQL only)",
         ]
     auto = settings.workers < 0
     workers = "N (computed at start)" if auto else str(settings.workers)
@@ -52,7 +53,6 @@ def describe_processes(settings: Settings) -> list[str]:
         "  1 master process",
         f"  {workers} HTTP worker process(es) on {http}",
         f"  {settings.max_cron_threads} cron worker process(es) (max_cron_threads)",
-        "configured, not started by this version (not implemented yet):",
         f"  1 realtime process (websocket/long-polling) on {realtime} (gevent_port)",
     ]
 

@@ -136,17 +136,25 @@ class Client:
     # -- outgoing ----------------------------------------------------------------------------
 
     def _queue(self, messages: list[Message]) -> None:
+        """Send a frame now, without a task, unless the client's socket is full: then the
+        frames wait behind the blocked send (a fan-out to 1,000 clients must not cost
+        1,000 tasks)."""
         if self._closing:
             return
-        if len(self._frames) >= MAX_QUEUED_FRAMES:
-            self.close(TRY_LATER)
+        frame = "[" + ",".join(m.item for m in messages) + "]"
+        if self._writer is not None:
+            if len(self._frames) >= MAX_QUEUED_FRAMES:
+                self.close(TRY_LATER)
+                return
+            self._frames.append(frame)
             return
-        self._frames.append("[" + ",".join(m.frame_item() for m in messages) + "]")
-        if self._writer is None:
-            self._writer = asyncio.ensure_future(self._write())
+        blocked = send_eagerly(self._send({"type": "websocket.send", "text": frame}))
+        if blocked is not None:
+            self._writer = asyncio.ensure_future(self._write(blocked))
 
-    async def _write(self) -> None:
+    async def _write(self, blocked: Coroutine[Any, Any, None]) -> None:
         try:
+            await blocked
             while self._frames and not self._closing:
                 await self._send({"type": "websocket.send", "text": self._frames.popleft()})
         except Exception:  # the client went away; the receive loop ends the connection
@@ -205,6 +213,45 @@ async def serve(services: Services, scope: Mapping[str, Any], receive: ASGIRecei
     finally:
         client.end()
         services.clients.discard(client)
+
+
+def send_eagerly(send: Coroutine[Any, Any, None]) -> Coroutine[Any, Any, None] | None:
+    """Run an ASGI send until it completes or blocks: uvicorn's websocket send writes to the
+    transport without suspending unless the client stopped reading. None when it completed
+    (or failed: the client is gone and its receive loop ends it); else a coroutine that
+    finishes it, to be awaited in a task."""
+    try:
+        waiting_on = send.send(None)
+    except StopIteration:
+        return None
+    except Exception:
+        return None
+    return _finish(send, waiting_on)
+
+
+async def _finish(send: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+    """Resume a coroutine started by send_eagerly, as its own task would have."""
+    try:
+        while True:
+            try:
+                if waiting_on is None:  # a bare yield (sleep(0)): let the loop run once
+                    await asyncio.sleep(0)
+                else:
+                    # What a task does with a future its coroutine yields: the flag says
+                    # "yielded by await", and a second await of it expects it cleared.
+                    waiting_on._asyncio_future_blocking = False
+                    await waiting_on
+            except asyncio.CancelledError:
+                if waiting_on is None or not waiting_on.cancelled():
+                    raise  # this task is being cancelled, not what the send waited on
+            except Exception:
+                pass  # the send sees the same outcome when resumed
+            try:
+                waiting_on = send.send(None)
+            except StopIteration:
+                return
+    finally:
+        send.close()
 
 
 _background: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
