@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -143,7 +144,7 @@ class Clients:
 
 async def idle(name: str, port: int, process: psutil.Process, count: int) -> float:
     publisher = Publisher(name)
-    clients = Clients(port, count, "idle", lambda i, m: None)
+    clients = Clients(port, count, f"idle.{uuid.uuid4().hex}", lambda i, m: None)
     await clients.open()
     await clients.wait_subscribed(publisher)
     await asyncio.sleep(2)
@@ -153,25 +154,26 @@ async def idle(name: str, port: int, process: psutil.Process, count: int) -> flo
 
 
 async def latency(name: str, port: int, subscribers: int,
-                  messages: int) -> tuple[float, float]:
+                  messages: int) -> tuple[float, float, int]:
     publisher = Publisher(name)
     delays: list[float] = []
 
     def received(index: int, message: dict[str, Any]) -> None:
         delays.append(time.time() - message["sent"])
 
-    clients = Clients(port, subscribers, "latency", received)
+    channel = f"latency.{uuid.uuid4().hex}"  # no history from an earlier run
+    clients = Clients(port, subscribers, channel, received)
     await clients.open()
     await clients.wait_subscribed(publisher)
     for _ in range(messages):
-        await asyncio.to_thread(publisher.publish, "latency", {"sent": time.time()})
+        await asyncio.to_thread(publisher.publish, channel, {"sent": time.time()})
         await asyncio.sleep(0.05)
     await asyncio.sleep(2)
     await clients.close()
     if len(delays) < subscribers * messages:
         print(f"  {name}: {len(delays)} of {subscribers * messages} deliveries", flush=True)
     ms = sorted(d * 1000 for d in delays)
-    return statistics.median(ms), ms[int(len(ms) * 0.99)]
+    return statistics.median(ms), ms[int(len(ms) * 0.99)], len(ms)
 
 
 async def fan_out(name: str, port: int, subscribers: int, messages: int) -> float:
@@ -186,13 +188,14 @@ async def fan_out(name: str, port: int, subscribers: int, messages: int) -> floa
             count[1] = time.monotonic()
             done.set()
 
-    clients = Clients(port, subscribers, "fan", received)
+    channel = f"fan.{uuid.uuid4().hex}"
+    clients = Clients(port, subscribers, channel, received)
     await clients.open()
     await clients.wait_subscribed(publisher)
 
     def burst() -> None:
         for i in range(messages):
-            publisher.publish("fan", {"n": i})
+            publisher.publish(channel, {"n": i})
 
     started = time.monotonic()
     await asyncio.to_thread(burst)
@@ -205,6 +208,11 @@ async def fan_out(name: str, port: int, subscribers: int, messages: int) -> floa
     return count[0] / (count[1] - started)
 
 
+def _cpu(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
 def measure(name: str, args: argparse.Namespace) -> dict[str, float]:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": f"{BENCH}:{ROOT}"}
@@ -215,9 +223,12 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, float]:
         process = serving_process(name, proc)
         time.sleep(1)
         rss = asyncio.run(idle(name, port, process, args.idle))
-        p50, p99 = asyncio.run(latency(name, port, args.subscribers, args.messages))
+        before = _cpu(process)
+        p50, p99, deliveries = asyncio.run(latency(name, port, args.subscribers,
+                                                   args.messages))
+        cpu_us = (_cpu(process) - before) / deliveries * 1e6
         rate = asyncio.run(fan_out(name, port, 100, args.burst))
-        return {"rss": rss, "p50": p50, "p99": p99, "rate": rate}
+        return {"rss": rss, "p50": p50, "p99": p99, "cpu_us": cpu_us, "rate": rate}
     finally:
         proc.terminate()
         proc.wait(30)
@@ -239,13 +250,15 @@ def main() -> None:
         print(f"{name}: {results[name]}", flush=True)
     base = results.get("prefork")
     print(f"\n| server | RSS, {args.idle:,} idle websockets | publish->receive p50 ms | "
-          f"p99 ms ({args.subscribers:,} subscribers) | fan-out deliveries/s "
-          f"(100 subscribers) | prefork fan-out ratio |")
-    print("|---|---|---|---|---|---|")
+          f"p99 ms ({args.subscribers:,} subscribers) | server CPU per delivery, us | "
+          f"fan-out deliveries/s (100 subscribers) | prefork p99 ratio | "
+          f"prefork fan-out ratio |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
-        ratio = f"{base['rate'] / r['rate']:.2f}x" if base else "-"
+        p99_ratio = f"{r['p99'] / base['p99']:.2f}x" if base else "-"
+        rate_ratio = f"{base['rate'] / r['rate']:.2f}x" if base else "-"
         print(f"| {name} | {r['rss']:.0f} MiB | {r['p50']:.1f} | {r['p99']:.1f} | "
-              f"{r['rate']:,.0f} | {ratio} |")
+              f"{r['cpu_us']:.1f} | {r['rate']:,.0f} | {p99_ratio} | {rate_ratio} |")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -292,6 +294,14 @@ def test_usr2_upgrades_without_a_failed_request(server_factory: type, tmp_path: 
             wait_for(lambda: load.result.ok > served + 100)
         assert load.result.failed == 0, load.result.errors
         assert psutil.Process(new_master).cmdline()[0] == "prefork: master"
+        # The realtime socket went over too, to the new realtime process only.
+        realtime = f"http://127.0.0.1:{server.realtime_port}/"
+        wait_for(lambda: "prefork: realtime" in " ".join(
+            " ".join(p.cmdline()) for p in psutil.Process(new_master).children()))
+        for _ in range(10):
+            with pytest.raises(urllib.error.HTTPError) as answer:
+                urllib.request.urlopen(realtime, timeout=10)
+            assert b"the realtime port serves" in answer.value.read()
     finally:
         if pidfile.exists():
             os.kill(int(pidfile.read_text()), signal.SIGTERM)

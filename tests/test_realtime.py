@@ -369,3 +369,32 @@ def test_postgres_restart_dispatcher_reconnects_and_catches_up(server_factory: t
         assert [m["message"] for m in receive(ws, 1, timeout=20)] == [{"n": 3}]
         assert health(server)["bus_connected"]
         assert nothing_more(ws)
+
+
+def test_a_client_that_never_answers_pings_is_dropped_with_1011(server_factory: type) -> None:
+    """A raw client completes the handshake, then reads nothing: no pong goes back."""
+    import base64
+    import socket
+    import struct
+
+    server = start(server_factory, "--workers", "1", "--websocket-ping-interval", "0.5",
+                   "--websocket-ping-timeout", "0.5")
+    sock = socket.create_connection(("127.0.0.1", server.realtime_port), timeout=10)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET /websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                  f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    time.sleep(3)  # pings arrive and stay unanswered
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    sock.close()
+    head, _, frames = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101")
+    codes = []
+    while frames:
+        opcode, length = frames[0] & 0x0F, frames[1] & 0x7F
+        payload, frames = frames[2:2 + length], frames[2 + length:]
+        if opcode == 0x8:
+            codes.append(struct.unpack("!H", payload[:2])[0])
+    assert codes == [1011]

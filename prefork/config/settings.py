@@ -250,6 +250,14 @@ class Settings:
         help="Seconds after which a websocket is closed (code 4002, +/-10% jitter) so that "
         "clients reconnect and spread over processes (0 = never).",
     )
+    websocket_ping_interval: float = opt(
+        kinds.SECONDS, 45.0, "--websocket-ping-interval", section="Realtime",
+        help="Seconds between two pings the realtime process sends each websocket client.",
+    )
+    websocket_ping_timeout: float = opt(
+        kinds.SECONDS, 15.0, "--websocket-ping-timeout", section="Realtime",
+        help="Seconds a websocket client has to answer a ping before it is dropped (1011).",
+    )
     bus_auth: str = opt(
         kinds.HOOK, "", "--bus-auth", section="Realtime",
         help="'module:callable' given (cookies, headers), returning the client's identity or "

@@ -24,7 +24,6 @@ log = logging.getLogger("prefork.realtime")
 
 CLOSE_GRACE = 1.0  # seconds given to clients to receive their close frame on a stop
 MAX_MESSAGE = 1 << 20  # Odoo's cap; larger messages close the websocket with 1009
-PING_INTERVAL, PING_TIMEOUT = 45.0, 15.0
 
 
 class _Server(uvicorn.Server):
@@ -48,8 +47,9 @@ class RealtimeService:
         proxy = settings.proxy_mode
         self.config = uvicorn.Config(
             app, http="httptools", ws="websockets-sansio", lifespan="off",
-            ws_max_size=MAX_MESSAGE, ws_ping_interval=PING_INTERVAL,
-            ws_ping_timeout=PING_TIMEOUT, ws_per_message_deflate=False, log_config=None,
+            ws_max_size=MAX_MESSAGE, ws_ping_interval=settings.websocket_ping_interval,
+            ws_ping_timeout=settings.websocket_ping_timeout, ws_per_message_deflate=False,
+            log_config=None,
             access_log=False, server_header=False, proxy_headers=proxy,
             forwarded_allow_ips="*" if proxy else None, timeout_graceful_shutdown=3)
         self.server = _Server(self.config)

@@ -5,7 +5,8 @@ the server sends JSON arrays of `{"id": N, "message": {...}}`. Close codes are O
 1001 server going away, 1003 data that is not a JSON event, 1008 origin refused, 1009
 message over 1 MiB (enforced by the protocol engine), 1013 rate limit exceeded (or a client
 too slow to read what it is sent), 4001 session expired, 4002 connection lifetime reached.
-Pings (45 s) and their timeout (15 s) are the protocol engine's.
+Pings (websocket_ping_interval, 45 s) and their timeout (websocket_ping_timeout, 15 s, then
+1011) are the protocol engine's.
 
 Each connection costs one task (its receive loop) and two timer handles; a writer task
 exists only while frames are waiting to be sent.

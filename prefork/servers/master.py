@@ -60,6 +60,7 @@ EXIT_BOOT_FAILURE = 3
 KEPT_EXITS = 100
 QUIT_SPACING = 0.05
 UPGRADE_ENV = "PREFORK_UPGRADE_FROM"
+REALTIME_FD_ENV = "PREFORK_REALTIME_FD"
 HTTP, CRON, REALTIME = "http", "cron", "realtime"
 BALANCE_INTERVAL = 0.1  # seconds between two looks at how clients spread over the workers
 BALANCE_SPREAD = 2  # connections more than the least loaded worker before handing some over
@@ -224,7 +225,11 @@ class Master:
         inherited = inherited_listeners()
         if inherited:
             log.info("using %d inherited listening socket(s)", len(inherited))
-            realtime = [sock for sock in inherited if _port(sock) == s.gevent_port]
+            # From an upgrade, the old master names the realtime socket; from systemd, its
+            # port tells it.
+            realtime_fd = int(os.environ.pop(REALTIME_FD_ENV, "") or -1)
+            realtime = [sock for sock in inherited if sock.fileno() == realtime_fd
+                        or (realtime_fd < 0 and _port(sock) == s.gevent_port)]
             self.listeners = [sock for sock in inherited if sock not in realtime]
             self.realtime_listener = realtime[0] if realtime else None
         else:
@@ -303,6 +308,8 @@ class Master:
             log.warning("USR2 ignored: an upgrade is already running or the master is stopping")
             return
         env = {**os.environ, **handover_env(self._all_listeners()), UPGRADE_ENV: str(os.getpid())}
+        if self.realtime_listener is not None:
+            env[REALTIME_FD_ENV] = str(self.realtime_listener.fileno())
         command = [sys.executable, "-m", "prefork", *self.argv]
         pid = os.fork()
         if pid == 0:
