@@ -68,10 +68,15 @@ class RealtimeService:
         if not self.config.loaded:
             self.config.load()
         loop = asyncio.get_running_loop()
-        _, protocol = await loop.connect_accepted_socket(
-            lambda: self.config.http_protocol_class(  # type: ignore[call-arg]
-                config=self.config, server_state=self.server.server_state, app_state={}),
-            sock)
+        try:
+            _, protocol = await loop.connect_accepted_socket(
+                lambda: self.config.http_protocol_class(  # type: ignore[call-arg]
+                    config=self.config, server_state=self.server.server_state, app_state={}),
+                sock)
+        except OSError as exc:  # the client left during the hand-over
+            log.debug("realtime: could not adopt a connection: %s", exc)
+            sock.close()
+            return
         protocol.data_received(head)
 
     async def stop(self) -> None:

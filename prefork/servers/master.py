@@ -164,8 +164,7 @@ class Master:
                 self.parking.on_readable(data)
             else:
                 self._receive_handover(data)
-        now = time.monotonic()
-        self.parking.expire(now)
+        self.parking.expire(time.monotonic())
         self.parking.dispatch(self._idle_channels())
 
     def _receive_handover(self, worker: WorkerProc) -> None:
