@@ -77,14 +77,13 @@ def test_a_blocked_send_is_cancelled_cleanly() -> None:
     assert asyncio.run(scenario())
 
 
-def test_default_gate_and_origin_check() -> None:
-    from prefork.realtime.auth import Anonymous, accept_everyone, parse_cookies, same_site
+def test_cookie_parsing_and_origin_check() -> None:
+    from prefork.realtime.auth import same_site
+    from prefork.wsgi.cookies import parse_cookies
 
     cookies = parse_cookies("theme=dark; session_id=abc123")
     assert cookies == {"theme": "dark", "session_id": "abc123"}
     assert parse_cookies('bad"cookie') == {}
-    assert accept_everyone(cookies, {}) == Anonymous("abc123")
-    assert accept_everyone({}, {}) == Anonymous("")
     assert same_site({"host": "example.com:8072", "origin": "https://example.com"}, False)
     assert same_site({"host": "example.com"}, False)  # no Origin: not a browser
     assert not same_site({"host": "example.com", "origin": "https://evil.example"}, False)

@@ -85,6 +85,12 @@ def _app_ref(text: str) -> str:
     return text
 
 
+def _session_store(text: str) -> str:
+    if text in ("file", "memory") or text.startswith(("redis://", "rediss://", "unix://")):
+        return text
+    raise ValueError(text)
+
+
 def _log_level(text: str) -> str:
     lowered = text.lower()
     if lowered not in {"debug", "info", "warn", "warning", "error", "critical"}:
@@ -118,6 +124,7 @@ SIZE = Kind("a size in bytes, optionally with a suffix K, M or G (e.g. 640M)", _
 BOOLEAN = Kind("True or False", _boolean)
 TEXT = Kind("text", _text)
 APP = Kind("a WSGI application as 'module:callable'", _app_ref)
+SESSION_STORE = Kind("file, memory, or a Redis URL (redis://host:port/db)", _session_store)
 HOOK = Kind("a Python callable as 'module:callable'", _app_ref)
 LOG_LEVEL = Kind("one of debug, info, warning, error, critical", _log_level)
 SSLMODE = Kind("one of " + ", ".join(_SSLMODES), _sslmode)

@@ -129,9 +129,19 @@ SQLITE_REFUSED = (
 )
 
 
+MEMORY_SESSIONS_REFUSED = (
+    "session_store = memory keeps sessions in one process's memory: with workers > 0 each "
+    "worker would have its own and users would lose their session between requests; use "
+    "session_store = file (the default, shared by the workers of this host) or "
+    "session_store = redis://host:port/db (shared by every host)"
+)
+
+
 def _check_consistency(settings: Settings) -> None:
     if settings.multiprocessing and settings.db_uri.startswith("sqlite:"):
         raise ConfigError(SQLITE_REFUSED)
+    if settings.multiprocessing and settings.session_store == "memory":
+        raise ConfigError(MEMORY_SESSIONS_REFUSED)
     if settings.limit_memory_soft > settings.limit_memory_hard:
         raise ConfigError(
             f"option 'limit_memory_soft' ({settings.limit_memory_soft} bytes) must not exceed "

@@ -261,13 +261,42 @@ class Settings:
     bus_auth: str = opt(
         kinds.HOOK, "", "--bus-auth", section="Realtime",
         help="'module:callable' given (cookies, headers), returning the client's identity or "
-        "None when its session is invalid or expired; empty accepts every client as "
-        "anonymous.",
+        "None when its session is invalid or expired; empty checks the session cookie "
+        "against the session store (no cookie: an anonymous client).",
     )
     bus_channels: str = opt(
         kinds.HOOK, "", "--bus-channels", section="Realtime",
         help="'module:callable' given (identity, channels), returning the channels that "
         "identity may subscribe to; empty allows every channel.",
+    )
+    # -- sessions ----------------------------------------------------------------------------
+    session_store: str = opt(
+        kinds.SESSION_STORE, "file", "--session-store", section="Sessions",
+        help="Where sessions live: 'file' (data_dir/sessions, shared by the workers of a "
+        "host), a Redis URL such as redis://127.0.0.1:6379/0 (shared by hosts), or 'memory' "
+        "(threaded mode only).",
+    )
+    session_secret: str = opt(
+        kinds.TEXT, "", "--session-secret", section="Sessions",
+        help="Key that signs session cookies; empty uses a random key kept in "
+        "data_dir/session.secret. Hosts sharing sessions need the same key.",
+    )
+    session_cookie_name: str = opt(
+        kinds.TEXT, "session_id", "--session-cookie-name", section="Sessions",
+        help="Name of the session cookie.",
+    )
+    session_cookie_path: str = opt(
+        kinds.TEXT, "/", "--session-cookie-path", section="Sessions",
+        help="Path of the session cookie.",
+    )
+    session_idle_timeout: int = opt(
+        kinds.LIMIT_SECONDS, 7 * 86400, "--session-idle-timeout", section="Sessions",
+        help="Seconds without a request after which a session expires (0 = never).",
+    )
+    session_max_lifetime: int = opt(
+        kinds.LIMIT_SECONDS, 30 * 86400, "--session-max-lifetime", section="Sessions",
+        help="Seconds after its creation a session expires whatever its use (0 = never); "
+        "also the cookie's Max-Age.",
     )
     # -- files and logging --------------------------------------------------------------------
     data_dir: str = opt(

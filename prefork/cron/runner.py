@@ -54,9 +54,11 @@ class CronHooks(Protocol):
 class JobContext:
     """What a job function receives."""
 
-    def __init__(self, conn: Any, name: str, report: Callable[[str], None]) -> None:
+    def __init__(self, conn: Any, name: str, report: Callable[[str], None],
+                 settings: Settings | None = None) -> None:
         self.conn = conn
         self.name = name
+        self.settings = settings  # the server's configuration
         self.log = logging.getLogger(f"prefork.cron.job.{name}")
         self._report = report
 
@@ -65,12 +67,16 @@ class JobContext:
         self._report(text)
 
 
+BUILTIN_JOBS = ("prefork.sessions.jobs",)  # prefork's own: the session files' clean-up
+
+
 def load_jobs(settings: Settings) -> dict[str, Job]:
-    """Import the modules that declare jobs (cron_jobs, else the application's module)."""
+    """Import the modules that declare jobs (cron_jobs, else the application's module),
+    and prefork's own."""
     modules = [m.strip() for m in settings.cron_jobs.split(",") if m.strip()]
     if not modules:
         modules = [settings.app.split(":", 1)[0] if settings.app else "prefork.demo.app"]
-    for module in modules:
+    for module in [*BUILTIN_JOBS, *modules]:
         importlib.import_module(module)
     return dict(REGISTRY)
 
@@ -92,6 +98,7 @@ class CronRunner:
     def __init__(self, conninfo: str, settings: Settings, jobs: dict[str, Job], worker: str,
                  hooks: CronHooks, should_stop: Callable[[], bool]) -> None:
         self.conninfo = conninfo
+        self.settings = settings
         self.jobs = jobs
         self.worker = worker
         self.hooks = hooks
@@ -206,7 +213,8 @@ class CronRunner:
         try:
             with conn.transaction():
                 job.function(JobContext(conn, claim.name,
-                                        lambda text: self.hooks.progress(claim.name, text)))
+                                        lambda text: self.hooks.progress(claim.name, text),
+                                        self.settings))
             return Outcome("ok", time.monotonic() - started)
         except Exception:
             text = traceback.format_exc()

@@ -1,9 +1,10 @@
 """A small page that shows prefork is serving: which process and thread answered, and how,
-the last run of a scheduled job, and a live chat: a message is posted to an HTTP worker,
+the session (sign in: the name stays whichever worker serves the next request), the last run
+of a scheduled job, and a live chat: a message is posted to an HTTP worker,
 published on the bus in the request's transaction, and delivered to every open page
 through the realtime process.
 
-Later features (sessions, the CPU-limit report) add their parts here.
+Later features (the CPU-limit report) add their parts here.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import parse_qs
 
 from prefork import __version__, bus
 from prefork.cron import JobContext, cron
@@ -41,17 +43,20 @@ Serve your own WSGI application with <code>prefork run --app module:callable</co
 <table>
 <tr><td>version</td><td>{version}</td></tr>
 <tr><td>served by</td><td id="served-by">pid {pid}, thread {thread}</td></tr>
+<tr><td>session</td><td id="signed-in">{signed_in}</td></tr>
 <tr><td>mode</td><td>{mode}</td></tr>
 <tr><td>your address</td><td>{remote}</td></tr>
 <tr><td>request</td><td><code>{method} {uri} {protocol}</code></td></tr>
 <tr><td>scheduled job</td><td id="cron"><code>{job}</code> (every minute): {job_state}</td></tr>
 </table>
+<form method="post" action="{sign_action}" id="sign-form">{sign_form}</form>
 <h2>Live chat</h2>
 <p>Open this page in two tabs: what one posts, the other shows at once. Status:
 <span id="chat-status">connecting</span></p>
 <div id="chat-log"></div>
 <form id="chat-form">
-<input id="chat-name" placeholder="name" maxlength="{max_name}" size="10" required>
+<input id="chat-name" placeholder="name" maxlength="{max_name}" size="10" required
+ value="{user}">
 <input id="chat-text" placeholder="message" maxlength="{max_text}" required>
 <button>Send</button>
 </form>
@@ -113,12 +118,17 @@ Serve your own WSGI application with <code>prefork run --app module:callable</co
 def application(environ: dict[str, Any],
                 start_response: Callable[..., Any]) -> Iterable[bytes]:
     path = environ["PATH_INFO"]
-    if path == "/chat" and environ["REQUEST_METHOD"] == "POST":
-        return _post_chat(environ, start_response)
+    if environ["REQUEST_METHOD"] == "POST" and path in _ACTIONS:
+        return _ACTIONS[path](environ, start_response)
     if path not in ("/", "/index.html"):
         return _plain(start_response, "404 Not Found", "not found\n")
     mode = "multi-processing" if environ["wsgi.multiprocess"] else "threaded"
+    user = str(environ["prefork.session"].get("user", ""))
     page = PAGE.format(
+        signed_in=f"signed in as <b>{html.escape(user)}</b>" if user else "not signed in",
+        sign_action="/logout" if user else "/login",
+        sign_form=_SIGN_OUT if user else _SIGN_IN,
+        user=html.escape(user),
         version=__version__,
         pid=os.getpid(),
         thread=html.escape(threading.current_thread().name),
@@ -159,11 +169,42 @@ def _post_chat(environ: dict[str, Any],
     return []
 
 
+_SIGN_IN = ('<input name="user" placeholder="your name" maxlength="40" required> '
+            '<button>Sign in</button>')
+_SIGN_OUT = '<button>Sign out</button>'
+
+
+def _sign_in(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """A new session id at sign-in (an id planted before it is worth nothing)."""
+    size = int(environ.get("CONTENT_LENGTH") or 0)
+    form = parse_qs(environ["wsgi.input"].read(min(size, 4096)).decode("utf-8", "replace"))
+    user = (form.get("user") or [""])[0].strip()[:MAX_NAME]
+    if not user:
+        return _plain(start_response, "400 Bad Request", "a name is required\n")
+    session = environ["prefork.session"]
+    session["user"] = user
+    session.rotate()
+    return _back_home(start_response)
+
+
+def _sign_out(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    environ["prefork.session"].destroy()
+    return _back_home(start_response)
+
+
+def _back_home(start_response: Callable[..., Any]) -> Iterable[bytes]:
+    start_response("303 See Other", [("Location", "/"), ("Content-Length", "0")])
+    return []
+
+
 def _plain(start_response: Callable[..., Any], status: str, text: str) -> Iterable[bytes]:
     body = text.encode()
     start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
                             ("Content-Length", str(len(body)))])
     return [body]
+
+
+_ACTIONS = {"/chat": _post_chat, "/login": _sign_in, "/logout": _sign_out}
 
 
 @cron(every="1m", name=DEMO_JOB)

@@ -12,6 +12,7 @@ from typing import Any
 from prefork.bus.store import Message
 from prefork.realtime.hub import Subscriber
 from prefork.realtime.websocket import ASGIReceive, ASGISend, Services
+from prefork.sessions.stores import StoreUnavailable
 
 TIMEOUT = 50.0
 MAX_BODY = 1 << 20
@@ -31,7 +32,12 @@ async def serve(services: Services, scope: Mapping[str, Any], receive: ASGIRecei
         return
     rpc_id, channels, last = request
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-    identity = await services.gate.identify(headers)
+    try:
+        identity = await services.gate.identify(headers)
+    except StoreUnavailable:
+        await respond(send, 503, b'{"error": "session store unavailable"}\n',
+                      extra=[(b"retry-after", b"5")])
+        return
     if identity is None:
         await _reply(send, rpc_id, error={"code": 100, "message": "Session Expired",
                                           "data": {"name": "SessionExpiredException"}})

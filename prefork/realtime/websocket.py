@@ -26,6 +26,7 @@ from typing import Any
 from prefork.bus.store import Message
 from prefork.realtime.auth import SESSION_CHECK, Gate, same_site
 from prefork.realtime.hub import Hub, Subscriber
+from prefork.sessions.stores import StoreUnavailable
 
 log = logging.getLogger("prefork.realtime")
 
@@ -121,7 +122,10 @@ class Client:
         self.subscriber.release(history)
 
     async def _session_valid(self) -> bool:
-        identity = await self.services.gate.identify(self._headers)
+        try:
+            identity = await self.services.gate.identify(self._headers)
+        except StoreUnavailable:
+            return True  # an outage of the store does not end sessions
         if identity is None:
             self.close(SESSION_EXPIRED)
             return False
@@ -198,7 +202,13 @@ async def serve(services: Services, scope: Mapping[str, Any], receive: ASGIRecei
                     headers.get("origin"), headers.get("host"))
         await send({"type": "websocket.close", "code": POLICY})  # HTTP 403 before accept
         return
-    identity = await services.gate.identify(headers)
+    try:
+        identity = await services.gate.identify(headers)
+    except StoreUnavailable as exc:
+        log.warning("websocket: %s", exc)
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": TRY_LATER})
+        return
     await send({"type": "websocket.accept"})
     if identity is None:
         await send({"type": "websocket.close", "code": SESSION_EXPIRED})

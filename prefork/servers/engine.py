@@ -9,6 +9,8 @@ from prefork.config import Settings
 from prefork.db.pool import Database
 from prefork.http.loop import Dispatch, EventLoop, Timeouts
 from prefork.http.parser import Limits
+from prefork.sessions.middleware import SessionMiddleware
+from prefork.sessions.stores import make_store
 from prefork.wsgi.database import DatabaseMiddleware
 from prefork.wsgi.environ import EnvironBuilder
 from prefork.wsgi.handler import WSGIApp, WSGIHandler
@@ -28,6 +30,7 @@ def make_handler(settings: Settings, app: WSGIApp, loop: EventLoop, *, multiproc
                  draining: Callable[[], bool], database: Database | None = None) -> WSGIHandler:
     """The WSGI handler; with a database, requests get their transaction and /web/health
     can report on it."""
+    app = SessionMiddleware(app, make_store(settings), settings)
     if database is not None:
         app = DatabaseMiddleware(app, database)
     app = HealthMiddleware(app, database)

@@ -1,0 +1,88 @@
+"""Gives every request a session (environ["prefork.session"]) and its cookie.
+
+The session is read from the store only if the application touches it, and written only
+when it was modified, at start_response (the cookie goes with the headers, so changes made
+after start_response are not kept). The cookie is HttpOnly and SameSite=Lax, Secure when
+the request came over HTTPS (with proxy_mode, as the proxy says), and carries a signed id;
+a tampered, expired or unknown one silently gets a new session.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from http.cookies import SimpleCookie
+from typing import Any
+
+from prefork.config import Settings
+from prefork.sessions import signing
+from prefork.sessions.session import Session
+from prefork.sessions.stores import Store, StoreUnavailable
+from prefork.wsgi.cookies import parse_cookies
+from prefork.wsgi.handler import WSGIApp
+
+log = logging.getLogger("prefork.sessions")
+
+_UNAVAILABLE = b"session store unavailable; try again shortly\n"
+
+
+class SessionMiddleware:
+    def __init__(self, app: WSGIApp, store: Store, settings: Settings) -> None:
+        self.app = app
+        self.store = store
+        self.key = signing.secret(settings)
+        self.name = settings.session_cookie_name
+        self.path = settings.session_cookie_path
+        self.max_age = settings.session_max_lifetime
+
+    def __call__(self, environ: dict[str, Any],
+                 start_response: Callable[..., Any]) -> Iterable[bytes]:
+        cookie = parse_cookies(environ.get("HTTP_COOKIE", "")).get(self.name)
+        sid = signing.verify(cookie, self.key) if cookie else None
+        session = Session(sid, lambda: self.store.load(sid) if sid else None, time.time())
+        environ["prefork.session"] = session
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            set_cookie = self._commit(session, environ.get("wsgi.url_scheme") == "https")
+            if set_cookie:
+                headers.append(("Set-Cookie", set_cookie))
+            return start_response(status, headers, exc_info)
+
+        try:
+            return self.app(environ, start)
+        except StoreUnavailable as exc:
+            log.warning("%s", exc)
+            start_response("503 Service Unavailable", [
+                ("Content-Type", "text/plain; charset=utf-8"), ("Retry-After", "5"),
+                ("Content-Length", str(len(_UNAVAILABLE)))], None)
+            return [_UNAVAILABLE]
+
+    def _commit(self, session: Session, secure: bool) -> str:
+        """Write what changed; the Set-Cookie value, or '' when the cookie stays as it is."""
+        if not session.loaded:
+            return ""
+        if session.replaced:
+            self.store.delete(session.replaced)
+        if session.destroyed:
+            if session.sid and not session.new:
+                self.store.delete(session.sid)
+            return self._cookie("", secure, max_age=0)
+        if not session.modified:
+            return ""
+        sid = session.ensure_id()
+        self.store.save(sid, session.data(), session.created)
+        return self._cookie(signing.sign(sid, self.key), secure, self.max_age)
+
+    def _cookie(self, value: str, secure: bool, max_age: int) -> str:
+        cookie: SimpleCookie = SimpleCookie()
+        cookie[self.name] = value
+        morsel = cookie[self.name]
+        morsel["path"] = self.path
+        morsel["httponly"] = True
+        morsel["samesite"] = "Lax"
+        if secure:
+            morsel["secure"] = True
+        if max_age or not value:
+            morsel["max-age"] = max_age
+        return morsel.OutputString()
