@@ -50,9 +50,9 @@ def commands(workers: int, port: int, log: str = "") -> dict[str, list[str]]:
 
 
 def wrk(port: int, connections: int, duration: int, close: bool,
-        path: str = "/") -> tuple[float, float, float]:
+        path: str = "/", extra: list[str] | None = None) -> tuple[float, float, float]:
     """(requests/s, p50 ms, p99 ms)."""
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", *(extra or [])]
     if close:
         command += ["-H", "Connection: close"]
     out = subprocess.run([*command, f"http://127.0.0.1:{port}{path}"], capture_output=True,

@@ -46,3 +46,32 @@ def test_two_tabs_chat_live(server_factory: type, tmp_path: Path, mode: str) -> 
             first.screenshot(path=str(tmp_path / f"chat-{mode}.png"))
         finally:
             browser.close()
+
+
+def test_sign_in_on_the_demo_page_survives_other_workers(server_factory: type) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_master import wait_workers
+    from tests.test_sessions import served_pids_of_page
+
+    server: Server = server_factory.start("--max-cron-threads", "0", "--workers", "4")
+    wait_workers(server, 4)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{server.port}/")
+            expect(page.locator("#signed-in")).to_have_text("not signed in")
+            page.fill("input[name=user]", "ada")
+            page.click("text=Sign in")
+            expect(page.locator("#signed-in")).to_have_text("signed in as ada")
+            expect(page.locator("#chat-name")).to_have_value("ada")
+            cookie = next(c for c in page.context.cookies() if c["name"] == "session_id")
+            assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+            pids = served_pids_of_page(server, f"session_id={cookie['value']}", "ada")
+            assert len(pids) >= 2, pids
+            page.click("text=Sign out")
+            expect(page.locator("#signed-in")).to_have_text("not signed in")
+        finally:
+            browser.close()

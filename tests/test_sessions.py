@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -71,6 +72,37 @@ def _one_round(server: Server, cookie: str, expected: dict[str, Any]) -> set[int
         thread.start()
     for thread in threads:
         thread.join(60)
+    assert wrong == []
+    return pids
+
+
+def served_pids_of_page(server: Server, cookie: str, user: str) -> set[int]:
+    """Pids named on the demo page for requests carrying `cookie`, each page showing
+    `user` signed in (concurrent clients, a new connection per request)."""
+    pids: set[int] = set()
+    wrong: list[str] = []
+
+    def client() -> None:
+        for _ in range(10):
+            conn = server.http(timeout=15)
+            try:
+                conn.request("GET", "/", headers={"Cookie": cookie})
+                page = conn.getresponse().read().decode()
+            finally:
+                conn.close()
+            if f"signed in as <b>{user}</b>" not in page:
+                wrong.append(page[:200])
+            match = re.search(r'id="served-by">pid (\d+)', page)
+            pids.add(int(match.group(1)) if match else 0)
+
+    for _ in range(5):
+        threads = [threading.Thread(target=client) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        if len(pids) >= 2:
+            break
     assert wrong == []
     return pids
 

@@ -38,9 +38,7 @@ class SessionMiddleware:
 
     def __call__(self, environ: dict[str, Any],
                  start_response: Callable[..., Any]) -> Iterable[bytes]:
-        cookie = parse_cookies(environ.get("HTTP_COOKIE", "")).get(self.name)
-        sid = signing.verify(cookie, self.key) if cookie else None
-        session = Session(sid, lambda: self.store.load(sid) if sid else None, time.time())
+        session = Session(lambda: self._find(environ.get("HTTP_COOKIE", "")), time.time())
         environ["prefork.session"] = session
 
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -57,6 +55,14 @@ class SessionMiddleware:
                 ("Content-Type", "text/plain; charset=utf-8"), ("Retry-After", "5"),
                 ("Content-Length", str(len(_UNAVAILABLE)))], None)
             return [_UNAVAILABLE]
+
+    def _find(self, header: str) -> tuple[str, dict[str, Any], float] | None:
+        """The session the request's cookie names: parsed only when the application first
+        touches its session, so requests that never do pay nothing."""
+        cookie = parse_cookies(header).get(self.name) if self.name in header else None
+        sid = signing.verify(cookie, self.key) if cookie else None
+        found = self.store.load(sid) if sid else None
+        return (sid, *found) if sid and found else None
 
     def _commit(self, session: Session, secure: bool) -> str:
         """Write what changed; the Set-Cookie value, or '' when the cookie stays as it is."""

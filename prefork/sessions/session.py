@@ -8,7 +8,8 @@ from typing import Any
 
 from prefork.sessions.signing import new_id
 
-Loader = Callable[[], "tuple[dict[str, Any], float] | None"]
+# Finds the request's session: (id, data, created), or None for a new one.
+Loader = Callable[[], "tuple[str, dict[str, Any], float] | None"]
 
 
 class Session(MutableMapping[str, Any]):
@@ -19,12 +20,12 @@ class Session(MutableMapping[str, Any]):
     `destroy()` deletes it from the store and expires the cookie.
     """
 
-    def __init__(self, sid: str | None, loader: Loader, now: float) -> None:
-        self.sid = sid
+    def __init__(self, loader: Loader, now: float) -> None:
+        self.sid: str | None = None
         self._loader = loader
         self._data: dict[str, Any] | None = None
         self.created = now
-        self.new = sid is None
+        self.new = True
         self.modified = False
         self.destroyed = False
         self.replaced: str | None = None  # an id given up by rotate(), to delete
@@ -37,11 +38,12 @@ class Session(MutableMapping[str, Any]):
 
     def _items(self) -> dict[str, Any]:
         if self._data is None:
-            found = self._loader() if self.sid is not None else None
-            if found is None:  # unknown or expired: a new session, never the client's id
-                self.sid, self.new, self._data = None, True, {}
+            found = self._loader()
+            if found is None:  # no, a forged, an unknown or an expired cookie: a new session,
+                self._data = {}  # and never the id the client sent
             else:
-                self._data, self.created = found
+                self.sid, self._data, self.created = found
+                self.new = False
         return self._data
 
     # -- the mapping ------------------------------------------------------------------------

@@ -57,8 +57,11 @@ class FileStore(Store):
     def save(self, sid: str, data: dict[str, Any], created: float) -> None:
         path = self._path(sid)
         directory = os.path.dirname(path)
-        os.makedirs(directory, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX)
+        try:
+            fd, temp = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX)
+        except FileNotFoundError:  # the shard's first session
+            os.makedirs(directory, exist_ok=True)
+            fd, temp = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(encode(data, created))
