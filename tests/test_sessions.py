@@ -335,3 +335,16 @@ def test_session_store_option_is_validated(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "--session-store" in result.stderr and "Redis URL" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(not os.environ.get("PREFORK_TEST_REDIS"),
+                    reason="PREFORK_TEST_REDIS names no running Redis (.ci/run sets it to the "
+                    "machine's)")
+def test_redis_store_with_the_machines_redis(server_factory: type) -> None:
+    url = os.environ["PREFORK_TEST_REDIS"]
+    server = server_factory.start(*APP, "--workers", "2", "--session-store", url)
+    wait_workers(server, 2)
+    cookie = cookie_of(request(server, "/login?user=grace")[2])
+    assert served_by(server, cookie, {"user": "grace"}, 2) == 2
+    request(server, "/logout", cookie)
+    assert request(server, "/", cookie)[1]["session"] == {}
