@@ -7,6 +7,7 @@ Errors in flags or files exit with status 2 and one clear line, never a tracebac
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import sys
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from prefork.config.kinds import BOOLEAN
 from prefork.config.loader import Assignment, Loaded, load_settings
 from prefork.config.settings import ALIASES, SPECS, OptionSpec
 
-COMMANDS = ("run", "check", "status", "cron", "bus")
+COMMANDS = ("run", "check", "status", "cron", "bus", "tune")
 EXIT_CONFIG = 2
 CLI = "command line"
 
@@ -75,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     cron.add_argument("--foreground", action="store_true",
                       help="run: run the job here and now instead of waking a cron worker")
     _add_common(cron)
+    tune = sub.add_parser("tune", help="print an [options] block sized for a machine")
+    tune.add_argument("--cpus", type=int, help="CPUs (default: this machine's)")
+    tune.add_argument("--ram", help="memory, e.g. 8G (default: this machine's)")
+    tune.add_argument("--users", type=int, default=0, help="concurrent users to serve")
+    _add_common(tune)
     bus = sub.add_parser("bus", help="publish a message on the realtime bus")
     bus.add_argument("action", choices=("send",))
     bus.add_argument("channel", help="the channel to publish on")
@@ -127,7 +133,23 @@ def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, Loaded]:
     cli = _assignments(ns, cli_warnings)
     loaded = load_settings(cli, config_path=ns.config)
     loaded.warnings.extend(cli_warnings)
+    if loaded.settings.workers < 0:
+        _resolve_auto_workers(loaded)
     return ns, loaded
+
+
+def _resolve_auto_workers(loaded: Loaded) -> None:
+    """workers = auto: the `prefork tune` rule applied to this machine, at every load (a
+    HUP re-reads it too)."""
+    from prefork.ops.machine import detect
+    from prefork.ops.sizing import plan
+
+    machine = detect()
+    chosen = plan(machine.cpus, machine.ram)
+    loaded.settings = dataclasses.replace(loaded.settings, workers=chosen.workers)
+    loaded.notes.append(f"workers = auto: {chosen.workers} HTTP workers for {machine.cpus} "
+                        f"CPU(s) and {machine.ram >> 20} MiB ({machine.source}): "
+                        f"{chosen.reasons['workers']}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -145,6 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from prefork.commands.cron import cron
 
         return cron(loaded, ns.action, ns.name, ns.foreground)
+    if ns.command == "tune":
+        from prefork.commands.tune import tune
+
+        return tune(ns.cpus, ns.ram, ns.users)
     if ns.command == "bus":
         from prefork.commands.bus import bus_send
 

@@ -46,10 +46,9 @@ def describe_processes(settings: Settings) -> list[str]:
             f"  {settings.max_cron_threads} cron thread(s) (max_cron_threads)",
             f"  realtime (websocket/long-polling) on {http} (a thread; PostgreSQL only)",
         ]
-    auto = settings.workers < 0
-    workers = "N (computed at start)" if auto else str(settings.workers)
+    workers = str(settings.workers)  # `auto` was resolved when the settings were loaded
     return [
-        f"mode: multi-processing (workers = {'auto' if auto else workers})",
+        f"mode: multi-processing (workers = {workers})",
         "  1 master process",
         f"  {workers} HTTP worker process(es) on {http}",
         f"  {settings.max_cron_threads} cron worker process(es) (max_cron_threads)",
@@ -58,8 +57,6 @@ def describe_processes(settings: Settings) -> list[str]:
 
 
 def _show(key: str, value: Any) -> str:
-    if key == "workers" and value < 0:
-        return "auto"
     if key == "db_password" and value:
         return "********"
     if key == "db_uri" and value:
@@ -69,8 +66,6 @@ def _show(key: str, value: Any) -> str:
 
 def _environment_problems(settings: Settings) -> list[str]:
     problems = []
-    if settings.workers < 0:
-        problems.append("workers = auto is not available in this version; set a number")
     try:
         listen(settings.http_interface, settings.http_port).close()
     except OSError as exc:

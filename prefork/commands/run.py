@@ -19,17 +19,13 @@ from prefork.wsgi.loader import AppImportError, load_app
 
 log = logging.getLogger("prefork")
 
-AUTO_UNAVAILABLE = "workers = auto is not available in this version; set a number of workers"
-
-
 def run(loaded: Loaded, argv: Sequence[str]) -> int:
     settings = loaded.settings
     setup_logging(settings.log_level, settings.logfile)
     for warning in loaded.warnings:
         log.warning("%s", warning)
-    if settings.workers < 0:
-        log.error(AUTO_UNAVAILABLE)
-        return 2
+    for note in loaded.notes:
+        log.info("%s", note)
     try:
         database = start_database(settings)
     except DatabaseStartError as exc:

@@ -37,6 +37,7 @@ class Loaded:
     config_path: str | None
     warnings: list[str] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # logged at INFO by `run`
 
 
 def load_settings(

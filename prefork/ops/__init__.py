@@ -1,0 +1,1 @@
+"""Operations: sizing, generated nginx and systemd configuration."""

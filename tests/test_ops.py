@@ -1,0 +1,101 @@
+"""Operations: sizing (`prefork tune`, workers = auto)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from prefork.ops.machine import detect
+from prefork.ops.sizing import plan
+from tests.conftest import ROOT
+
+
+def prefork(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "prefork", *args], capture_output=True,
+                          text=True, cwd=ROOT, timeout=60)
+
+
+def tuned(*args: str) -> dict[str, int]:
+    result = prefork("tune", *args)
+    assert result.returncode == 0, result.stderr
+    return {key: int(value) for key, value in
+            re.findall(r"^(\w+) = (\d+)$", result.stdout, re.MULTILINE)}
+
+
+@pytest.mark.parametrize(("machine", "workers", "cron"), [
+    (("--cpus", "2", "--ram", "2G"), 3, 1),   # the hosting table's three rows
+    (("--cpus", "2", "--ram", "4G"), 4, 1),
+    (("--cpus", "4", "--ram", "8G"), 8, 2),
+    (("--cpus", "4", "--ram", "8G", "--users", "60"), 8, 1),  # Odoo's worked example
+])
+def test_tune_reproduces_the_reference_sizes(machine: tuple[str, ...], workers: int,
+                                              cron: int) -> None:
+    options = tuned(*machine)
+    assert (options["workers"], options["max_cron_threads"]) == (workers, cron)
+    assert options["limit_memory_soft"] < options["limit_memory_hard"]
+
+
+def test_tune_respects_the_cpu_and_user_rules() -> None:
+    for cpus in (1, 2, 3, 8, 16):
+        for users in (0, 1, 30, 500):
+            chosen = plan(cpus, 64 << 30, users)
+            assert chosen.workers <= 2 * cpus + 1
+            if users:
+                assert chosen.workers <= max(1, -(-users // 6))
+    assert plan(16, 1 << 30).workers == 1  # memory bounds it: 1 GiB holds little
+
+
+def test_tune_output_is_a_valid_configuration(tmp_path: Path) -> None:
+    result = prefork("tune", "--cpus", "2", "--ram", "4G")
+    config = tmp_path / "prefork.conf"
+    config.write_text(result.stdout)
+    check = prefork("check", "-c", str(config), "-p", "0", "--data-dir", str(tmp_path))
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "mode: multi-processing (workers = 4)" in check.stdout
+    assert all(line.startswith((";", "[")) or " = " in line
+               for line in result.stdout.splitlines())
+
+
+def test_tune_reports_bad_input() -> None:
+    bad = prefork("tune", "--ram", "lots")
+    assert bad.returncode == 2 and "--ram" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_cgroup_v2_limits(tmp_path: Path) -> None:
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    (tmp_path / "memory.max").write_text(str(3 << 30) + "\n")
+    machine = detect(str(tmp_path))
+    assert machine.cpus == min(2, machine.cpus) and machine.ram == 3 << 30
+    assert "cgroup memory limit 3072 MiB" in machine.source
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    (tmp_path / "memory.max").write_text("max\n")
+    assert "cgroup" not in detect(str(tmp_path)).source
+
+
+def test_cgroup_v1_limits(tmp_path: Path) -> None:
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "memory").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("100000\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    (tmp_path / "memory" / "memory.limit_in_bytes").write_text(str(1 << 30) + "\n")
+    machine = detect(str(tmp_path))
+    assert machine.cpus == 1 and machine.ram == 1 << 30
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    (tmp_path / "memory" / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+    assert "cgroup" not in detect(str(tmp_path)).source
+
+
+def test_workers_auto_uses_the_rule_and_logs_it(server_factory: type) -> None:
+    from tests.test_master import wait_workers
+
+    machine = detect()
+    expected = plan(machine.cpus, machine.ram).workers
+    server = server_factory.start("--app", "tests.apps.testapp:app", "--workers", "auto",
+                                  "--max-cron-threads", "0")
+    assert re.search(rf"workers = auto: {expected} HTTP workers for {machine.cpus} CPU",
+                     server.log())
+    wait_workers(server, expected)
