@@ -19,7 +19,7 @@ from prefork.config.kinds import BOOLEAN
 from prefork.config.loader import Assignment, Loaded, load_settings
 from prefork.config.settings import ALIASES, SPECS, OptionSpec
 
-COMMANDS = ("run", "check", "status", "cron", "bus", "tune")
+COMMANDS = ("run", "check", "status", "cron", "bus", "tune", "nginx")
 EXIT_CONFIG = 2
 CLI = "command line"
 
@@ -81,6 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--ram", help="memory, e.g. 8G (default: this machine's)")
     tune.add_argument("--users", type=int, default=0, help="concurrent users to serve")
     _add_common(tune)
+    site = sub.add_parser("nginx", help="print an nginx site for this configuration")
+    site.add_argument("--server-name", required=True, help="the site's host name(s)")
+    site.add_argument("--listen", type=int, default=80, help="HTTP port nginx listens on")
+    site.add_argument("--tls-cert", default="", help="certificate file: serve HTTPS")
+    site.add_argument("--tls-key", default="", help="its key file")
+    site.add_argument("--tls-listen", type=int, default=443, help="HTTPS port")
+    site.add_argument("--legacy-longpolling", action="store_true",
+                      help="also route /longpolling (clients of Odoo 15 and older)")
+    _add_common(site)
     bus = sub.add_parser("bus", help="publish a message on the realtime bus")
     bus.add_argument("action", choices=("send",))
     bus.add_argument("channel", help="the channel to publish on")
@@ -171,6 +180,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from prefork.commands.tune import tune
 
         return tune(ns.cpus, ns.ram, ns.users)
+    if ns.command == "nginx":
+        from prefork.commands.nginx import nginx
+        from prefork.ops.nginx import Site
+
+        return nginx(loaded, Site(ns.server_name, ns.listen, ns.tls_cert, ns.tls_key,
+                                  ns.tls_listen, ns.legacy_longpolling))
     if ns.command == "bus":
         from prefork.commands.bus import bus_send
 

@@ -99,3 +99,19 @@ def test_workers_auto_uses_the_rule_and_logs_it(server_factory: type) -> None:
     assert re.search(rf"workers = auto: {expected} HTTP workers for {machine.cpus} CPU",
                      server.log())
     wait_workers(server, expected)
+
+
+def test_check_warns_about_forwarded_headers_without_proxy_mode(server_factory: type,
+                                                                tmp_path: Path) -> None:
+    server = server_factory.start("--app", "tests.apps.testapp:app", "--workers", "1",
+                                  "--max-cron-threads", "0")
+    before = prefork("check", "-p", "0", "--data-dir", str(tmp_path / "data"))
+    assert "X-Forwarded-For" not in before.stdout
+    assert server.get("/echo", **{"X-Forwarded-For": "203.0.113.9"})[0] == 200
+    server.wait_log(r"carries X-Forwarded-For but proxy_mode is off")
+    after = prefork("check", "-p", "0", "--data-dir", str(tmp_path / "data"))
+    assert re.search(r"warning: proxy_mode is off but requests arrived with X-Forwarded-For "
+                     r"\(.* from 127\.0\.0\.1\)", after.stdout), after.stdout
+    with_proxy = prefork("check", "-p", "0", "--proxy-mode", "--data-dir",
+                         str(tmp_path / "data"))
+    assert "X-Forwarded-For" not in with_proxy.stdout

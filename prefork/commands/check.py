@@ -11,6 +11,7 @@ from prefork.config import Settings
 from prefork.config.loader import Loaded
 from prefork.config.settings import SPECS
 from prefork.db.report import database_report, mask_password
+from prefork.ops.forwarded import seen
 from prefork.sockets import listen
 
 
@@ -21,7 +22,12 @@ def check(loaded: Loaded, out: TextIO = sys.stdout) -> int:
     problems += report.problems
     print(f"prefork {__version__}: configuration check", file=out)
     print(f"configuration file: {loaded.config_path or '(none)'}", file=out)
-    for warning in [*loaded.warnings, *report.warnings]:
+    warnings = [*loaded.warnings, *report.warnings]
+    forwarded = seen(loaded.settings.data_dir) if not loaded.settings.proxy_mode else ""
+    if forwarded:
+        warnings.append(f"proxy_mode is off but requests arrived with X-Forwarded-For "
+                        f"({forwarded}): behind a reverse proxy set proxy_mode = True")
+    for warning in warnings:
         print(f"warning: {warning}", file=out)
     print("", file=out)
     for line in [*describe_processes(settings), *report.lines]:

@@ -9,6 +9,7 @@ from prefork.config import Settings
 from prefork.db.pool import Database
 from prefork.http.loop import Dispatch, EventLoop, Timeouts
 from prefork.http.parser import Limits
+from prefork.ops.forwarded import recorder
 from prefork.sessions.middleware import SessionMiddleware
 from prefork.sessions.stores import make_store
 from prefork.wsgi.database import DatabaseMiddleware
@@ -38,7 +39,7 @@ def make_handler(settings: Settings, app: WSGIApp, loop: EventLoop, *, multiproc
         app = RealtimeElsewhere(app, settings.gevent_port, settings.http_port, time.monotonic,
                                 settings.proxy_mode)
     environ = EnvironBuilder(settings.http_interface or "0.0.0.0", settings.http_port,
-                             settings.proxy_mode)
+                             settings.proxy_mode, recorder(settings.data_dir))
     environ.configure(multithread=not multiprocess, multiprocess=multiprocess)
     return WSGIHandler(app, environ, loop.date, send_timeout=settings.http_header_timeout,
                        access_log=settings.access_log, draining=draining)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -15,8 +16,10 @@ _SPECIAL = {"CONTENT-TYPE": "CONTENT_TYPE", "CONTENT-LENGTH": None}
 class EnvironBuilder:
     """Holds what is the same for every request of a server, and fills in the rest."""
 
-    def __init__(self, server_name: str, server_port: int, proxy_mode: bool) -> None:
+    def __init__(self, server_name: str, server_port: int, proxy_mode: bool,
+                 untrusted_proxy: Callable[[str], None] | None = None) -> None:
         self._proxy_mode = proxy_mode
+        self._untrusted_proxy = untrusted_proxy  # told once: X-Forwarded-For, proxy_mode off
         self._keys: dict[str, str | None] = dict(_SPECIAL)
         self._base: dict[str, Any] = {
             "SERVER_NAME": server_name,
@@ -63,6 +66,9 @@ class EnvironBuilder:
             environ[key] = value
         if self._proxy_mode:
             _apply_forwarded(environ)
+        elif self._untrusted_proxy is not None and "HTTP_X_FORWARDED_FOR" in environ:
+            tell, self._untrusted_proxy = self._untrusted_proxy, None
+            tell(peer[0])
         return environ
 
 

@@ -1,0 +1,165 @@
+"""`prefork nginx`: the generated site passes `nginx -t` and, with real nginx in front of a
+running prefork, serves pages, websockets through /web/websocket, and the client's own
+address reaches the application."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from websockets.sync.client import connect
+
+from prefork.bus.store import write
+from tests.conftest import ROOT, Server
+
+NGINX = shutil.which("nginx") or next(
+    (p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
+pytestmark = pytest.mark.skipif(NGINX is None,
+                                reason="nginx is not installed (.ci/run installs it)")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def generate(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "prefork", "nginx", *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+
+def nginx_conf(tmp_path: Path, site: str) -> Path:
+    (tmp_path / "site.conf").write_text(site)
+    conf = tmp_path / "nginx.conf"
+    temp = tmp_path / "temp"
+    temp.mkdir(exist_ok=True)
+    conf.write_text(f"""
+pid {tmp_path}/nginx.pid;
+error_log {tmp_path}/error.log;
+daemon off;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {temp}/body;
+    proxy_temp_path {temp}/proxy;
+    fastcgi_temp_path {temp}/fastcgi;
+    uwsgi_temp_path {temp}/uwsgi;
+    scgi_temp_path {temp}/scgi;
+    include {tmp_path}/site.conf;
+}}
+""")
+    return conf
+
+
+def nginx_test(tmp_path: Path, conf: Path) -> subprocess.CompletedProcess[str]:
+    assert NGINX is not None
+    return subprocess.run([NGINX, "-t", "-c", str(conf), "-p", str(tmp_path)],
+                          capture_output=True, text=True, timeout=30)
+
+
+@pytest.fixture
+def nginx_in_front(server_factory: type, tmp_path: Path) -> Iterator[tuple[Server, int]]:
+    http_port, realtime_port, listen = free_port(), free_port(), free_port()
+    server = server_factory.start("--app", "tests.apps.testapp:app", "--workers", "2",
+                                  "--max-cron-threads", "0", "--proxy-mode",
+                                  "-p", str(http_port), "--gevent-port", str(realtime_port))
+    site = generate("--server-name", "localhost", "--listen", str(listen), "--proxy-mode",
+                    "-p", str(http_port), "--gevent-port", str(realtime_port))
+    assert site.returncode == 0, site.stderr
+    assert "REMINDER" not in site.stdout
+    conf = nginx_conf(tmp_path, site.stdout)
+    checked = nginx_test(tmp_path, conf)
+    assert checked.returncode == 0, checked.stderr
+    assert NGINX is not None
+    proc = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(tmp_path)],
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", listen), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "nginx did not start"
+                time.sleep(0.05)
+        yield server, listen
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_pages_and_the_clients_address_through_nginx(nginx_in_front: tuple[Server, int]) -> None:
+    server, port = nginx_in_front
+    # The client speaks from 127.0.0.2; nginx reaches prefork from 127.0.0.1.
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10,
+                                      source_address=("127.0.0.2", 0))
+    try:
+        conn.request("GET", "/echo?x=1")
+        response = conn.getresponse()
+        report = json.loads(response.read())
+    finally:
+        conn.close()
+    assert response.status == 200
+    assert report["remote_addr"] == "127.0.0.2"
+    assert report["scheme"] == "http" and report["query"] == "x=1"
+    assert dict(report["headers"])["X-FORWARDED-FOR"] == "127.0.0.2"
+    assert report["pid"] != server.proc.pid  # served by a worker
+
+
+def test_websocket_through_nginx(nginx_in_front: tuple[Server, int],
+                                 database_uri: str) -> None:
+    _, port = nginx_in_front
+    url = f"ws://127.0.0.1:{port}/web/websocket"
+    deadline = time.monotonic() + 15
+    while True:  # the realtime process may still be starting
+        try:
+            client = connect(url, open_timeout=5)
+            break
+        except Exception:
+            assert time.monotonic() < deadline, "no websocket through nginx"
+            time.sleep(0.2)
+    with client as ws:
+        ws.send('{"event_name": "subscribe", "data": {"channels": ["nginx.test"], "last": 0}}')
+        time.sleep(0.5)
+        with psycopg.connect(database_uri) as conn:
+            write(conn, "nginx.test", {"through": "nginx"})
+        deadline = time.monotonic() + 10
+        while True:
+            items = json.loads(ws.recv(timeout=10))
+            if any(item["message"] == {"through": "nginx"} for item in items):
+                break
+            assert time.monotonic() < deadline
+
+
+def test_tls_site_passes_nginx_check(tmp_path: Path) -> None:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    site = generate("--server-name", "localhost", "--listen", str(free_port()),
+                    "--tls-listen", str(free_port()), "--tls-cert", str(cert),
+                    "--tls-key", str(key), "--legacy-longpolling")
+    assert site.returncode == 0
+    assert "REMINDER: proxy_mode is off" in site.stdout  # no --proxy-mode given
+    assert "return 301 https://$host$request_uri;" in site.stdout
+    assert "Strict-Transport-Security" in site.stdout and "location /longpolling" in site.stdout
+    checked = nginx_test(tmp_path, nginx_conf(tmp_path, site.stdout))
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_mismatched_tls_options_are_refused() -> None:
+    result = generate("--server-name", "x", "--tls-cert", "/c.pem")
+    assert result.returncode == 2 and "go together" in result.stderr
