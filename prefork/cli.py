@@ -19,7 +19,7 @@ from prefork.config.kinds import BOOLEAN
 from prefork.config.loader import Assignment, Loaded, load_settings
 from prefork.config.settings import ALIASES, SPECS, OptionSpec
 
-COMMANDS = ("run", "check", "status", "cron", "bus", "tune", "nginx")
+COMMANDS = ("run", "check", "status", "cron", "bus", "tune", "nginx", "systemd")
 EXIT_CONFIG = 2
 CLI = "command line"
 
@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     site.add_argument("--legacy-longpolling", action="store_true",
                       help="also route /longpolling (clients of Odoo 15 and older)")
     _add_common(site)
+    unit = sub.add_parser("systemd", help="print a systemd unit for this configuration")
+    unit.add_argument("--user", help="the user to run as (default: the current one)")
+    unit.add_argument("--group", help="its group (default: the current one)")
+    _add_common(unit)
     bus = sub.add_parser("bus", help="publish a message on the realtime bus")
     bus.add_argument("action", choices=("send",))
     bus.add_argument("channel", help="the channel to publish on")
@@ -186,6 +190,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return nginx(loaded, Site(ns.server_name, ns.listen, ns.tls_cert, ns.tls_key,
                                   ns.tls_listen, ns.legacy_longpolling))
+    if ns.command == "systemd":
+        from prefork.commands.systemd import systemd
+
+        return systemd(loaded, ns.user, ns.group)
     if ns.command == "bus":
         from prefork.commands.bus import bus_send
 

@@ -36,6 +36,7 @@ from prefork.db.pool import Database
 from prefork.db.startup import DatabaseRuntime
 from prefork.db.target import resolve_target
 from prefork.logs import log_stream
+from prefork.ops import sdnotify
 from prefork.pidfile import remove_pidfile, write_pidfile
 from prefork.servers.exits import ExitRecord, KillOrder, classify, mib
 from prefork.servers.parking import Candidate, Parked, Parking
@@ -118,6 +119,7 @@ class Master:
         self.state_file = state_path(self.settings)
         self.next_state = 0.0
         self.next_balance = 0.0
+        self.announced_ready = False
         self.started_at = time.time()
         self.process = psutil.Process()
         self._wakeup = WakeupPipe()
@@ -151,6 +153,7 @@ class Master:
         self._reap()
         self._watchdog()
         self._maintain()
+        self._announce_ready()
         self._balance(time.monotonic())
         self._publish_state()
 
@@ -279,6 +282,8 @@ class Master:
                 return
             self._apply_reload(loaded)
         self.generation += 1
+        sdnotify.reloading()
+        self.announced_ready = False  # READY=1 again once the new generation serves
         log.info("reloading: starting %d new worker(s) (generation %d) before stopping the "
                  "old ones", self.target, self.generation)
 
@@ -378,6 +383,18 @@ class Master:
         if self.database is None or not self.database.target.is_postgres:
             return 0
         return 1
+
+    def _announce_ready(self) -> None:
+        """Tell systemd (Type=notify) once every HTTP worker of the generation serves: at
+        start, after a reload, and from a new master after an upgrade (with its pid)."""
+        if self.announced_ready or self.stopping:
+            return
+        ready = sum(1 for w in self.workers.values() if w.kind == HTTP and not w.terminating
+                    and w.generation == self.generation and w.slot.read().state == READY)
+        if ready >= self.target:
+            self.announced_ready = True
+            sdnotify.notify("READY=1", f"MAINPID={os.getpid()}",
+                            f"STATUS=serving with {ready} HTTP worker(s)")
 
     def _retire_old_generation(self, current: list[WorkerProc]) -> None:
         """Once the current generation is all ready, stop the old one (reload) or the old
@@ -606,6 +623,8 @@ class Master:
 
     def _begin_stop(self, code: int) -> None:
         self.stopping = True
+        if self.upgrade_pid is None:  # not when a new master (USR2) takes the service over
+            sdnotify.notify("STOPPING=1")
         self.exit_code = code
         self.stop_deadline = time.monotonic() + self._grace()
         self.parking.close_all()

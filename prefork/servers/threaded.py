@@ -23,6 +23,7 @@ from prefork.cron.threads import CronThreads
 from prefork.db.pool import Database
 from prefork.http.connection import Connection
 from prefork.http.request import Request
+from prefork.ops import sdnotify
 from prefork.realtime.app import is_realtime_path
 from prefork.servers.engine import make_handler, make_loop
 from prefork.servers.exits import mib
@@ -73,6 +74,7 @@ class ThreadedServer:
         if self.realtime is not None:
             self.realtime.start()
         self._install_signals()
+        sdnotify.notify("READY=1", f"MAINPID={os.getpid()}", "STATUS=serving (threaded mode)")
         log.info("HTTP service running on %s (threaded mode, %d threads)",
                  display_address(self.listeners[0]), s.http_threads)
         while not self._finished():
@@ -177,6 +179,7 @@ class ThreadedServer:
                 self._stop_deadline = 0.0
 
     def _begin_stop(self, signum: int) -> None:
+        sdnotify.notify("STOPPING=1")
         grace = self.settings.limit_time_real or 120
         log.info("%s received: stopping gracefully (%d request(s) in flight, up to %ds)",
                  signal.Signals(signum).name, self.loop.busy, grace)

@@ -1,0 +1,54 @@
+"""The systemd unit `prefork systemd` prints."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+
+from prefork.config import Settings
+
+STOP_MARGIN = 30  # seconds beyond limit_time_real before systemd kills what is left
+
+
+def render(settings: Settings, config_path: str | None, user: str, group: str) -> str:
+    command = [sys.executable, "-m", "prefork", "run"]
+    if config_path:
+        command += ["-c", os.path.abspath(config_path)]
+    stop = (settings.limit_time_real or 120) + STOP_MARGIN
+    lines = [
+        "[Unit]",
+        "Description=prefork application server",
+        "Documentation=file://" + os.path.abspath(os.path.join(
+            os.path.dirname(__file__), "..", "..", "docs", "deployment.md")),
+        "After=network-online.target postgresql.service redis-server.service",
+        "Wants=network-online.target",
+        "",
+        "[Service]",
+        "# The master says READY=1 once its HTTP workers serve, RELOADING=1 on HUP,",
+        "# STOPPING=1 on TERM; after an upgrade (USR2) the new master sends MAINPID=.",
+        "Type=notify",
+        "NotifyAccess=all",
+        f"User={user}",
+        f"Group={group}",
+        f"WorkingDirectory={os.getcwd()}",
+        "ExecStart=" + shlex.join(command),
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "# TERM to the master alone: it stops its workers gracefully; what is left after",
+        "# TimeoutStopSec (limit_time_real + 30 s) is killed.",
+        "KillMode=mixed",
+        f"TimeoutStopSec={stop}",
+        "Restart=on-failure",
+        "RestartSec=5",
+        "# Exit status 2 is a configuration error, 3 a crash loop at boot: restarting would",
+        "# not help.",
+        "RestartPreventExitStatus=2 3",
+        "LimitNOFILE=65536",
+        "LimitCORE=0",
+        "NoNewPrivileges=true",
+        "PrivateTmp=true",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+    ]
+    return "\n".join(lines) + "\n"
