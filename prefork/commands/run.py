@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from prefork import metrics
 from prefork.cli import parse
 from prefork.config import Settings
 from prefork.config.loader import Loaded
@@ -26,6 +27,7 @@ def run(loaded: Loaded, argv: Sequence[str]) -> int:
         log.warning("%s", warning)
     for note in loaded.notes:
         log.info("%s", note)
+    metrics.setup(settings)  # before any fork: every process writes under one directory
     try:
         database = start_database(settings)
     except DatabaseStartError as exc:

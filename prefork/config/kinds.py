@@ -91,6 +91,15 @@ def _session_store(text: str) -> str:
     raise ValueError(text)
 
 
+def _networks(text: str) -> str:
+    import ipaddress
+
+    for part in text.split(","):
+        if part.strip():
+            ipaddress.ip_network(part.strip(), strict=False)  # ValueError when not one
+    return text
+
+
 def _log_level(text: str) -> str:
     lowered = text.lower()
     if lowered not in {"debug", "info", "warn", "warning", "error", "critical"}:
@@ -125,6 +134,8 @@ BOOLEAN = Kind("True or False", _boolean)
 TEXT = Kind("text", _text)
 APP = Kind("a WSGI application as 'module:callable'", _app_ref)
 SESSION_STORE = Kind("file, memory, or a Redis URL (redis://host:port/db)", _session_store)
+NETWORKS = Kind("comma-separated addresses or networks (127.0.0.1, 10.0.0.0/8, ::1)",
+                _networks)
 HOOK = Kind("a Python callable as 'module:callable'", _app_ref)
 LOG_LEVEL = Kind("one of debug, info, warning, error, critical", _log_level)
 SSLMODE = Kind("one of " + ", ".join(_SSLMODES), _sslmode)

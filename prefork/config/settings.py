@@ -298,6 +298,12 @@ class Settings:
         help="Seconds after its creation a session expires whatever its use (0 = never); "
         "also the cookie's Max-Age.",
     )
+    # -- metrics -----------------------------------------------------------------------------
+    metrics_allow: str = opt(
+        kinds.NETWORKS, "127.0.0.0/8,::1", "--metrics-allow", section="Operations",
+        help="Addresses or networks that may read /metrics (Prometheus text format, every "
+        "process summed); empty turns metrics off (nothing is counted).",
+    )
     # -- files and logging --------------------------------------------------------------------
     data_dir: str = opt(
         kinds.TEXT, DEFAULT_DATA_DIR, "-D", "--data-dir", section="Files and logging",

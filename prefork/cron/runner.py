@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import psycopg
 
+from prefork import metrics
 from prefork.config import Settings
 from prefork.cron.registry import REGISTRY, Job
 from prefork.cron.store import (
@@ -231,6 +232,10 @@ class CronRunner:
                 return False
             claim.done = True
             alert = finish(self._conns["lock"], claim, outcome, self.policy)
+        counters = metrics.current()
+        if counters is not None:
+            counters.cron_runs.labels(claim.name, outcome.status).inc()
+            counters.cron_duration.labels(claim.name).observe(outcome.duration)
         if alert:
             log.error("ALERT %s", alert)
         return True

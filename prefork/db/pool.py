@@ -58,6 +58,10 @@ class Database(ABC):
     def close(self) -> None:
         """Close this process's connections."""
 
+    @abstractmethod
+    def usage(self) -> tuple[int, int]:
+        """(connections open, connections lent out) in this process."""
+
     @contextmanager
     def connection(self) -> Iterator[Any]:
         """Borrow a connection for a transaction: committed on success, rolled back on error."""
@@ -106,6 +110,13 @@ class PostgresDatabase(Database):
                 )
                 self._pool_pid = pid
         return self._pool
+
+    def usage(self) -> tuple[int, int]:
+        if self._pool is None or self._pool_pid != os.getpid():
+            return 0, 0  # no pool opened in this process yet
+        stats = self._pool.get_stats()
+        size = stats.get("pool_size", 0)
+        return size, size - stats.get("pool_available", 0)
 
     def acquire(self) -> psycopg.Connection[Any]:
         pool = self.pool()
@@ -185,6 +196,10 @@ class SQLiteDatabase(Database):
         except queue.Empty:
             raise DatabaseUnavailable(
                 f"no database connection within {self.timeout:g} s") from None
+
+    def usage(self) -> tuple[int, int]:
+        with self._lock:
+            return self._opened, self._opened - self._idle.qsize()
 
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False)

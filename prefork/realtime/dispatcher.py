@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from prefork import metrics
 from prefork.bus import store
 from prefork.bus.store import Message
 from prefork.db.errors import one_line
@@ -120,6 +121,9 @@ class Dispatcher:
                 return
             self.last = messages[-1].id
             self.hub.publish(messages)
+            counters = metrics.current()
+            if counters is not None:
+                counters.bus_messages.inc(len(messages))
             if len(messages) < store.FETCH_BATCH:
                 return
 

@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Coroutine, Mapping
 from typing import Any
 
+from prefork import metrics
 from prefork.bus.store import Message
 from prefork.realtime.auth import SESSION_CHECK, Gate, same_site
 from prefork.realtime.hub import Hub, Subscriber
@@ -215,6 +216,9 @@ async def serve(services: Services, scope: Mapping[str, Any], receive: ASGIRecei
         return
     client = Client(services, send, identity, headers)
     services.clients.add(client)
+    counters = metrics.current()
+    if counters is not None:
+        counters.websockets.inc()
     try:
         while True:
             event = await receive()
@@ -224,6 +228,8 @@ async def serve(services: Services, scope: Mapping[str, Any], receive: ASGIRecei
     finally:
         client.end()
         services.clients.discard(client)
+        if counters is not None:
+            counters.websockets.dec()
 
 
 def send_eagerly(send: Coroutine[Any, Any, None]) -> Coroutine[Any, Any, None] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from prefork import metrics
 from prefork.config import Settings
 from prefork.db.pool import Database
 from prefork.http.loop import Dispatch, EventLoop, Timeouts
@@ -16,6 +17,7 @@ from prefork.wsgi.database import DatabaseMiddleware
 from prefork.wsgi.environ import EnvironBuilder
 from prefork.wsgi.handler import WSGIApp, WSGIHandler
 from prefork.wsgi.health import HealthMiddleware
+from prefork.wsgi.metrics_endpoint import MetricsEndpoint
 from prefork.wsgi.realtime_elsewhere import RealtimeElsewhere
 
 
@@ -35,6 +37,9 @@ def make_handler(settings: Settings, app: WSGIApp, loop: EventLoop, *, multiproc
     if database is not None:
         app = DatabaseMiddleware(app, database)
     app = HealthMiddleware(app, database)
+    counters = metrics.current()
+    if counters is not None:
+        app = MetricsEndpoint(app, settings.metrics_allow)
     if multiprocess:
         app = RealtimeElsewhere(app, settings.gevent_port, settings.http_port, time.monotonic,
                                 settings.proxy_mode)
@@ -42,4 +47,4 @@ def make_handler(settings: Settings, app: WSGIApp, loop: EventLoop, *, multiproc
                              settings.proxy_mode, recorder(settings.data_dir))
     environ.configure(multithread=not multiprocess, multiprocess=multiprocess)
     return WSGIHandler(app, environ, loop.date, send_timeout=settings.http_header_timeout,
-                       access_log=settings.access_log, draining=draining)
+                       access_log=settings.access_log, draining=draining, metrics=counters)

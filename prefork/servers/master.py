@@ -28,7 +28,7 @@ from typing import Any
 import psutil
 from setproctitle import setproctitle
 
-from prefork import __version__
+from prefork import __version__, metrics
 from prefork.config import ConfigError
 from prefork.config.loader import Loaded
 from prefork.cron.runner import cron_limits
@@ -530,6 +530,10 @@ class Master:
         record = ExitRecord(worker.pid, worker.role, reason, detail, request,
                             view.error if reason in ("crash", "boot-failed") else "")
         self.exits.append(record)
+        counters = metrics.current()
+        if counters is not None:
+            counters.exits.labels(worker.kind, reason).inc()
+            metrics.process_exited(worker.pid)
         self.scoreboard.release(worker.slot)
         self._log_exit(record, worker)
         self._count_boot(worker, view.state, record)
@@ -681,10 +685,22 @@ class Master:
         if now < self.next_state:
             return
         self.next_state = now + STATE_INTERVAL
+        state = self.state()
         try:
-            write_state(self.state_file, self.state())
+            write_state(self.state_file, state)
         except OSError as exc:
             log.warning("cannot write the state file %s: %s", self.state_file, exc)
+        self._publish_rss(state)
+
+    def _publish_rss(self, state: dict[str, Any]) -> None:
+        counters = metrics.current()
+        if counters is None:
+            return
+        totals: dict[str, int] = {"master": state["master"]["rss"]}
+        for worker, row in zip(self.workers.values(), state["processes"], strict=True):
+            totals[worker.kind] = totals.get(worker.kind, 0) + row["rss"]
+        for role in ("master", HTTP, CRON, REALTIME):
+            counters.rss.labels(role).set(totals.get(role, 0))
 
     def state(self) -> dict[str, Any]:
         now = time.monotonic()

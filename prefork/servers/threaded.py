@@ -24,6 +24,7 @@ from prefork.db.pool import Database
 from prefork.http.connection import Connection
 from prefork.http.request import Request
 from prefork.ops import sdnotify
+from prefork.ops.sampling import Sampler
 from prefork.realtime.app import is_realtime_path
 from prefork.servers.engine import make_handler, make_loop
 from prefork.servers.exits import mib
@@ -77,8 +78,10 @@ class ThreadedServer:
         sdnotify.notify("READY=1", f"MAINPID={os.getpid()}", "STATUS=serving (threaded mode)")
         log.info("HTTP service running on %s (threaded mode, %d threads)",
                  display_address(self.listeners[0]), s.http_threads)
+        sampler = Sampler(self.database)
         while not self._finished():
             self.loop.run_once(TICK)
+            sampler.maybe_sample()
             self._handle_signals()
             self._check_limits()
             if self._reload_reason and not self._reload_deadline and self._stop_deadline is None:

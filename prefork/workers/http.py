@@ -21,11 +21,12 @@ import traceback
 from types import FrameType
 from typing import NoReturn
 
-from prefork import db
+from prefork import db, metrics
 from prefork.config import Settings
 from prefork.db.pool import Database
 from prefork.http.connection import Connection
 from prefork.http.request import Request
+from prefork.ops.sampling import Sampler
 from prefork.servers.engine import make_handler, make_loop
 from prefork.workers import exitcodes
 from prefork.workers.handoff import receive_connections, send_connection
@@ -73,6 +74,7 @@ class HTTPWorker:
                               pace_accepting=settings.workers > 1)
         self.handler: WSGIHandler | None = None
         self.published_connections = -1
+        self.sampler = Sampler(database)
         self.shed_seq = slot.shed_request()[1]
 
     def run(self) -> NoReturn:
@@ -99,10 +101,14 @@ class HTTPWorker:
                 self.slot.beat(time.monotonic())
                 self.loop.run_once(TICK)
                 self._share_load()
+                self.sampler.maybe_sample()
                 if os.getppid() != self.master_pid:
                     log.warning("http worker #%d: master gone, exiting", self.number)
                     return exitcodes.ORPHANED
             self._drain()
+        counters = metrics.current()
+        if counters is not None:
+            counters.flush()  # what this worker served since its last flush
         return self.exit_code
 
     def _close_database(self) -> None:

@@ -132,8 +132,10 @@ class WSGIHandler:
     """Serves requests with one application; safe to share between threads."""
 
     def __init__(self, app: WSGIApp, environ: EnvironBuilder, date: DateCache, *,
-                 send_timeout: float, access_log: bool, draining: Callable[[], bool]) -> None:
+                 send_timeout: float, access_log: bool, draining: Callable[[], bool],
+                 metrics: Any = None) -> None:
         self.app = app
+        self.metrics = metrics  # prefork.metrics.Metrics, or None when metrics are off
         self.environ = environ
         self.date = date
         self.send_timeout = send_timeout
@@ -143,7 +145,7 @@ class WSGIHandler:
 
     def serve(self, conn: Connection, request: Request) -> bool:
         """Answer one request; True when the connection may carry another one."""
-        started = time.monotonic() if self.log_access else 0.0
+        started = time.monotonic() if self.log_access or self.metrics else 0.0
         keep_alive = request.keep_alive and not self.draining()
         response = Response(conn, request, keep_alive, self.send_timeout, self.date)
         try:
@@ -159,8 +161,12 @@ class WSGIHandler:
                 response.status = 500
                 _try_send(conn, _INTERNAL_ERROR)
         conn.served += 1
-        if self.log_access:
-            self._log(conn, request, response, time.monotonic() - started)
+        if started:
+            elapsed = time.monotonic() - started
+            if self.metrics is not None:
+                self.metrics.request(response.status, elapsed)
+            if self.log_access:
+                self._log(conn, request, response, elapsed)
         return response.keep_alive
 
     def _run_app(self, response: Response, request: Request, conn: Connection) -> None:

@@ -1,0 +1,131 @@
+"""/metrics: Prometheus text format summed over every process, scraped and parsed with
+prometheus_client's own parser."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+from websockets.sync.client import connect
+
+from tests.conftest import ROOT, Server
+from tests.test_master import wait_for, wait_workers
+
+APP = ("--app", "tests.apps.testapp:app")
+
+
+def scrape(server: Server, **headers: str) -> tuple[int, dict[tuple[str, tuple[Any, ...]], float]]:
+    status, _, body = server.get("/metrics", **headers)
+    if status != 200:
+        return status, {}
+    samples = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return status, samples
+
+
+def value(samples: dict[tuple[str, tuple[Any, ...]], float], name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_metrics_are_summed_over_the_workers(server_factory: type, tmp_path: Path) -> None:
+    stale = tmp_path / "data" / "metrics"
+    stale.mkdir(parents=True)
+    (stale / "counter_999999.db").write_bytes(b"left by an earlier run")
+    server = server_factory.start(*APP, "--workers", "2", "--max-cron-threads", "1",
+                                  "--limit-request", "15")
+    wait_workers(server, 2)
+    assert not (stale / "counter_999999.db").exists()  # wiped at start
+    pids = set()
+    for _ in range(40):
+        status, _, body = server.get("/echo")
+        assert status == 200
+        pids.add(body)
+    assert server.get("/error")[0] == 500
+    server.wait_log("exited: request-limit")
+    # Workers write their tallies once a second.
+    wait_for(lambda: value(scrape(server)[1], "prefork_http_requests_total",
+                           status="200") >= 40)
+    _, samples = scrape(server)
+    assert value(samples, "prefork_http_requests_total", status="500") == 1
+    assert value(samples, "prefork_http_request_duration_seconds_count") >= 41
+    assert value(samples, "prefork_worker_exits_total", role="http",
+                 reason="request-limit") >= 1
+    wait_for(lambda: value(scrape(server)[1], "prefork_rss_bytes", role="http") > 0)
+    _, samples = scrape(server)
+    for role in ("master", "http", "cron", "realtime"):
+        assert value(samples, "prefork_rss_bytes", role=role) > 10 << 20, role
+    result = subprocess.run([sys.executable, "-m", "prefork", "cron", "run",
+                             "prefork.session_gc"], capture_output=True, text=True, cwd=ROOT,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: value(scrape(server)[1], "prefork_cron_runs_total",
+                           job="prefork.session_gc", status="ok") == 1, 30)
+
+
+def test_websockets_and_bus_are_counted(server_factory: type) -> None:
+    server = server_factory.start(*APP, "--workers", "1", "--max-cron-threads", "0")
+    url = f"ws://127.0.0.1:{server.realtime_port}/websocket"
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            client = connect(url, open_timeout=5)
+            break
+        except OSError:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    with client:
+        wait_for(lambda: value(scrape(server)[1], "prefork_websockets") == 1)
+        before = value(scrape(server)[1], "prefork_bus_messages_total")
+        subprocess.run([sys.executable, "-m", "prefork", "bus", "send", "m", '{"a": 1}'],
+                       check=True, capture_output=True, cwd=ROOT, timeout=60)
+        wait_for(lambda: value(scrape(server)[1], "prefork_bus_messages_total") > before)
+    wait_for(lambda: value(scrape(server)[1], "prefork_websockets") == 0)
+
+
+def test_access_is_restricted_by_metrics_allow(server_factory: type) -> None:
+    server = server_factory.start(*APP, "--workers", "1", "--max-cron-threads", "0",
+                                  "--metrics-allow", "10.0.0.0/8", "--proxy-mode")
+    assert scrape(server)[0] == 403
+    status, samples = scrape(server, **{"X-Forwarded-For": "10.1.2.3"})
+    assert status == 200 and samples
+
+
+def test_metrics_off_counts_nothing(server_factory: type, tmp_path: Path) -> None:
+    server = server_factory.start(*APP, "--metrics-allow", "")
+    assert server.get("/echo")[0] == 200
+    status, _, body = server.get("/metrics")  # the application's own answer (an echo)
+    assert status == 200 and b"prefork_http" not in body and b'"path": "/metrics"' in body
+    assert not (tmp_path / "data" / "metrics").exists()
+
+
+def test_the_tally_writes_what_observe_would_have() -> None:
+    """Requests are tallied locally and flushed in batches: the histogram and the counters
+    must come out as if each request had been observed."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from prefork.metrics import DURATION_BUCKETS, Metrics
+
+    metrics = Metrics()  # the default registry, in this (non-multiprocess) test process
+    reference = Histogram("reference_seconds", "", buckets=DURATION_BUCKETS,
+                          registry=CollectorRegistry())
+    durations = [0.0005, 0.001, 0.003, 0.2, 7.5, 500.0, 0.0025]
+    for index, seconds in enumerate(durations):
+        metrics.request(200 if index % 2 else 503, seconds)
+        reference.observe(seconds)
+    metrics.flush()
+    metrics.flush()  # nothing new: nothing added
+
+    def buckets(histogram: Any) -> list[tuple[str, float]]:
+        return [(s.labels["le"], s.value) for s in histogram.collect()[0].samples
+                if s.name.endswith("_bucket")]
+
+    assert buckets(metrics.duration) == buckets(reference)
+    assert metrics.duration._sum.get() == reference._sum.get()
+    assert metrics.requests.labels("200")._value.get() == 3
+    assert metrics.requests.labels("503")._value.get() == 4
