@@ -54,6 +54,9 @@ def render(state: dict[str, Any], now: float) -> list[str]:
             if record["request"]:
                 line += f", request '{record['request']}'"
             lines.append(line)
+    for alert in state.get("alerts", []):
+        lines += ["", f"ALERT {alert['kind']}: {alert['count']} exits in the last "
+                      f"{alert['window']}s, last {alert['reason']}"]
     return lines
 
 

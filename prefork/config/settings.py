@@ -298,6 +298,25 @@ class Settings:
         help="Seconds after its creation a session expires whatever its use (0 = never); "
         "also the cookie's Max-Age.",
     )
+    # -- health monitor ----------------------------------------------------------------------
+    alert_window: int = opt(
+        kinds.POSITIVE, 300, "--alert-window", section="Operations",
+        help="Seconds over which the master counts worker exits for its alerts.",
+    )
+    alert_crashes: int = opt(
+        kinds.WHOLE, 3, "--alert-crashes", section="Operations",
+        help="Crashes (and failed boots) within alert_window that raise a crash-loop alert "
+        "(0 = never).",
+    )
+    alert_limit_kills: int = opt(
+        kinds.WHOLE, 5, "--alert-limit-kills", section="Operations",
+        help="Workers killed by a hard limit (memory, CPU, real time) within alert_window "
+        "that raise an alert (0 = never).",
+    )
+    alert_webhook: str = opt(
+        kinds.TEXT, "", "--alert-webhook", section="Operations",
+        help="URL alerts are POSTed to as JSON when raised and when cleared; empty: none.",
+    )
     # -- metrics -----------------------------------------------------------------------------
     metrics_allow: str = opt(
         kinds.NETWORKS, "127.0.0.0/8,::1", "--metrics-allow", section="Operations",

@@ -37,8 +37,10 @@ from prefork.db.startup import DatabaseRuntime
 from prefork.db.target import resolve_target
 from prefork.logs import log_stream
 from prefork.ops import sdnotify
+from prefork.ops.webhook import Webhook
 from prefork.pidfile import remove_pidfile, write_pidfile
 from prefork.servers.exits import ExitRecord, KillOrder, classify, mib
+from prefork.servers.health import Alert, HealthMonitor
 from prefork.servers.parking import Candidate, Parked, Parking
 from prefork.servers.state import remove_state, state_path, write_state
 from prefork.sockets import display_address, handover_env, inherited_listeners, listen
@@ -120,6 +122,9 @@ class Master:
         self.next_state = 0.0
         self.next_balance = 0.0
         self.announced_ready = False
+        s = self.settings
+        self.health = HealthMonitor(s.alert_window, s.alert_crashes, s.alert_limit_kills)
+        self.webhook = Webhook(s.alert_webhook) if s.alert_webhook else None
         self.started_at = time.time()
         self.process = psutil.Process()
         self._wakeup = WakeupPipe()
@@ -153,6 +158,7 @@ class Master:
         self._reap()
         self._watchdog()
         self._maintain()
+        self._alert(self.health.check(time.time()))
         self._announce_ready()
         self._balance(time.monotonic())
         self._publish_state()
@@ -384,6 +390,13 @@ class Master:
             return 0
         return 1
 
+    def _alert(self, events: list[tuple[str, Alert]]) -> None:
+        """Alerts raised or cleared: to the webhook (the log line is the monitor's)."""
+        for event, alert in events:
+            if self.webhook is not None:
+                self.webhook.send({"event": event, "server": socket.gethostname(),
+                                   "master_pid": os.getpid(), **alert.as_dict()})
+
     def _announce_ready(self) -> None:
         """Tell systemd (Type=notify) once every HTTP worker of the generation serves: at
         start, after a reload, and from a new master after an upgrade (with its pid)."""
@@ -530,6 +543,7 @@ class Master:
         record = ExitRecord(worker.pid, worker.role, reason, detail, request,
                             view.error if reason in ("crash", "boot-failed") else "")
         self.exits.append(record)
+        self._alert(self.health.record(record))
         counters = metrics.current()
         if counters is not None:
             counters.exits.labels(worker.kind, reason).inc()
@@ -713,6 +727,7 @@ class Master:
             "listeners": [display_address(s) for s in self._all_listeners() if s.fileno() >= 0],
             "processes": [self._worker_row(w, now) for w in self.workers.values()],
             "exits": [record.as_dict() for record in self.exits],
+            "alerts": [alert.as_dict() for alert in self.health.active.values()],
         }
 
     def _worker_row(self, worker: WorkerProc, now: float) -> dict[str, Any]:

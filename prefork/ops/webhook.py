@@ -1,0 +1,55 @@
+"""Alerts POSTed as JSON to `alert_webhook`, from a thread of their own: the master only
+enqueues, so a slow or dead receiver never delays it. Each delivery is tried ATTEMPTS
+times with a growing delay, then dropped with a warning."""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+log = logging.getLogger("prefork.master")
+
+ATTEMPTS = 4
+FIRST_DELAY = 1.0
+TIMEOUT = 5.0
+
+
+class Webhook:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._queue: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._deliver_all, name="webhook", daemon=True)
+        self._thread.start()
+
+    def send(self, payload: dict[str, Any]) -> None:
+        self._queue.put(payload)
+
+    def _deliver_all(self) -> None:
+        while True:
+            payload = self._queue.get()
+            delay = FIRST_DELAY
+            for attempt in range(1, ATTEMPTS + 1):
+                if self._post(payload):
+                    break
+                if attempt == ATTEMPTS:
+                    log.warning("alert webhook %s: gave up after %d attempts", self.url,
+                                ATTEMPTS)
+                    break
+                time.sleep(delay)
+                delay *= 2
+
+    def _post(self, payload: dict[str, Any]) -> bool:
+        request = urllib.request.Request(self.url, json.dumps(payload).encode(),
+                                         {"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+                return bool(200 <= response.status < 300)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            log.debug("alert webhook %s: %s", self.url, exc)
+            return False
