@@ -100,7 +100,8 @@ def test_limit_kills_and_the_last_traceback() -> None:
     monitor.record(boot)
     (event, alert), = monitor.record(ExitRecord(4, "http worker #1", "crash", "exit code 1",
                                                 "", at=now + 2))
-    assert event == "raised" and alert.kind == "crash-loop" and alert.traceback.startswith("Traceback")
+    assert event == "raised" and alert.kind == "crash-loop"
+    assert alert.traceback.startswith("Traceback")
     assert monitor.record(ExitRecord(5, "http worker #1", "stopped", "", "", at=now)) == []
     assert {a.kind for _, a in monitor.check(now + 30)} == set()  # still in the window
     assert {a.kind for _, a in monitor.check(now + 62)} == {"crash-loop", "limit-kills"}
