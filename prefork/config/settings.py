@@ -298,6 +298,11 @@ class Settings:
         help="Seconds after its creation a session expires whatever its use (0 = never); "
         "also the cookie's Max-Age.",
     )
+    admin_passwd: str = opt(
+        kinds.TEXT, "", "--admin-passwd", section="Operations",
+        help="Password of the dashboard at /prefork/ (any user name; plain text or Odoo's "
+        "$pbkdf2-sha512$ hash); empty turns the dashboard off.",
+    )
     # -- health monitor ----------------------------------------------------------------------
     alert_window: int = opt(
         kinds.POSITIVE, 300, "--alert-window", section="Operations",

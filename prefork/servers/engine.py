@@ -10,6 +10,7 @@ from prefork.config import Settings
 from prefork.db.pool import Database
 from prefork.http.loop import Dispatch, EventLoop, Timeouts
 from prefork.http.parser import Limits
+from prefork.ops.dashboard import Dashboard
 from prefork.ops.forwarded import recorder
 from prefork.sessions.middleware import SessionMiddleware
 from prefork.sessions.stores import make_store
@@ -33,6 +34,8 @@ def make_handler(settings: Settings, app: WSGIApp, loop: EventLoop, *, multiproc
                  draining: Callable[[], bool], database: Database | None = None) -> WSGIHandler:
     """The WSGI handler; with a database, requests get their transaction and /web/health
     can report on it."""
+    if settings.admin_passwd:
+        app = Dashboard(app, settings)  # inside the database middleware: it reads the jobs
     app = SessionMiddleware(app, make_store(settings), settings)
     if database is not None:
         app = DatabaseMiddleware(app, database)

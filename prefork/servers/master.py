@@ -67,6 +67,8 @@ REALTIME_FD_ENV = "PREFORK_REALTIME_FD"
 HTTP, CRON, REALTIME = "http", "cron", "realtime"
 BALANCE_INTERVAL = 0.1  # seconds between two looks at how clients spread over the workers
 BALANCE_SPREAD = 2  # connections more than the least loaded worker before handing some over
+MEMORY_SAMPLE = 30  # seconds between two points of the dashboard's memory chart
+MEMORY_POINTS = 120  # an hour of them
 CRON_GRACE = 5  # seconds the master gives a cron worker to record its own timeout
 SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGTTIN", "SIGTTOU", "SIGQUIT", "SIGUSR2",
            "SIGCHLD")
@@ -121,6 +123,8 @@ class Master:
         self.state_file = state_path(self.settings)
         self.next_state = 0.0
         self.next_balance = 0.0
+        self.next_memory_sample = 0.0
+        self.memory_history: dict[str, deque[tuple[int, int]]] = {}
         self.announced_ready = False
         s = self.settings
         self.health = HealthMonitor(s.alert_window, s.alert_crashes, s.alert_limit_kills)
@@ -705,6 +709,19 @@ class Master:
         except OSError as exc:
             log.warning("cannot write the state file %s: %s", self.state_file, exc)
         self._publish_rss(state)
+        self._sample_memory(state)
+
+    def _sample_memory(self, state: dict[str, Any]) -> None:
+        """Each process's RSS every MEMORY_SAMPLE seconds over the last hour, by role (a
+        worker's replacement continues its line), for the dashboard's chart."""
+        now = time.time()
+        if now < self.next_memory_sample:
+            return
+        self.next_memory_sample = now + MEMORY_SAMPLE
+        for row in [state["master"], *state["processes"]]:
+            history = self.memory_history.setdefault(row["role"],
+                                                     deque(maxlen=MEMORY_POINTS))
+            history.append((round(now), row["rss"]))
 
     def _publish_rss(self, state: dict[str, Any]) -> None:
         counters = metrics.current()
@@ -728,6 +745,8 @@ class Master:
             "processes": [self._worker_row(w, now) for w in self.workers.values()],
             "exits": [record.as_dict() for record in self.exits],
             "alerts": [alert.as_dict() for alert in self.health.active.values()],
+            "memory_history": {role: list(points)
+                               for role, points in self.memory_history.items()},
         }
 
     def _worker_row(self, worker: WorkerProc, now: float) -> dict[str, Any]:
