@@ -17,9 +17,11 @@ from prefork.sessions.stores import make_store
 from prefork.wsgi.database import DatabaseMiddleware
 from prefork.wsgi.environ import EnvironBuilder
 from prefork.wsgi.handler import WSGIApp, WSGIHandler
-from prefork.wsgi.health import HealthMiddleware
+from prefork.wsgi.health import HEALTH_PATH, HealthCheck
+from prefork.wsgi.metrics_endpoint import PATH as METRICS_PATH
 from prefork.wsgi.metrics_endpoint import MetricsEndpoint
 from prefork.wsgi.realtime_elsewhere import RealtimeElsewhere
+from prefork.wsgi.routes import ServerRoutes
 
 
 def make_loop(settings: Settings, dispatch: Dispatch, *, inline: bool,
@@ -39,13 +41,14 @@ def make_handler(settings: Settings, app: WSGIApp, loop: EventLoop, *, multiproc
     app = SessionMiddleware(app, make_store(settings), settings)
     if database is not None:
         app = DatabaseMiddleware(app, database)
-    app = HealthMiddleware(app, database)
+    own: dict[str, WSGIApp] = {HEALTH_PATH: HealthCheck(database)}
     counters = metrics.current()
     if counters is not None:
-        app = MetricsEndpoint(app, settings.metrics_allow)
-    if multiprocess:
-        app = RealtimeElsewhere(app, settings.gevent_port, settings.http_port, time.monotonic,
-                                settings.proxy_mode)
+        own[METRICS_PATH] = MetricsEndpoint(settings.metrics_allow)
+    elsewhere = (RealtimeElsewhere(settings.gevent_port, settings.http_port, time.monotonic)
+                 if multiprocess else None)
+    realtime_port = settings.gevent_port if multiprocess and not settings.proxy_mode else 0
+    app = ServerRoutes(app, own, elsewhere, realtime_port)
     environ = EnvironBuilder(settings.http_interface or "0.0.0.0", settings.http_port,
                              settings.proxy_mode, recorder(settings.data_dir))
     environ.configure(multithread=not multiprocess, multiprocess=multiprocess)

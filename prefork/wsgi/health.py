@@ -13,21 +13,19 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from prefork.db.pool import Database
-from prefork.wsgi.handler import WSGIApp
 
 HEALTH_PATH = "/web/health"
 _FALSE = ("", "0", "false", "False")
 
 
-class HealthMiddleware:
-    def __init__(self, app: WSGIApp, database: Database | None) -> None:
-        self.app = app
+class HealthCheck:
+    """The WSGI application of HEALTH_PATH (see prefork/wsgi/routes.py)."""
+
+    def __init__(self, database: Database | None) -> None:
         self.database = database
 
     def __call__(self, environ: dict[str, Any],
                  start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ["PATH_INFO"] != HEALTH_PATH:
-            return self.app(environ, start_response)
         report: dict[str, Any] = {"status": "pass"}
         status = "200 OK"
         if _wants_db_status(environ.get("QUERY_STRING", "")):

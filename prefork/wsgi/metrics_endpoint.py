@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from prefork.metrics import exposition
-from prefork.wsgi.handler import WSGIApp
 
 PATH = "/metrics"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -20,14 +19,13 @@ def networks(allow: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
 
 
 class MetricsEndpoint:
-    def __init__(self, app: WSGIApp, allow: str) -> None:
-        self.app = app
+    """The WSGI application of PATH (see prefork/wsgi/routes.py)."""
+
+    def __init__(self, allow: str) -> None:
         self.allowed = networks(allow)
 
     def __call__(self, environ: dict[str, Any],
                  start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") != PATH:
-            return self.app(environ, start_response)
         if not self._allowed(environ.get("REMOTE_ADDR", "")):
             body = b"forbidden: this address is not in metrics_allow\n"
             status, content_type = "403 Forbidden", "text/plain; charset=utf-8"

@@ -9,8 +9,6 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from prefork.wsgi.handler import WSGIApp
-
 log = logging.getLogger("prefork.worker")
 
 WARN_EVERY = 60.0  # seconds between two log lines about misrouted clients, per worker
@@ -35,14 +33,17 @@ Connect to port {gevent_port}, or route these paths to it in nginx:
 """.encode()
 
 
-class RealtimeElsewhere:
-    """Also tells applications where their pages should open websockets:
-    environ["prefork.realtime_port"] (absent behind a proxy, which routes /websocket)."""
+def misrouted(environ: dict[str, Any]) -> bool:
+    """A request meant for the realtime process."""
+    path: str = environ["PATH_INFO"]
+    return environ.get("HTTP_UPGRADE", "").lower() == "websocket" or \
+        path.startswith("/longpolling/")
 
-    def __init__(self, app: WSGIApp, gevent_port: int, http_port: int,
-                 clock: Callable[[], float], proxy_mode: bool = False) -> None:
-        self.app = app
-        self.port = 0 if proxy_mode else gevent_port
+
+class RealtimeElsewhere:
+    """The WSGI application of misrouted() requests (see prefork/wsgi/routes.py)."""
+
+    def __init__(self, gevent_port: int, http_port: int, clock: Callable[[], float]) -> None:
         self.body = directions(gevent_port, http_port)
         self.clock = clock
         self.next_warning = 0.0
@@ -50,10 +51,6 @@ class RealtimeElsewhere:
     def __call__(self, environ: dict[str, Any],
                  start_response: Callable[..., Any]) -> Iterable[bytes]:
         upgrade = environ.get("HTTP_UPGRADE", "").lower() == "websocket"
-        if not upgrade and not environ.get("PATH_INFO", "").startswith("/longpolling/"):
-            if self.port:
-                environ["prefork.realtime_port"] = self.port
-            return self.app(environ, start_response)
         now = self.clock()
         if now >= self.next_warning:
             self.next_warning = now + WARN_EVERY
