@@ -9,11 +9,16 @@ the living. With `metrics_allow` empty nothing is set up and nothing is counted.
 from __future__ import annotations
 
 import bisect
+import logging
 import os
 import shutil
 import threading
 
+import psutil
+
 from prefork.config import Settings
+
+log = logging.getLogger("prefork")
 
 DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client when it is imported
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
@@ -78,16 +83,42 @@ class Metrics:
 
 
 def setup(settings: Settings) -> Metrics | None:
-    """In the master or the threaded server, before any fork: a fresh directory."""
+    """In the master or the threaded server, before any fork: a fresh directory of its own
+    (data_dir/metrics/<pid>: servers sharing a data_dir, or a new master during an upgrade,
+    never touch each other's files); those of servers no longer running are deleted."""
     global _current
     if not settings.metrics_allow:
         return None
-    path = os.path.join(settings.data_dir, "metrics")
-    shutil.rmtree(path, ignore_errors=True)
-    os.makedirs(path)
-    os.environ[DIR_ENV] = path
-    _current = Metrics()
+    root = os.path.join(settings.data_dir, "metrics")
+    path = os.path.join(root, str(os.getpid()))
+    try:
+        _remove_stale(root)
+        shutil.rmtree(path, ignore_errors=True)
+        os.makedirs(path)
+        os.environ[DIR_ENV] = path
+        _current = Metrics()
+    except OSError as exc:
+        log.warning("metrics disabled: %s", exc)
+        os.environ.pop(DIR_ENV, None)
+        _current = None
     return _current
+
+
+def _remove_stale(root: str) -> None:
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return
+    for name in names:
+        if not name.isdigit() or not psutil.pid_exists(int(name)):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+
+
+def tear_down() -> None:
+    """At the server's exit: its directory goes."""
+    path = os.environ.get(DIR_ENV)
+    if _current is not None and path:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def current() -> Metrics | None:

@@ -117,7 +117,7 @@ def test_file_errors(tmp_path: Path, line: str, message: str) -> None:
 
 
 def test_odoo_keys_warn_once_each(tmp_path: Path) -> None:
-    path = write(tmp_path, "[options]\naddons_path = /opt/addons\nadmin_passwd = x\n"
+    path = write(tmp_path, "[options]\naddons_path = /opt/addons\nlist_db = False\n"
                  "dbfilter = ^%d$\n")
     loaded = load_settings(config_path=path, environ={})
     assert len(loaded.warnings) == 3

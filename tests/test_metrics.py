@@ -34,13 +34,14 @@ def value(samples: dict[tuple[str, tuple[Any, ...]], float], name: str, **labels
 
 
 def test_metrics_are_summed_over_the_workers(server_factory: type, tmp_path: Path) -> None:
-    stale = tmp_path / "data" / "metrics"
+    stale = tmp_path / "data" / "metrics" / "999999999"  # a server that no longer runs
     stale.mkdir(parents=True)
-    (stale / "counter_999999.db").write_bytes(b"left by an earlier run")
+    (stale / "counter_4242.db").write_bytes(b"left by an earlier run")
     server = server_factory.start(*APP, "--workers", "2", "--max-cron-threads", "1",
                                   "--limit-request", "15")
     wait_workers(server, 2)
-    assert not (stale / "counter_999999.db").exists()  # wiped at start
+    assert not stale.exists()  # wiped at start
+    assert (tmp_path / "data" / "metrics" / str(server.proc.pid)).is_dir()
     pids = set()
     for _ in range(40):
         status, _, body = server.get("/echo")
@@ -50,7 +51,9 @@ def test_metrics_are_summed_over_the_workers(server_factory: type, tmp_path: Pat
     server.wait_log("exited: request-limit")
     # Workers write their tallies once a second.
     wait_for(lambda: value(scrape(server)[1], "prefork_http_requests_total",
-                           status="200") >= 40)
+                           status="200") >= 40 and value(scrape(server)[1],
+                                                         "prefork_http_requests_total",
+                                                         status="500") == 1)
     _, samples = scrape(server)
     assert value(samples, "prefork_http_requests_total", status="500") == 1
     assert value(samples, "prefork_http_request_duration_seconds_count") >= 41

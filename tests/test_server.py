@@ -73,13 +73,6 @@ def test_second_signal_forces_the_stop(threaded_server: Server) -> None:
     thread.join(10)
 
 
-def test_workers_auto_is_refused_clearly(server_factory: type) -> None:
-    server = server_factory.start("--workers", "auto", wait=False)
-    assert server.proc.wait(10) == 2
-    assert "workers = auto is not available in this version" in server.log()
-    assert "Traceback" not in server.log()
-
-
 def test_missing_app_module_is_a_clear_error(server_factory: type) -> None:
     server = server_factory.start("--app", "no_such_module:app", wait=False)
     assert server.proc.wait(10) == 2

@@ -64,6 +64,7 @@ def run(loaded: Loaded, argv: Sequence[str]) -> int:
         return 2
     finally:
         database.close(keep_embedded=handed_over)
+        metrics.tear_down()
 
 
 def _load_app(settings: Settings) -> tuple[WSGIApp | None, int]:

@@ -6,10 +6,10 @@ neither here nor in the option table is an error.
 
 ODOO_ONLY_KEYS = frozenset(
     """
-    addons_path admin_passwd bin_path csv_internal_sep
+    addons_path bin_path csv_internal_sep
     db_replica_host db_replica_port db_template dbfilter
     demo dev_mode email_from from_filter geoip_city_db geoip_country_db geoip_database
-    http_enable import_partial limit_memory_hard_gevent limit_memory_soft_gevent list_db
+    http_enable import_partial list_db
     log_db log_db_level log_handler logrotate osv_memory_age_limit osv_memory_count_limit
     pg_path pre_upgrade_scripts publisher_warranty_url reportgz root_path screencasts
     screenshots server_wide_modules smtp_password smtp_port smtp_server smtp_ssl
