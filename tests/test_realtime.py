@@ -398,3 +398,33 @@ def test_a_client_that_never_answers_pings_is_dropped_with_1011(server_factory: 
         if opcode == 0x8:
             codes.append(struct.unpack("!H", payload[:2])[0])
     assert codes == [1011]
+
+
+def test_old_bus_messages_are_collected(server_factory: type, fresh_database: str) -> None:
+    """Messages older than bus_retention go when the realtime process starts (and every
+    minute after); newer ones stay for clients catching up."""
+    from prefork.db.schema import migrate_postgres
+
+    with psycopg.connect(fresh_database) as conn:
+        migrate_postgres(conn)
+        conn.execute("INSERT INTO prefork.bus_message (id, channel, message, created_at) "
+                     "VALUES (1, 'old', '{}', now() - interval '2 hours'), "
+                     "(2, 'recent', '{}', now() - interval '10 minutes')")
+        conn.commit()
+    start(server_factory, "--workers", "1", "--db-uri", fresh_database,
+          "--bus-retention", "3600")
+
+    def remaining() -> list[str]:
+        with psycopg.connect(fresh_database) as conn:
+            rows = conn.execute("SELECT channel FROM prefork.bus_message ORDER BY id")
+            return [row[0] for row in rows.fetchall()]
+
+    assert eventually(lambda: remaining() == ["recent"])
+
+
+def test_the_realtime_soft_memory_limit_recycles_it(server_factory: type) -> None:
+    server: Server = server_factory.start(*APP, "--workers", "1",
+                                          "--limit-memory-soft-gevent", "1M")
+    server.wait_log(r"realtime process \(pid \d+\) exited: memory-soft, RSS [\d.]+ MiB > "
+                    r"limit 1\.0 MiB", timeout=20)
+    server.wait_log(r"spawned realtime process pid=\d+[\s\S]*spawned realtime process pid=")
