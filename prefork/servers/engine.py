@@ -12,7 +12,7 @@ from prefork.http.loop import Dispatch, EventLoop, Timeouts
 from prefork.http.parser import Limits
 from prefork.ops.dashboard import Dashboard
 from prefork.ops.forwarded import recorder
-from prefork.sessions.middleware import SessionMiddleware
+from prefork.sessions.binder import SessionBinder
 from prefork.sessions.stores import make_store
 from prefork.wsgi.database import DatabaseMiddleware
 from prefork.wsgi.environ import EnvironBuilder
@@ -38,7 +38,6 @@ def make_handler(settings: Settings, app: WSGIApp, loop: EventLoop, *, multiproc
     can report on it."""
     if settings.admin_passwd:
         app = Dashboard(app, settings)  # inside the database middleware: it reads the jobs
-    app = SessionMiddleware(app, make_store(settings), settings)
     if database is not None:
         app = DatabaseMiddleware(app, database)
     own: dict[str, WSGIApp] = {HEALTH_PATH: HealthCheck(database)}
@@ -53,4 +52,5 @@ def make_handler(settings: Settings, app: WSGIApp, loop: EventLoop, *, multiproc
                              settings.proxy_mode, recorder(settings.data_dir))
     environ.configure(multithread=not multiprocess, multiprocess=multiprocess)
     return WSGIHandler(app, environ, loop.date, send_timeout=settings.http_header_timeout,
-                       access_log=settings.access_log, draining=draining, metrics=counters)
+                       access_log=settings.access_log, draining=draining, metrics=counters,
+                       request_hook=SessionBinder(make_store(settings), settings))

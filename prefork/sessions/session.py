@@ -29,6 +29,7 @@ class Session(MutableMapping[str, Any]):
         self.modified = False
         self.destroyed = False
         self.replaced: str | None = None  # an id given up by rotate(), to delete
+        self.on_load: Callable[[], None] | None = None  # told once, when first touched
 
     # -- loading ----------------------------------------------------------------------------
 
@@ -44,6 +45,8 @@ class Session(MutableMapping[str, Any]):
             else:
                 self.sid, self._data, self.created = found
                 self.new = False
+            if self.on_load is not None:
+                self.on_load()
         return self._data
 
     # -- the mapping ------------------------------------------------------------------------

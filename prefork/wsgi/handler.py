@@ -17,6 +17,7 @@ from prefork.http.connection import ClientGone, Connection
 from prefork.http.request import Request
 from prefork.http.responses import DateCache
 from prefork.wsgi.environ import EnvironBuilder
+from prefork.wsgi.unavailable import Unavailable, response_bytes
 
 log = logging.getLogger("prefork.wsgi")
 access_log = logging.getLogger("prefork.access")
@@ -36,8 +37,9 @@ class ResponseError(Exception):
 class Response:
     """The response side of one request: start_response, write() and the framing."""
 
-    __slots__ = ("bytes_sent", "chunked", "conn", "date", "head", "headers_sent", "keep_alive",
-                 "length", "no_body", "request", "status", "timeout")
+    __slots__ = ("bytes_sent", "chunked", "conn", "date", "head", "header_hook",
+                 "headers_sent", "keep_alive", "length", "no_body", "request", "status",
+                 "timeout")
 
     def __init__(self, conn: Connection, request: Request, keep_alive: bool,
                  timeout: float, date: DateCache) -> None:
@@ -53,6 +55,9 @@ class Response:
         self.chunked = False
         self.no_body = request.method == "HEAD"
         self.bytes_sent = 0
+        # Headers to add at start_response, set by whoever needs to (a session that the
+        # application touched); None for most requests, which then pay nothing.
+        self.header_hook: Callable[[], list[tuple[str, str]]] | None = None
 
     def start_response(self, status: str, headers: list[tuple[str, str]],
                        exc_info: Any = None) -> Callable[[bytes], None]:
@@ -72,6 +77,8 @@ class Response:
                 self.keep_alive = False
                 continue
             lines.append(f"{name}: {value}\r\n")
+        if self.header_hook is not None:
+            lines += [f"{name}: {value}\r\n" for name, value in self.header_hook()]
         head = "".join(lines)
         # Every line ends with CRLF; any other CR or LF would split the response.
         if head.count("\n") != len(lines) or head.count("\r") != len(lines):
@@ -133,8 +140,11 @@ class WSGIHandler:
 
     def __init__(self, app: WSGIApp, environ: EnvironBuilder, date: DateCache, *,
                  send_timeout: float, access_log: bool, draining: Callable[[], bool],
-                 metrics: Any = None) -> None:
+                 metrics: Any = None,
+                 request_hook: Callable[[dict[str, Any], Response], None] | None = None,
+                 ) -> None:
         self.app = app
+        self.request_hook = request_hook  # sees each request and its response first
         self.metrics = metrics  # prefork.metrics.Metrics, or None when metrics are off
         self.environ = environ
         self.date = date
@@ -152,6 +162,12 @@ class WSGIHandler:
             self._run_app(response, request, conn)
         except ClientGone:
             response.keep_alive = False
+        except Unavailable as exc:
+            log.warning("503 for %s %s: %s", request.method, request.target, exc)
+            response.keep_alive = False
+            if not response.headers_sent:
+                response.status = 503
+                _try_send(conn, response_bytes(exc))
         except Exception as exc:
             if isinstance(exc, MemoryError):
                 self.memory_errors += 1
@@ -171,6 +187,8 @@ class WSGIHandler:
 
     def _run_app(self, response: Response, request: Request, conn: Connection) -> None:
         environ = self.environ.build(request, conn.peer)
+        if self.request_hook is not None:
+            self.request_hook(environ, response)
         result = self.app(environ, response.start_response)
         try:
             if isinstance(result, (list, tuple)) and len(result) == 1:

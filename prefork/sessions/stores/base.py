@@ -8,10 +8,12 @@ import time
 from abc import ABC, abstractmethod
 from typing import Any
 
+from prefork.wsgi.unavailable import Unavailable
+
 Found = tuple[dict[str, Any], float]  # (data, created)
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(Unavailable):
     """The store cannot be reached (Redis down): the request gets 503, the worker serves on."""
 
 

@@ -37,14 +37,14 @@ class RedisStore(Store):
         try:
             raw = self.client.getex(key, ex=self.idle) if self.idle else self.client.get(key)
         except redis_lib.RedisError as exc:
-            raise StoreUnavailable(f"Redis session store: {exc}") from None
+            raise StoreUnavailable(f"session store unavailable: Redis: {exc}") from None
         return self._check(sid, raw)
 
     def peek(self, sid: str) -> Found | None:
         try:
             raw = self.client.get(KEY_PREFIX + sid)
         except redis_lib.RedisError as exc:
-            raise StoreUnavailable(f"Redis session store: {exc}") from None
+            raise StoreUnavailable(f"session store unavailable: Redis: {exc}") from None
         return self._check(sid, raw)
 
     def _check(self, sid: str, raw: Any) -> Found | None:
@@ -59,10 +59,10 @@ class RedisStore(Store):
         try:
             self.client.set(KEY_PREFIX + sid, encode(data, created), ex=ttl or None)
         except redis_lib.RedisError as exc:
-            raise StoreUnavailable(f"Redis session store: {exc}") from None
+            raise StoreUnavailable(f"session store unavailable: Redis: {exc}") from None
 
     def delete(self, sid: str) -> None:
         try:
             self.client.delete(KEY_PREFIX + sid)
         except redis_lib.RedisError as exc:
-            raise StoreUnavailable(f"Redis session store: {exc}") from None
+            raise StoreUnavailable(f"session store unavailable: Redis: {exc}") from None

@@ -1,0 +1,17 @@
+"""A service a request needs is away for a moment (the session store): the server answers
+503 with Retry-After, logs one line, and the worker serves on."""
+
+from __future__ import annotations
+
+RETRY_AFTER = 5  # seconds
+
+
+class Unavailable(Exception):
+    """Raised through the application; the message names the service."""
+
+
+def response_bytes(exc: Unavailable) -> bytes:
+    body = f"503 Service Unavailable: {exc}; try again shortly.\n".encode()
+    return (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"Retry-After: " + str(RETRY_AFTER).encode() + b"\r\nConnection: close\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
