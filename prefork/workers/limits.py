@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import resource
+import time
 
 import psutil
 
@@ -29,8 +31,16 @@ def set_address_space_backstop(limit_memory_hard: int) -> int:
     return cap
 
 
+# How fast one process can make memory resident: the kernel must zero every page it hands
+# out, and no machine this runs on zeroes faster than this. Between two readings, RSS can
+# have grown by at most this rate times the wall time elapsed, which is what lets the
+# per-request check skip its system call while the soft limit is out of reach.
+MAX_RSS_GROWTH = 64 << 30  # bytes per second
+
+
 class RequestLimits:
-    """The per-request CPU limit and the soft memory check, for one system call a request.
+    """The per-request CPU limit and the soft memory check, without a system call for the
+    requests that cannot have reached either limit.
 
     CPU: RLIMIT_CPU is armed so that every request may use at least `cpu_seconds` of CPU and
     at most `cpu_seconds` + 2 (the kernel counts whole seconds); it is re-armed only when
@@ -40,27 +50,52 @@ class RequestLimits:
 
     Memory: the peak RSS from the same getrusage call can only be above the current RSS,
     so the current value is read only when the peak crosses `memory_soft`.
+
+    Both readings come from one getrusage call, made only when the wall time since the
+    last one could have consumed the margin left: the process cannot use more CPU seconds
+    than it has CPUs per wall second, nor grow faster than MAX_RSS_GROWTH. A request that
+    could have crossed either limit is always checked right after it.
     """
 
-    __slots__ = ("_hard", "_soft", "cpu_seconds", "memory_soft")
+    __slots__ = ("_checked", "_cpu_margin", "_cpus", "_hard", "_memory_margin", "_soft",
+                 "cpu_seconds", "memory_soft")
 
     def __init__(self, cpu_seconds: int, memory_soft: int) -> None:
         self.cpu_seconds = cpu_seconds
         self.memory_soft = memory_soft
         self._hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
         self._soft = 0
+        self._cpus = max(1, len(os.sched_getaffinity(0)))
+        self._checked = 0.0  # monotonic time of the last reading; 0 forces the next one
+        self._cpu_margin = 0.0  # CPU seconds that may still be used before re-arming
+        self._memory_margin = 0  # bytes RSS may still grow before reaching memory_soft
 
     def after_request(self) -> int:
         """Re-arm the CPU limit for the next request; the RSS when above the soft limit."""
+        now = time.monotonic()
+        if self._out_of_reach(now - self._checked):
+            return 0
         usage = resource.getrusage(resource.RUSAGE_SELF)
+        used, peak = usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
         if self.cpu_seconds:
-            self._arm(usage.ru_utime + usage.ru_stime)
-        return _rss_above(self.memory_soft, usage.ru_maxrss * 1024)
+            self._arm(used)
+        self._checked = now
+        self._cpu_margin = self._soft - used - self.cpu_seconds
+        self._memory_margin = self.memory_soft - peak
+        return _rss_above(self.memory_soft, peak)
+
+    def _out_of_reach(self, elapsed: float) -> bool:
+        if not self._checked:
+            return False
+        cpu_safe = not self.cpu_seconds or elapsed * self._cpus < self._cpu_margin
+        memory_safe = not self.memory_soft or elapsed * MAX_RSS_GROWTH < self._memory_margin
+        return cpu_safe and memory_safe
 
     def arm(self) -> None:
         if self.cpu_seconds:
             usage = resource.getrusage(resource.RUSAGE_SELF)
             self._arm(usage.ru_utime + usage.ru_stime)
+        self._checked = 0.0
 
     def _arm(self, used: float) -> None:
         if self._soft - used >= self.cpu_seconds:
