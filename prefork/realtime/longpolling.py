@@ -9,7 +9,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from prefork.bus.store import Message
+from prefork.bus.store import Message, requested_channels
 from prefork.realtime.hub import Subscriber
 from prefork.realtime.websocket import ASGIReceive, ASGISend, Services
 from prefork.sessions.stores import StoreUnavailable
@@ -102,9 +102,7 @@ def _parse(body: bytes) -> tuple[Any, list[str], int] | None:
         return None
     if not isinstance(channels, list) or not isinstance(last, int):
         return None
-    names = [c if isinstance(c, str) else json.dumps(c, separators=(",", ":"))
-             for c in channels]
-    return request.get("id"), names, last
+    return request.get("id"), requested_channels(channels), last
 
 
 def _item(message: Message) -> dict[str, Any]:

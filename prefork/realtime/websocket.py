@@ -24,7 +24,7 @@ from collections.abc import Coroutine, Mapping
 from typing import Any
 
 from prefork import metrics
-from prefork.bus.store import Message
+from prefork.bus.store import Message, requested_channels
 from prefork.realtime.auth import SESSION_CHECK, Gate, same_site
 from prefork.realtime.hub import Hub, Subscriber
 from prefork.sessions.stores import StoreUnavailable
@@ -110,9 +110,7 @@ class Client:
         if not isinstance(channels, list) or not isinstance(last, int):
             self.close(INCORRECT_DATA)
             return
-        names = [c if isinstance(c, str) else json.dumps(c, separators=(",", ":"))
-                 for c in channels]
-        allowed = await self.services.gate.allowed(self.identity, names)
+        allowed = await self.services.gate.allowed(self.identity, requested_channels(channels))
         hub = self.services.hub
         hub.join(self.subscriber, allowed, last)
         try:
