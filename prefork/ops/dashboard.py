@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable
 from importlib import resources
 from typing import Any
 
+import psutil
+
 from prefork import __version__
 from prefork.config import Settings
 from prefork.ops.adminpass import matches
@@ -31,6 +33,7 @@ class Dashboard:
         self.settings = settings
         self.page = resources.files("prefork.ops").joinpath("dashboard_page.html").read_bytes()
         self.started = time.time()
+        self.process = psutil.Process()  # kept: cpu_percent() measures since the last call
 
     def __call__(self, environ: dict[str, Any],
                  start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -81,16 +84,13 @@ class Dashboard:
             count, last = tx.execute(BUS).fetchone()
             data["bus"].update(messages_last_hour=count, last_id=last)
         except Exception as exc:  # SQLite, or the database away: the page still renders
-            data["database"] = {"ok": data["database"].get("ok", False),
-                                **({} if data["database"].get("ok") else
-                                   {"error": str(exc).splitlines()[0]})}
+            if not data["database"]["ok"]:
+                data["database"]["error"] = str(exc).splitlines()[0]
         return data
 
     def _threaded_state(self) -> dict[str, Any]:
         """Threaded mode keeps no state file: this process is the whole server."""
-        import psutil
-
-        process = psutil.Process()
+        process = self.process
         row = {"pid": os.getpid(), "role": "threaded server", "rss": process.memory_info().rss,
                "cpu": process.cpu_percent(interval=None), "requests": 0,
                "started_at": self.started, "request": "", "request_seconds": 0,

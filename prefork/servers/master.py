@@ -714,14 +714,15 @@ class Master:
     def _sample_memory(self, state: dict[str, Any]) -> None:
         """Each process's RSS every MEMORY_SAMPLE seconds over the last hour, by role (a
         worker's replacement continues its line), for the dashboard's chart."""
-        now = time.time()
+        now = time.monotonic()
         if now < self.next_memory_sample:
             return
         self.next_memory_sample = now + MEMORY_SAMPLE
+        at = round(time.time())  # the chart's time axis
         for row in [state["master"], *state["processes"]]:
             history = self.memory_history.setdefault(row["role"],
                                                      deque(maxlen=MEMORY_POINTS))
-            history.append((round(now), row["rss"]))
+            history.append((at, row["rss"]))
 
     def _publish_rss(self, state: dict[str, Any]) -> None:
         counters = metrics.current()
