@@ -66,10 +66,11 @@ def test_tune_reports_bad_input() -> None:
 
 
 def test_cgroup_v2_limits(tmp_path: Path) -> None:
-    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    (tmp_path / "cpu.max").write_text("50000 100000\n")  # half a CPU: below any host
     (tmp_path / "memory.max").write_text(str(3 << 30) + "\n")
     machine = detect(str(tmp_path))
-    assert machine.cpus == min(2, machine.cpus) and machine.ram == 3 << 30
+    assert machine.cpus == 1 and machine.ram == 3 << 30
+    assert "cgroup CPU quota 0.5" in machine.source
     assert "cgroup memory limit 3072 MiB" in machine.source
     (tmp_path / "cpu.max").write_text("max 100000\n")
     (tmp_path / "memory.max").write_text("max\n")
