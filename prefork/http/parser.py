@@ -222,7 +222,7 @@ class RequestParser:
             raise bad_request("unsupported HTTP version")
         path, query = _split_target(method, target)
         return Request(method, target, path, query, _VERSIONS[minor], [], minor == "1",
-                       EMPTY_BODY, 0)
+                       EMPTY_BODY, 0, False, line)
 
     def _parse_fields(self, request: Request, lines: list[str]) -> None:
         """Header fields; the head has no control character or bare CR/LF by now."""

@@ -25,3 +25,4 @@ class Request:
     body: BinaryIO
     content_length: int
     expect_continue: bool = False
+    line: str = ""  # the request line as received, for logs and the scoreboard

@@ -9,13 +9,12 @@ a tampered, expired or unknown one silently gets a new session.
 
 from __future__ import annotations
 
-import time
 from http.cookies import SimpleCookie
 from typing import Any
 
 from prefork.config import Settings
 from prefork.sessions import signing
-from prefork.sessions.session import Session
+from prefork.sessions.session import Found, Session
 from prefork.sessions.stores import Store
 from prefork.wsgi.cookies import parse_cookies
 
@@ -34,16 +33,13 @@ class SessionBinder:
         self.max_age = settings.session_max_lifetime
 
     def __call__(self, environ: dict[str, Any], response: Any) -> None:
-        session = Session(lambda: self._find(environ.get("HTTP_COOKIE", "")), time.time())
-        session.on_load = lambda: setattr(response, "header_hook",
-                                          lambda: self._headers(session, environ))
-        environ["prefork.session"] = session
+        environ["prefork.session"] = RequestSession(self, environ, response)
 
-    def _headers(self, session: Session, environ: dict[str, Any]) -> list[tuple[str, str]]:
-        set_cookie = self._commit(session, environ.get("wsgi.url_scheme") == "https")
+    def _headers(self, session: Session, secure: bool) -> list[tuple[str, str]]:
+        set_cookie = self._commit(session, secure)
         return [("Set-Cookie", set_cookie)] if set_cookie else []
 
-    def _find(self, header: str) -> tuple[str, dict[str, Any], float] | None:
+    def _find(self, header: str) -> Found | None:
         """The session the request's cookie names: parsed only when the application first
         touches its session, so requests that never do pay nothing."""
         cookie = parse_cookies(header).get(self.name) if self.name in header else None
@@ -79,3 +75,23 @@ class SessionBinder:
         if max_age or not value:
             morsel["max-age"] = max_age
         return morsel.OutputString()
+
+
+class RequestSession(Session):
+    """The session of one request. It keeps what it needs of the request, not the environ
+    (which holds it): no reference cycle, so an untouched session is freed with its request
+    instead of waiting for the garbage collector."""
+
+    def __init__(self, binder: SessionBinder, environ: dict[str, Any], response: Any) -> None:
+        self._binder = binder
+        self._cookie = environ.get("HTTP_COOKIE", "")
+        self._secure = environ["wsgi.url_scheme"] == "https"
+        self._response = response
+
+    def _find(self) -> Found | None:
+        return self._binder._find(self._cookie)
+
+    def _touched(self) -> None:
+        # The response now refers to this session (to write it at start_response) and this
+        # session to the response: a cycle, but only for requests that use their session.
+        self._response.header_hook = lambda: self._binder._headers(self, self._secure)

@@ -3,13 +3,14 @@ saved by the middleware only when it was modified."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, MutableMapping
+import time
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 from prefork.sessions.signing import new_id
 
-# Finds the request's session: (id, data, created), or None for a new one.
-Loader = Callable[[], "tuple[str, dict[str, Any], float] | None"]
+# What a store holds for a session: (id, data, created).
+Found = tuple[str, dict[str, Any], float]
 
 
 class Session(MutableMapping[str, Any]):
@@ -18,18 +19,26 @@ class Session(MutableMapping[str, Any]):
     `rotate()` gives the session a new id and keeps its data: call it when a user signs
     in, so that an id planted before the sign-in (session fixation) is worth nothing.
     `destroy()` deletes it from the store and expires the cookie.
+
+    Every request gets one, and most never touch it: the state lives in class defaults, so
+    making one sets no attribute, and a subclass that binds it to a request (see binder.py)
+    overrides `_find` and `_touched`.
     """
 
-    def __init__(self, loader: Loader, now: float) -> None:
-        self.sid: str | None = None
-        self._loader = loader
-        self._data: dict[str, Any] | None = None
-        self.created = now
-        self.new = True
-        self.modified = False
-        self.destroyed = False
-        self.replaced: str | None = None  # an id given up by rotate(), to delete
-        self.on_load: Callable[[], None] | None = None  # told once, when first touched
+    sid: str | None = None
+    _data: dict[str, Any] | None = None
+    created = 0.0
+    new = True
+    modified = False
+    destroyed = False
+    replaced: str | None = None  # an id given up by rotate(), to delete
+
+    def _find(self) -> Found | None:
+        """The stored session this one continues, or None for a new one."""
+        return None
+
+    def _touched(self) -> None:
+        """Told once, when the application first uses the session."""
 
     # -- loading ----------------------------------------------------------------------------
 
@@ -39,14 +48,14 @@ class Session(MutableMapping[str, Any]):
 
     def _items(self) -> dict[str, Any]:
         if self._data is None:
-            found = self._loader()
+            found = self._find()
             if found is None:  # no, a forged, an unknown or an expired cookie: a new session,
                 self._data = {}  # and never the id the client sent
+                self.created = time.time()
             else:
                 self.sid, self._data, self.created = found
                 self.new = False
-            if self.on_load is not None:
-                self.on_load()
+            self._touched()
         return self._data
 
     # -- the mapping ------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from prefork import db, metrics
 from prefork.config import Settings
 from prefork.db.pool import Database
 from prefork.http.connection import Connection
+from prefork.http.parser import EMPTY_BODY
 from prefork.http.request import Request
 from prefork.ops.sampling import Sampler
 from prefork.servers.engine import make_handler, make_loop
@@ -143,31 +144,32 @@ class HTTPWorker:
         return None
 
     def _serve(self, conn: Connection, request: Request) -> bool:
-        assert self.handler is not None
+        handler = self.handler
+        assert handler is not None
         now = time.monotonic()
-        self.slot.begin_request(f"{request.method} {request.target} {request.version}", now)
-        memory_errors = self.handler.memory_errors
+        self.slot.begin_request(request.line, now)
+        memory_errors = handler.memory_errors
         self.request_seq += 1
         self.busy_since = now
         self.lock.release()
         try:
-            keep_open = self.handler.serve(conn, request)
+            keep_open = handler.serve(conn, request)
         finally:
             self.lock.acquire()
             self.busy_since = 0.0
-            request.body.close()
+            if request.body is not EMPTY_BODY:
+                request.body.close()
         self.served += 1
         self.slot.end_request(self.served)
-        self._check_limits(memory_errors)
+        self._check_limits(handler.memory_errors != memory_errors)
         # Even when this worker is about to exit, a connection whose response promised
         # keep-alive stays open: the drain hands it to another worker.
         return keep_open
 
-    def _check_limits(self, memory_errors_before: int) -> None:
+    def _check_limits(self, memory_error: bool) -> None:
         """After a request: decide whether this worker must be recycled."""
-        assert self.handler is not None
         rss = self.limits.after_request()
-        if self.handler.memory_errors != memory_errors_before:
+        if memory_error:
             self._recycle(exitcodes.MEMORY_HARD, 0)
         elif rss:
             self._recycle(exitcodes.MEMORY_SOFT, rss)

@@ -57,8 +57,7 @@ class RequestLimits:
     could have crossed either limit is always checked right after it.
     """
 
-    __slots__ = ("_checked", "_cpu_margin", "_cpus", "_hard", "_memory_margin", "_soft",
-                 "cpu_seconds", "memory_soft")
+    __slots__ = ("_cpus", "_hard", "_next_reading", "_soft", "cpu_seconds", "memory_soft")
 
     def __init__(self, cpu_seconds: int, memory_soft: int) -> None:
         self.cpu_seconds = cpu_seconds
@@ -66,36 +65,35 @@ class RequestLimits:
         self._hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
         self._soft = 0
         self._cpus = max(1, len(os.sched_getaffinity(0)))
-        self._checked = 0.0  # monotonic time of the last reading; 0 forces the next one
-        self._cpu_margin = 0.0  # CPU seconds that may still be used before re-arming
-        self._memory_margin = 0  # bytes RSS may still grow before reaching memory_soft
+        # Monotonic time before which neither limit can have been reached; 0 forces a reading.
+        self._next_reading = 0.0
 
     def after_request(self) -> int:
         """Re-arm the CPU limit for the next request; the RSS when above the soft limit."""
         now = time.monotonic()
-        if self._out_of_reach(now - self._checked):
+        if now < self._next_reading:
             return 0
         usage = resource.getrusage(resource.RUSAGE_SELF)
         used, peak = usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
         if self.cpu_seconds:
             self._arm(used)
-        self._checked = now
-        self._cpu_margin = self._soft - used - self.cpu_seconds
-        self._memory_margin = self.memory_soft - peak
+        self._next_reading = now + self._time_to_reach(used, peak)
         return _rss_above(self.memory_soft, peak)
 
-    def _out_of_reach(self, elapsed: float) -> bool:
-        if not self._checked:
-            return False
-        cpu_safe = not self.cpu_seconds or elapsed * self._cpus < self._cpu_margin
-        memory_safe = not self.memory_soft or elapsed * MAX_RSS_GROWTH < self._memory_margin
-        return cpu_safe and memory_safe
+    def _time_to_reach(self, used: float, peak: int) -> float:
+        """The shortest wall time in which either limit could be reached from here."""
+        wait = float("inf")
+        if self.cpu_seconds:  # CPU seconds left before re-arming, at most _cpus per second
+            wait = (self._soft - used - self.cpu_seconds) / self._cpus
+        if self.memory_soft:
+            wait = min(wait, (self.memory_soft - peak) / MAX_RSS_GROWTH)
+        return wait
 
     def arm(self) -> None:
         if self.cpu_seconds:
             usage = resource.getrusage(resource.RUSAGE_SELF)
             self._arm(usage.ru_utime + usage.ru_stime)
-        self._checked = 0.0
+        self._next_reading = 0.0
 
     def _arm(self, used: float) -> None:
         if self._soft - used >= self.cpu_seconds:

@@ -20,19 +20,24 @@ from dataclasses import dataclass
 
 FREE, BOOTING, READY, STOPPING = range(4)
 
-# pid, state, heartbeat, request_started, requests, value, connections, shed count, shed seq
-_HEAD = struct.Struct("=iiddqqiiq")
+# pid, state, heartbeat, value, connections, shed count, shed seq, requests, request_started;
+# the request line follows: a request's start (its time and line) and its end (the count
+# and a zero start) are each written with one pack_into, on every request.
+_HEAD = struct.Struct("=iidqiiqqd")
 _LINE_SIZE = 256
 _ERROR_SIZE = 2048
 SLOT_SIZE = _HEAD.size + 2 * _LINE_SIZE + _ERROR_SIZE
 MAX_SLOTS = 512
 
-_OFF_PID, _OFF_STATE, _OFF_BEAT, _OFF_STARTED, _OFF_REQUESTS, _OFF_VALUE = 0, 4, 8, 16, 24, 32
-_OFF_CONNECTIONS, _OFF_SHED = 40, 44
+_OFF_PID, _OFF_STATE, _OFF_BEAT, _OFF_VALUE, _OFF_CONNECTIONS, _OFF_SHED = 0, 4, 8, 16, 24, 28
+_OFF_REQUESTS, _OFF_STARTED = 40, 48
 _SHED = struct.Struct("=iq")  # how many idle connections to hand over, request number
 _OFF_LINE = _HEAD.size
 _OFF_EXIT_LINE = _OFF_LINE + _LINE_SIZE
 _OFF_ERROR = _OFF_EXIT_LINE + _LINE_SIZE
+# The start time and the line; one byte short of the line's room, so a NUL always ends it.
+_BEGIN = struct.Struct(f"=d{_LINE_SIZE - 1}s")
+_END = struct.Struct("=qd")  # requests served, a zero start time
 _INT = struct.Struct("=i")
 _DOUBLE = struct.Struct("=d")
 _LONG = struct.Struct("=q")
@@ -64,7 +69,7 @@ class Slot:
 
     def reset(self, pid: int) -> None:
         self._mem[self._base:self._base + SLOT_SIZE] = bytes(SLOT_SIZE)
-        _HEAD.pack_into(self._mem, self._base, pid, BOOTING, 0.0, 0.0, 0, 0, 0, 0, 0)
+        _HEAD.pack_into(self._mem, self._base, pid, BOOTING, 0.0, 0, 0, 0, 0, 0, 0.0)
 
     def set_pid(self, pid: int) -> None:
         _INT.pack_into(self._mem, self._base + _OFF_PID, pid)
@@ -76,8 +81,8 @@ class Slot:
         _DOUBLE.pack_into(self._mem, self._base + _OFF_BEAT, now)
 
     def begin_request(self, line: str, now: float) -> None:
-        self.set_line(line)
-        _DOUBLE.pack_into(self._mem, self._base + _OFF_STARTED, now)
+        _BEGIN.pack_into(self._mem, self._base + _OFF_STARTED, now,
+                         line.encode("latin-1", "replace"))  # cut or padded with NULs
 
     def set_line(self, line: str) -> None:
         """What the worker is doing (the request line, the cron job and its progress)."""
@@ -86,8 +91,7 @@ class Slot:
         self._mem[start:start + len(raw) + 1] = raw + b"\0"
 
     def end_request(self, served: int) -> None:
-        _DOUBLE.pack_into(self._mem, self._base + _OFF_STARTED, 0.0)
-        _LONG.pack_into(self._mem, self._base + _OFF_REQUESTS, served)
+        _END.pack_into(self._mem, self._base + _OFF_REQUESTS, served, 0.0)
 
     def set_connections(self, count: int) -> None:
         _INT.pack_into(self._mem, self._base + _OFF_CONNECTIONS, count)
@@ -118,7 +122,7 @@ class Slot:
         self._mem[start:start + len(raw) + 1] = raw + b"\0"
 
     def read(self) -> SlotView:
-        pid, state, beat, started, requests, value, connections, _, _ = _HEAD.unpack_from(
+        pid, state, beat, value, connections, _, _, requests, started = _HEAD.unpack_from(
             self._mem, self._base)
         return SlotView(pid, state, beat, started, requests, value, connections,
                         _cstring(self._mem, self._base + _OFF_LINE, _LINE_SIZE),
