@@ -101,10 +101,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=50000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--only", choices=["wrk", "browser"])
     args = parser.parse_args()
     os.chdir(BENCH)
     worker = build_worker()
     for name, request in (("wrk", WRK), ("browser", BROWSER)):
+        if args.only and name != args.only:
+            continue
         best = min(per_request(worker, request, args.count) for _ in range(args.rounds))
         print(f"{name:8s} {best:6.2f} us/request")
 

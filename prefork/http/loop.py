@@ -294,13 +294,14 @@ class EventLoop:
                 return
 
     def _await_more(self, conn: Connection) -> None:
-        if conn.parser.take_continue():
-            conn.sock.send(CONTINUE)  # 25 bytes into an idle socket buffer: never blocks
-        if conn.parser.idle:
+        if conn.parser.idle:  # nearly always: nothing of a next request has arrived
             conn.in_request = False
             idle = self._drain_idle() if self.draining else self.timeouts.keepalive
             conn.deadline = time.monotonic() + idle
-        elif not conn.in_request:
+            return
+        if conn.parser.take_continue():
+            conn.sock.send(CONTINUE)  # 25 bytes into an idle socket buffer: never blocks
+        if not conn.in_request:
             conn.in_request = True
             conn.deadline = time.monotonic() + self.timeouts.request
 

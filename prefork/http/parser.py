@@ -126,11 +126,13 @@ EMPTY_BODY = cast(BinaryIO, _EmptyBody())
 class RequestParser:
     """Parses the requests of one connection, one at a time."""
 
-    __slots__ = ("_body", "_buf", "_chunk_left", "_chunked", "_continue_pending", "_length",
-                 "_limits", "_line_checked", "_request", "_state", "_trailer_count")
+    __slots__ = ("_body", "_buf", "_chunk_left", "_chunked", "_continue_pending",
+                 "_head_limit", "_length", "_limits", "_line_checked", "_request", "_state",
+                 "_trailer_count")
 
     def __init__(self, limits: Limits) -> None:
         self._limits = limits
+        self._head_limit = limits.head
         self._buf = bytearray()
         self._reset()
 
@@ -168,7 +170,9 @@ class RequestParser:
             if request is None:
                 return None
             if not self._chunked and not self._length:
-                self._reset()  # the common case: no body at all
+                # The common case, no body at all: reset only what a head can have set.
+                self._length = None
+                self._line_checked = False
                 return request
             self._request = request
             self._start_body(request)
@@ -186,16 +190,16 @@ class RequestParser:
         if end < 0:
             self._check_partial_head()
             return None
-        if end + 4 > self._limits.head:
+        if end + 4 > self._head_limit:
             raise HTTPError(431, "request header fields too large")
         text = buf[:end].decode("latin-1")
         del buf[: end + 4]
         if _CTL_RE.search(text.replace("\r\n", "\t")):
             raise bad_request("control character or bare CR/LF in the request head")
-        lines = text.split("\r\n")
-        request = self._parse_request_line(lines[0])
-        if len(lines) > 1:
-            self._parse_fields(request, lines)
+        line, _, fields = text.partition("\r\n")
+        request = self._parse_request_line(line)
+        if fields:
+            self._parse_fields(request, fields.split("\r\n"))
         return request
 
     def _check_partial_head(self) -> None:
@@ -220,31 +224,34 @@ class RequestParser:
         method, target, major, minor = match.groups()
         if major != "1" or minor not in "01":
             raise bad_request("unsupported HTTP version")
-        path, query = _split_target(method, target)
+        if target[0] == "/" and "#" not in target:  # origin form: nearly every request
+            path, _, query = target.partition("?")
+        else:
+            path, query = _split_target(method, target)
         return Request(method, target, path, query, _VERSIONS[minor], [], minor == "1",
                        EMPTY_BODY, 0, False, line)
 
     def _parse_fields(self, request: Request, lines: list[str]) -> None:
         """Header fields; the head has no control character or bare CR/LF by now."""
         limits = self._limits
-        if len(lines) - 1 > limits.fields:
+        if len(lines) > limits.fields:
             raise HTTPError(431, "too many header fields")
+        field_size = limits.field_size - 2  # the limit counts the line's CRLF
         codings: list[str] = []
         seen: set[str] = set()
         append = request.headers.append
-        for index in range(1, len(lines)):
-            line = lines[index]
-            if len(line) + 2 > limits.field_size:
+        for line in lines:
+            if len(line) > field_size:
                 raise HTTPError(431, "header field too large")
             name, colon, value = line.partition(":")
             if not colon or not _TOKEN_RE.fullmatch(name):
                 raise bad_request("invalid header field")
             name = name.upper()
-            if "_" in name:
-                continue
             value = value.strip(" \t")
             if name in _SPECIAL_FIELDS:
                 self._special_field(request, name, value, seen, codings)
+            elif "_" in name:
+                continue
             append((name, value))
         if codings:
             self._apply_transfer_coding(request, codings)
