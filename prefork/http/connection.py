@@ -19,10 +19,11 @@ class ClientGone(Exception):
 class Connection:
     """A client socket, always non-blocking; reads come from the event loop only."""
 
-    __slots__ = ("deadline", "in_request", "parser", "peer", "served", "sock")
+    __slots__ = ("deadline", "fd", "in_request", "parser", "peer", "served", "sock")
 
     def __init__(self, sock: socket.socket, peer: tuple[str, int], limits: Limits) -> None:
         self.sock = sock
+        self.fd = sock.fileno()  # kept: the event loop unregisters it, also once closed
         self.peer = peer
         self.parser = RequestParser(limits)
         self.deadline = 0.0

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import selectors
 import socket
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from prefork.http.connection import Connection
 from prefork.http.errors import HTTPError
 from prefork.http.pacing import AcceptPacer
 from prefork.http.parser import Limits
+from prefork.http.poller import Poller
 from prefork.http.request import Request
 from prefork.http.responses import CONTINUE, DateCache, error_response
 from prefork.wakeup import WakeupPipe
@@ -56,14 +56,14 @@ class EventLoop:
         self._inline = inline
         # Pacing is only worth it when other workers share the listening sockets.
         self._pacer = AcceptPacer() if inline and pace_accepting else None
-        self._selector = selectors.DefaultSelector()
+        self._poller = Poller()
         self._listeners: list[socket.socket] = []
         self._conns: set[Connection] = set()
         self._busy = 0
         self._resumed: collections.deque[tuple[Connection, bool]] = collections.deque()
         self._wakeup = WakeupPipe()
         self._wake_pending = False
-        self._selector.register(self._wakeup.read_fd, selectors.EVENT_READ, None)
+        self._poller.register(self._wakeup.read_fd, None)
         self._next_sweep = 0.0
         self.draining = False
         self.dispatched = 0
@@ -80,7 +80,11 @@ class EventLoop:
     def add_listener(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         self._listeners.append(sock)
-        self._selector.register(sock, selectors.EVENT_READ, sock)
+        self._watch_listener(sock)
+
+    def _watch_listener(self, sock: socket.socket) -> None:
+        # Exclusive when workers share it: a connection wakes one waiting worker, not all.
+        self._poller.register(sock.fileno(), sock, exclusive=self._pacer is not None)
 
     def stop_accepting(self, *, close_idle: bool = True, keep_listeners: bool = False) -> None:
         """Stop taking connections.
@@ -94,7 +98,7 @@ class EventLoop:
         self.draining = True
         for sock in self._listeners:
             if not self._accept_paused:
-                self._selector.unregister(sock)
+                self._poller.unregister(sock.fileno())
             if not keep_listeners:  # kept open to hand over to a re-executed server
                 sock.close()
         self._listeners.clear()
@@ -109,10 +113,10 @@ class EventLoop:
 
     def watch(self, fileobj: socket.socket, callback: Callable[[], None]) -> None:
         """Call `callback` on this loop's thread whenever `fileobj` is readable."""
-        self._selector.register(fileobj, selectors.EVENT_READ, _Watch(callback))
+        self._poller.register(fileobj.fileno(), _Watch(callback))
 
     def unwatch(self, fileobj: socket.socket) -> None:
-        self._selector.unregister(fileobj)
+        self._poller.unregister(fileobj.fileno())
 
     def adopt(self, sock: socket.socket, peer: tuple[str, int]) -> None:
         """Take over a connection another process accepted (and read nothing from)."""
@@ -151,8 +155,7 @@ class EventLoop:
         served_before = self.dispatched
         if self._pacer is not None:
             timeout = self._pace_accepting(timeout)
-        for key, _ in self._selector.select(timeout):
-            data = key.data
+        for data in self._poller.select(timeout):
             if data is None:
                 self._drain_wakeups()
             elif isinstance(data, Connection):
@@ -190,9 +193,9 @@ class EventLoop:
             self._accept_paused = paused
             for sock in self._listeners:
                 if paused:
-                    self._selector.unregister(sock)
+                    self._poller.unregister(sock.fileno())
                 else:
-                    self._selector.register(sock, selectors.EVENT_READ, sock)
+                    self._watch_listener(sock)
         return min(timeout, paused_for) if paused else timeout
 
     def resume(self, conn: Connection, keep_open: bool) -> None:
@@ -246,14 +249,14 @@ class EventLoop:
         conn.in_request = False
         conn.deadline = time.monotonic() + self.timeouts.keepalive
         self._conns.add(conn)
-        self._selector.register(conn.sock, selectors.EVENT_READ, conn)
+        self._poller.register(conn.fd, conn)
 
     def _unregister(self, conn: Connection) -> None:
         if self._pacer is not None:
             self._pacer.heard_from(conn)
         if conn in self._conns:
             self._conns.remove(conn)
-            self._selector.unregister(conn.sock)
+            self._poller.unregister(conn.fd)
 
     def _close(self, conn: Connection) -> None:
         self._unregister(conn)
