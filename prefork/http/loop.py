@@ -34,6 +34,7 @@ log = logging.getLogger("prefork.http")
 ACCEPT_BATCH = 64
 SWEEP_INTERVAL = 0.5
 DRAIN_IDLE = 5.0  # most seconds an idle connection is kept while the server stops
+DEFER_ACCEPT = 1  # seconds the kernel holds a connection that sent nothing (TCP_DEFER_ACCEPT)
 
 # Called with a connection and its next complete request. Inline dispatchers return whether
 # the connection stays open; hand-off dispatchers return None and call `resume` later.
@@ -79,6 +80,11 @@ class EventLoop:
 
     def add_listener(self, sock: socket.socket) -> None:
         sock.setblocking(False)
+        if sock.family != socket.AF_UNIX and hasattr(socket, "TCP_DEFER_ACCEPT"):
+            # Linux completes accept() once the client's first bytes arrived (or after about
+            # a second without any): the read that follows accept() finds the request, and
+            # a connection that sends nothing wakes no worker.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, DEFER_ACCEPT)
         self._listeners.append(sock)
         self._watch_listener(sock)
 
@@ -226,21 +232,23 @@ class EventLoop:
         # `quota` comes from the pacer when workers share the socket (see pacing.py): an
         # accepted connection waits behind this worker's other clients, so take few unless
         # every worker is busy.
+        family = int(listener.family)  # an int: socket.accept() converts it for each call
         for _ in range(quota):
             try:
-                sock, peer = listener.accept()
+                fd, peer = listener._accept()  # type: ignore[attr-defined]
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # EMFILE and friends: log, keep serving the others
                 log.warning("accept failed: %s", exc)
                 return
+            sock = socket.socket(family, socket.SOCK_STREAM, 0, fd)
             sock.setblocking(False)
-            if sock.family != socket.AF_UNIX:
+            if family != socket.AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = Connection(sock, peer[:2] if isinstance(peer, tuple) else ("", 0),
                               self.limits)
             self._register(conn)
-            if self._inline:  # the request usually follows the connect: serve it this turn
+            if self._inline:  # the request has usually arrived (TCP_DEFER_ACCEPT): serve it
                 self._on_readable(conn)
                 if self._pacer is not None and conn in self._conns and conn.parser.idle:
                     self._pacer.accepted_silent(conn, time.monotonic())

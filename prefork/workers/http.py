@@ -97,15 +97,19 @@ class HTTPWorker:
         threading.Thread(target=self._rebalance, name="rebalancer", daemon=True).start()
         self.limits.arm()
         self.slot.set_state(READY)
+        next_check = 0.0
         with self.lock:
             while self.exit_code is None:
-                self.slot.beat(time.monotonic())
+                now = time.monotonic()
+                self.slot.beat(now)
                 self.loop.run_once(TICK)
                 self._share_load()
-                self.sampler.maybe_sample()
-                if os.getppid() != self.master_pid:
-                    log.warning("http worker #%d: master gone, exiting", self.number)
-                    return exitcodes.ORPHANED
+                if now >= next_check:  # once a TICK, not once per turn of a busy loop
+                    next_check = now + TICK
+                    self.sampler.maybe_sample()
+                    if os.getppid() != self.master_pid:
+                        log.warning("http worker #%d: master gone, exiting", self.number)
+                        return exitcodes.ORPHANED
             self._drain()
         counters = metrics.current()
         if counters is not None:
