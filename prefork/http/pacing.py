@@ -61,6 +61,8 @@ class AcceptPacer:
 
     def paused_for(self, now: float) -> float:
         """Seconds to keep the listening sockets out of the selector; 0 to accept."""
+        if not self._fresh:  # nearly always: asked on every turn of the serving loop
+            return 0.0
         for conn, accepted in list(self._fresh.items()):
             if now - accepted >= FRESH_WINDOW:
                 del self._fresh[conn]
