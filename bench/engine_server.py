@@ -7,6 +7,7 @@ sync worker. Usage: python bench/engine_server.py PORT
 from __future__ import annotations
 
 import sys
+import tempfile
 
 from prefork.config import Settings
 from prefork.servers.engine import make_handler, make_loop
@@ -19,7 +20,7 @@ from hello import app
 
 def main() -> None:
     port = int(sys.argv[1])
-    settings = Settings(http_port=port, access_log=False)
+    settings = Settings(http_port=port, access_log=False, data_dir=tempfile.mkdtemp())
     handler: WSGIHandler
     loop = make_loop(settings, lambda conn, request: handler.serve(conn, request), inline=True)
     handler = make_handler(settings, app, loop, multiprocess=False, draining=lambda: False)
