@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
+
 import pytest
 
 from prefork.http.errors import HTTPError
-from prefork.http.parser import SPOOL_SIZE, Limits, RequestParser
+from prefork.http.parser import _COMMON_HEAD_RE, SPOOL_SIZE, Limits, RequestParser
+from prefork.http.request import Request
 
 
 def parse_all(data: bytes, limits: Limits | None = None, step: int = 0) -> list:
@@ -108,3 +112,55 @@ def test_keep_alive_rules() -> None:
 def test_leading_empty_lines_are_ignored() -> None:
     (request,) = parse_all(b"\r\n\r\nGET /x HTTP/1.1\r\n\r\n")
     assert request.path == "/x"
+
+
+def _head_outcome(parse: Callable[[], Request]) -> tuple[object, ...]:
+    try:
+        r = parse()
+    except HTTPError as exc:
+        return ("refused", exc.status)
+    return (r.method, r.target, r.path, r.query, r.version, r.headers, r.keep_alive,
+            r.expect_continue, r.line)
+
+
+def test_common_head_path_parses_as_the_general_path() -> None:
+    """The one-expression path for common heads is a shortcut, never a second opinion: on
+    heads built from valid and invalid pieces alike it gives the general path's answer."""
+    rng = random.Random(7)
+    methods = ["GET", "POST", "OPTIONS", "M-SEARCH", "get", "G T", ""]
+    targets = ["/", "/a?b=c&d", "/caf\xe9", "/?", "//double", "/x#frag", "*", "http://h/p?q",
+               "/a b", "/\x7f"]
+    versions = ["HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/1.2", "HTTP/1.1 ", "http/1.1"]
+    fields = ["Host: example.com", "X-Empty:", "X-Tab: a\tb ", "X_Under: y",
+              "Connection: close", "Connection: keep-alive", "Expect: 100-continue",
+              "Content-Length: 0", "Transfer-Encoding: chunked", "X-Obs: \xe9\xff",
+              "X-Colon: a:b:c", "Accept: */*",
+              "host:x", "Content-Length: 5", "Bad Name: v", ": novalue", "NoColon", " folded",
+              "X-Ctl: a\x01b", "X-Lf: a\nb", "X-Cr: a\rb", "Host: dup"]
+    common = 0
+    for _ in range(3000):
+        # Half the heads from the valid pieces only (the first of each list), half from all.
+        valid = rng.random() < 0.5
+
+        def pick(pieces: list[str], good: int, valid: bool = valid) -> str:
+            return rng.choice(pieces[:good] if valid else pieces)
+
+        line = (f"{pick(methods, 4)} {pick(targets, 5)} {pick(versions, 2)}"
+                if rng.random() > 0.05 else "GET / HTTP/1.1\rX")
+        count = rng.randint(0, 5)
+        text = "\r\n".join([line, *rng.sample(fields[:12] if valid else fields, count)])
+        raw = text.encode("latin-1") + b"\r\n\r\n"
+        common += _COMMON_HEAD_RE.fullmatch(text) is not None
+
+        def fast(raw: bytes = raw) -> Request:
+            parser = RequestParser(Limits())
+            parser.feed(raw)
+            request = parser._parse_head()  # the head only: a body may be announced
+            assert request is not None
+            return request
+
+        def general(text: str = text) -> Request:
+            return RequestParser(Limits())._parse_any_head(text)
+
+        assert _head_outcome(fast) == _head_outcome(general), text
+    assert common > 600  # the shortcut was taken often enough to be compared

@@ -37,6 +37,14 @@ _TCHAR = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
 _METHOD = f"[{_TCHAR.replace('a-z', '')}]+"
 _REQUEST_LINE_RE = re.compile(rf"({_METHOD}) ([^\x00-\x20\x7f]+) HTTP/(\d)\.(\d)")
 _TOKEN_RE = re.compile(rf"[{_TCHAR}]+")
+# The common head, matched in one pass: an origin-form request line of HTTP/1.0 or 1.1 (no
+# fragment), then fields whose names are tokens and whose values hold no control character
+# but HTAB. Whatever matches is parsed exactly as the general path would; whatever does not
+# takes that path, which accepts it or refuses it with the precise reason.
+_COMMON_HEAD_RE = re.compile(
+    rf"({_METHOD}) (/[^\x00-\x20\x7f#]*) HTTP/1\.([01])"
+    rf"((?:\r\n[{_TCHAR}]+:[^\x00-\x08\x0a-\x1f\x7f]*)*)"
+)
 # No control character but HTAB (RFC 9110 5.5); CR and LF only as the CRLF line ends,
 # which are replaced before the search (a lookaround pattern is several times slower).
 _CTL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -126,13 +134,14 @@ EMPTY_BODY = cast(BinaryIO, _EmptyBody())
 class RequestParser:
     """Parses the requests of one connection, one at a time."""
 
-    __slots__ = ("_body", "_buf", "_chunk_left", "_chunked", "_continue_pending",
-                 "_head_limit", "_length", "_limits", "_line_checked", "_request", "_state",
-                 "_trailer_count")
+    __slots__ = ("_body", "_buf", "_chunk_left", "_chunked", "_common_size",
+                 "_continue_pending", "_head_limit", "_length", "_limits", "_line_checked",
+                 "_request", "_state", "_trailer_count")
 
     def __init__(self, limits: Limits) -> None:
         self._limits = limits
         self._head_limit = limits.head
+        self._common_size = min(limits.request_line, limits.field_size) - 2
         self._buf = bytearray()
         self._reset()
 
@@ -194,6 +203,21 @@ class RequestParser:
             raise HTTPError(431, "request header fields too large")
         text = buf[:end].decode("latin-1")
         del buf[: end + 4]
+        # No line of a head this short can be over a size limit.
+        match = _COMMON_HEAD_RE.fullmatch(text) if end < self._common_size else None
+        if match is None:
+            return self._parse_any_head(text)
+        method, target, minor, fields = match.groups()
+        path, _, query = target.partition("?")
+        request = Request(method, target, path, query, _VERSIONS[minor], [], minor == "1",
+                          EMPTY_BODY, 0, False, text[:match.end(3)])
+        if fields:
+            self._parse_fields(request, fields[2:].split("\r\n"), checked=True)
+        return request
+
+    def _parse_any_head(self, text: str) -> Request:
+        """The general path: every head the common expression does not match, accepted or
+        refused with the precise reason."""
         if _CTL_RE.search(text.replace("\r\n", "\t")):
             raise bad_request("control character or bare CR/LF in the request head")
         line, _, fields = text.partition("\r\n")
@@ -231,21 +255,27 @@ class RequestParser:
         return Request(method, target, path, query, _VERSIONS[minor], [], minor == "1",
                        EMPTY_BODY, 0, False, line)
 
-    def _parse_fields(self, request: Request, lines: list[str]) -> None:
-        """Header fields; the head has no control character or bare CR/LF by now."""
+    def _parse_fields(self, request: Request, lines: list[str], *, checked: bool = False,
+                      ) -> None:
+        """Header fields; the head has no control character or bare CR/LF by now. With
+        `checked`, each line is already known to be a token, a colon and a value, within
+        the size limit."""
         limits = self._limits
         if len(lines) > limits.fields:
             raise HTTPError(431, "too many header fields")
-        field_size = limits.field_size - 2  # the limit counts the line's CRLF
+        if not checked:
+            field_size = limits.field_size - 2  # the limit counts the line's CRLF
+            for line in lines:
+                if len(line) > field_size:
+                    raise HTTPError(431, "header field too large")
+                name, colon, _ = line.partition(":")
+                if not colon or not _TOKEN_RE.fullmatch(name):
+                    raise bad_request("invalid header field")
         codings: list[str] = []
         seen: set[str] = set()
         append = request.headers.append
         for line in lines:
-            if len(line) > field_size:
-                raise HTTPError(431, "header field too large")
-            name, colon, value = line.partition(":")
-            if not colon or not _TOKEN_RE.fullmatch(name):
-                raise bad_request("invalid header field")
+            name, _, value = line.partition(":")
             name = name.upper()
             value = value.strip(" \t")
             if name in _SPECIAL_FIELDS:
