@@ -24,6 +24,7 @@ class Poller:
     """Maps each watched descriptor to the object select() returns for it."""
 
     def __init__(self) -> None:
+        # Lives as long as its event loop, which lives as long as its process.
         self._poller: Any = select.epoll() if _EPOLL else select.poll()
         self._watched: dict[int, object] = {}
 
@@ -37,9 +38,6 @@ class Poller:
         del self._watched[fd]
         self._poller.unregister(fd)
 
-    def __contains__(self, fd: int) -> bool:
-        return fd in self._watched
-
     def select(self, timeout: float) -> list[object]:
         """The objects of the descriptors ready to read (or closed, or in error)."""
         if _EPOLL:
@@ -50,7 +48,3 @@ class Poller:
         # A descriptor unregistered by an earlier object's handling is skipped by the
         # caller, which checks that the object is still its own.
         return [watched[fd] for fd, _ in ready if fd in watched]
-
-    def close(self) -> None:
-        if _EPOLL:
-            self._poller.close()
