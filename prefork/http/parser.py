@@ -248,10 +248,7 @@ class RequestParser:
         method, target, major, minor = match.groups()
         if major != "1" or minor not in "01":
             raise bad_request("unsupported HTTP version")
-        if target[0] == "/" and "#" not in target:  # origin form: nearly every request
-            path, _, query = target.partition("?")
-        else:
-            path, query = _split_target(method, target)
+        path, query = _split_target(method, target)
         return Request(method, target, path, query, _VERSIONS[minor], [], minor == "1",
                        EMPTY_BODY, 0, False, line)
 

@@ -37,6 +37,7 @@ _OFF_EXIT_LINE = _OFF_LINE + _LINE_SIZE
 _OFF_ERROR = _OFF_EXIT_LINE + _LINE_SIZE
 # The start time and the line; one byte short of the line's room, so a NUL always ends it.
 _BEGIN = struct.Struct(f"=d{_LINE_SIZE - 1}s")
+_LINE = struct.Struct(f"{_LINE_SIZE - 1}s")
 _END = struct.Struct("=qd")  # requests served, a zero start time
 _INT = struct.Struct("=i")
 _DOUBLE = struct.Struct("=d")
@@ -86,9 +87,7 @@ class Slot:
 
     def set_line(self, line: str) -> None:
         """What the worker is doing (the request line, the cron job and its progress)."""
-        raw = line.encode("latin-1", "replace")[:_LINE_SIZE - 1]
-        start = self._base + _OFF_LINE
-        self._mem[start:start + len(raw) + 1] = raw + b"\0"
+        _LINE.pack_into(self._mem, self._base + _OFF_LINE, line.encode("latin-1", "replace"))
 
     def end_request(self, served: int) -> None:
         _END.pack_into(self._mem, self._base + _OFF_REQUESTS, served, 0.0)

@@ -117,20 +117,6 @@ class Response:
             extra.append("Connection: keep-alive\r\n")
         return "".join(extra).encode("latin-1")
 
-    def whole(self, body: bytes) -> None:
-        """The application's whole body at once (a one-item list or tuple): one send, with
-        the head, and a Content-Length when the application gave none."""
-        if self.headers_sent or self.head is None:
-            self.write(body)  # after write() calls, or the error for no start_response
-            return
-        head = self._finish_head(len(body))
-        if self.no_body:
-            body = b""
-        elif self.length is not None and len(body) > self.length:
-            raise ResponseError("application sent more than its Content-Length")
-        self.bytes_sent = len(body)
-        self.conn.send_all(head + body, self.timeout)
-
     def write(self, data: bytes, *, known_total: int | None = None) -> None:
         if self.head is None:
             raise ResponseError("write() before start_response")
@@ -215,7 +201,7 @@ class WSGIHandler:
         result = self.app(environ, response.start_response)
         try:
             if isinstance(result, (list, tuple)) and len(result) == 1:
-                response.whole(result[0])
+                response.write(result[0], known_total=len(result[0]))
             else:
                 for chunk in result:
                     if chunk:
