@@ -14,11 +14,12 @@ import statistics
 import subprocess
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import psycopg
 from http_hello import DSN, free_port, wait_port
-from http_workers import BENCH, PY, wrk
+from http_workers import BENCH, PY, alternate, wrk
 
 
 def database(name: str) -> str:
@@ -56,10 +57,8 @@ def main() -> None:
     args = parser.parse_args()
     trees = {"before": (args.before, database("bench_before")),
              "after": (args.after, database("bench_after"))}
-    rates: dict[str, list[float]] = {name: [] for name in trees}
-    for _ in range(args.rounds):
-        for name, (tree, uri) in trees.items():
-            rates[name].append(serve_and_measure(tree, uri, args.duration))
+    rates = alternate({name: partial(serve_and_measure, tree, uri, args.duration)
+                       for name, (tree, uri) in trees.items()}, args.rounds)
     for name, values in rates.items():
         runs = " / ".join(f"{v:,.0f}" for v in values)
         print(f"| {name} ({trees[name][0]}) | {runs} | {statistics.median(values):,.0f} |")

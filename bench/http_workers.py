@@ -61,6 +61,16 @@ def wrk(port: int, connections: int, duration: int, close: bool,
     return rate, _percentile(out, "50%"), _percentile(out, "99%")
 
 
+def alternate(variants: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """Each variant measured once per round, in turn, so that a drifting machine weighs on
+    all of them alike; the figures of each, in round order."""
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, measure in variants.items():
+            rates[name].append(measure())
+    return rates
+
+
 def _percentile(out: str, label: str) -> float:
     value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)\b", out).groups()  # type: ignore[union-attr]
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]

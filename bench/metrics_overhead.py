@@ -8,9 +8,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
+from functools import partial
 
 from http_hello import free_port, running
-from http_workers import commands, wrk
+from http_workers import alternate, commands, wrk
+
+
+def measure(extra: list[str], duration: int) -> float:
+    """Requests/s of prefork started with `extra` options, after a 2 s warm-up."""
+    port = free_port()
+    with running(commands(2, port)["prefork"] + extra, port):
+        wrk(port, 10, 2, False)
+        return wrk(port, 10, duration, False)[0]
 
 
 def main() -> None:
@@ -18,13 +27,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    rates: dict[str, list[float]] = {"metrics on": [], "metrics off": []}
-    for _ in range(args.rounds):
-        for name, extra in (("metrics on", []), ("metrics off", ["--metrics-allow", ""])):
-            port = free_port()
-            with running(commands(2, port)["prefork"] + extra, port):
-                wrk(port, 10, 2, False)
-                rates[name].append(wrk(port, 10, args.duration, False)[0])
+    rates = alternate({"metrics on": partial(measure, [], args.duration),
+                       "metrics off": partial(measure, ["--metrics-allow", ""], args.duration)},
+                      args.rounds)
     print("| prefork, 2 workers, wrk -t1 -c10 keep-alive | req/s (median) | runs |")
     print("|---|---|---|")
     for name, values in rates.items():
