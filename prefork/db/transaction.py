@@ -49,12 +49,17 @@ def run_retrying(conn: Any, work: Callable[[Any], T], attempts: int) -> T:
 class RequestTransaction:
     """environ["prefork.db"]: the request's connection, borrowed on first use."""
 
-    __slots__ = ("_conn", "_database", "status")
+    __slots__ = ("_conn", "_database", "_response")
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, response: Any = None) -> None:
         self._database = database
+        self._response = response  # the HTTP response of the request, if any
         self._conn: Any = None
-        self.status = 0
+
+    @property
+    def status(self) -> int:
+        """The response's status once the application has started it, else 0."""
+        return self._response.status if self._response is not None else 0
 
     def connection(self) -> Any:
         """The request's connection (psycopg or sqlite3), in its transaction."""

@@ -16,7 +16,7 @@ from prefork.sessions.binder import SessionBinder
 from prefork.sessions.stores import make_store
 from prefork.wsgi.database import DatabaseMiddleware
 from prefork.wsgi.environ import EnvironBuilder
-from prefork.wsgi.handler import WSGIApp, WSGIHandler
+from prefork.wsgi.handler import RequestHook, WSGIApp, WSGIHandler
 from prefork.wsgi.health import HEALTH_PATH, HealthCheck
 from prefork.wsgi.metrics_endpoint import PATH as METRICS_PATH
 from prefork.wsgi.metrics_endpoint import MetricsEndpoint
@@ -38,8 +38,10 @@ def make_handler(settings: Settings, app: WSGIApp, loop: EventLoop, *, multiproc
     can report on it."""
     if settings.admin_passwd:
         app = Dashboard(app, settings)  # inside the database middleware: it reads the jobs
+    hooks: list[RequestHook] = [SessionBinder(make_store(settings), settings)]
     if database is not None:
-        app = DatabaseMiddleware(app, database)
+        app = transactions = DatabaseMiddleware(app, database)
+        hooks.append(transactions.bind)
     own: dict[str, WSGIApp] = {HEALTH_PATH: HealthCheck(database)}
     counters = metrics.current()
     if counters is not None:
@@ -53,4 +55,4 @@ def make_handler(settings: Settings, app: WSGIApp, loop: EventLoop, *, multiproc
     environ.configure(multithread=not multiprocess, multiprocess=multiprocess)
     return WSGIHandler(app, environ, loop.date, send_timeout=settings.http_header_timeout,
                        access_log=settings.access_log, draining=draining, metrics=counters,
-                       request_hook=SessionBinder(make_store(settings), settings))
+                       request_hooks=hooks)

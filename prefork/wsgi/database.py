@@ -10,6 +10,10 @@ When the transaction ends:
 - an exception, a 5xx status, or a client gone mid-body (close() before the end): rollback.
 A request that never touches the database costs one small object and no connection.
 A streamed body is always wrapped: a generator may first use the database while it runs.
+
+The transaction is made by `bind`, a request hook of the WSGI handler, with the request's
+response: its status decides commit or rollback, so start_response is not wrapped (that
+cost every request a call, about 9% of a hello-world request's instructions).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 from prefork.db.errors import is_unavailable, one_line
 from prefork.db.pool import Database
 from prefork.db.transaction import RequestTransaction
-from prefork.wsgi.handler import WSGIApp
+from prefork.wsgi.handler import Response, WSGIApp
 
 log = logging.getLogger("prefork.db")
 
@@ -42,19 +46,15 @@ class DatabaseMiddleware:
         self.database = database
         self._next_log = 0.0
 
+    def bind(self, environ: dict[str, Any], response: Response) -> None:
+        """The request hook: gives the request its transaction."""
+        environ["prefork.db"] = RequestTransaction(self.database, response)
+
     def __call__(self, environ: dict[str, Any],
                  start_response: Callable[..., Any]) -> Iterable[bytes]:
-        tx = RequestTransaction(self.database)
-        environ["prefork.db"] = tx
-
-        def recording_start_response(status: str, headers: list[tuple[str, str]],
-                                     exc_info: Any = None) -> Callable[[bytes], None]:
-            tx.status = int(status[:3])
-            write: Callable[[bytes], None] = start_response(status, headers, exc_info)
-            return write
-
+        tx: RequestTransaction = environ["prefork.db"]
         try:
-            result = self.app(environ, recording_start_response)
+            result = self.app(environ, start_response)
         except Exception as exc:
             tx.end(commit=False)
             if not is_unavailable(exc):

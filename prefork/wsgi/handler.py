@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from prefork.http.connection import ClientGone, Connection
@@ -23,6 +23,8 @@ log = logging.getLogger("prefork.wsgi")
 access_log = logging.getLogger("prefork.access")
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+# Sees each request's environ and its response before the application does.
+RequestHook = Callable[[dict[str, Any], "Response"], None]
 _NO_BODY_STATUS = frozenset({204, 304})
 _INTERNAL_ERROR = (
     b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain; charset=utf-8\r\n"
@@ -149,11 +151,11 @@ class WSGIHandler:
 
     def __init__(self, app: WSGIApp, environ: EnvironBuilder, date: DateCache, *,
                  send_timeout: float, access_log: bool, draining: Callable[[], bool],
-                 metrics: Any = None,
-                 request_hook: Callable[[dict[str, Any], Response], None] | None = None,
+                 metrics: Any = None, request_hooks: Sequence[RequestHook] = (),
                  ) -> None:
         self.app = app
-        self.request_hook = request_hook  # sees each request and its response first
+        # Not middlewares: one wrapping start_response costs every request a call.
+        self.request_hooks = tuple(request_hooks)
         self.metrics = metrics  # prefork.metrics.Metrics, or None when metrics are off
         self.environ = environ
         self.date = date
@@ -196,8 +198,8 @@ class WSGIHandler:
 
     def _run_app(self, response: Response, request: Request, conn: Connection) -> None:
         environ = self.environ.build(request, conn.peer)
-        if self.request_hook is not None:
-            self.request_hook(environ, response)
+        for hook in self.request_hooks:
+            hook(environ, response)
         result = self.app(environ, response.start_response)
         try:
             if isinstance(result, (list, tuple)) and len(result) == 1:
