@@ -19,6 +19,7 @@ def listen(interface: str, port: int, *, reuse_port: bool = False) -> socket.soc
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        no_delay(sock)  # before listen(): no connection is accepted without it
         sock.bind((host.strip("[]"), port))
         sock.listen(BACKLOG)
     except OSError:
@@ -42,6 +43,15 @@ def inherited_listeners() -> list[socket.socket]:
     for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
         os.environ.pop(name, None)
     return [socket.socket(fileno=fd) for fd in fds]
+
+
+def no_delay(sock: socket.socket) -> None:
+    """TCP_NODELAY on a listening socket: Linux copies it to each connection accepted from
+    it (saving each a system call), elsewhere the event loop sets it per connection. A
+    response's later writes (a streamed body) then leave at once instead of waiting for
+    the client's ACK."""
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def handover_env(listeners: list[socket.socket]) -> dict[str, str]:

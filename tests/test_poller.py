@@ -1,15 +1,22 @@
-"""The event loop's poller, with epoll and with the poll() fallback of systems without it."""
+"""The event loop's poller, with epoll and with the poll() fallback of systems without it,
+and the options of the sockets it watches."""
 
 from __future__ import annotations
 
 import select
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from prefork.http import poller
+from prefork.http.connection import Connection
+from prefork.http.loop import EventLoop, Timeouts
+from prefork.http.parser import Limits
 from prefork.http.poller import Poller
+from prefork.http.request import Request
+from prefork.sockets import listen
 
 
 @pytest.fixture(params=["epoll", "poll"])
@@ -46,3 +53,29 @@ def test_listening_socket_registered_exclusive_reports_connections(mode: str) ->
     assert watcher.select(1.0) == [listener]
     client.close()
     listener.close()
+
+
+@pytest.mark.parametrize("made_by", ["prefork", "elsewhere"])
+def test_accepted_connections_have_tcp_nodelay(made_by: str) -> None:
+    """Set on the listener (by prefork.sockets.listen, or by the loop for a socket made
+    elsewhere: systemd's, a previous master's) and inherited by accepted connections."""
+    if made_by == "prefork":
+        listener = listen("127.0.0.1", 0)
+    else:
+        listener = socket.create_server(("127.0.0.1", 0))
+        assert not listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    seen: list[int] = []
+
+    def dispatch(conn: Connection, request: Request) -> bool:
+        seen.append(conn.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        return False
+
+    loop = EventLoop(Limits(), Timeouts(5.0, 5.0), dispatch, inline=True)
+    loop.add_listener(listener)
+    with socket.create_connection(listener.getsockname()) as client:
+        client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        deadline = time.monotonic() + 5
+        while not seen and time.monotonic() < deadline:
+            loop.run_once(0.1)
+    loop.stop_accepting()
+    assert seen == [1]

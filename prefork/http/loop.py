@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import logging
 import socket
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from prefork.http.parser import Limits
 from prefork.http.poller import Poller
 from prefork.http.request import Request
 from prefork.http.responses import CONTINUE, DateCache, error_response
+from prefork.sockets import no_delay
 from prefork.wakeup import WakeupPipe
 
 log = logging.getLogger("prefork.http")
@@ -35,6 +37,8 @@ ACCEPT_BATCH = 64
 SWEEP_INTERVAL = 0.5
 DRAIN_IDLE = 5.0  # most seconds an idle connection is kept while the server stops
 DEFER_ACCEPT = 1  # seconds the kernel holds a connection that sent nothing (TCP_DEFER_ACCEPT)
+# Linux accepted sockets inherit the listener's TCP_NODELAY (see prefork.sockets.no_delay).
+_NODELAY_PER_CONNECTION = not sys.platform.startswith("linux")
 
 # Called with a connection and its next complete request. Inline dispatchers return whether
 # the connection stays open; hand-off dispatchers return None and call `resume` later.
@@ -80,6 +84,7 @@ class EventLoop:
 
     def add_listener(self, sock: socket.socket) -> None:
         sock.setblocking(False)
+        no_delay(sock)  # also for sockets inherited from systemd or a previous master
         if sock.family != socket.AF_UNIX and hasattr(socket, "TCP_DEFER_ACCEPT"):
             # Linux completes accept() once the client's first bytes arrived (or after about
             # a second without any): the read that follows accept() finds the request, and
@@ -243,7 +248,7 @@ class EventLoop:
                 return
             sock = socket.socket(family, socket.SOCK_STREAM, 0, fd)
             sock.setblocking(False)
-            if family != socket.AF_UNIX:
+            if _NODELAY_PER_CONNECTION and family != socket.AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = Connection(sock, peer[:2] if isinstance(peer, tuple) else ("", 0),
                               self.limits)
