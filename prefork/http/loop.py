@@ -276,7 +276,7 @@ class EventLoop:
         conn.close()
 
     def _on_readable(self, conn: Connection) -> None:
-        if self._pacer is not None:
+        if self._pacer is not None and self._pacer.fresh:
             self._pacer.heard_from(conn)
         if not conn.receive():
             self._close(conn)  # closed by the client, possibly mid-request: nothing to answer

@@ -276,20 +276,22 @@ class RequestParser:
             name = name.upper()
             value = value.strip(" \t")
             if name in _SPECIAL_FIELDS:
-                self._special_field(request, name, value, seen, codings)
+                if name in seen:  # the singletons are recorded, the others never are
+                    raise bad_request(f"duplicate {name.title()} header")
+                if name in _SINGLETONS:  # inline: every request has Host
+                    seen.add(name)
+                else:
+                    self._special_field(request, name, value, codings)
             elif "_" in name:
                 continue
             append((name, value))
         if codings:
             self._apply_transfer_coding(request, codings)
 
-    def _special_field(self, request: Request, name: str, value: str, seen: set[str],
+    def _special_field(self, request: Request, name: str, value: str,
                        codings: list[str]) -> None:
-        if name in _SINGLETONS:
-            if name in seen:
-                raise bad_request(f"duplicate {name.title()} header")
-            seen.add(name)
-        elif name == "CONTENT-LENGTH":
+        """The fields that frame the message or the connection (not the singletons)."""
+        if name == "CONTENT-LENGTH":
             self._length = _content_length(value, self._length)
         elif name == "TRANSFER-ENCODING":
             codings.extend(c.strip(" \t").lower() for c in value.split(","))

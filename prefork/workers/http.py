@@ -157,15 +157,18 @@ class HTTPWorker:
         self.busy_since = now
         self.lock.release()
         try:
-            keep_open = handler.serve(conn, request)
+            keep_open = handler.serve(conn, request, now)
         finally:
             self.lock.acquire()
             self.busy_since = 0.0
             if request.body is not EMPTY_BODY:
                 request.body.close()
-        self.served += 1
-        self.slot.end_request(self.served)
-        self._check_limits(handler.memory_errors != memory_errors)
+        served = self.served = self.served + 1
+        self.slot.end_request(served)
+        memory_error = handler.memory_errors != memory_errors
+        if (memory_error or served >= self.max_requests
+                or time.monotonic() >= self.limits.next_reading):
+            self._check_limits(memory_error)
         # Even when this worker is about to exit, a connection whose response promised
         # keep-alive stays open: the drain hands it to another worker.
         return keep_open

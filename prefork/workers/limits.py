@@ -57,7 +57,7 @@ class RequestLimits:
     could have crossed either limit is always checked right after it.
     """
 
-    __slots__ = ("_cpus", "_hard", "_next_reading", "_soft", "cpu_seconds", "memory_soft")
+    __slots__ = ("_cpus", "_hard", "_soft", "cpu_seconds", "memory_soft", "next_reading")
 
     def __init__(self, cpu_seconds: int, memory_soft: int) -> None:
         self.cpu_seconds = cpu_seconds
@@ -66,18 +66,20 @@ class RequestLimits:
         self._soft = 0
         self._cpus = max(1, len(os.sched_getaffinity(0)))
         # Monotonic time before which neither limit can have been reached; 0 forces a reading.
-        self._next_reading = 0.0
+        # Public: the worker compares it with the clock itself after each request and calls
+        # after_request() only once it has passed (a call per request, saved).
+        self.next_reading = 0.0
 
     def after_request(self) -> int:
         """Re-arm the CPU limit for the next request; the RSS when above the soft limit."""
         now = time.monotonic()
-        if now < self._next_reading:
+        if now < self.next_reading:
             return 0
         usage = resource.getrusage(resource.RUSAGE_SELF)
         used, peak = usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
         if self.cpu_seconds:
             self._arm(used)
-        self._next_reading = now + self._time_to_reach(used, peak)
+        self.next_reading = now + self._time_to_reach(used, peak)
         return _rss_above(self.memory_soft, peak)
 
     def _time_to_reach(self, used: float, peak: int) -> float:
@@ -93,7 +95,7 @@ class RequestLimits:
         if self.cpu_seconds:
             usage = resource.getrusage(resource.RUSAGE_SELF)
             self._arm(usage.ru_utime + usage.ru_stime)
-        self._next_reading = 0.0
+        self.next_reading = 0.0
 
     def _arm(self, used: float) -> None:
         if self._soft - used >= self.cpu_seconds:
