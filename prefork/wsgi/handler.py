@@ -91,12 +91,6 @@ class Response:
         self.head = head
         return self.write
 
-    def _finish_head(self, body_known: int | None) -> bytes:
-        assert self.head is not None
-        self.headers_sent = True
-        if self.length is not None and self.keep_alive and self.request.version == "HTTP/1.1":
-            return self.head + self.date.line() + b"\r\n"  # most responses: nothing to add
-        return self.head + self._framing(body_known) + self.date.line() + b"\r\n"
 
     def _framing(self, body_known: int | None) -> bytes:
         """The headers prefork adds: the body's length or chunking, and the connection's
@@ -121,11 +115,16 @@ class Response:
         return "".join(extra).encode("latin-1")
 
     def write(self, data: bytes, *, known_total: int | None = None) -> None:
-        if self.head is None:
-            raise ResponseError("write() before start_response")
         prefix = b""
         if not self.headers_sent:
-            prefix = self._finish_head(known_total)
+            if self.head is None:
+                raise ResponseError("write() before start_response")
+            self.headers_sent = True
+            if (self.length is not None and self.keep_alive
+                    and self.request.version == "HTTP/1.1"):
+                prefix = self.head + self.date.line() + b"\r\n"  # most: nothing to add
+            else:
+                prefix = self.head + self._framing(known_total) + self.date.line() + b"\r\n"
         if self.no_body:
             data = b""
         elif self.chunked and data:
@@ -208,11 +207,13 @@ class WSGIHandler:
         try:
             if isinstance(result, (list, tuple)) and len(result) == 1:
                 response.write(result[0], known_total=len(result[0]))
+                if response.bytes_sent != response.length:  # HEAD, or a short body
+                    response.finish()
             else:
                 for chunk in result:
                     if chunk:
                         response.write(chunk)
-            response.finish()
+                response.finish()
         finally:
             close = getattr(result, "close", None)
             if close is not None:
