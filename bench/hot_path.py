@@ -10,7 +10,13 @@ epoll) are measured by the wrk benchmarks (http_workers.py), not here.
 Two requests: wrk's (one header) and a browser's (twelve headers, a cookie).
 Each figure is the best of --rounds rounds of --count requests, in microseconds.
 
-Run: python bench/hot_path.py [--count 50000] [--rounds 5]
+With --layers, wrk's request through the stack built up one layer at a time: the HTTP
+engine alone (parser, environ, response), then the worker's bookkeeping (scoreboard,
+limits, the rebalancer's lock), metrics, sessions, the database transaction and prefork's
+routes, which make the full stack; --layer NAME serves through one of them only (for
+callgrind, whose instruction counts do not depend on the machine's load).
+
+Run: python bench/hot_path.py [--count 50000] [--rounds 5] [--layers | --layer NAME]
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from prefork.http.connection import Connection  # noqa: E402
 from prefork.servers.engine import make_handler  # noqa: E402
 from prefork.workers.http import HTTPWorker  # noqa: E402
 from prefork.workers.scoreboard import Scoreboard  # noqa: E402
+from prefork.wsgi.handler import WSGIHandler  # noqa: E402
 
 WRK = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8069\r\n\r\n"
 BROWSER = (
@@ -97,14 +104,56 @@ def per_request(worker: HTTPWorker, request: bytes, count: int) -> float:
     return elapsed / count * 1e6
 
 
+def layer(worker: HTTPWorker, full: WSGIHandler, name: str) -> None:
+    """Make `worker` serve through the stack up to layer `name` (see LAYERS)."""
+    routes = full.app  # prefork's routes around the database middleware around the app
+    database = routes.app  # type: ignore[attr-defined]
+    session_hook, db_hook = full.request_hooks
+    stacks = {
+        "engine": (app, None, ()), "worker": (app, None, ()),
+        "metrics": (app, full.metrics, ()),
+        "sessions": (app, full.metrics, (session_hook,)),
+        "database": (database, full.metrics, (session_hook, db_hook)),
+        "routes": (routes, full.metrics, (session_hook, db_hook)),
+    }
+    inner, counters, hooks = stacks[name]
+    worker.handler = WSGIHandler(inner, full.environ, full.date, send_timeout=5.0,
+                                 access_log=False, draining=lambda: False, metrics=counters,
+                                 request_hooks=hooks)
+    worker.loop._dispatch = worker.handler.serve if name == "engine" else worker._serve
+
+
+LAYERS = ["engine", "worker", "metrics", "sessions", "database", "routes"]
+
+
+def layers(worker: HTTPWorker, count: int, rounds: int) -> None:
+    full = worker.handler
+    assert full is not None
+    previous = 0.0
+    for name in LAYERS:
+        layer(worker, full, name)
+        best = min(per_request(worker, WRK, count) for _ in range(rounds))
+        added = f"+{best - previous:5.2f}" if previous else ""
+        print(f"{name:9s} {best:6.2f} us/request {added}")
+        previous = best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=50000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--only", choices=["wrk", "browser"])
+    parser.add_argument("--layers", action="store_true")
+    parser.add_argument("--layer", choices=LAYERS)
     args = parser.parse_args()
     os.chdir(BENCH)
     worker = build_worker()
+    if args.layers:
+        layers(worker, args.count, args.rounds)
+        return
+    if args.layer:
+        assert worker.handler is not None
+        layer(worker, worker.handler, args.layer)
     for name, request in (("wrk", WRK), ("browser", BROWSER)):
         if args.only and name != args.only:
             continue
