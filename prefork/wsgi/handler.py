@@ -91,7 +91,6 @@ class Response:
         self.head = head
         return self.write
 
-
     def _framing(self, body_known: int | None) -> bytes:
         """The headers prefork adds: the body's length or chunking, and the connection's
         fate when it differs from HTTP/1.1's default."""
