@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 import select
-import signal
 import socket
 import sys
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from forked import run_forked
 from hello import app
 
 
@@ -60,22 +60,7 @@ def main() -> None:
     listener.bind(("127.0.0.1", port))
     listener.listen(2048)
     listener.setblocking(False)
-    children = []
-    for _ in range(count):
-        pid = os.fork()
-        if pid == 0:
-            worker(listener)
-            os._exit(0)
-        children.append(pid)
-
-    def stop(signum: int, frame: object) -> None:
-        for child in children:
-            os.kill(child, signal.SIGKILL)
-        os._exit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    while True:
-        signal.pause()
+    run_forked(count, lambda: worker(listener))
 
 
 if __name__ == "__main__":

@@ -22,13 +22,13 @@ import argparse
 import io
 import os
 import select
-import signal
 import socket
 import sys
 from collections.abc import Callable
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from forked import run_forked
 from hello import BODY, HEADERS, app
 
 CANNED = (b"HTTP/1.1 200 OK\r\n"
@@ -110,22 +110,7 @@ def main() -> None:
     listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)
     listener.setblocking(False)
     respond = respond_wsgi if args.level == "wsgi" else respond_canned
-    children = []
-    for _ in range(args.workers):
-        pid = os.fork()
-        if pid == 0:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            serve(listener, respond)
-        children.append(pid)
-
-    def stop(signum: int, frame: object) -> None:
-        for pid in children:
-            os.kill(pid, signal.SIGTERM)
-        sys.exit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    for _ in children:
-        os.wait()
+    run_forked(args.workers, lambda: serve(listener, respond))
 
 
 if __name__ == "__main__":
