@@ -2,13 +2,16 @@
 prefork server and granian, in one run on one machine, with equal worker counts.
 
 For each worker count (2 and 5), each wrk connection count (-c10, -c100) and each of
-keep-alive / `Connection: close`, every server is measured with `wrk -t1 -d<duration>s
---latency` after a short warm-up. Then two prefork-specific figures:
+keep-alive / `Connection: close`, every server runs at once and, after a 2 s warm-up, is
+measured with `wrk -t1 -d<duration>s --latency` in turn, for --rounds rounds; each figure
+is the median of its rounds (this machine's speed drifts by tens of percent within
+minutes: one measurement per server made the ratios a matter of luck). Then two
+prefork-specific figures:
 - p50/p99 of fast requests while one worker runs a 5-second CPU-bound request (2 workers),
   next to gunicorn sync in the same situation;
 - time to replace a worker recycled by limit_request (from its exit to its successor's fork).
 
-Run: python bench/http_workers.py [--duration 8] [--workers 2 5]
+Run: python bench/http_workers.py [--duration 8] [--rounds 3] [--workers 2 5]
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,10 +27,14 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from http_hello import DSN, free_port, running
 
+T = TypeVar("T")
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 PY = sys.executable
@@ -61,10 +69,10 @@ def wrk(port: int, connections: int, duration: int, close: bool,
     return rate, _percentile(out, "50%"), _percentile(out, "99%")
 
 
-def alternate(variants: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+def alternate(variants: dict[str, Callable[[], T]], rounds: int) -> dict[str, list[T]]:
     """Each variant measured once per round, in turn, so that a drifting machine weighs on
     all of them alike; the figures of each, in round order."""
-    rates: dict[str, list[float]] = {name: [] for name in variants}
+    rates: dict[str, list[T]] = {name: [] for name in variants}
     for _ in range(rounds):
         for name, measure in variants.items():
             rates[name].append(measure())
@@ -76,7 +84,7 @@ def _percentile(out: str, label: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def throughput(worker_counts: list[int], duration: int) -> None:
+def throughput(worker_counts: list[int], duration: int, rounds: int) -> None:
     print("| workers | wrk -c | connection | server | req/s | p50 ms | p99 ms | "
           "prefork req/s ratio |")
     print("|---|---|---|---|---|---|---|---|")
@@ -85,24 +93,31 @@ def throughput(worker_counts: list[int], duration: int) -> None:
             for close in (False, True):
                 mode = "close" if close else "keep-alive"
                 rows = measure_each(lambda port, w=workers: commands(w, port), connections,
-                                    duration, close)
+                                    duration, close, rounds)
                 for name, rate, p50, p99, ratio in rows:
                     print(f"| {workers} | {connections} | {mode} | {name} | {rate:,.0f} | "
                           f"{p50:.2f} | {p99:.2f} | {ratio} |", flush=True)
 
 
 def measure_each(commands_for: Callable[[int], dict[str, list[str]]], connections: int,
-                 duration: int, close: bool) -> list[tuple[str, float, float, float, str]]:
-    """Each server in turn, after a 2 s warm-up: (name, req/s, p50, p99, prefork's ratio)."""
-    results = {}
-    for name in commands_for(0):
-        port = free_port()
-        with running(commands_for(port)[name], port):
+                 duration: int, close: bool, rounds: int = 1,
+                 ) -> list[tuple[str, float, float, float, str]]:
+    """Every server at once, each warmed up for 2 s, then measured in turn for `rounds`
+    rounds (a drifting machine weighs on all alike): (name, req/s, p50, p99, prefork's
+    ratio), each figure the median of its rounds."""
+    with ExitStack() as stack:
+        ports = {}
+        for name in commands_for(0):
+            port = ports[name] = free_port()
+            stack.enter_context(running(commands_for(port)[name], port))
             wrk(port, connections, 2, close)
-            results[name] = wrk(port, connections, duration, close)
-    base = results["prefork"][0]
+        figures = alternate({name: partial(wrk, port, connections, duration, close)
+                             for name, port in ports.items()}, rounds)
+    medians = {name: tuple(statistics.median(values) for values in zip(*runs, strict=True))
+               for name, runs in figures.items()}
+    base = medians["prefork"][0]
     return [(name, rate, p50, p99, "1.00x" if name == "prefork" else f"{base / rate:.2f}x")
-            for name, (rate, p50, p99) in results.items()]
+            for name, (rate, p50, p99) in medians.items()]
 
 
 def busy_worker_latency(duration: int) -> None:
@@ -169,9 +184,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--workers", type=int, nargs="+", default=[2, 5])
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     os.chdir(BENCH)
-    throughput(args.workers, args.duration)
+    throughput(args.workers, args.duration, args.rounds)
     busy_worker_latency(args.duration)
     replacement_time(args.duration)
 

@@ -2,9 +2,10 @@
 
 All servers run at once, each with the same number of workers, and are measured in turn
 (`wrk -t1 -d<duration>s`, one round after another, so that a drifting machine weighs on all
-alike). The figures answer two questions: how far prefork is above what any Python worker
-must do (its own overhead), and whether a Python worker can reach granian on this machine
-at all.
+alike); each figure is the median of its rounds. prefork's limit_request is set out of
+reach: the floor never recycles its workers either. The figures answer two questions: how
+far prefork is above what any Python worker must do (its own overhead), and whether a
+Python worker can reach granian on this machine at all.
 
 Run: python bench/python_floor_compare.py [--workers 2 5] [--connections 10 100]
      [--rounds 3] [--duration 5]
@@ -15,11 +16,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from contextlib import ExitStack
 from pathlib import Path
 
-from http_hello import free_port, running
-from http_workers import alternate, commands, wrk
+from http_workers import commands, measure_each
 
 BENCH = Path(__file__).resolve().parent
 FLOOR = str(BENCH / "python_floor.py")
@@ -37,20 +36,13 @@ def servers(workers: int, port: int) -> dict[str, list[str]]:
 
 
 def compare(workers: int, connections: int, rounds: int, duration: int) -> None:
-    with ExitStack() as stack:
-        ports = {}
-        for name in servers(workers, 0):
-            port = ports[name] = free_port()
-            stack.enter_context(running(servers(workers, port)[name], port))
-            wrk(port, connections, 2, False)  # warm-up
-        rates = alternate({name: lambda port=port: wrk(port, connections, duration, False)[0]
-                           for name, port in ports.items()}, rounds)
-    mean = {name: sum(values) / len(values) for name, values in rates.items()}
-    for name, values in rates.items():
-        rounds_text = " / ".join(f"{value:,.0f}" for value in values)
-        print(f"| {workers} | {connections} | {name} | {mean[name]:,.0f} | {rounds_text} | "
-              f"{mean[name] / mean['granian']:.2f}x | {mean['prefork'] / mean[name]:.2f}x |",
-              flush=True)
+    rows = measure_each(lambda port: servers(workers, port), connections, duration, False,
+                        rounds)
+    granian = next(rate for name, rate, *_ in rows if name == "granian")
+    prefork = next(rate for name, rate, *_ in rows if name == "prefork")
+    for name, rate, p50, p99, _ in rows:
+        print(f"| {workers} | {connections} | {name} | {rate:,.0f} | {p50:.2f} | {p99:.2f} | "
+              f"{rate / granian:.2f}x | {prefork / rate:.2f}x |", flush=True)
 
 
 def main() -> None:
@@ -61,9 +53,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5)
     args = parser.parse_args()
     os.chdir(BENCH)
-    print("| workers | wrk -c | server | req/s (mean) | rounds | vs granian | "
+    print("| workers | wrk -c | server | req/s | p50 ms | p99 ms | vs granian | "
           "prefork vs it |")
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for workers in args.workers:
         for connections in args.connections:
             compare(workers, connections, args.rounds, args.duration)
