@@ -43,6 +43,7 @@ PY = sys.executable
 def commands(workers: int, port: int, log: str = "") -> dict[str, list[str]]:
     prefork = [PY, "-m", "prefork", "run", "--app", "hello:app", "--http-interface",
                "127.0.0.1", "-p", str(port), "--workers", str(workers), "--no-access-log",
+               "--gevent-port", str(free_port()),  # not 8072: another prefork may hold it
                "--db-uri", DSN, "--data-dir", tempfile.mkdtemp()]
     if log:
         prefork += ["--logfile", log]
