@@ -276,12 +276,12 @@ class RequestParser:
             name = name.upper()
             value = value.strip(" \t")
             if name in _SPECIAL_FIELDS:
-                if name in seen:  # the singletons are recorded, the others never are
-                    raise bad_request(f"duplicate {name.title()} header")
-                if name in _SINGLETONS:  # inline: every request has Host
-                    seen.add(name)
-                else:
+                if name not in _SINGLETONS:
                     self._special_field(request, name, value, codings)
+                elif name in seen:  # inline, not in _special_field: every request has Host
+                    raise bad_request(f"duplicate {name.title()} header")
+                else:
+                    seen.add(name)
             elif "_" in name:
                 continue
             append((name, value))
