@@ -59,8 +59,8 @@ _CHUNK_SIZE_RE = re.compile(
     + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN_B + rb"|" + _QUOTED + rb"))?)*"
 )
 _KNOWN_CODINGS = frozenset({"chunked", "identity", "gzip", "x-gzip", "deflate", "compress"})
-_SINGLETONS = frozenset({"HOST", "CONTENT-TYPE"})
-_SPECIAL_FIELDS = _SINGLETONS | {"CONTENT-LENGTH", "TRANSFER-ENCODING", "CONNECTION", "EXPECT"}
+_SPECIAL_FIELDS = frozenset(
+    {"HOST", "CONTENT-TYPE", "CONTENT-LENGTH", "TRANSFER-ENCODING", "CONNECTION", "EXPECT"})
 _FORBIDDEN_TRAILERS = frozenset(
     {"CONTENT-LENGTH", "TRANSFER-ENCODING", "HOST", "CONTENT-ENCODING",
      "CONNECTION", "EXPECT", "AUTHORIZATION", "COOKIE", "TE", "TRAILER"}
@@ -212,7 +212,7 @@ class RequestParser:
         request = Request(method, target, path, query, _VERSIONS[minor], [], minor == "1",
                           EMPTY_BODY, 0, False, text[:match.end(3)])
         if fields:
-            self._parse_fields(request, fields[2:].split("\r\n"), checked=True)
+            self._parse_fields(request, fields[2:].split("\r\n"))
         return request
 
     def _parse_any_head(self, text: str) -> Request:
@@ -223,7 +223,9 @@ class RequestParser:
         line, _, fields = text.partition("\r\n")
         request = self._parse_request_line(line)
         if fields:
-            self._parse_fields(request, fields.split("\r\n"))
+            lines = fields.split("\r\n")
+            self._check_fields(lines)
+            self._parse_fields(request, lines)
         return request
 
     def _check_partial_head(self) -> None:
@@ -252,36 +254,44 @@ class RequestParser:
         return Request(method, target, path, query, _VERSIONS[minor], [], minor == "1",
                        EMPTY_BODY, 0, False, line)
 
-    def _parse_fields(self, request: Request, lines: list[str], *, checked: bool = False,
-                      ) -> None:
-        """Header fields; the head has no control character or bare CR/LF by now. With
-        `checked`, each line is already known to be a token, a colon and a value, within
-        the size limit."""
-        limits = self._limits
-        if len(lines) > limits.fields:
+    def _check_fields(self, lines: list[str]) -> None:
+        """Each line a token, a colon and a value, within the size limit (the common
+        expression has checked this for the heads it matches)."""
+        if len(lines) > self._limits.fields:
             raise HTTPError(431, "too many header fields")
-        if not checked:
-            field_size = limits.field_size - 2  # the limit counts the line's CRLF
-            for line in lines:
-                if len(line) > field_size:
-                    raise HTTPError(431, "header field too large")
-                name, colon, _ = line.partition(":")
-                if not colon or not _TOKEN_RE.fullmatch(name):
-                    raise bad_request("invalid header field")
-        codings: list[str] = []
-        seen: set[str] = set()
+        field_size = self._limits.field_size - 2  # the limit counts the line's CRLF
+        for line in lines:
+            if len(line) > field_size:
+                raise HTTPError(431, "header field too large")
+            name, colon, _ = line.partition(":")
+            if not colon or not _TOKEN_RE.fullmatch(name):
+                raise bad_request("invalid header field")
+
+    def _parse_fields(self, request: Request, lines: list[str]) -> None:
+        """Header fields of a checked head (no control character, no bare CR/LF, each line
+        a token, a colon and a value)."""
+        if len(lines) > self._limits.fields:
+            raise HTTPError(431, "too many header fields")
+        codings: list[str] | None = None
+        host = content_type = False  # the singletons: a second one is refused
         append = request.headers.append
         for line in lines:
             name, _, value = line.partition(":")
             name = name.upper()
             value = value.strip(" \t")
             if name in _SPECIAL_FIELDS:
-                if name not in _SINGLETONS:
-                    self._special_field(request, name, value, codings)
-                elif name in seen:  # inline, not in _special_field: every request has Host
-                    raise bad_request(f"duplicate {name.title()} header")
+                if name == "HOST":  # every request has one: no call for it
+                    if host:
+                        raise bad_request("duplicate Host header")
+                    host = True
+                elif name == "CONTENT-TYPE":
+                    if content_type:
+                        raise bad_request("duplicate Content-Type header")
+                    content_type = True
                 else:
-                    seen.add(name)
+                    if codings is None:
+                        codings = []
+                    self._special_field(request, name, value, codings)
             elif "_" in name:
                 continue
             append((name, value))

@@ -26,6 +26,12 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 # Sees each request's environ and its response before the application does.
 RequestHook = Callable[[dict[str, Any], "Response"], None]
 _NO_BODY_STATUS = frozenset({204, 304})
+_MAX_CACHED = 512  # applications choose these strings: bound the caches of them
+# Status lines and header names seen so far, and what they mean to the framing: reading
+# them from a dict costs less than int(status[:3]) and name.lower() on every response.
+_STATUS_CODES: dict[str, int] = {}
+_LENGTH, _CONNECTION = 1, 2
+_header_kinds: dict[str, int] = {}
 _INTERNAL_ERROR = (
     b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain; charset=utf-8\r\n"
     b"Content-Length: 26\r\nConnection: close\r\n\r\n500 Internal Server Error\n"
@@ -69,17 +75,23 @@ class Response:
                 raise exc_info[1].with_traceback(exc_info[2])
         elif self.head is not None:
             raise ResponseError("start_response called twice without exc_info")
-        code = self.status = int(status[:3])
+        code = _STATUS_CODES.get(status)
+        if code is None:
+            code = _status_code(status)
+        self.status = code
         if code < 200 or code in _NO_BODY_STATUS:
             self.no_body = True
         lines = [f"HTTP/1.1 {status}\r\n"]
         for name, value in headers:
-            lowered = name.lower()
-            if lowered == "content-length":
-                self.length = int(value)
-            elif lowered == "connection" and "close" in value.lower():
-                self.keep_alive = False
-                continue
+            kind = _header_kinds.get(name)
+            if kind is None:
+                kind = _header_kind(name)
+            if kind:  # rare but for Content-Length
+                if kind is _LENGTH:
+                    self.length = int(value)
+                elif "close" in value.lower():
+                    self.keep_alive = False
+                    continue
             lines.append(f"{name}: {value}\r\n")
         if self.header_hook is not None:
             lines += [f"{name}: {value}\r\n" for name, value in self.header_hook()]
@@ -223,6 +235,25 @@ class WSGIHandler:
         access_log.info('%s - "%s %s %s" %d %d %.3f', conn.peer[0], request.method,
                         request.target, request.version, response.status,
                         response.bytes_sent, elapsed)
+
+
+def _status_code(status: str) -> int:
+    """The code of a status line such as '200 OK'; raises ResponseError for anything else."""
+    if not (status[:3].isdigit() and status[3:4] in ("", " ")):
+        raise ResponseError(f"invalid status {status!r}")
+    code = int(status[:3])
+    if len(_STATUS_CODES) < _MAX_CACHED:
+        _STATUS_CODES[status] = code
+    return code
+
+
+def _header_kind(name: str) -> int:
+    """_LENGTH, _CONNECTION or 0 (any other header) for a response header's name."""
+    lowered = name.lower()
+    kind = _LENGTH if lowered == "content-length" else _CONNECTION if lowered == "connection" else 0
+    if len(_header_kinds) < _MAX_CACHED:
+        _header_kinds[name] = kind
+    return kind
 
 
 def _try_send(conn: Connection, data: bytes) -> None:
