@@ -13,7 +13,7 @@ from prefork.http.connection import Connection
 from prefork.http.parser import Limits, RequestParser
 from prefork.http.responses import DateCache
 from prefork.wsgi.environ import EnvironBuilder
-from prefork.wsgi.handler import WSGIHandler
+from prefork.wsgi.handler import WSGIHandler, direct
 
 App = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -124,3 +124,21 @@ def test_head_request_gets_the_length_but_no_body() -> None:
     keep_alive, data = serve(answering("200 OK", [("Content-Length", "2")]),
                              b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
     assert keep_alive and b"Content-Length: 2" in data and data.endswith(b"\r\n\r\n")
+
+
+def test_middlewares_are_called_through_their_bound_call() -> None:
+    class Middleware:
+        def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any],
+                     ) -> Iterable[bytes]:
+            start_response("200 OK", [])
+            return [b"mw"]
+
+    class Inherited(Middleware):
+        pass
+
+    for app in (Middleware(), Inherited()):
+        called = direct(app)
+        assert called.__self__ is app  # type: ignore[attr-defined]
+        assert serve(app)[1].endswith(b"\r\n\r\nmw")
+    plain = answering("200 OK", [])
+    assert direct(plain) is plain and direct(Middleware) is Middleware

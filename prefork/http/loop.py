@@ -308,6 +308,10 @@ class EventLoop:
             if not keep_open or self.draining:
                 self._close(conn)
                 return
+            if conn.parser.idle:  # nearly always: no byte of a next request has arrived
+                conn.in_request = False
+                conn.deadline = time.monotonic() + self.timeouts.keepalive
+                return
 
     def _await_more(self, conn: Connection) -> None:
         if conn.parser.idle:  # nearly always: nothing of a next request has arrived

@@ -48,11 +48,14 @@ def make_handler(settings: Settings, app: WSGIApp, loop: EventLoop, *, multiproc
         own[METRICS_PATH] = MetricsEndpoint(settings.metrics_allow)
     elsewhere = (RealtimeElsewhere(settings.gevent_port, settings.http_port, time.monotonic)
                  if multiprocess else None)
-    realtime_port = settings.gevent_port if multiprocess and not settings.proxy_mode else 0
-    app = ServerRoutes(app, own, elsewhere, realtime_port)
+    app = ServerRoutes(app, own, elsewhere)
     environ = EnvironBuilder(settings.http_interface or "0.0.0.0", settings.http_port,
                              settings.proxy_mode, recorder(settings.data_dir))
     environ.configure(multithread=not multiprocess, multiprocess=multiprocess)
+    if multiprocess and not settings.proxy_mode:
+        # Where pages should open websockets; absent in threaded mode and behind a proxy,
+        # where /websocket is on the same origin.
+        environ.constant("prefork.realtime_port", settings.gevent_port)
     return WSGIHandler(app, environ, loop.date, send_timeout=settings.http_header_timeout,
                        access_log=settings.access_log, draining=draining, metrics=counters,
                        request_hooks=hooks)

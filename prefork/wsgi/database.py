@@ -27,7 +27,7 @@ from typing import Any
 from prefork.db.errors import is_unavailable, one_line
 from prefork.db.pool import Database
 from prefork.db.transaction import RequestTransaction
-from prefork.wsgi.handler import Response, WSGIApp
+from prefork.wsgi.handler import Response, WSGIApp, direct
 
 log = logging.getLogger("prefork.db")
 
@@ -42,7 +42,7 @@ LOG_INTERVAL = 10.0  # at most one "database unavailable" line per process this 
 
 class DatabaseMiddleware:
     def __init__(self, app: WSGIApp, database: Database) -> None:
-        self.app = app
+        self.app = direct(app)
         self.database = database
         self._next_log = 0.0
 

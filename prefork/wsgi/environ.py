@@ -39,6 +39,10 @@ class EnvironBuilder:
         for name, value in flags.items():
             self._base[f"wsgi.{name}"] = value
 
+    def constant(self, key: str, value: Any) -> None:
+        """Give every request's environ `key`, with the same value."""
+        self._base[key] = value
+
     def build(self, request: Request, peer: tuple[str, int]) -> dict[str, Any]:
         environ = self._base.copy()
         path = request.path

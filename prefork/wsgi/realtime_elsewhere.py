@@ -12,6 +12,7 @@ from typing import Any
 log = logging.getLogger("prefork.worker")
 
 WARN_EVERY = 60.0  # seconds between two log lines about misrouted clients, per worker
+LONGPOLLING_PREFIX = "/longpolling/"
 
 
 def directions(gevent_port: int, http_port: int) -> bytes:
@@ -37,7 +38,7 @@ def misrouted(environ: dict[str, Any]) -> bool:
     """A request meant for the realtime process."""
     path: str = environ["PATH_INFO"]
     return environ.get("HTTP_UPGRADE", "").lower() == "websocket" or \
-        path.startswith("/longpolling/")
+        path.startswith(LONGPOLLING_PREFIX)
 
 
 class RealtimeElsewhere:
