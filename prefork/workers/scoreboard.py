@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import mmap
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 FREE, BOOTING, READY, STOPPING = range(4)
 
@@ -84,6 +86,13 @@ class Slot:
     def begin_request(self, line: str, now: float) -> None:
         _BEGIN.pack_into(self._mem, self._base + _OFF_STARTED, now,
                          line.encode("latin-1", "replace"))  # cut or padded with NULs
+
+    def request_writers(self) -> tuple[Callable[[float, bytes], None],
+                                       Callable[[int, float], None]]:
+        """`begin_request` and `end_request` as C calls, for a worker that makes them on
+        every request: begin(now, line in latin-1) and end(served, 0.0)."""
+        return (partial(_BEGIN.pack_into, self._mem, self._base + _OFF_STARTED),
+                partial(_END.pack_into, self._mem, self._base + _OFF_REQUESTS))
 
     def set_line(self, line: str) -> None:
         """What the worker is doing (the request line, the cron job and its progress)."""
