@@ -98,8 +98,8 @@ class Response:
             kind = _header_kinds.get(name)
             if kind is None:
                 kind = _header_kind(name)
-            if kind:  # rare but for Content-Length
-                if kind is _LENGTH:
+            if kind:  # Content-Length, or the rare Connection
+                if kind == _LENGTH:
                     self.length = int(value)
                 elif "close" in value.lower():
                     self.keep_alive = False
