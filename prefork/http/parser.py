@@ -212,7 +212,7 @@ class RequestParser:
         request = Request(method, target, path, query, _VERSIONS[minor], [], minor == "1",
                           EMPTY_BODY, 0, False, text[:match.end(3)])
         if fields:
-            self._parse_fields(request, fields[2:].split("\r\n"))
+            self._parse_fields(request, fields[2:].split("\r\n"), True)
         return request
 
     def _parse_any_head(self, text: str) -> Request:
@@ -223,9 +223,7 @@ class RequestParser:
         line, _, fields = text.partition("\r\n")
         request = self._parse_request_line(line)
         if fields:
-            lines = fields.split("\r\n")
-            self._check_fields(lines)
-            self._parse_fields(request, lines)
+            self._parse_fields(request, fields.split("\r\n"), False)
         return request
 
     def _check_partial_head(self) -> None:
@@ -255,10 +253,7 @@ class RequestParser:
                        EMPTY_BODY, 0, False, line)
 
     def _check_fields(self, lines: list[str]) -> None:
-        """Each line a token, a colon and a value, within the size limit (the common
-        expression has checked this for the heads it matches)."""
-        if len(lines) > self._limits.fields:
-            raise HTTPError(431, "too many header fields")
+        """Each line a token, a colon and a value, within the size limit."""
         field_size = self._limits.field_size - 2  # the limit counts the line's CRLF
         for line in lines:
             if len(line) > field_size:
@@ -267,11 +262,14 @@ class RequestParser:
             if not colon or not _TOKEN_RE.fullmatch(name):
                 raise bad_request("invalid header field")
 
-    def _parse_fields(self, request: Request, lines: list[str]) -> None:
-        """Header fields of a checked head (no control character, no bare CR/LF, each line
-        a token, a colon and a value)."""
+    def _parse_fields(self, request: Request, lines: list[str], checked: bool) -> None:
+        """Header fields of a head with no control character and no bare CR/LF; with
+        `checked`, each line is known to be a token, a colon and a value within the size
+        limit already (the common expression checked it)."""
         if len(lines) > self._limits.fields:
             raise HTTPError(431, "too many header fields")
+        if not checked:
+            self._check_fields(lines)
         codings: list[str] | None = None
         host = content_type = False  # the singletons: a second one is refused
         append = request.headers.append

@@ -18,7 +18,7 @@ from prefork import __version__
 from prefork.config import Settings
 from prefork.ops.adminpass import matches
 from prefork.servers.state import read_state, state_path
-from prefork.wsgi.handler import WSGIApp
+from prefork.wsgi.handler import WSGIApp, direct
 
 PREFIX = "/prefork"
 CRON_JOBS = ("SELECT name, schedule, active, last_run, last_status, last_duration, next_run "
@@ -29,7 +29,7 @@ BUS = ("SELECT count(*) FILTER (WHERE created_at > now() - interval '1 hour'), "
 
 class Dashboard:
     def __init__(self, app: WSGIApp, settings: Settings) -> None:
-        self.app = app
+        self.app = direct(app)
         self.settings = settings
         self.page = resources.files("prefork.ops").joinpath("dashboard_page.html").read_bytes()
         self.started = time.time()

@@ -79,14 +79,15 @@ class CronWorker:
         self.slot.beat(time.monotonic())
 
     def job_started(self, name: str) -> None:
-        self.slot.begin_request(f"cron job {name}", time.monotonic())
+        line = f"cron job {name}".encode("latin-1", "replace")
+        self.slot.begin_request(time.monotonic(), line)
 
     def progress(self, name: str, text: str) -> None:
         self.slot.set_line(f"cron job {name}: {text}")
 
     def job_finished(self, name: str) -> None:
         self.jobs_run += 1
-        self.slot.end_request(self.jobs_run)
+        self.slot.end_request(self.jobs_run, 0.0)
         self.slot.beat(time.monotonic())  # a long series of due jobs is not a silent loop
         rss = self.limits.after_request()
         if rss and self.exit_code is None:

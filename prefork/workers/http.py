@@ -71,7 +71,6 @@ class HTTPWorker:
         limit = settings.limit_request
         self.max_requests = limit + random.randint(0, int(limit * JITTER_FRACTION))
         self.limits = RequestLimits(settings.limit_time_cpu, settings.limit_memory_soft)
-        self._begin_request, self._end_request = slot.request_writers()
         self.loop = make_loop(settings, self._serve, inline=True,
                               pace_accepting=settings.workers > 1)
         self.handler: WSGIHandler | None = None
@@ -152,7 +151,7 @@ class HTTPWorker:
         handler = self.handler
         assert handler is not None
         now = time.monotonic()
-        self._begin_request(now, request.line.encode("latin-1", "replace"))
+        self.slot.begin_request(now, request.line.encode("latin-1", "replace"))
         memory_errors = handler.memory_errors
         self.request_seq += 1
         self.busy_since = now
@@ -165,7 +164,7 @@ class HTTPWorker:
             if request.body is not EMPTY_BODY:
                 request.body.close()
         served = self.served = self.served + 1
-        self._end_request(served, 0.0)
+        self.slot.end_request(served, 0.0)
         memory_error = handler.memory_errors != memory_errors
         if (memory_error or served >= self.max_requests
                 or time.monotonic() >= self.limits.next_reading):

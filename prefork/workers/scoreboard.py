@@ -63,12 +63,19 @@ class SlotView:
 class Slot:
     """One worker's slot; the worker holds it for its lifetime."""
 
-    __slots__ = ("_base", "_mem", "index")
+    __slots__ = ("_base", "_mem", "begin_request", "end_request", "index")
 
     def __init__(self, mem: mmap.mmap, index: int) -> None:
         self._mem = mem
         self.index = index
         self._base = index * SLOT_SIZE
+        # A request's start and end, written on every request: C calls, no Python frame.
+        # begin_request(now, request line in latin-1: cut or padded with NULs)
+        self.begin_request: Callable[[float, bytes], None] = partial(
+            _BEGIN.pack_into, mem, self._base + _OFF_STARTED)
+        # end_request(requests served, 0.0: the zero start time that says none is running)
+        self.end_request: Callable[[int, float], None] = partial(
+            _END.pack_into, mem, self._base + _OFF_REQUESTS)
 
     def reset(self, pid: int) -> None:
         self._mem[self._base:self._base + SLOT_SIZE] = bytes(SLOT_SIZE)
@@ -83,23 +90,9 @@ class Slot:
     def beat(self, now: float) -> None:
         _DOUBLE.pack_into(self._mem, self._base + _OFF_BEAT, now)
 
-    def begin_request(self, line: str, now: float) -> None:
-        _BEGIN.pack_into(self._mem, self._base + _OFF_STARTED, now,
-                         line.encode("latin-1", "replace"))  # cut or padded with NULs
-
-    def request_writers(self) -> tuple[Callable[[float, bytes], None],
-                                       Callable[[int, float], None]]:
-        """`begin_request` and `end_request` as C calls, for a worker that makes them on
-        every request: begin(now, line in latin-1) and end(served, 0.0)."""
-        return (partial(_BEGIN.pack_into, self._mem, self._base + _OFF_STARTED),
-                partial(_END.pack_into, self._mem, self._base + _OFF_REQUESTS))
-
     def set_line(self, line: str) -> None:
         """What the worker is doing (the request line, the cron job and its progress)."""
         _LINE.pack_into(self._mem, self._base + _OFF_LINE, line.encode("latin-1", "replace"))
-
-    def end_request(self, served: int) -> None:
-        _END.pack_into(self._mem, self._base + _OFF_REQUESTS, served, 0.0)
 
     def set_connections(self, count: int) -> None:
         _INT.pack_into(self._mem, self._base + _OFF_CONNECTIONS, count)

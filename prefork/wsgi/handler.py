@@ -32,7 +32,7 @@ _NO_BODY_STATUS = frozenset({204, 304})
 _MAX_CACHED = 512  # applications choose these strings: bound the caches of them
 # Status lines and header names seen so far, and what they mean to the framing: reading
 # them from a dict costs less than int(status[:3]) and name.lower() on every response.
-_STATUS_CODES: dict[str, int] = {}
+_status_codes: dict[str, int] = {}
 _LENGTH, _CONNECTION = 1, 2
 _header_kinds: dict[str, int] = {}
 _INTERNAL_ERROR = (
@@ -87,7 +87,7 @@ class Response:
                 raise exc_info[1].with_traceback(exc_info[2])
         elif self.head is not None:
             raise ResponseError("start_response called twice without exc_info")
-        code = _STATUS_CODES.get(status)
+        code = _status_codes.get(status)
         if code is None:
             code = _status_code(status)
         self.status = code
@@ -254,8 +254,8 @@ def _status_code(status: str) -> int:
     if not (status[:3].isdigit() and status[3:4] in ("", " ")):
         raise ResponseError(f"invalid status {status!r}")
     code = int(status[:3])
-    if len(_STATUS_CODES) < _MAX_CACHED:
-        _STATUS_CODES[status] = code
+    if len(_status_codes) < _MAX_CACHED:
+        _status_codes[status] = code
     return code
 
 
