@@ -9,7 +9,8 @@ minutes: one measurement per server made the ratios a matter of luck). Then two
 prefork-specific figures:
 - p50/p99 of fast requests while one worker runs a 5-second CPU-bound request (2 workers),
   next to gunicorn sync in the same situation;
-- time to replace a worker recycled by limit_request (from its exit to its successor's fork).
+- what recycling by limit_request costs a keep-alive load, and how long each recycled
+  worker overlaps its successor (the successor starts before the old worker stops).
 
 Run: python bench/http_workers.py [--duration 8] [--rounds 3] [--workers 2 5]
 """
@@ -153,27 +154,51 @@ def _fetch(port: int, path: str) -> None:
 
 
 def replacement_time(duration: int) -> None:
-    """Gap between a recycled worker's exit and its successor's fork, from the master log."""
+    """How recycling by limit_request weighs on a keep-alive load (2 workers, wrk -c10):
+    the throughput with a recycle every 2,000 requests against none, alternated over three
+    rounds; and from the master's log, the overlap of each recycled worker with its
+    successor (from the successor's fork to the old worker's exit: the old one serves on
+    until the new one is ready)."""
     log = tempfile.mktemp(suffix=".log")
-    port = free_port()
-    command = [*commands(2, port, log)["prefork"], "--limit-request", "2000"]
-    with running(command, port):
-        wrk(port, 10, duration, False)
-    stamps = re.findall(r"(\d\d:\d\d:\d\d,\d{3}) \d+ \w+ prefork\.master: (http worker #\d) "
-                        r"\(pid \d+\) exited: request-limit|(\d\d:\d\d:\d\d,\d{3}) \d+ \w+ "
-                        r"prefork\.master: spawned (http worker #\d)", Path(log).read_text())
-    gaps, pending = [], {}
-    for exit_at, exit_role, spawn_at, spawn_role in stamps:
-        if exit_at:
-            pending[exit_role] = _seconds(exit_at)
-        elif spawn_role in pending:
-            gaps.append(_seconds(spawn_at) - pending.pop(spawn_role))
+    port, quiet_port = free_port(), free_port()
+    recycling = [*commands(2, port, log)["prefork"], "--limit-request", "2000"]
+    quiet = [*commands(2, quiet_port)["prefork"], "--limit-request", "100000000"]
+    with running(recycling, port), running(quiet, quiet_port):
+        served = 2 * wrk(port, 10, 2, False)[0]  # about: wrk reports rates
+        wrk(quiet_port, 10, 2, False)
+        rates = alternate({"recycling": lambda: wrk(port, 10, duration, False)[0],
+                           "none": lambda: wrk(quiet_port, 10, duration, False)[0]}, 3)
+    served += sum(rates["recycling"]) * duration
+    text = Path(log).read_text()
     os.unlink(log)
-    if gaps:
-        gaps.sort()
-        print(f"\nworker replacement after limit_request: {len(gaps)} recycles, median "
-              f"{gaps[len(gaps) // 2] * 1000:.0f} ms, max {gaps[-1] * 1000:.0f} ms "
-              "(log timestamps, 1 ms resolution)")
+    overlaps = _overlaps(text)
+    with_recycling, without = (statistics.median(rates[k]) for k in ("recycling", "none"))
+    print(f"\nrecycling every 2,000 requests (2 workers, keep-alive, -c10): {with_recycling:,.0f} "
+          f"req/s against {without:,.0f} without, {with_recycling / without:.2f}x")
+    if overlaps:
+        overlaps.sort()
+        print(f"{len(overlaps)} recycles, one per {served / len(overlaps):,.0f} requests served "
+              "(a worker serves on past its limit until its successor is ready); the "
+              f"successor forked before the old worker's exit by a "
+              f"median {overlaps[len(overlaps) // 2] * 1000:.0f} ms, min "
+              f"{overlaps[0] * 1000:.0f} ms (negative: a gap; log timestamps, 1 ms resolution)")
+
+
+def _overlaps(log: str) -> list[float]:
+    """For each worker that exited by request-limit: its exit time minus the fork time of
+    the next worker of the same role spawned after it (negative: no worker of that role
+    served in between)."""
+    events = re.findall(
+        r"(\d\d:\d\d:\d\d,\d{3}) \d+ \w+ prefork\.master: (?:spawned (http worker #\d) "
+        r"pid=(\d+)|(http worker #\d) \(pid (\d+)\) exited: request-limit)", log)
+    spawns = [(role, _seconds(at), pid) for at, role, pid, _, _ in events if role]
+    overlaps = []
+    for at, _, _, role, pid in events:
+        own = next((i for i, spawn in enumerate(spawns) if spawn[2] == pid), None)
+        later = [] if own is None else [t for r, t, _ in spawns[own + 1:] if r == role]
+        if role and later:
+            overlaps.append(_seconds(at) - later[0])
+    return overlaps
 
 
 def _seconds(stamp: str) -> float:

@@ -49,7 +49,15 @@ from prefork.workers.cron import CronWorker
 from prefork.workers.handoff import channel_pair, receive_connections
 from prefork.workers.http import REBALANCE_AFTER, HTTPWorker
 from prefork.workers.realtime import RealtimeProcess, realtime_limits
-from prefork.workers.scoreboard import BOOTING, READY, Scoreboard, Slot, SlotView
+from prefork.workers.scoreboard import (
+    BOOTING,
+    READY,
+    RETIRING,
+    STOPPING,
+    Scoreboard,
+    Slot,
+    SlotView,
+)
 from prefork.wsgi.handler import WSGIApp
 
 log = logging.getLogger("prefork.master")
@@ -365,10 +373,17 @@ class Master:
             return
         current = [w for w in self.workers.values()
                    if w.generation == self.generation and not w.terminating]
+        # An HTTP worker recycling itself is replaced at once: it serves on (RETIRING) or
+        # finishes its last request (STOPPING) while its successor starts.
+        leaving = [w for w in current if w.kind == HTTP
+                   and w.slot.read().state in (RETIRING, STOPPING)]
+        current = [w for w in current if w not in leaving]
         for kind, target in ((HTTP, self.target), (CRON, self._cron_target()),
                              (REALTIME, self._realtime_target())):
             self._keep_count([w for w in current if w.kind == kind], kind, target)
-        self._retire_old_generation([w for w in current if w.kind == HTTP])
+        http = [w for w in current if w.kind == HTTP]
+        self._retire_old_generation(http)
+        self._stop_retiring(leaving, http)
 
     def _keep_count(self, current: list[WorkerProc], kind: str, target: int) -> None:
         if len(current) < target and time.monotonic() >= self.next_spawn:
@@ -429,6 +444,16 @@ class Master:
             log.info("reload: %d new worker(s) ready, %d old process(es) stopping", len(ready),
                      len(old))
         self._finish_upgrade()
+
+    def _stop_retiring(self, leaving: list[WorkerProc], current: list[WorkerProc]) -> None:
+        """Stop the workers that reached limit_request once enough others are ready; they
+        hand their idle clients over, and the least loaded worker, the new one, takes them."""
+        retiring = [w for w in leaving if w.slot.read().state == RETIRING]
+        if not retiring:
+            return
+        ready = sum(1 for w in current if w.slot.read().state == READY)
+        for worker in retiring[:max(0, ready - self.target + len(retiring))]:
+            self._terminate(worker)
 
     def _spawn(self, number: int, kind: str = HTTP) -> None:
         slot = self.scoreboard.acquire()
@@ -612,7 +637,7 @@ class Master:
             return
         if state == BOOTING and now - worker.started > limit:
             self._kill(worker, "boot-timeout", f"not ready after {limit}s")
-        elif state == READY and beat and now - beat > limit:
+        elif state in (READY, RETIRING) and beat and now - beat > limit:
             self._kill(worker, "real-time", f"event loop silent for {now - beat:.1f}s")
 
     def _check_running(self, worker: WorkerProc, elapsed: float) -> None:
@@ -761,7 +786,8 @@ class Master:
         return row
 
 
-_STATE_LABELS = {BOOTING: "booting", READY: "ready"}
+_STATE_LABELS = {BOOTING: "booting", READY: "ready", RETIRING: "retiring",
+                 STOPPING: "stopping"}
 
 
 def _port(sock: socket.socket) -> int:

@@ -6,7 +6,8 @@ the master, which parks them and passes each one, when its client speaks, to an 
 Only connections with no unread byte in the sender's buffer are passed: the socket itself is
 shared, so whatever the client sends next is read by the new owner.
 
-One message per connection: the descriptor, and the peer address as "host port".
+One message per connection: the descriptor, and the peer address as "host port". A message
+without a descriptor only wakes the master: the worker's state changed (see `nudge`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,15 @@ def send_connection(channel: socket.socket, sock: socket.socket,
     except OSError:
         return False
     return True
+
+
+def nudge(channel: socket.socket) -> None:
+    """Wake the master now rather than at its next tick: this worker became ready, or
+    retiring (the master starts or stops a worker on either)."""
+    try:
+        channel.send(b"state")
+    except OSError:
+        pass  # full or gone: the master's tick sees the state anyway
 
 
 Received = list[tuple[socket.socket, tuple[str, int]]]

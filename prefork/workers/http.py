@@ -15,6 +15,7 @@ import os
 import random
 import signal
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -30,12 +31,12 @@ from prefork.http.request import Request
 from prefork.ops.sampling import Sampler
 from prefork.servers.engine import make_handler, make_loop
 from prefork.workers import exitcodes
-from prefork.workers.handoff import receive_connections, send_connection
+from prefork.workers.handoff import nudge, receive_connections, send_connection
 from prefork.workers.limits import (
     RequestLimits,
 )
 from prefork.workers.process import prepare_process, run_to_exit
-from prefork.workers.scoreboard import READY, STOPPING, Slot
+from prefork.workers.scoreboard import READY, RETIRING, STOPPING, Slot
 from prefork.wsgi.handler import WSGIApp, WSGIHandler
 from prefork.wsgi.loader import AppImportError, load_app
 
@@ -67,6 +68,7 @@ class HTTPWorker:
         self.app = app
         self.master_pid = os.getppid()
         self.exit_code: int | None = None
+        self.retire_code = 0  # the exit code to end with once the master says so
         self.served = 0
         limit = settings.limit_request
         self.max_requests = limit + random.randint(0, int(limit * JITTER_FRACTION))
@@ -97,6 +99,7 @@ class HTTPWorker:
         threading.Thread(target=self._rebalance, name="rebalancer", daemon=True).start()
         self.limits.arm()
         self.slot.set_state(READY)
+        nudge(self.channel)  # a retiring worker may be waiting for this one
         next_check = 0.0
         with self.lock:
             while self.exit_code is None:
@@ -133,8 +136,8 @@ class HTTPWorker:
         db.install(self.database)
 
     def _on_term(self, signum: int, frame: FrameType | None) -> None:
-        if self.exit_code is None:
-            self.exit_code = exitcodes.STOPPED  # the loop sees it after the current request
+        if self.exit_code is None:  # the loop sees it after the current request
+            self.exit_code = self.retire_code or exitcodes.STOPPED
 
     def _load_app(self) -> WSGIApp | None:
         try:
@@ -181,13 +184,27 @@ class HTTPWorker:
         elif rss:
             self._recycle(exitcodes.MEMORY_SOFT, rss)
         elif self.served >= self.max_requests:
-            self._recycle(exitcodes.REQUEST_LIMIT, self.served)
+            self._retire()
 
     def _recycle(self, code: int, value: int) -> None:
+        """Stop after the current request (a memory limit: no more requests here)."""
         if self.exit_code is None or self.exit_code == exitcodes.STOPPED:
             self.exit_code = code
             self.slot.mark_exit(value)
             self.slot.set_state(STOPPING)  # the master stops sending connections here
+
+    def _retire(self) -> None:
+        """limit_request reached: keep serving while the master starts the replacement,
+        which accepts before this worker stops (its SIGTERM then ends this one with
+        REQUEST_LIMIT): a recycle leaves no moment with a worker less."""
+        if self.exit_code is not None:  # already stopping: the limit is the reason
+            self._recycle(exitcodes.REQUEST_LIMIT, self.served)
+            return
+        self.retire_code = exitcodes.REQUEST_LIMIT
+        self.max_requests = sys.maxsize  # decided once; memory is still checked
+        self.slot.mark_exit(self.served)
+        self.slot.set_state(RETIRING)
+        nudge(self.channel)
 
     # -- handing connections over -----------------------------------------------------------
 

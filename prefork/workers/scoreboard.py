@@ -20,7 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-FREE, BOOTING, READY, STOPPING = range(4)
+# RETIRING: a worker that reached limit_request and serves on until the master has its
+# replacement ready, then stops it (the master does not count it among the workers).
+FREE, BOOTING, READY, STOPPING, RETIRING = range(5)
 
 # pid, state, heartbeat, value, connections, shed count, shed seq, requests, request_started;
 # the request line follows: a request's start (its time and line) and its end (the count
