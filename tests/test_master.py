@@ -362,6 +362,18 @@ def test_preload_imports_the_app_once_in_the_master(server_factory: type,
     assert {int(p) for p in (tmp_path / "lazy.txt").read_text().split()} == pids
 
 
+def test_preloaded_heap_stays_shared_through_a_full_collection(server_factory: type) -> None:
+    # The app holds ~40 MB of objects the collector tracks. A worker's full collection
+    # would write to every one of them (copying each page from the master) unless they
+    # reached it frozen: its private memory then stays a few MB.
+    server = server_factory.start("--app", "tests.apps.bigheap:app", "--workers", "1",
+                                  "--preload-app", "--max-cron-threads", "0")
+    wait_workers(server, 1)
+    status, body = get(server, "/collect")
+    assert status == 200
+    assert int(body) < 20 << 20, f"worker USS {int(body) >> 20} MiB after gc.collect()"
+
+
 def test_status_shows_processes_and_exits(server_factory: type, tmp_path: Path) -> None:
     server = server_factory.start(*APP, "--workers", "2", "--limit-request", "5")
     wait_workers(server, 2)

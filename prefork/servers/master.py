@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import faulthandler
+import gc
 import logging
 import os
 import queue
@@ -458,10 +459,19 @@ class Master:
     def _spawn(self, number: int, kind: str = HTTP) -> None:
         slot = self.scoreboard.acquire()
         master_end, worker_end = channel_pair()
-        pid = os.fork()
+        # The child inherits every object frozen: its collections never visit them, so
+        # they do not copy the pages it shares with the master (a preloaded application's
+        # whole heap). The master thaws its own at once: its garbage stays collectable.
+        gc.freeze()
+        try:
+            pid = os.fork()
+        except OSError:
+            gc.unfreeze()
+            raise
         if pid == 0:
             master_end.close()
             self._become_worker(number, slot, worker_end, kind)
+        gc.unfreeze()
         worker_end.close()
         slot.set_pid(pid)
         worker = WorkerProc(pid, number, slot, self.generation, master_end, kind=kind)
