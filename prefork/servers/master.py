@@ -461,7 +461,8 @@ class Master:
         master_end, worker_end = channel_pair()
         # The child inherits every object frozen: its collections never visit them, so
         # they do not copy the pages it shares with the master (a preloaded application's
-        # whole heap). The master thaws its own at once: its garbage stays collectable.
+        # whole heap). The master thaws its own at once (into the oldest generation): its
+        # garbage stays collectable.
         gc.freeze()
         try:
             pid = os.fork()
