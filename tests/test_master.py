@@ -374,6 +374,27 @@ def test_preloaded_heap_stays_shared_through_a_full_collection(server_factory: t
     assert int(body) < 20 << 20, f"worker USS {int(body) >> 20} MiB after gc.collect()"
 
 
+def test_a_signal_sent_to_a_newborn_worker_waits_for_its_handler() -> None:
+    # The master stopping right after a fork sends SIGTERM before the child has its own
+    # handler: the child must still see it (it used to run on, and the master waited out
+    # its whole grace period).
+    from prefork.servers.master import fork_worker
+    from prefork.workers.process import prepare_process
+
+    pid = fork_worker()
+    if pid == 0:  # the child: nothing here may return into pytest
+        try:
+            time.sleep(0.3)  # the SIGTERM arrives meanwhile
+            seen: list[int] = []
+            prepare_process("test child", lambda signum, frame: seen.append(signum), 0)
+            os._exit(0 if seen == [signal.SIGTERM] else 1)
+        finally:
+            os._exit(2)
+    os.kill(pid, signal.SIGTERM)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, os.waitstatus_to_exitcode(status)
+
+
 def test_status_shows_processes_and_exits(server_factory: type, tmp_path: Path) -> None:
     server = server_factory.start(*APP, "--workers", "2", "--limit-request", "5")
     wait_workers(server, 2)

@@ -459,20 +459,10 @@ class Master:
     def _spawn(self, number: int, kind: str = HTTP) -> None:
         slot = self.scoreboard.acquire()
         master_end, worker_end = channel_pair()
-        # The child inherits every object frozen: its collections never visit them, so
-        # they do not copy the pages it shares with the master (a preloaded application's
-        # whole heap). The master thaws its own at once (into the oldest generation): its
-        # garbage stays collectable.
-        gc.freeze()
-        try:
-            pid = os.fork()
-        except OSError:
-            gc.unfreeze()
-            raise
+        pid = fork_worker()
         if pid == 0:
             master_end.close()
             self._become_worker(number, slot, worker_end, kind)
-        gc.unfreeze()
         worker_end.close()
         slot.set_pid(pid)
         worker = WorkerProc(pid, number, slot, self.generation, master_end, kind=kind)
@@ -799,6 +789,32 @@ class Master:
 
 _STATE_LABELS = {BOOTING: "booting", READY: "ready", RETIRING: "retiring",
                  STOPPING: "stopping"}
+_MASTER_SIGNALS = {getattr(signal, name) for name in SIGNALS}
+
+
+def fork_worker() -> int:
+    """os.fork() for a worker, which inherits two things.
+
+    The master's signals blocked, until prepare_process has installed the worker's own
+    handlers and unblocks them: a SIGTERM sent to a newborn worker waits for its handler,
+    instead of reaching the master's handler copied into the child and being lost there.
+
+    Every object frozen: the worker's collections never visit them, so they do not copy
+    the pages it shares with the master (a preloaded application's whole heap).
+
+    The master restores both at once; its objects go back to the oldest generation, so its
+    garbage stays collectable.
+    """
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _MASTER_SIGNALS)
+    gc.freeze()
+    pid = -1
+    try:
+        pid = os.fork()
+    finally:
+        if pid != 0:  # the master (also when the fork failed)
+            gc.unfreeze()
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    return pid
 
 
 def _port(sock: socket.socket) -> int:

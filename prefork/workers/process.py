@@ -38,6 +38,9 @@ def prepare_process(title: str, on_term: TermHandler, limit_memory_hard: int) ->
     setproctitle(f"prefork: {title}")
     disable_core_dumps()
     set_address_space_backstop(limit_memory_hard)
+    # The master forked this process with its signals blocked (see fork_worker): any that
+    # arrived since reach the handlers above now.
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
 
 
 def run_to_exit(role: str, slot: Slot, body: Callable[[], int],
