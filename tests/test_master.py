@@ -411,13 +411,16 @@ def test_status_shows_processes_and_exits(server_factory: type, tmp_path: Path) 
     assert text.returncode == 0, text.stderr
     out = text.stdout
     assert f"master pid {server.proc.pid}" in out
-    assert re.search(r"http worker #\d +\d+ +ready +[\d.]+ MiB +[\d.]+ +\d+ +\d+s +"
+    # The worker running it may be past its limit (retiring, then stopping): it serves on.
+    assert re.search(r"http worker #\d +\d+ +(ready|retiring|stopping) +[\d.]+ MiB +[\d.]+ +"
+                     r"\d+ +\d+s +"
                      r"GET /sleep\?s=2\.5 HTTP/1\.1 \(\d\.\ds\)", out), out
     assert "request-limit, served" in out
     as_json = subprocess.run([*command, "--json"], capture_output=True, text=True, cwd=ROOT,
                              timeout=30)
     state = json.loads(as_json.stdout)
-    roles = sorted(process["role"] for process in state["processes"])
+    # A worker that served /sleep past its limit may still be listed beside its successor.
+    roles = sorted({process["role"] for process in state["processes"]})
     assert roles == ["http worker #1", "http worker #2", "realtime process"], roles
     assert state["exits"]
     server.stop()
