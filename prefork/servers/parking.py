@@ -47,14 +47,20 @@ class Parking:
         self._ready: collections.deque[Parked] = collections.deque()
 
     def park(self, sock: socket.socket, peer: tuple[str, int]) -> None:
+        """Hold a connection a worker handed over. One whose client has already sent its
+        next request (a stopping worker's busy clients, usually) is queued at once, for
+        this turn's dispatch, rather than after the next wait for readiness."""
         sock.setblocking(False)
-        parked = Parked(sock, peer, time.monotonic() + self.keepalive)
-        self._idle.add(parked)
-        self._selector.register(sock, selectors.EVENT_READ, parked)
+        self._settle(Parked(sock, peer, time.monotonic() + self.keepalive))
 
     def on_readable(self, parked: Parked) -> None:
         self._idle.discard(parked)
         self._selector.unregister(parked.sock)
+        self._settle(parked)
+
+    def _settle(self, parked: Parked) -> None:
+        """Queue the connection if its client has spoken, close it if the client closed it,
+        else watch it."""
         try:
             peeked = parked.sock.recv(1, socket.MSG_PEEK)
         except (BlockingIOError, InterruptedError):
