@@ -376,15 +376,15 @@ class Master:
                    if w.generation == self.generation and not w.terminating]
         # An HTTP worker recycling itself is replaced at once: it serves on (RETIRING) or
         # finishes its last request (STOPPING) while its successor starts.
-        leaving = [w for w in current if w.kind == HTTP
-                   and w.slot.read().state in (RETIRING, STOPPING)]
-        current = [w for w in current if w not in leaving]
+        states = {w.pid: w.slot.read().state for w in current if w.kind == HTTP}
+        current = [w for w in current if states.get(w.pid) not in (RETIRING, STOPPING)]
         for kind, target in ((HTTP, self.target), (CRON, self._cron_target()),
                              (REALTIME, self._realtime_target())):
             self._keep_count([w for w in current if w.kind == kind], kind, target)
-        http = [w for w in current if w.kind == HTTP]
-        self._retire_old_generation(http)
-        self._stop_retiring(leaving, http)
+        self._retire_old_generation([w for w in current if w.kind == HTTP])
+        retiring = [self.workers[pid] for pid, state in states.items() if state == RETIRING]
+        ready = sum(1 for state in states.values() if state == READY)
+        self._stop_retiring(retiring, ready)
 
     def _keep_count(self, current: list[WorkerProc], kind: str, target: int) -> None:
         if len(current) < target and time.monotonic() >= self.next_spawn:
@@ -446,13 +446,10 @@ class Master:
                      len(old))
         self._finish_upgrade()
 
-    def _stop_retiring(self, leaving: list[WorkerProc], current: list[WorkerProc]) -> None:
-        """Stop the workers that reached limit_request once enough others are ready; they
-        hand their idle clients over, and the least loaded worker, the new one, takes them."""
-        retiring = [w for w in leaving if w.slot.read().state == RETIRING]
-        if not retiring:
-            return
-        ready = sum(1 for w in current if w.slot.read().state == READY)
+    def _stop_retiring(self, retiring: list[WorkerProc], ready: int) -> None:
+        """Stop workers past limit_request as long as `ready` others and those left make
+        the target; each hands its idle clients over, and the least loaded worker (its
+        successor) takes them."""
         for worker in retiring[:max(0, ready - self.target + len(retiring))]:
             self._terminate(worker)
 
