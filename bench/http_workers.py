@@ -164,7 +164,7 @@ def replacement_time(duration: int) -> None:
     recycling = [*commands(2, port, log)["prefork"], "--limit-request", "2000"]
     quiet = [*commands(2, quiet_port)["prefork"], "--limit-request", "100000000"]
     with running(recycling, port), running(quiet, quiet_port):
-        served = 2 * wrk(port, 10, 2, False)[0]  # about: wrk reports rates
+        served = wrk(port, 10, 2, False)[0] * 2  # the 2 s warm-up (wrk reports a rate)
         wrk(quiet_port, 10, 2, False)
         rates = alternate({"recycling": lambda: wrk(port, 10, duration, False)[0],
                            "none": lambda: wrk(quiet_port, 10, duration, False)[0]}, 3)
@@ -186,17 +186,19 @@ def replacement_time(duration: int) -> None:
 
 def _overlaps(log: str) -> list[float]:
     """For each worker that exited by request-limit: its exit time minus the fork time of
-    the next worker of the same role spawned after it (negative: no worker of that role
-    served in between)."""
+    the next worker of the same role spawned after it (negative: that successor was forked
+    only after the exit, a gap)."""
     events = re.findall(
         r"(\d\d:\d\d:\d\d,\d{3}) \d+ \w+ prefork\.master: (?:spawned (http worker #\d) "
         r"pid=(\d+)|(http worker #\d) \(pid (\d+)\) exited: request-limit)", log)
     spawns = [(role, _seconds(at), pid) for at, role, pid, _, _ in events if role]
     overlaps = []
     for at, _, _, role, pid in events:
+        if not role:
+            continue  # a spawn
         own = next((i for i, spawn in enumerate(spawns) if spawn[2] == pid), None)
         later = [] if own is None else [t for r, t, _ in spawns[own + 1:] if r == role]
-        if role and later:
+        if later:
             overlaps.append(_seconds(at) - later[0])
     return overlaps
 

@@ -1,4 +1,4 @@
-"""The master's parking of handed-over connections, on real socket pairs."""
+"""The master's side of handing connections over (the channel, the parking), on real sockets."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import selectors
 import socket
 
 from prefork.servers.parking import Candidate, Parking
+from prefork.workers.handoff import channel_pair, nudge, receive_connections, send_connection
 
 
 def _pair() -> tuple[socket.socket, socket.socket]:
@@ -54,3 +55,17 @@ def test_a_client_that_closed_is_dropped_when_parked() -> None:
     assert parking.waiting == 0
     assert not selector.get_map()
     assert server.fileno() == -1
+
+
+def test_a_nudge_wakes_the_master_and_carries_no_connection() -> None:
+    master_end, worker_end = channel_pair()
+    client, server = _pair()
+    nudge(worker_end)
+    assert send_connection(worker_end, server, ("10.0.0.7", 4242))
+    received, closed = receive_connections(master_end)
+    assert not closed
+    assert [peer for _, peer in received] == [("10.0.0.7", 4242)]
+    for sock, _ in received:
+        sock.close()
+    for sock in (master_end, worker_end, client, server):
+        sock.close()

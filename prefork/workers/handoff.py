@@ -59,6 +59,8 @@ def receive_connections(channel: socket.socket) -> tuple[Received, bool]:
             return received, True
         if not payload and not fds:  # no empty message is ever sent: end of stream
             return received, True
+        if not fds:
+            continue  # a nudge: waking the reader was all it was for
         host, _, port = payload.decode(errors="replace").partition(" ")
         for fd in fds:
             received.append((socket.socket(fileno=fd), (host, int(port or 0))))
