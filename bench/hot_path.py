@@ -107,9 +107,9 @@ def per_request(worker: HTTPWorker, request: bytes, count: int) -> float:
 def layer(worker: HTTPWorker, full: WSGIHandler, name: str) -> None:
     """Make `worker` serve through the stack up to layer `name` (see LAYERS)."""
     # prefork's routes around the database middleware around the app (each held as its
-    # bound __call__, see prefork.wsgi.handler.direct)
+    # bound __call__ when it runs uncompiled, see prefork.wsgi.handler.direct)
     routes = full.app
-    database = routes.__self__.app  # type: ignore[attr-defined]
+    database = getattr(routes, "__self__", routes).app
     session_hook, db_hook = full.request_hooks
     stacks = {
         "engine": (app, None, ()), "worker": (app, None, ()),

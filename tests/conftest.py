@@ -29,6 +29,17 @@ SERVER_BUGS = ("CRITICAL prefork.worker", "unexpected error in the master loop")
 TEST_DSN_ENV = "PREFORK_TEST_DSN"
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Python imports a compiled module before its source: an edit made since the last
+    install would not be what the tests run."""
+    from prefork.compiled import stale_modules
+
+    stale = stale_modules()
+    if stale:
+        pytest.exit(f"changed since they were compiled: {', '.join(stale)}; install again "
+                    "(pip install -e .) before testing", returncode=2)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def database_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The PostgreSQL every test server uses: PREFORK_TEST_DSN, else an embedded server

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from prefork import metrics
+from prefork import compiled, metrics
 from prefork.cli import parse
 from prefork.config import Settings
 from prefork.config.loader import Loaded
@@ -27,6 +27,7 @@ def run(loaded: Loaded, argv: Sequence[str]) -> int:
         log.warning("%s", warning)
     for note in loaded.notes:
         log.info("%s", note)
+    _report_build()
     metrics.setup(settings)  # before any fork: every process writes under one directory
     try:
         database = start_database(settings)
@@ -80,3 +81,14 @@ def _load_app(settings: Settings) -> tuple[WSGIApp | None, int]:
     except Exception:
         log.exception("cannot import the application %r", settings.app)
         return None, 1
+
+
+def _report_build() -> None:
+    if not compiled.is_compiled():
+        log.info("request path: pure Python (installed with PREFORK_PURE_PYTHON, or from "
+                 "a source tree without its compiled modules)")
+        return
+    log.info("request path: compiled (mypyc)")
+    for source in compiled.stale_modules():
+        log.warning("%s changed after it was compiled: the compiled module runs, without "
+                    "the change, until prefork is installed again (pip install -e .)", source)

@@ -58,7 +58,7 @@ class EventLoop:
         self.timeouts = timeouts
         self.date = DateCache()
         self._dispatch = dispatch
-        self._inline = inline
+        self._serve_inline = inline
         # Pacing is only worth it when other workers share the listening sockets.
         self._pacer = AcceptPacer() if inline and pace_accepting else None
         self._poller = Poller()
@@ -253,7 +253,7 @@ class EventLoop:
             conn = Connection(sock, peer[:2] if isinstance(peer, tuple) else ("", 0),
                               self.limits)
             self._register(conn)
-            if self._inline:  # the request has usually arrived (TCP_DEFER_ACCEPT): serve it
+            if self._serve_inline:  # the request has usually arrived (TCP_DEFER_ACCEPT): serve it
                 self._on_readable(conn)
                 if self._pacer is not None and conn in self._conns and conn.parser.idle:
                     self._pacer.accepted_silent(conn, time.monotonic())
@@ -295,7 +295,7 @@ class EventLoop:
                 self._await_more(conn)
                 return
             self.dispatched += 1
-            if not self._inline:
+            if not self._serve_inline:
                 self._unregister(conn)
                 self._busy += 1
                 self._dispatch(conn, request)

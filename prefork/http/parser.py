@@ -445,6 +445,9 @@ def _split_target(method: str, target: str) -> tuple[str, str]:
 
 
 def _split_absolute(target: str) -> tuple[str, str]:
+    # Any: httptools annotates path and query as bytes, but leaves an absent part None
+    # (and code compiled by mypyc would check the annotation).
+    url: Any
     try:
         url = httptools.parse_url(target.encode("latin-1"))
     except httptools.HttpParserInvalidURLError:
