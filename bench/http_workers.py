@@ -215,6 +215,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     os.chdir(BENCH)
+    from prefork.compiled import is_compiled  # the tree the servers below import
+
+    print(f"prefork's request path: {'compiled (mypyc)' if is_compiled() else 'pure Python'}\n")
     throughput(args.workers, args.duration, args.rounds)
     busy_worker_latency(args.duration)
     replacement_time(args.duration)
