@@ -143,7 +143,7 @@ class Server:
 
 
 def start_server(tmp_path: Path, *args: str, env: dict[str, str] | None = None,
-                 wait: bool = True) -> Server:
+                 wait: bool = True, cwd: Path = ROOT) -> Server:
     log_path = tmp_path / f"server-{time.monotonic_ns()}.log"
     command = [sys.executable, "-m", "prefork", "run", "--http-interface", "127.0.0.1",
                "-p", "0", "--gevent-port", "0", "--data-dir", str(tmp_path / "data"), *args]
@@ -151,7 +151,7 @@ def start_server(tmp_path: Path, *args: str, env: dict[str, str] | None = None,
     full_env.pop("PREFORK_CONFIG", None)
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
-                                cwd=ROOT, env=full_env)
+                                cwd=cwd, env=full_env)
     server = Server(proc, log_path)
     if wait:
         match = server.wait_log(READY_RE.pattern)

@@ -6,15 +6,13 @@ import importlib
 import os
 import runpy
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from prefork import compiled
-from tests.conftest import ROOT, Server
+from tests.conftest import ROOT, start_server
 
 COMPILED: list[str] = runpy.run_path(str(ROOT / "setup.py"))["COMPILED"]
 
@@ -34,20 +32,10 @@ def test_the_same_sources_serve_uncompiled(tmp_path: Path) -> None:
     copy of the package without its compiled modules."""
     shutil.copytree(ROOT / "prefork", tmp_path / "prefork",
                     ignore=shutil.ignore_patterns("*.so", "__pycache__"))
-    log_path = tmp_path / "server.log"
-    command = [sys.executable, "-m", "prefork", "run", "--http-interface", "127.0.0.1",
-               "-p", "0", "--gevent-port", "0", "--data-dir", str(tmp_path / "data"),
-               "--workers", "1", "--max-cron-threads", "0",
-               "--app", "tests.apps.testapp:app"]
-    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
-    env.pop("PREFORK_CONFIG", None)
-    with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
-                                cwd=tmp_path, env=env)
-    server = Server(proc, log_path)
+    server = start_server(tmp_path, "--workers", "1", "--max-cron-threads", "0",
+                          "--app", "tests.apps.testapp:app", cwd=tmp_path,
+                          env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"})
     try:
-        match = server.wait_log(r"HTTP service running on (\S+):(\d+)")
-        server.port = int(match.group(2))
         assert "request path: pure Python" in server.log()
         assert server.get("/echo")[0] == 200
     finally:
