@@ -35,6 +35,8 @@ from typing import TypeVar
 
 from http_hello import DSN, free_port, running
 
+from prefork.compiled import build
+
 T = TypeVar("T")
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -215,9 +217,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     os.chdir(BENCH)
-    from prefork.compiled import is_compiled  # the tree the servers below import
-
-    print(f"prefork's request path: {'compiled (mypyc)' if is_compiled() else 'pure Python'}\n")
+    print(f"prefork's request path: {build()}\n")  # ROOT's, which the servers import too
     throughput(args.workers, args.duration, args.rounds)
     busy_worker_latency(args.duration)
     replacement_time(args.duration)

@@ -15,6 +15,11 @@ def is_compiled() -> bool:
     return not prefork.http.loop.__file__.endswith(".py")
 
 
+def build() -> str:
+    """The request path's build, as logs and benchmarks name it."""
+    return "compiled (mypyc)" if is_compiled() else "pure Python"
+
+
 def stale_modules() -> list[str]:
     """Sources edited after they were compiled, in a source tree (an editable install):
     Python imports the compiled module, so the edit does not run until prefork is

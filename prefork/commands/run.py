@@ -84,11 +84,7 @@ def _load_app(settings: Settings) -> tuple[WSGIApp | None, int]:
 
 
 def _report_build() -> None:
-    if not compiled.is_compiled():
-        log.info("request path: pure Python (installed with PREFORK_PURE_PYTHON, or from "
-                 "a source tree without its compiled modules)")
-        return
-    log.info("request path: compiled (mypyc)")
+    log.info("request path: %s", compiled.build())
     for source in compiled.stale_modules():
         log.warning("%s changed after it was compiled: the compiled module runs, without "
                     "the change, until prefork is installed again (pip install -e .)", source)

@@ -58,7 +58,7 @@ class EventLoop:
         self.timeouts = timeouts
         self.date = DateCache()
         self._dispatch = dispatch
-        self._serve_inline = inline
+        self._serve_inline = inline  # not `_inline`: mypyc would name its C field `__inline`
         # Pacing is only worth it when other workers share the listening sockets.
         self._pacer = AcceptPacer() if inline and pace_accepting else None
         self._poller = Poller()
