@@ -18,6 +18,7 @@ from prefork.config import ConfigError
 from prefork.config.kinds import BOOLEAN
 from prefork.config.loader import Assignment, Loaded, load_settings
 from prefork.config.settings import ALIASES, SPECS, OptionSpec
+from prefork.usercode import use_working_directory
 
 COMMANDS = ("run", "check", "status", "cron", "bus", "tune", "nginx", "systemd")
 EXIT_CONFIG = 2
@@ -33,14 +34,15 @@ def _add_option(parser: argparse.ArgumentParser, spec: OptionSpec) -> None:
     if not spec.flags:
         return
     meta = argparse.SUPPRESS
+    text = spec.help.replace("%", "%%")  # argparse formats help with %: the table's is plain
     if spec.kind is BOOLEAN:
         parser.add_argument(*spec.flags, dest=spec.key, action="store_const", const="True",
-                            default=meta, help=spec.help)
+                            default=meta, help=text)
         parser.add_argument("--no-" + spec.flags[-1][2:], dest=spec.key, action="store_const",
                             const="False", default=meta, help=argparse.SUPPRESS)
     else:
         parser.add_argument(*spec.flags, dest=spec.key, default=meta,
-                            metavar=spec.key.upper(), help=spec.help)
+                            metavar=spec.key.upper(), help=text)
     for alias in spec.aliases:
         parser.add_argument("--" + alias.replace("_", "-"), dest="alias:" + alias,
                             default=meta, help=argparse.SUPPRESS)
@@ -63,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("app_ref", nargs="?", metavar="APP",
                      help="WSGI application 'module:callable' (same as --app)")
     run.add_argument("--stop-after-init", action="store_true",
-                     help="check the configuration like 'prefork check', then exit")
+                     help="initialise (database reached and migrated, application and "
+                     "jobs imported, log and pidfile opened), then exit: 0, or 2 and why")
     _add_common(run)
     check = sub.add_parser("check", help="validate the configuration and show what would start")
     _add_common(check)
@@ -167,6 +170,7 @@ def _resolve_auto_workers(loaded: Loaded) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    use_working_directory()  # before anything imports the user's code, in any process
     try:
         ns, loaded = parse(argv)
     except ConfigError as exc:
@@ -198,10 +202,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from prefork.commands.bus import bus_send
 
         return bus_send(loaded, ns.channel, ns.message)
-    if ns.command == "check" or getattr(ns, "stop_after_init", False):
+    if ns.command == "check":
         from prefork.commands.check import check
 
         return check(loaded)
     from prefork.commands.run import run
 
-    return run(loaded, argv)
+    return run(loaded, argv, stop_after_init=ns.stop_after_init)

@@ -3,24 +3,37 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import TextIO
 
 FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
 
 
+class LogfileError(Exception):
+    """The log file cannot be opened; the message names it and why."""
+
+
 def setup_logging(level: str, logfile: str = "") -> None:
-    handler: logging.Handler
-    if logfile:
-        handler = logging.FileHandler(logfile, encoding="utf-8")
-    else:
-        handler = logging.StreamHandler(sys.stderr)
+    handler: logging.Handler = (_file_handler(logfile) if logfile
+                                else logging.StreamHandler(sys.stderr))
     handler.setFormatter(logging.Formatter(FORMAT))
     root = logging.getLogger()
     for old in root.handlers[:]:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+
+
+def _file_handler(logfile: str) -> logging.FileHandler:
+    """Odoo creates the log file's directory when it is missing; so does prefork."""
+    try:
+        directory = os.path.dirname(logfile)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        return logging.FileHandler(logfile, encoding="utf-8")
+    except OSError as exc:
+        raise LogfileError(f"logfile {logfile!r}: cannot open it: {exc.strerror}") from None
 
 
 def log_stream() -> TextIO:

@@ -8,10 +8,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 
+class PidfileError(Exception):
+    """The pidfile cannot be written; the message names it and why."""
+
+
 def write_pidfile(path: str) -> None:
-    if path:
+    if not path:
+        return
+    try:
         with open(path, "w", encoding="ascii") as handle:
             handle.write(f"{os.getpid()}\n")
+    except OSError as exc:
+        raise PidfileError(f"pidfile {path!r}: cannot write it: {exc.strerror}") from None
 
 
 def remove_pidfile(path: str) -> None:

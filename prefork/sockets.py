@@ -10,8 +10,14 @@ INHERIT_ENV = "PREFORK_INHERIT_FDS"
 SD_LISTEN_FDS_START = 3
 
 
-def listen(interface: str, port: int, *, reuse_port: bool = False) -> socket.socket:
-    """A bound, listening TCP socket; an interface containing ':' is IPv6."""
+class ListenError(Exception):
+    """A socket could not be bound; the message names the address and the option."""
+
+
+def listen(interface: str, port: int, *, reuse_port: bool = False,
+           option: str = "http_port") -> socket.socket:
+    """A bound, listening TCP socket; an interface containing ':' is IPv6. `option` names
+    the setting the port comes from, for the error."""
     family = socket.AF_INET6 if ":" in interface else socket.AF_INET
     host = interface or ("::" if family == socket.AF_INET6 else "0.0.0.0")
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -22,9 +28,11 @@ def listen(interface: str, port: int, *, reuse_port: bool = False) -> socket.soc
         no_delay(sock)  # before listen(): no connection is accepted without it
         sock.bind((host.strip("[]"), port))
         sock.listen(BACKLOG)
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise ListenError(f"cannot listen on {address} ({option}): "
+                          f"{exc.strerror or exc}") from None
     return sock
 
 

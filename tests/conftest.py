@@ -22,6 +22,9 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 ROOT = Path(__file__).resolve().parent.parent
+# The installed console script, as the README runs it: from the application's directory,
+# without PYTHONPATH (it puts its own directory, not the working one, on sys.path).
+PREFORK = str(Path(sys.executable).with_name("prefork"))
 READY_RE = re.compile(r"HTTP service running on (\S+):(\d+)")
 SERVER_BUGS = ("CRITICAL prefork.worker", "unexpected error in the master loop")
 
@@ -145,10 +148,12 @@ class Server:
 def start_server(tmp_path: Path, *args: str, env: dict[str, str] | None = None,
                  wait: bool = True, cwd: Path = ROOT) -> Server:
     log_path = tmp_path / f"server-{time.monotonic_ns()}.log"
-    command = [sys.executable, "-m", "prefork", "run", "--http-interface", "127.0.0.1",
+    command = [PREFORK, "run", "--http-interface", "127.0.0.1",
                "-p", "0", "--gevent-port", "0", "--data-dir", str(tmp_path / "data"), *args]
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    full_env = {**os.environ}
     full_env.pop("PREFORK_CONFIG", None)
+    full_env.pop("PYTHONPATH", None)
+    full_env.update(env or {})
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
                                 cwd=cwd, env=full_env)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from prefork.config import ConfigError, load_settings
 from prefork.config.loader import Assignment
 from prefork.config.reference import render
+from tests.conftest import PREFORK
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = """\
@@ -37,7 +37,7 @@ def write(tmp_path: Path, text: str, name: str = "prefork.conf") -> str:
 def prefork(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PREFORK_")}
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "prefork", *args], capture_output=True,
+    return subprocess.run([PREFORK, *args], capture_output=True,
                           text=True, env=full_env, cwd=ROOT, timeout=30)
 
 

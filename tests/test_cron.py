@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -17,7 +16,7 @@ import pytest
 
 from prefork.cron.schedule import Schedule, ScheduleError
 from prefork.cron.store import Claim, Outcome, Policy, next_state
-from tests.conftest import ROOT, Server
+from tests.conftest import PREFORK, ROOT, Server
 
 JOBS = ("--app", "tests.apps.dbapp:app", "--cron-jobs", "tests.apps.cronjobs")
 
@@ -60,7 +59,7 @@ def make_due(dsn: str, pattern: str) -> None:
 
 
 def cli(dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "prefork", "cron", *args, "--db-uri", dsn,
+    return subprocess.run([PREFORK, "cron", *args, "--db-uri", dsn,
                            "--cron-jobs", "tests.apps.cronjobs"],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
 
@@ -289,7 +288,7 @@ def test_the_demo_page_shows_its_scheduled_job(fresh_database: str, server_facto
     server: Server = server_factory.start("--workers", "1", "--max-cron-threads", "1",
                                           "--db-uri", fresh_database)
     eventually(lambda: registered(fresh_database, 1))
-    result = subprocess.run([sys.executable, "-m", "prefork", "cron", "run", "demo.heartbeat",
+    result = subprocess.run([PREFORK, "cron", "run", "demo.heartbeat",
                              "--db-uri", fresh_database], capture_output=True, text=True,
                             cwd=ROOT, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -22,7 +21,7 @@ import pytest
 from prefork.db.pool import PostgresDatabase
 from prefork.db.schema import VERSION, migrate_postgres
 from prefork.db.transaction import RequestTransaction
-from tests.conftest import MODES, ROOT, Server
+from tests.conftest import MODES, PREFORK, ROOT, Server
 
 APP = ("--app", "tests.apps.dbapp:app")
 
@@ -202,7 +201,7 @@ SQLITE_REFUSED = ("multi-processing mode (workers > 0) requires PostgreSQL; SQLi
 @pytest.mark.parametrize("command", ["run", "check"])
 def test_sqlite_is_refused_in_multiprocessing_mode(command: str, tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "prefork", command, "--workers", "2", "-p", "0",
+        [PREFORK, command, "--workers", "2", "-p", "0",
          "--db-uri", f"sqlite:///{tmp_path}/x.sqlite3"],
         capture_output=True, text=True, cwd=ROOT, timeout=30)
     assert result.returncode == 2
@@ -342,7 +341,7 @@ def test_health_touches_no_database(server_factory: type, database_uri: str) -> 
 
 def test_check_compares_the_connection_budget_with_max_connections() -> None:
     def check(*args: str) -> str:
-        result = subprocess.run([sys.executable, "-m", "prefork", "check", "-p", "0", *args],
+        result = subprocess.run([PREFORK, "check", "-p", "0", *args],
                                 capture_output=True, text=True, cwd=ROOT, timeout=30)
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout

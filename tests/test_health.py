@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ import pytest
 
 from prefork.servers.exits import ExitRecord
 from prefork.servers.health import HealthMonitor
-from tests.conftest import ROOT
+from tests.conftest import PREFORK, ROOT
 from tests.test_master import get, wait_for, wait_workers
 
 
@@ -71,7 +70,7 @@ def test_crash_loop_alert_in_log_state_and_webhook(server_factory: type, receive
     server.wait_log(r"ERROR prefork.master: ALERT crash-loop: 3 exits in 4s, last crash: "
                     r"http worker #\d \(pid \d+\) exited: crash, exit code 7")
     wait_for(lambda: "ALERT crash-loop: 3 exits" in subprocess.run(
-        [sys.executable, "-m", "prefork", "status", "-p", "0", "--data-dir",
+        [PREFORK, "status", "-p", "0", "--data-dir",
          str(tmp_path / "data")], capture_output=True, text=True, cwd=ROOT,
         timeout=30).stdout, 10)
     wait_for(lambda: len(receiver.payloads) >= 1, 15)  # after one failed attempt

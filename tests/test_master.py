@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import ROOT, Server
+from tests.conftest import PREFORK, ROOT, Server
 from tests.load import Load
 
 # These tests are about HTTP workers; cron workers (tests/test_cron.py) would only add
@@ -404,7 +404,7 @@ def test_status_shows_processes_and_exits(server_factory: type, tmp_path: Path) 
     thread = threading.Thread(target=lambda: get(server, "/sleep?s=2.5"))
     thread.start()
     time.sleep(1.5)
-    command = [sys.executable, "-m", "prefork", "status", "-p", "0", "--data-dir",
+    command = [PREFORK, "status", "-p", "0", "--data-dir",
                str(tmp_path / "data")]
     text = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=30)
     thread.join()
@@ -486,7 +486,7 @@ if sock.fileno() != 3:
     os.dup2(sock.fileno(), 3)
 os.set_inheritable(3, True)
 os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS="1")
-os.execv(sys.executable, [sys.executable, "-m", "prefork", *sys.argv[1:]])
+os.execv(sys.argv[1], sys.argv[1:])  # the console script, then its arguments
 """
 
 
@@ -494,10 +494,10 @@ def test_systemd_socket_activation(tmp_path: Path) -> None:
     """A socket passed as fd 3 with LISTEN_FDS/LISTEN_PID (as systemd does) is used as is."""
     log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [sys.executable, "-c", ACTIVATE, "run", *APP, "--workers", "2", "-p", "0",
+        [sys.executable, "-c", ACTIVATE, PREFORK, "run", *APP, "--workers", "2", "-p", "0",
          "--data-dir", str(tmp_path / "data")],
         stdout=subprocess.PIPE, stderr=log, cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
+        env={**os.environ})
     try:
         assert proc.stdout is not None
         port = int(proc.stdout.readline())

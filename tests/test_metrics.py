@@ -4,7 +4,6 @@ prometheus_client's own parser."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect
 
-from tests.conftest import ROOT, Server
+from tests.conftest import PREFORK, ROOT, Server
 from tests.test_master import wait_for, wait_workers
 
 APP = ("--app", "tests.apps.testapp:app")
@@ -63,7 +62,7 @@ def test_metrics_are_summed_over_the_workers(server_factory: type, tmp_path: Pat
     _, samples = scrape(server)
     for role in ("master", "http", "cron", "realtime"):
         assert value(samples, "prefork_rss_bytes", role=role) > 10 << 20, role
-    result = subprocess.run([sys.executable, "-m", "prefork", "cron", "run",
+    result = subprocess.run([PREFORK, "cron", "run",
                              "prefork.session_gc"], capture_output=True, text=True, cwd=ROOT,
                             timeout=60)
     assert result.returncode == 0, result.stderr
@@ -85,7 +84,7 @@ def test_websockets_and_bus_are_counted(server_factory: type) -> None:
     with client:
         wait_for(lambda: value(scrape(server)[1], "prefork_websockets") == 1)
         before = value(scrape(server)[1], "prefork_bus_messages_total")
-        subprocess.run([sys.executable, "-m", "prefork", "bus", "send", "m", '{"a": 1}'],
+        subprocess.run([PREFORK, "bus", "send", "m", '{"a": 1}'],
                        check=True, capture_output=True, cwd=ROOT, timeout=60)
         wait_for(lambda: value(scrape(server)[1], "prefork_bus_messages_total") > before)
     wait_for(lambda: value(scrape(server)[1], "prefork_websockets") == 0)

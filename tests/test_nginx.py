@@ -9,7 +9,6 @@ import json
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 from websockets.sync.client import connect
 
 from prefork.bus.store import write
-from tests.conftest import ROOT, Server
+from tests.conftest import PREFORK, ROOT, Server
 
 NGINX = shutil.which("nginx") or next(
     (p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
@@ -34,7 +33,7 @@ def free_port() -> int:
 
 
 def generate(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "prefork", "nginx", *args],
+    return subprocess.run([PREFORK, "nginx", *args],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
 
 

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from prefork.ops.machine import detect
 from prefork.ops.sizing import plan
-from tests.conftest import ROOT
+from tests.conftest import PREFORK, ROOT
 
 
 def prefork(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "prefork", *args], capture_output=True,
+    return subprocess.run([PREFORK, *args], capture_output=True,
                           text=True, cwd=ROOT, timeout=60)
 
 

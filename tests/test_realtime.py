@@ -23,7 +23,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from prefork.bus.store import write
-from tests.conftest import MODES, Server
+from tests.conftest import MODES, PREFORK, Server
 
 APP = ("--app", "tests.apps.busapp:app", "--max-cron-threads", "0")
 HOOKS = ("--bus-auth", "tests.apps.busapp:authenticate",
@@ -331,17 +331,16 @@ def test_an_upgrade_on_the_http_port_gets_directions(bus_server: Server) -> None
 
 def test_bus_send_from_the_command_line(bus_server: Server, database_uri: str) -> None:
     import subprocess
-    import sys
 
     name = channel()
     with websocket(bus_server) as ws:
         subscribe(ws, [name])
-        result = subprocess.run([sys.executable, "-m", "prefork", "bus", "send", name,
+        result = subprocess.run([PREFORK, "bus", "send", name,
                                  '{"from": "cli"}'], capture_output=True, text=True,
                                 timeout=60)
         assert result.returncode == 0, result.stderr
         assert receive(ws, 1)[0]["message"] == {"from": "cli"}
-    bad = subprocess.run([sys.executable, "-m", "prefork", "bus", "send", name, "{oops"],
+    bad = subprocess.run([PREFORK, "bus", "send", name, "{oops"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "not valid JSON" in bad.stderr
 

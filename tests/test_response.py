@@ -142,3 +142,23 @@ def test_middlewares_are_called_through_their_bound_call() -> None:
         assert serve(app)[1].endswith(b"\r\n\r\nmw")
     plain = answering("200 OK", [])
     assert direct(plain) is plain and direct(Middleware) is Middleware
+
+
+@pytest.mark.parametrize("name", ["Date", "date"])
+@pytest.mark.parametrize("framed", [True, False], ids=["length", "chunked"])
+def test_the_applications_own_date_is_the_only_one(name: str, framed: bool) -> None:
+    """Flask sets Date for ETag/304 and send_file; a second one would contradict it."""
+    date = "Sun, 06 Nov 1994 08:49:37 GMT"
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        start_response("200 OK", [(name, date)])
+        return [b"x"] if framed else iter([b"a", b"b"])
+
+    lines = [line.lower() for line in head_lines(serve(app)[1])]
+    dates = [line for line in lines if line.startswith(b"date:")]
+    assert dates == [f"date: {date}".lower().encode()]
+
+
+def test_a_date_is_added_when_the_application_sends_none() -> None:
+    lines = head_lines(serve(answering("200 OK", []))[1])
+    assert len([line for line in lines if line.startswith(b"Date: ")]) == 1

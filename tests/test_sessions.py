@@ -9,7 +9,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, Server
+from tests.conftest import PREFORK, ROOT, Server
 from tests.test_master import wait_workers
 
 APP = ("--app", "tests.apps.sessionapp:app", "--max-cron-threads", "0")
@@ -203,7 +202,7 @@ def test_idle_expiry_and_the_clean_up_job(server_factory: type, tmp_path: Path) 
     assert len(session_files(tmp_path)) == 3
     time.sleep(1.5)
     result = subprocess.run(
-        [sys.executable, "-m", "prefork", "cron", "run", "prefork.session_gc", "--foreground",
+        [PREFORK, "cron", "run", "prefork.session_gc", "--foreground",
          "--data-dir", str(tmp_path / "data"), "--session-idle-timeout", "1"],
         capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -329,10 +328,10 @@ def test_realtime_authenticates_from_the_session_store(server_factory: type) -> 
 
 
 def test_session_store_option_is_validated(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "prefork", "check", "--session-store",
+    result = subprocess.run([PREFORK, "check", "--session-store",
                              "mongodb://x", "--data-dir", str(tmp_path)],
                             capture_output=True, text=True, cwd=ROOT, timeout=60,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            env={**os.environ})
     assert result.returncode == 2
     assert "--session-store" in result.stderr and "Redis URL" in result.stderr
     assert "Traceback" not in result.stderr

@@ -6,17 +6,16 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import MODES, ROOT
+from tests.conftest import MODES, PREFORK, ROOT
 
 
 def unit(*args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "prefork", "systemd", *args],
+    result = subprocess.run([PREFORK, "systemd", *args],
                             capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.returncode == 0, result.stderr
     return result.stdout

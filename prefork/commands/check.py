@@ -7,17 +7,18 @@ import sys
 from typing import Any, TextIO
 
 from prefork import __version__
+from prefork.commands.preflight import import_problems
 from prefork.config import Settings
 from prefork.config.loader import Loaded
 from prefork.config.settings import SPECS
 from prefork.db.report import database_report, mask_password
 from prefork.ops.forwarded import seen
-from prefork.sockets import listen
+from prefork.sockets import ListenError, listen
 
 
 def check(loaded: Loaded, out: TextIO = sys.stdout) -> int:
     settings = loaded.settings
-    problems = _environment_problems(settings)
+    problems = [*_environment_problems(settings), *import_problems(settings)]
     report = database_report(settings)
     problems += report.problems
     print(f"prefork {__version__}: configuration check", file=out)
@@ -72,14 +73,37 @@ def _show(key: str, value: Any) -> str:
 
 def _environment_problems(settings: Settings) -> list[str]:
     problems = []
-    try:
-        listen(settings.http_interface, settings.http_port).close()
-    except OSError as exc:
-        problems.append(f"cannot listen on {settings.http_interface or '0.0.0.0'}:"
-                        f"{settings.http_port}: {exc.strerror}")
+    ports = [("http_port", settings.http_port)]
+    if settings.multiprocessing:  # threaded mode serves the realtime endpoints on http_port
+        ports.append(("gevent_port", settings.gevent_port))
+    for option, port in ports:
+        try:
+            listen(settings.http_interface, port, option=option).close()
+        except ListenError as exc:
+            problems.append(str(exc))
     if not _writable_dir(settings.data_dir):
         problems.append(f"data_dir {settings.data_dir!r} is not writable")
+    for option, creates_dir in (("logfile", True), ("pidfile", False)):
+        path = getattr(settings, option)
+        reason = _unwritable(path, creates_dir=creates_dir) if path else ""
+        if reason:
+            problems.append(f"{option} {path!r} cannot be written: {reason}")
     return problems
+
+
+def _unwritable(path: str, *, creates_dir: bool) -> str:
+    """Why `path` cannot be opened for writing ("" when it can); `creates_dir`: the server
+    creates a missing directory (as Odoo does for its log file)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return "it is a directory"
+    if os.path.exists(path):
+        return "" if os.access(path, os.W_OK) else "permission denied"
+    if not os.path.isdir(directory):
+        if creates_dir:
+            return "" if _writable_dir(directory) else f"cannot create {directory}"
+        return f"no directory {directory}"
+    return "" if os.access(directory, os.W_OK | os.X_OK) else f"{directory} is not writable"
 
 
 def _writable_dir(path: str) -> bool:

@@ -3,32 +3,78 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Sequence
 
 from prefork import compiled, metrics
 from prefork.cli import parse
+from prefork.commands.preflight import import_problems
 from prefork.config import Settings
 from prefork.config.loader import Loaded
 from prefork.cron.threads import CronImportError
-from prefork.db.startup import DatabaseStartError, start_database
-from prefork.logs import setup_logging
-from prefork.pidfile import pidfile
+from prefork.db.startup import DatabaseRuntime, DatabaseStartError, start_database
+from prefork.logs import LogfileError, setup_logging
+from prefork.pidfile import PidfileError, pidfile
 from prefork.servers.master import Master
 from prefork.servers.threaded import ThreadedServer
+from prefork.sockets import ListenError
+from prefork.usercode import UserImportError
 from prefork.wsgi.handler import WSGIApp
-from prefork.wsgi.loader import AppImportError, load_app
+from prefork.wsgi.loader import load_app
 
 log = logging.getLogger("prefork")
 
-def run(loaded: Loaded, argv: Sequence[str]) -> int:
+
+def run(loaded: Loaded, argv: Sequence[str], *, stop_after_init: bool = False) -> int:
     settings = loaded.settings
-    setup_logging(settings.log_level, settings.logfile)
+    try:
+        setup_logging(settings.log_level, settings.logfile)
+    except LogfileError as exc:
+        print(f"prefork: error: {exc}", file=sys.stderr)
+        return 2
     for warning in loaded.warnings:
         log.warning("%s", warning)
     for note in loaded.notes:
         log.info("%s", note)
     _report_build()
+    if stop_after_init:
+        return initialise(settings)
     metrics.setup(settings)  # before any fork: every process writes under one directory
+    try:
+        return _serve(loaded, argv)
+    finally:
+        metrics.tear_down()
+
+
+def initialise(settings: Settings) -> int:
+    """--stop-after-init: everything a start does before it serves, then exit 0 (or 2 and
+    the reason): the database reached (or the embedded one started) and prefork's schema
+    migrated, the application, the jobs and the hooks imported, the pidfile written."""
+    try:
+        database = start_database(settings)
+    except DatabaseStartError as exc:
+        log.error("%s", exc)
+        return 2
+    try:
+        problems = import_problems(settings)
+        if not problems:
+            with pidfile(settings.pidfile):
+                pass
+    except PidfileError as exc:
+        problems = [str(exc)]
+    finally:
+        database.close()
+    for problem in problems:
+        log.error("%s", problem)
+    if problems:
+        return 2
+    log.info("initialised (database ready, application and jobs imported); exiting as "
+             "--stop-after-init asks")
+    return 0
+
+
+def _serve(loaded: Loaded, argv: Sequence[str]) -> int:
+    settings = loaded.settings
     try:
         database = start_database(settings)
     except DatabaseStartError as exc:
@@ -36,9 +82,7 @@ def run(loaded: Loaded, argv: Sequence[str]) -> int:
         return 2
     handed_over = False
     try:
-        app, failed = _load_app(settings)
-        if failed:
-            return failed
+        app = _load_app(settings)
         if settings.multiprocessing:
             master = Master(loaded, argv, app, reload=lambda: parse(argv)[1],
                             database=database)
@@ -47,40 +91,51 @@ def run(loaded: Loaded, argv: Sequence[str]) -> int:
             return code
         assert app is not None
         with pidfile(settings.pidfile):
-            pool = database.database(settings)
-            try:
-                postgres = database.target.conninfo if database.target.is_postgres else ""
-                if not postgres:
-                    log.warning("scheduled jobs and the realtime bus need PostgreSQL: with "
-                                "SQLite no cron thread runs and /websocket is not served")
-                return ThreadedServer(settings, app, argv, pool, postgres).serve()
-            finally:
-                pool.close()
-    except OSError as exc:
-        log.error("cannot listen on %s:%d: %s", settings.http_interface or "0.0.0.0",
-                  settings.http_port, exc.strerror)
+            return _serve_threaded(settings, argv, app, database)
+    except ListenError as exc:
+        log.error("%s", exc)
         return 1
-    except CronImportError as exc:
+    except (CronImportError, UserImportError, PidfileError) as exc:
         log.error("%s", exc)
         return 2
+    except _ImportFailed:
+        return 1
+    except OSError as exc:  # a file or directory the configuration names (data_dir, ...)
+        log.error("cannot start: %s", exc)
+        return 1
     finally:
         database.close(keep_embedded=handed_over)
-        metrics.tear_down()
 
 
-def _load_app(settings: Settings) -> tuple[WSGIApp | None, int]:
-    """(application, 0) when this process must import it (threaded mode, preload_app);
-    (None, 0) when the workers will; (None, exit status) when it cannot be imported."""
-    if settings.multiprocessing and not settings.preload_app:
-        return None, 0
+def _serve_threaded(settings: Settings, argv: Sequence[str], app: WSGIApp,
+                    database: DatabaseRuntime) -> int:
+    pool = database.database(settings)
     try:
-        return load_app(settings.app), 0
-    except AppImportError as exc:
-        log.error("%s", exc)
-        return None, 2
+        postgres = database.target.conninfo if database.target.is_postgres else ""
+        if not postgres:
+            log.warning("scheduled jobs and the realtime bus need PostgreSQL: with "
+                        "SQLite no cron thread runs and /websocket is not served")
+        return ThreadedServer(settings, app, argv, pool, postgres).serve()
+    finally:
+        pool.close()
+
+
+class _ImportFailed(Exception):
+    """The application raised while it was imported (logged with its traceback)."""
+
+
+def _load_app(settings: Settings) -> WSGIApp | None:
+    """The application when this process must import it (threaded mode, preload_app); None
+    when the workers will."""
+    if settings.multiprocessing and not settings.preload_app:
+        return None
+    try:
+        return load_app(settings.app)
+    except UserImportError:
+        raise
     except Exception:
         log.exception("cannot import the application %r", settings.app)
-        return None, 1
+        raise _ImportFailed from None
 
 
 def _report_build() -> None:

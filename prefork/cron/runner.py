@@ -35,6 +35,7 @@ from prefork.cron.store import (
     sync_jobs,
 )
 from prefork.db.errors import one_line
+from prefork.usercode import import_user_module
 
 log = logging.getLogger("prefork.cron")
 
@@ -77,8 +78,11 @@ def load_jobs(settings: Settings) -> dict[str, Job]:
     modules = [m.strip() for m in settings.cron_jobs.split(",") if m.strip()]
     if not modules:
         modules = [settings.app.split(":", 1)[0] if settings.app else "prefork.demo.app"]
-    for module in [*BUILTIN_JOBS, *modules]:
+    what = "cron_jobs" if settings.cron_jobs.strip() else "app"
+    for module in BUILTIN_JOBS:
         importlib.import_module(module)
+    for module in modules:
+        import_user_module(module, what)
     return dict(REGISTRY)
 
 

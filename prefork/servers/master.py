@@ -257,7 +257,7 @@ class Master:
             self.listeners = [listen(s.http_interface, s.http_port, reuse_port=s.reuse_port)]
         if self._realtime_target() and self.realtime_listener is None:
             self.realtime_listener = listen(s.http_interface, s.gevent_port,
-                                            reuse_port=s.reuse_port)
+                                            reuse_port=s.reuse_port, option="gevent_port")
         if self.realtime_listener is not None:
             log.info("realtime service (websocket, long-polling) on %s",
                      display_address(self.realtime_listener))

@@ -33,7 +33,7 @@ _MAX_CACHED = 512  # applications choose these strings: bound the caches of them
 # Status lines and header names seen so far, and what they mean to the framing: reading
 # them from a dict costs less than int(status[:3]) and name.lower() on every response.
 _status_codes: dict[str, int] = {}
-_LENGTH, _CONNECTION = 1, 2
+_LENGTH, _CONNECTION, _DATE = 1, 2, 3
 _header_kinds: dict[str, int] = {}
 _INTERNAL_ERROR = (
     b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain; charset=utf-8\r\n"
@@ -67,6 +67,7 @@ class Response:
     length: int | None = None
     chunked = False
     bytes_sent = 0
+    own_date = False  # the application sent a Date header: prefork adds none
     # Headers to add at start_response, set by whoever needs to (a session that the
     # application touched); None for most requests, which then pay nothing.
     header_hook: Callable[[], list[tuple[str, str]]] | None = None
@@ -98,9 +99,11 @@ class Response:
             kind = _header_kinds.get(name)
             if kind is None:
                 kind = _header_kind(name)
-            if kind:  # Content-Length, or the rare Connection
+            if kind:  # Content-Length, the application's own Date, the rare Connection
                 if kind == _LENGTH:
                     self.length = int(value)
+                elif kind == _DATE:
+                    self.own_date = True
                 elif "close" in value.lower():
                     self.keep_alive = False
                     continue
@@ -143,11 +146,12 @@ class Response:
             if self.head is None:
                 raise ResponseError("write() before start_response")
             self.headers_sent = True
+            date = b"" if self.own_date else self.date.line()
             if (self.length is not None and self.keep_alive
                     and self.request.version == "HTTP/1.1"):
-                prefix = self.head + self.date.line() + b"\r\n"  # most: nothing to add
+                prefix = self.head + date + b"\r\n"  # most: nothing to add
             else:
-                prefix = self.head + self._framing(known_total) + self.date.line() + b"\r\n"
+                prefix = self.head + self._framing(known_total) + date + b"\r\n"
         if self.no_body:
             data = b""
         elif self.chunked and data:
@@ -259,10 +263,12 @@ def _status_code(status: str) -> int:
     return code
 
 
+_KINDS = {"content-length": _LENGTH, "connection": _CONNECTION, "date": _DATE}
+
+
 def _header_kind(name: str) -> int:
-    """_LENGTH, _CONNECTION or 0 (any other header) for a response header's name."""
-    lowered = name.lower()
-    kind = _LENGTH if lowered == "content-length" else _CONNECTION if lowered == "connection" else 0
+    """_LENGTH, _CONNECTION, _DATE or 0 (any other header) for a response header's name."""
+    kind = _KINDS.get(name.lower(), 0)
     if len(_header_kinds) < _MAX_CACHED:
         _header_kinds[name] = kind
     return kind

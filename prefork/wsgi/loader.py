@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
 from collections.abc import Callable
 from typing import Any, cast
 
+from prefork.usercode import UserImportError, import_user_module
 from prefork.wsgi.handler import WSGIApp
 
 DEMO_APP = "prefork.demo.app:application"
 
 
-class AppImportError(Exception):
+class AppImportError(UserImportError):
     """The application could not be imported; the message says what to fix."""
 
 
@@ -24,14 +23,10 @@ def load_callable(ref: str, what: str) -> Callable[..., Any]:
     """Import 'module:callable' ('module' alone means its `application`)."""
     module_name, _, attr = ref.partition(":")
     attr = attr or "application"
-    if "" not in sys.path:
-        sys.path.insert(0, "")  # 'module:callable' is resolved from the working directory
     try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            raise AppImportError(f"{what} {ref!r}: no module named {exc.name!r}") from None
-        raise
+        module = import_user_module(module_name, what)
+    except UserImportError as exc:
+        raise AppImportError(str(exc).replace(repr(module_name), repr(ref), 1)) from None
     target: object = module
     for part in attr.split("."):
         try:
