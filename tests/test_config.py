@@ -85,11 +85,6 @@ def test_check_prints_the_effective_settings(tmp_path: Path) -> None:
     assert "result: OK" in out
 
 
-def test_stop_after_init_is_check(tmp_path: Path) -> None:
-    result = prefork("run", "-c", write(tmp_path, SEED), "-p", "0", "--stop-after-init")
-    assert result.returncode == 0 and "result: OK" in result.stdout
-
-
 def test_bad_value_names_file_line_key_and_expectation(tmp_path: Path) -> None:
     path = write(tmp_path, "[options]\n\nworkers = four\n")
     result = prefork("check", "-c", path)

@@ -307,11 +307,11 @@ def test_jobs_that_cannot_be_imported_stop_the_server(mode: tuple[str, ...],
                                           wait=False)
     code = server.proc.wait(60)
     log = server.log()
-    assert "No module named 'no_such_jobs_module'" in log
+    assert "cron_jobs 'no_such_jobs_module': no module named 'no_such_jobs_module'" in log
     if mode:  # the cron worker cannot start: the master backs off, then gives up
         assert code == 3 and "failed to start 5 times in a row" in log
     else:
-        assert code == 2 and "cannot import the cron jobs" in log
+        assert code == 2
 
 
 def test_a_cron_worker_over_the_soft_memory_limit_is_recycled_after_its_job(

@@ -93,7 +93,8 @@ def test_port_in_use_is_a_clear_error(threaded_server: Server, server_factory: t
     other = server_factory.start("-p", str(server.port), wait=False)
     other_port = server.port
     assert other.proc.wait(10) == 1
-    assert f"cannot listen on 127.0.0.1:{other_port}: Address already in use" in other.log()
+    assert (f"cannot listen on 127.0.0.1:{other_port} (http_port): Address already in use"
+            in other.log())
 
 
 def test_threaded_soft_memory_limit_reloads_the_process(server_factory: type) -> None:

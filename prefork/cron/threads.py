@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from prefork.config import Settings
 from prefork.cron.runner import CronRunner, load_jobs
+from prefork.usercode import UserImportError
 
 log = logging.getLogger("prefork.cron")
 
@@ -37,6 +38,8 @@ class CronThreads:
             return
         try:
             jobs = load_jobs(self.settings)
+        except UserImportError as exc:
+            raise CronImportError(str(exc)) from None
         except Exception as exc:
             raise CronImportError(f"cannot import the cron jobs ({exc.__class__.__name__}: "
                                   f"{exc}); check cron_jobs / the application") from exc

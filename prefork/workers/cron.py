@@ -18,6 +18,7 @@ from typing import NoReturn
 
 from prefork.config import Settings
 from prefork.cron.runner import CronRunner, cron_limits, load_jobs
+from prefork.usercode import UserImportError
 from prefork.workers import exitcodes
 from prefork.workers.limits import RequestLimits
 from prefork.workers.process import prepare_process, run_to_exit
@@ -46,10 +47,12 @@ class CronWorker:
         self._prepare_process()
         try:
             jobs = load_jobs(self.settings)
-        except Exception:
-            message = traceback.format_exc()
+        except Exception as exc:
+            one_line = isinstance(exc, UserImportError)  # else the traceback is the help
+            message = str(exc) if one_line else traceback.format_exc()
             self.slot.set_error(message)
-            log.error("cron worker #%d cannot import its jobs:\n%s", self.number, message)
+            log.error("cron worker #%d cannot import its jobs:%s%s", self.number,
+                      " " if one_line else "\n", message)
             return exitcodes.BOOT_FAILED
         runner = CronRunner(self.conninfo, self.settings, jobs,
                             f"{socket.gethostname()} cron worker #{self.number}", self,
