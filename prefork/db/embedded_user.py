@@ -76,7 +76,7 @@ def server_user(pgdata: Path, default: str = DEFAULT_USER) -> ServerUser:
             return ServerUser.of(pwd.getpwuid(owner))
         except KeyError:
             raise UserError(f"{pgdata} is owned by uid {owner}, which has no user name; "
-                            f"chown -R it to an unprivileged user, or {_WHAT_TO_DO}") from None
+                            f"chown -R it to an unprivileged user, {_WHAT_TO_DO}") from None
     try:
         return ServerUser.of(pwd.getpwnam(default))
     except KeyError:
@@ -89,7 +89,7 @@ def check_reachable(user: ServerUser, pgdata: Path, bin_dir: Path) -> None:
     blocked = _first_blocked(user, pgdata.parent, _SEARCH)
     if blocked:
         raise UserError(f"data_dir {pgdata.parent}: {_describe(blocked, user)}; choose a "
-                        f"data_dir outside it, or {_WHAT_TO_DO}")
+                        f"data_dir outside it, {_WHAT_TO_DO}")
     install = bin_dir.parent
     needed = [(install / "lib", _READ | _SEARCH), (install / "share", _READ | _SEARCH)]
     needed += [(bin_dir / name, _READ | _SEARCH) for name in ("postgres", "initdb", "pg_ctl")]
@@ -97,7 +97,7 @@ def check_reachable(user: ServerUser, pgdata: Path, bin_dir: Path) -> None:
         (path for path, bits in needed if not user.may(path.stat(), bits)), None)
     if blocked:
         raise UserError(f"the PostgreSQL binaries in {install}: {_describe(blocked, user)}; "
-                        f"install prefork outside it, or {_WHAT_TO_DO}")
+                        f"install prefork outside it, {_WHAT_TO_DO}")
 
 
 def ensure_user(user: ServerUser) -> tuple[ServerUser, bool]:
@@ -107,7 +107,7 @@ def ensure_user(user: ServerUser) -> tuple[ServerUser, bool]:
     useradd = shutil.which("useradd")
     if useradd is None:
         raise UserError(f"the embedded PostgreSQL needs the system user '{user.name}', and "
-                        f"useradd is not installed to create it; create it, or {_WHAT_TO_DO}")
+                        f"useradd is not installed to create it; create it, {_WHAT_TO_DO}")
     shell = next((path for path in _NOLOGIN_SHELLS if os.path.exists(path)), "/bin/false")
     command = [useradd, "--system", "--user-group", "--no-create-home", "--home-dir", NO_HOME,
                "--shell", shell, "--comment", "prefork embedded PostgreSQL", user.name]
@@ -115,7 +115,7 @@ def ensure_user(user: ServerUser) -> tuple[ServerUser, bool]:
     if result.returncode != 0:
         reason = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
         raise UserError(f"cannot create the system user '{user.name}' for the embedded "
-                        f"PostgreSQL: {reason}; create it, or {_WHAT_TO_DO}")
+                        f"PostgreSQL: {reason}; create it, {_WHAT_TO_DO}")
     return ServerUser.of(pwd.getpwnam(user.name)), True
 
 
