@@ -179,6 +179,33 @@ def test_as_root_the_user_is_created_once_and_the_log_says_so(
     assert not _exists(name)
 
 
+@as_root
+def test_as_root_a_data_dir_too_long_for_a_socket_gets_its_own_socket_directory(
+        base: Path, embedded_user: str) -> None:
+    """A socket address holds 107 bytes: beyond, the socket goes to a new directory of the
+    server's user in the temporary directory, removed when the server stops."""
+    data_dir = base / ("x" * 90)
+    pgdata = data_dir / "postgres"
+    pgdata.mkdir(parents=True, mode=0o700)
+    entry = pwd.getpwnam(embedded_user)
+    os.chown(pgdata, entry.pw_uid, entry.pw_gid)
+    before = ancestry(data_dir, Path(tempfile.gettempdir()))
+    embedded = EmbeddedPostgres(str(data_dir))
+    try:
+        uri = embedded.start()
+        socket_dir = Path((pgdata / "postmaster.pid").read_text().splitlines()[4])
+        assert socket_dir.parent == Path(tempfile.gettempdir())
+        assert socket_dir.name.startswith("prefork-pg-")
+        st = socket_dir.stat()
+        assert (st.st_uid, st.st_mode & 0o777) == (entry.pw_uid, 0o700)
+        with psycopg.connect(uri) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        embedded.stop()
+    assert not socket_dir.exists()
+    assert ancestry(data_dir, Path(tempfile.gettempdir())) == before
+
+
 def _exists(name: str) -> bool:
     try:
         pwd.getpwnam(name)

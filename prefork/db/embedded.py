@@ -37,6 +37,7 @@ log = logging.getLogger("prefork.db")
 RESERVED_MARGIN = 10  # connections beyond the configuration's budget (psql, check, ...)
 READY_TIMEOUT = 60.0  # seconds pg_ctl and the wait for postmaster.pid's "ready" may take
 SOCKET_NAME = ".s.PGSQL.5432"
+SOCKET_DIR_PREFIX = "prefork-pg-"  # in the temporary directory, when data_dir's path is too long
 SUN_PATH_MAX = 108  # bytes in a Unix socket address, with its terminating NUL (Linux)
 
 
@@ -88,9 +89,12 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         if not self._started:
             return
+        socket_dir = self._made_socket_dir()
         try:
             self._pg_ctl("-w", "-m", "fast", "stop")
             log.info("embedded PostgreSQL stopped")
+            if socket_dir is not None:
+                socket_dir.rmdir()
         except Exception as exc:
             log.warning("could not stop the embedded PostgreSQL: %s", exc)
         self._started = False
@@ -130,9 +134,22 @@ class EmbeddedPostgres:
     def _socket_dir(self, user: ServerUser) -> Path:
         if len(os.fsencode(self.pgdata / SOCKET_NAME)) < SUN_PATH_MAX:
             return self.pgdata
-        directory = Path(tempfile.mkdtemp(prefix="prefork-pg-"))  # mode 0700, new
+        directory = Path(tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX))  # mode 0700, new
         os.chown(directory, user.uid, user.gid)
         return directory
+
+    def _made_socket_dir(self) -> Path | None:
+        """The socket directory _socket_dir() made for a running server, if it made one."""
+        try:
+            lines = (self.pgdata / "postmaster.pid").read_text().splitlines()
+        except OSError:
+            return None
+        if self._user is None or len(lines) < 5:
+            return None
+        path = Path(lines[4])
+        made = path.parent == Path(tempfile.gettempdir()) and path.name.startswith(
+            SOCKET_DIR_PREFIX)
+        return path if made else None
 
     def _wait_ready(self, postmaster_info: Any) -> Any:
         deadline = time.monotonic() + READY_TIMEOUT
