@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 import time
 import warnings
@@ -60,9 +61,9 @@ class EmbeddedPostgres:
         """Start (or reuse) the server; returns its connection string."""
         pgserver = _import_pgserver()
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        as_root = os.geteuid() == 0
         try:
-            info = self._start_as_root(pgserver) if os.geteuid() == 0 else _start(pgserver,
-                                                                                  self.pgdata)
+            info = self._start_as_root(pgserver) if as_root else _start(pgserver, self.pgdata)
         except UserError as exc:
             raise EmbeddedError(f"cannot start the embedded PostgreSQL as root: {exc}") from None
         except Exception as exc:  # pgserver raises CalledProcessError, TimeoutExpired, ...
@@ -93,10 +94,11 @@ class EmbeddedPostgres:
         try:
             self._pg_ctl("-w", "-m", "fast", "stop")
             log.info("embedded PostgreSQL stopped")
-            if socket_dir is not None:
-                socket_dir.rmdir()
         except Exception as exc:
             log.warning("could not stop the embedded PostgreSQL: %s", exc)
+        else:
+            if socket_dir is not None:
+                shutil.rmtree(socket_dir, ignore_errors=True)
         self._started = False
 
     def _start_as_root(self, pgserver: Any) -> Any:
