@@ -5,14 +5,18 @@ from __future__ import annotations
 import http.client
 import io
 import os
+import pwd
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -30,6 +34,7 @@ SERVER_BUGS = ("CRITICAL prefork.worker", "unexpected error in the master loop")
 
 
 TEST_DSN_ENV = "PREFORK_TEST_DSN"
+AS_ROOT = os.geteuid() == 0
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -44,22 +49,90 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def database_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def database_uri(request: pytest.FixtureRequest,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The PostgreSQL every test server uses: PREFORK_TEST_DSN, else an embedded server
     started once for the session (the way a fresh machine runs). Servers get it through
     PREFORK_DB_URI, so every `prefork` started by a test finds it."""
     dsn = os.environ.get(TEST_DSN_ENV, "")
-    embedded = None
-    if not dsn:
-        from prefork.db.embedded import EmbeddedPostgres
+    if dsn:
+        os.environ["PREFORK_DB_URI"] = dsn
+        yield dsn
+        os.environ.pop("PREFORK_DB_URI", None)
+        return
+    from prefork.db.embedded import EmbeddedPostgres
 
-        embedded = EmbeddedPostgres(str(tmp_path_factory.mktemp("embedded-pg")))
-        dsn = embedded.start()
-    os.environ["PREFORK_DB_URI"] = dsn
-    yield dsn
-    os.environ.pop("PREFORK_DB_URI", None)
-    if embedded is not None:
+    owner = request.getfixturevalue("embedded_user")
+    with embedded_data_dir(owner, tmp_path_factory.mktemp("embedded-pg")) as data_dir:
+        embedded = EmbeddedPostgres(str(data_dir))
+        os.environ["PREFORK_DB_URI"] = embedded.start()
+        yield os.environ["PREFORK_DB_URI"]
+        os.environ.pop("PREFORK_DB_URI", None)
         embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def embedded_user() -> Iterator[str | None]:
+    """As root, the unprivileged user the session's embedded servers run as (PostgreSQL
+    refuses root): made for the session and deleted after it, so that no test leaves
+    prefork's own `prefork-postgres` behind. None when not root."""
+    if not AS_ROOT:
+        yield None
+        return
+    from prefork.db.embedded_user import ServerUser, ensure_user
+
+    name = f"pf-test-{uuid.uuid4().hex[:8]}"
+    ensure_user(ServerUser(name))
+    try:
+        yield name
+    finally:
+        delete_user(name)
+
+
+def delete_user(name: str) -> None:
+    subprocess.run(["userdel", name], capture_output=True, check=False)
+    subprocess.run(["groupdel", name], capture_output=True, check=False)  # if userdel left it
+
+
+@pytest.fixture
+def embedded_data(embedded_user: str | None, tmp_path: Path) -> Iterator[Path]:
+    """A data_dir for a test that starts prefork's embedded server (pass it as --data-dir).
+    Ask for it before server_factory: fixtures end in reverse order, the servers first."""
+    with embedded_data_dir(embedded_user, tmp_path / "data") as data_dir:
+        yield data_dir
+
+
+@contextmanager
+def embedded_data_dir(owner: str | None, default: Path) -> Iterator[Path]:
+    """`default`, unless root: then a new directory that others can search (pytest's are
+    0700, and prefork refuses rather than chmod them), whose postgres/ is owned by `owner`,
+    whom prefork then runs the cluster as. A server a failed test left running is stopped."""
+    if owner is None:
+        yield default
+        return
+    base = Path(tempfile.mkdtemp(prefix="prefork-test-"))
+    try:
+        base.chmod(0o755)
+        pgdata = base / "data" / "postgres"
+        pgdata.mkdir(parents=True, mode=0o700)
+        pgdata.parent.chmod(0o755)
+        entry = pwd.getpwnam(owner)
+        os.chown(pgdata, entry.pw_uid, entry.pw_gid)
+        yield pgdata.parent
+    finally:
+        if (base / "data" / "postgres" / "postmaster.pid").exists():
+            pg_ctl(base / "data" / "postgres", "-w", "-m", "immediate", "stop")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def pg_ctl(pgdata: Path, *args: str) -> None:
+    """pg_ctl on an embedded server's data, as root as the data's owner (as prefork does)."""
+    from prefork.db.embedded import _import_pgserver
+
+    st = pgdata.stat()
+    as_owner = {"user": st.st_uid, "group": st.st_gid, "extra_groups": [], "cwd": pgdata}
+    _import_pgserver()._commands.pg_ctl(list(args), pgdata=pgdata, timeout=60,
+                                        **(as_owner if AS_ROOT else {}))
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from prefork.db.pool import PostgresDatabase
 from prefork.db.schema import VERSION, migrate_postgres
 from prefork.db.transaction import RequestTransaction
 from tests.conftest import MODES, PREFORK, ROOT, Server
+from tests.conftest import pg_ctl as _pg_ctl
 
 APP = ("--app", "tests.apps.dbapp:app")
 
@@ -224,18 +225,19 @@ def test_an_unreachable_database_at_start_fails_after_a_bounded_wait(
     assert "Traceback" not in log
 
 
-def test_embedded_postgres_survives_a_restart_and_keeps_its_data(server_factory: type,
-                                                                 tmp_path: Path) -> None:
+def test_embedded_postgres_survives_a_restart_and_keeps_its_data(embedded_data: Path,
+                                                                 server_factory: type) -> None:
     """No db_* option: prefork starts PostgreSQL itself. Stopped under the running server,
     requests get 503 and the workers stay; restarted, service resumes by itself."""
     embedded = {"PREFORK_DB_URI": ""}
-    server = server_factory.start(*APP, "--workers", "2", env=embedded)
+    data = ("--data-dir", str(embedded_data))
+    server = server_factory.start(*APP, "--workers", "2", *data, env=embedded)
     assert "embedded PostgreSQL running (data " in server.log()
     assert get(server, "/setup")[0] == 200
     assert get(server, "/insert?value=kept")[0] == 200
     assert _eventually(lambda: len(worker_pids(server)) == 2)
     pids = worker_pids(server)
-    pgdata = tmp_path / "data" / "postgres"
+    pgdata = embedded_data / "postgres"
     socket_dir = (pgdata / "postmaster.pid").read_text().splitlines()[4]
     start = ("-w", "-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(pgdata / "log"), "start")
 
@@ -270,16 +272,8 @@ def test_embedded_postgres_survives_a_restart_and_keeps_its_data(server_factory:
     assert server.stop() == 0
     assert "embedded PostgreSQL stopped" in server.log()
     assert not (pgdata / "postmaster.pid").exists()
-    again = server_factory.start(*APP, "--workers", "1", env=embedded)
+    again = server_factory.start(*APP, "--workers", "1", *data, env=embedded)
     assert get(again, "/count?value=kept") == (200, "1")  # the data was reused
-
-
-def _pg_ctl(pgdata: Path, *args: str) -> None:
-    from prefork.db.embedded import _import_pgserver
-
-    commands = _import_pgserver()._commands
-    commands.pg_ctl(list(args), pgdata=pgdata, user="pgserver" if os.geteuid() == 0 else None,
-                    timeout=60)
 
 
 def _eventually(predicate: Any, timeout: float = 15.0) -> bool:
@@ -358,11 +352,12 @@ def test_check_compares_the_connection_budget_with_max_connections() -> None:
     assert "database connections: up to 4 x 2 (http workers) + 1 x 2 (cron workers)" in modest
 
 
-def test_an_upgrade_keeps_the_embedded_database_running(server_factory: type,
-                                                         tmp_path: Path) -> None:
+def test_an_upgrade_keeps_the_embedded_database_running(embedded_data: Path,
+                                                         server_factory: type) -> None:
     """USR2: the new master reuses the embedded server; the old one leaves it running, and
     the last master to stop stops it."""
-    server = server_factory.start(*APP, "--workers", "1", env={"PREFORK_DB_URI": ""})
+    server = server_factory.start(*APP, "--workers", "1", "--data-dir", str(embedded_data),
+                                  env={"PREFORK_DB_URI": ""})
     assert get(server, "/setup")[0] == 200
     old_master = server.proc.pid
     server.signal(signal.SIGUSR2)
@@ -375,5 +370,5 @@ def test_an_upgrade_keeps_the_embedded_database_running(server_factory: type,
                                 server.log())[-1])
     assert new_master != old_master
     os.kill(new_master, signal.SIGTERM)
-    pidfile = tmp_path / "data" / "postgres" / "postmaster.pid"
+    pidfile = embedded_data / "postgres" / "postmaster.pid"
     assert _eventually(lambda: not pidfile.exists())

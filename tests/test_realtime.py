@@ -345,14 +345,15 @@ def test_bus_send_from_the_command_line(bus_server: Server, database_uri: str) -
     assert bad.returncode == 2 and "not valid JSON" in bad.stderr
 
 
-def test_postgres_restart_dispatcher_reconnects_and_catches_up(server_factory: type,
-                                                              tmp_path: Path) -> None:
+def test_postgres_restart_dispatcher_reconnects_and_catches_up(embedded_data: Path,
+                                                              server_factory: type) -> None:
     """Embedded PostgreSQL stopped under a subscribed client, then started again: the client
     stays connected and receives what is published once the database is back."""
-    from tests.test_db import _pg_ctl
+    from tests.conftest import pg_ctl as _pg_ctl
 
-    server = start(server_factory, "--workers", "1", env={"PREFORK_DB_URI": ""})
-    pgdata = tmp_path / "data" / "postgres"
+    server = start(server_factory, "--workers", "1", "--data-dir", str(embedded_data),
+                   env={"PREFORK_DB_URI": ""})
+    pgdata = embedded_data / "postgres"
     socket_dir = (pgdata / "postmaster.pid").read_text().splitlines()[4]
     name = channel()
     with websocket(server) as ws:

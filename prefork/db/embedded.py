@@ -5,20 +5,41 @@ installed, and stops it when it exits; the next start reuses the data. It listen
 socket only (no TCP port to collide with). pgserver's own reference counting of handles is not
 used (a master killed with SIGKILL would leave its pid counted forever): prefork decides when
 to stop it, and a master that hands over to a new one (USR2) or re-executes leaves it running.
+
+As root, pgserver's get_server() is not used (it chmods every directory above the data and
+its binaries, and adds a user with a login shell): prefork runs pgserver's initdb and pg_ctl
+itself as an unprivileged user (embedded_user.py), with the socket in data_dir/postgres.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from prefork.db.embedded_user import (
+    DEFAULT_USER,
+    ServerUser,
+    UserError,
+    check_reachable,
+    ensure_user,
+    server_user,
+)
+
 log = logging.getLogger("prefork.db")
 
 RESERVED_MARGIN = 10  # connections beyond the configuration's budget (psql, check, ...)
+READY_TIMEOUT = 60.0  # seconds pg_ctl and the wait for postmaster.pid's "ready" may take
+SOCKET_NAME = ".s.PGSQL.5432"
+SOCKET_DIR_PREFIX = "prefork-pg-"  # in the temporary directory, when data_dir's path is too long
+SUN_PATH_MAX = 108  # bytes in a Unix socket address, with its terminating NUL (Linux)
 
 
 class EmbeddedError(Exception):
@@ -26,9 +47,11 @@ class EmbeddedError(Exception):
 
 
 class EmbeddedPostgres:
-    def __init__(self, data_dir: str) -> None:
+    def __init__(self, data_dir: str, *, root_user: str = DEFAULT_USER) -> None:
         self.pgdata = Path(data_dir) / "postgres"
-        self._server: Any = None
+        self._root_user = root_user  # who runs it as root, unless data_dir/postgres has an owner
+        self._user: ServerUser | None = None  # set when prefork runs as root
+        self._started = False
 
     @property
     def log_file(self) -> Path:
@@ -38,16 +61,18 @@ class EmbeddedPostgres:
         """Start (or reuse) the server; returns its connection string."""
         pgserver = _import_pgserver()
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        as_root = os.geteuid() == 0
         try:
-            self._server = pgserver.get_server(self.pgdata, cleanup_mode=None)
-            self._server.ensure_postgres_running()  # a handle cached from an earlier start
+            info = self._start_as_root(pgserver) if as_root else _start(pgserver, self.pgdata)
+        except UserError as exc:
+            raise EmbeddedError(f"cannot start the embedded PostgreSQL as root: {exc}") from None
         except Exception as exc:  # pgserver raises CalledProcessError, TimeoutExpired, ...
             raise EmbeddedError(f"cannot start the embedded PostgreSQL in {self.pgdata}: "
                                 f"{exc} (its log: {self.log_file})") from exc
-        uri = str(self._server.get_uri())
+        self._started = True
         log.info("embedded PostgreSQL running (data %s, socket %s, pid %s)", self.pgdata,
-                 self._server.get_postmaster_info().socket_dir, self._server.get_pid())
-        return uri
+                 info.socket_dir, info.pid)
+        return str(info.get_uri())
 
     def ensure_max_connections(self, conninfo: str, needed: int) -> None:
         """Raise the server's max_connections to fit the configuration (restarts it once)."""
@@ -63,20 +88,96 @@ class EmbeddedPostgres:
         self._pg_ctl("-w", "-m", "fast", "restart")
 
     def stop(self) -> None:
-        if self._server is None:
+        if not self._started:
             return
+        socket_dir = self._made_socket_dir()
         try:
             self._pg_ctl("-w", "-m", "fast", "stop")
             log.info("embedded PostgreSQL stopped")
         except Exception as exc:
             log.warning("could not stop the embedded PostgreSQL: %s", exc)
-        self._server = None
+        else:
+            if socket_dir is not None:
+                shutil.rmtree(socket_dir, ignore_errors=True)
+        self._started = False
+
+    def _start_as_root(self, pgserver: Any) -> Any:
+        user = server_user(self.pgdata, self._root_user)
+        check_reachable(user, self.pgdata, pgserver._commands.POSTGRES_BIN_PATH)
+        user, created = ensure_user(user)
+        if created:
+            log.info("created the system user '%s' (no login shell, no home) to run the "
+                     "embedded PostgreSQL", user.name)
+        log.info("running as root: the embedded PostgreSQL runs as user '%s' (uid %d)",
+                 user.name, user.uid)
+        self._user = user
+        self._own_pgdata(user)
+        info = pgserver.utils.PostmasterInfo.read_from_pgdata(self.pgdata)
+        if info is not None and info.is_running():
+            return info
+        if not (self.pgdata / "PG_VERSION").exists():
+            self._run(pgserver._commands.initdb, "--auth=trust", "--auth-local=trust",
+                      "--encoding=utf8", "-U", "postgres")
+        self._pg_ctl("-w", "-o", '-h ""', "-o", f"-k {self._socket_dir(user)}",
+                     "-l", str(self.log_file), "start")
+        return self._wait_ready(pgserver.utils.PostmasterInfo)
+
+    def _own_pgdata(self, user: ServerUser) -> None:
+        """data_dir/postgres, owned by `user`, mode 0700: the one directory prefork changes."""
+        self.pgdata.mkdir(mode=0o700, exist_ok=True)
+        if self.pgdata.stat().st_uid == user.uid:
+            return
+        if (self.pgdata / "PG_VERSION").exists():
+            raise UserError(f"{self.pgdata} holds a cluster owned by root, which PostgreSQL "
+                            "refuses to run; chown -R it to an unprivileged user")
+        os.chown(self.pgdata, user.uid, user.gid)
+        self.pgdata.chmod(0o700)
+
+    def _socket_dir(self, user: ServerUser) -> Path:
+        if len(os.fsencode(self.pgdata / SOCKET_NAME)) < SUN_PATH_MAX:
+            return self.pgdata
+        directory = Path(tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX))  # mode 0700, new
+        os.chown(directory, user.uid, user.gid)
+        return directory
+
+    def _made_socket_dir(self) -> Path | None:
+        """The socket directory _socket_dir() made for a running server, if it made one."""
+        try:
+            lines = (self.pgdata / "postmaster.pid").read_text().splitlines()
+        except OSError:
+            return None
+        if self._user is None or len(lines) < 5:
+            return None
+        path = Path(lines[4])
+        made = path.parent == Path(tempfile.gettempdir()) and path.name.startswith(
+            SOCKET_DIR_PREFIX)
+        return path if made else None
+
+    def _wait_ready(self, postmaster_info: Any) -> Any:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            info = postmaster_info.read_from_pgdata(self.pgdata)
+            if info is not None and info.is_running() and info.status == "ready":
+                return info
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"not ready after {READY_TIMEOUT:g} s")
+            time.sleep(0.1)
 
     def _pg_ctl(self, *args: str) -> None:
-        from pgserver import _commands
+        self._run(_import_pgserver()._commands.pg_ctl, *args)
 
-        pg_ctl = _commands.pg_ctl  # type: ignore[attr-defined]  # set at import time
-        pg_ctl(list(args), pgdata=self.pgdata, user=self._server.system_user, timeout=60)
+    def _run(self, command: Any, *args: str) -> None:
+        """One of pgserver's command functions, as the server's user when prefork is root."""
+        as_user = {} if self._user is None else {**self._user.subprocess_args(),
+                                                 "cwd": self.pgdata}
+        command(list(args), pgdata=self.pgdata, timeout=READY_TIMEOUT, **as_user)
+
+
+def _start(pgserver: Any, pgdata: Path) -> Any:
+    """Not root: pgserver starts it (or finds it running) and says where it listens."""
+    server = pgserver.get_server(pgdata, cleanup_mode=None)
+    server.ensure_postgres_running()  # a handle cached from an earlier start
+    return server.get_postmaster_info()
 
 
 def _import_pgserver() -> Any:
