@@ -65,7 +65,7 @@ chat): {job_state}</td></tr>
 <button>Send</button>
 </form>
 <h2>Slow report</h2>
-<p>{report_explained}</p>
+<p id="report-explained">{report_explained}</p>
 <p><button id="report-button">Run the slow report</button></p>
 <p id="report-result"></p>
 <p id="report-worker"></p>
