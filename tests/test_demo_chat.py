@@ -87,8 +87,8 @@ def test_sign_in_on_the_demo_page_survives_other_workers(server_factory: type) -
             browser.close()
 
 
-def test_the_demo_job_posts_the_time_to_the_chat(fresh_database: str,
-                                                 server_factory: type) -> None:
+def test_the_demo_job_posts_the_time_to_the_chat(fresh_database: str, server_factory: type,
+                                                 tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     from tests.test_cron import eventually, query
@@ -115,6 +115,7 @@ def test_the_demo_job_posts_the_time_to_the_chat(fresh_database: str,
             assert posted, line.inner_text()
             poster = psutil.Process(int(posted.group(1)))
             assert poster.ppid() == server.proc.pid and "cron worker" in poster.cmdline()[0]
+            page.screenshot(path=str(tmp_path / "cron-message.png"))
         finally:
             browser.close()
 

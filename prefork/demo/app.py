@@ -50,8 +50,8 @@ Serve your own WSGI application with <code>prefork run --app module:callable</co
 <tr><td>mode</td><td>{mode}</td></tr>
 <tr><td>your address</td><td>{remote}</td></tr>
 <tr><td>request</td><td><code>{method} {uri} {protocol}</code></td></tr>
-<tr><td>scheduled job</td><td id="cron"><code>{job}</code> (every minute, posts the time to the
-chat): {job_state}</td></tr>
+<tr><td>scheduled job</td><td id="cron"><code>{job}</code> (every minute): {job_state};
+it posts the time to the chat</td></tr>
 </table>
 <form method="post" action="{sign_action}" id="sign-form">{sign_form}</form>
 <h2>Live chat</h2>

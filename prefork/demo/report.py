@@ -48,11 +48,11 @@ def explain(environ: dict[str, Any]) -> str:
                 if environ["wsgi.multiprocess"] else
                 "threaded mode (the default, <code>workers = 0</code>) applies no CPU limit "
                 "per request")
-        return (f"The report burns {UNLIMITED_REPORT} s of CPU in a Python loop. Here "
-                f"{mode}, so it finishes. Run <code>prefork run --workers 2 "
+        return (f"The report burns {UNLIMITED_REPORT} s of CPU in a Python loop and "
+                f"finishes: {mode}. Run <code>prefork run --workers 2 "
                 f"--limit-time-cpu 5</code> to see the limit stop it.")
-    quick = ("" if limit <= 10 else " (about a minute and more at the default 60 s: run "
-             "<code>prefork run --workers 2 --limit-time-cpu 5</code> for a quick one)")
+    quick = ("" if limit <= 10 else f" (you wait at least {limit} s: run <code>prefork run "
+             "--workers 2 --limit-time-cpu 5</code> to see it sooner)")
     return (f"The report burns CPU in a Python loop for {report_seconds(limit)} s, longer "
             f"than <code>limit_time_cpu</code> ({limit} s here) lets a request run{quick}. "
             "The kernel stops the worker at the limit and the master starts another.")
