@@ -5,17 +5,53 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from prefork.ops.adminpass import matches
 from tests.conftest import Server
+from tests.test_demo_chat import CHROMIUM, launch_chromium
 from tests.test_master import get, wait_workers
 
-CHROMIUM = Path("/usr/bin/chromium")
+# Every text and legend item of the chart, and the chart's own box, in CSS pixels; the
+# series the chart was drawn from (redrawn here, between two refreshes).
+CHART_LAYOUT = """async () => {
+  const data = await (await fetch("api", {cache: "no-store"})).json();
+  chart(data.state.memory_history);
+  const box = (node) => { const r = node.getBoundingClientRect();
+                          return [r.left, r.top, r.right, r.bottom]; };
+  const svg = document.getElementById("chart");
+  return {roles: Object.keys(data.state.memory_history), chart: box(svg),
+          texts: [...svg.querySelectorAll("text")].map((t) =>
+            [t.getAttribute("class") || "", t.textContent, box(t)]),
+          legend: [...svg.querySelectorAll(".legend-item")].map((g) =>
+            [g.textContent, box(g)])};
+}"""
+# The distinct colours of a PNG and the share of its pixels that are not white, decoded
+# by the browser itself.
+PNG_COLOURS = """async (png) => {
+  const image = new Image();
+  image.src = "data:image/png;base64," + png;
+  await image.decode();
+  const canvas = document.createElement("canvas");
+  canvas.width = image.width;
+  canvas.height = image.height;
+  const context = canvas.getContext("2d");
+  context.drawImage(image, 0, 0);
+  const pixels = context.getImageData(0, 0, image.width, image.height).data;
+  const colours = new Set();
+  let inked = 0;
+  for (let i = 0; i < pixels.length; i += 4) {
+    colours.add((pixels[i] << 16) | (pixels[i + 1] << 8) | pixels[i + 2]);
+    if (pixels[i] < 200 || pixels[i + 1] < 200 || pixels[i + 2] < 200) inked++;
+  }
+  return {colours: colours.size, inked: inked / (pixels.length / 4)};
+}"""
 
 
 def _ab64(raw: bytes) -> str:
@@ -64,8 +100,7 @@ def test_dashboard_in_chromium(server_factory: type, tmp_path: Path) -> None:
         pass
     server.wait_log("ALERT crash-loop")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu"])
+        browser = launch_chromium(playwright)
         try:
             context = browser.new_context(http_credentials={"username": "admin",
                                                             "password": "s3cret"},
@@ -85,8 +120,37 @@ def test_dashboard_in_chromium(server_factory: type, tmp_path: Path) -> None:
             expect(page.locator("#chart polyline").first).to_be_attached(timeout=10000)
             assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1, \
                 "the page is wider than a phone's screen"
+            check_memory_chart(page.evaluate(CHART_LAYOUT))
+            chart_shot = tmp_path / "memory-chart.png"
+            page.locator("#chart").screenshot(path=str(chart_shot))
+            drawn = page.evaluate(PNG_COLOURS, base64.b64encode(chart_shot.read_bytes()).decode())
+            assert drawn["colours"] >= 5 and drawn["inked"] > 0.01, drawn  # lines, text, grid
             shot = tmp_path / "dashboard.png"
             page.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 10_000
         finally:
             browser.close()
+
+
+def check_memory_chart(layout: dict[str, Any]) -> None:
+    """MiB and time tick labels, a legend item per series, everything inside the chart and
+    no two legend items on top of each other."""
+    texts = layout["texts"]
+    mib = [float(text) for kind, text, _ in texts if kind == "y-tick"]
+    assert len(mib) >= 2 and mib[0] == 0 and mib == sorted(mib), texts
+    times = [text for kind, text, _ in texts if kind == "x-tick"]
+    assert times and all(re.fullmatch(r"\d\d:\d\d(:\d\d)?", t) for t in times), texts
+    assert [text for kind, text, _ in texts if kind == "y-title"] == ["RSS (MiB)"]
+    legend = [text for text, _ in layout["legend"]]
+    assert len(legend) == len(layout["roles"]) >= 4, (legend, layout["roles"])
+    for role, item in zip(layout["roles"], legend, strict=True):
+        assert re.fullmatch(re.escape(role) + r" \d+\.\d MiB", item), (role, item)
+    left, top, right, bottom = layout["chart"]
+    boxes = [box for _, _, box in texts] + [box for _, box in layout["legend"]]
+    for x0, y0, x1, y1 in boxes:
+        assert x1 > x0 and y1 > y0, layout
+        assert left <= x0 and x1 <= right + 0.5 and top <= y0 and y1 <= bottom + 0.5, layout
+    items = [box for _, box in layout["legend"]]
+    for i, (ax0, ay0, ax1, ay1) in enumerate(items):
+        for bx0, by0, bx1, by1 in items[i + 1:]:
+            assert ax1 <= bx0 or bx1 <= ax0 or ay1 <= by0 or by1 <= ay0, items

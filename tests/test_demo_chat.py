@@ -1,20 +1,32 @@
-"""The demo's live chat in a real headless Chromium: two tabs see each other's messages,
-posted through an HTTP worker and delivered through the realtime process."""
+"""The demo page in a real headless Chromium: two tabs see each other's chat messages,
+posted through an HTTP worker and delivered through the realtime process; the scheduled
+job's message from a cron worker; the slow report that limit_time_cpu stops."""
 
 from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
+import psutil
 import pytest
 
-from tests.conftest import MODES, Server
+from tests.conftest import MODES, ROOT, Server
 
 CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
                                 reason="Debian's chromium is not installed (.ci/run installs it)")
+
+
+def launch_chromium(playwright: Any) -> Any:
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
 
 
 @pytest.mark.parametrize("mode", list(MODES))
@@ -24,8 +36,7 @@ def test_two_tabs_chat_live(server_factory: type, tmp_path: Path, mode: str) -> 
     server: Server = server_factory.start("--max-cron-threads", "0", *MODES[mode])
     url = f"http://127.0.0.1:{server.port}/"
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu"])
+        browser = launch_chromium(playwright)
         try:
             first, second = browser.new_page(), browser.new_page()
             for page in (first, second):
@@ -57,8 +68,7 @@ def test_sign_in_on_the_demo_page_survives_other_workers(server_factory: type) -
     server: Server = server_factory.start("--max-cron-threads", "0", "--workers", "4")
     wait_workers(server, 4)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu"])
+        browser = launch_chromium(playwright)
         try:
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{server.port}/")
@@ -73,5 +83,96 @@ def test_sign_in_on_the_demo_page_survives_other_workers(server_factory: type) -
             assert len(pids) >= 2, pids
             page.click("text=Sign out")
             expect(page.locator("#signed-in")).to_have_text("not signed in")
+        finally:
+            browser.close()
+
+
+def test_the_demo_job_posts_the_time_to_the_chat(fresh_database: str, server_factory: type,
+                                                 tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_cron import eventually, query
+
+    server: Server = server_factory.start("--workers", "2", "--max-cron-threads", "1",
+                                          "--db-uri", fresh_database)
+    eventually(lambda: query(fresh_database, "SELECT 1 FROM prefork.cron_job "
+                                             "WHERE name = 'demo.heartbeat'"))
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{server.port}/")
+            expect(page.locator("#chat-status")).to_have_text("connected", timeout=15000)
+            triggered = subprocess.run(
+                [sys.executable, "-m", "prefork", "cron", "run", "demo.heartbeat",
+                 "--db-uri", fresh_database], capture_output=True, text=True, cwd=ROOT,
+                timeout=60)
+            assert triggered.returncode == 0, triggered.stdout + triggered.stderr
+            line = page.locator("#chat-log p.cron").first
+            expect(line).to_contain_text("cron: it is", timeout=20000)
+            posted = re.fullmatch(r"cron: it is \d\d:\d\d:\d\d UTC "
+                                  r"\(posted by cron worker pid (\d+)\)", line.inner_text())
+            assert posted, line.inner_text()
+            poster = psutil.Process(int(posted.group(1)))
+            assert poster.ppid() == server.proc.pid and "cron worker" in poster.cmdline()[0]
+            page.screenshot(path=str(tmp_path / "cron-message.png"))
+        finally:
+            browser.close()
+
+
+def test_the_slow_report_is_stopped_by_the_cpu_limit(server_factory: type,
+                                                     tmp_path: Path) -> None:
+    """One worker: the pid that serves the next request is its replacement. Whether the
+    stopped request gets an error response or none, the report runs once."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_master import wait_workers
+
+    server: Server = server_factory.start("--workers", "1", "--max-cron-threads", "0",
+                                          "--limit-time-cpu", "2")
+    wait_workers(server, 1)
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{server.port}/")
+            expect(page.locator("#report-explained")).to_contain_text("limit_time_cpu (2 s here)")
+            before = int(re.findall(r"pid (\d+)", page.inner_text("#served-by"))[0])
+            page.click("#report-button")
+            expect(page.locator("#report-worker")).to_contain_text("served by pid",
+                                                                   timeout=60000)
+            result = page.inner_text("#report-result")
+            assert re.search(r"stopped by the CPU limit \(limit_time_cpu\)|HTTP 50[34]",
+                             result), result
+            after = int(re.findall(r"served by pid (\d+)",
+                                   page.inner_text("#report-worker"))[0])
+            assert after != before, "the worker that ran the report still serves"
+            named = re.search(r"the worker \(pid (\d+)\)", result)
+            assert named is None or int(named.group(1)) == before, result
+            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        finally:
+            browser.close()
+    assert server.log().count("exited: cpu-time, CPU time above limit 2s") == 1
+    assert not psutil.pid_exists(before) or psutil.Process(before).status() == "zombie"
+
+
+def test_the_slow_report_finishes_where_no_cpu_limit_applies(server_factory: type) -> None:
+    """Threaded mode, `prefork run`'s default: the page says so, the report completes."""
+    from playwright.sync_api import expect, sync_playwright
+
+    server: Server = server_factory.start("--max-cron-threads", "0")
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{server.port}/")
+            expect(page.locator("#report-explained")).to_contain_text(
+                "prefork run --workers 2 --limit-time-cpu 5")
+            page.click("#report-button")
+            expect(page.locator("#report-worker")).to_contain_text("served by pid",
+                                                                   timeout=60000)
+            result = page.inner_text("#report-result")
+            assert "HTTP 200" in result and "no CPU limit applies" in result, result
+            assert f"pid {server.proc.pid}" in page.inner_text("#report-worker")
         finally:
             browser.close()

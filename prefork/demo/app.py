@@ -1,10 +1,9 @@
 """A small page that shows prefork is serving: which process and thread answered, and how,
 the session (sign in: the name stays whichever worker serves the next request), the last run
-of a scheduled job, and a live chat: a message is posted to an HTTP worker,
-published on the bus in the request's transaction, and delivered to every open page
-through the realtime process.
-
-Later features (the CPU-limit report) add their parts here.
+of a scheduled job, a live chat (a message is posted to an HTTP worker, published on the bus
+in the request's transaction, and delivered to every open page through the realtime
+process; the scheduled job posts the time to it every minute from a cron worker), and a
+slow report that `limit_time_cpu` stops (prefork/demo/report.py).
 """
 
 from __future__ import annotations
@@ -14,11 +13,13 @@ import json
 import os
 import threading
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
 from prefork import __version__, bus
 from prefork.cron import JobContext, cron
+from prefork.demo import report
 
 DEMO_JOB = "demo.heartbeat"
 CHAT_CHANNEL = "demo.chat"
@@ -36,6 +37,8 @@ td {{ padding: .2rem 1rem .2rem 0; }}
 #chat-form input {{ font: inherit; padding: .25rem; }}
 #chat-text {{ width: 60%; }}
 .via {{ color: #888; font-size: .8em; }}
+#chat-log p.cron {{ color: #555; }}
+#report-result {{ white-space: pre-wrap; }}
 </style></head><body>
 <h1>prefork is running</h1>
 <p>This is the built-in demo, served because no application was configured.
@@ -47,7 +50,8 @@ Serve your own WSGI application with <code>prefork run --app module:callable</co
 <tr><td>mode</td><td>{mode}</td></tr>
 <tr><td>your address</td><td>{remote}</td></tr>
 <tr><td>request</td><td><code>{method} {uri} {protocol}</code></td></tr>
-<tr><td>scheduled job</td><td id="cron"><code>{job}</code> (every minute): {job_state}</td></tr>
+<tr><td>scheduled job</td><td id="cron"><code>{job}</code> (every minute): {job_state};
+it posts the time to the chat</td></tr>
 </table>
 <form method="post" action="{sign_action}" id="sign-form">{sign_form}</form>
 <h2>Live chat</h2>
@@ -60,6 +64,11 @@ Serve your own WSGI application with <code>prefork run --app module:callable</co
 <input id="chat-text" placeholder="message" maxlength="{max_text}" required>
 <button>Send</button>
 </form>
+<h2>Slow report</h2>
+<p id="report-explained">{report_explained}</p>
+<p><button id="report-button">Run the slow report</button></p>
+<p id="report-result"></p>
+<p id="report-worker"></p>
 <script>
 (function () {{
   const port = {realtime_port} || location.port;
@@ -74,7 +83,10 @@ Serve your own WSGI application with <code>prefork run --app module:callable</co
     who.textContent = item.message.name + ": ";
     const via = document.createElement("span");
     via.className = "via";
-    via.textContent = " (posted through http pid " + item.message.pid + ")";
+    if (item.message.via) p.className = "cron";
+    via.textContent = " (posted " + (item.message.via ? "by " + item.message.via
+                                                      : "through http") +
+                      " pid " + item.message.pid + ")";
     p.append(who, document.createTextNode(item.message.text), via);
     log.append(p);
     log.scrollTop = log.scrollHeight;
@@ -110,6 +122,53 @@ Serve your own WSGI application with <code>prefork run --app module:callable</co
     else status.textContent = "send failed: " + response.status;
   }});
 }})();
+(function () {{
+  const button = document.getElementById("report-button");
+  const result = document.getElementById("report-result");
+  const next = document.getElementById("report-worker");
+  function readable(response, body) {{
+    const type = response.headers.get("Content-Type") || "";
+    if (!type.startsWith("text/html")) return body.trim();
+    return new DOMParser().parseFromString(body, "text/html").body.textContent.trim();
+  }}
+  const stopped = (who, how) => "no response: the worker" + who + " was stopped by the " +
+    "CPU limit (limit_time_cpu) and replaced. " + how;
+  async function run() {{
+    // Sent again by the browser if the connection closes unanswered: see report.py.
+    const id = Date.now().toString(16) + Math.random().toString(16).slice(2, 10);
+    try {{
+      const response = await fetch("/report?run=" + id, {{method: "POST", cache: "no-store"}});
+      const body = await response.text();
+      if (response.status !== 409) {{
+        return "HTTP " + response.status + " " + response.statusText + "\\n" +
+          readable(response, body);
+      }}
+      const owner = JSON.parse(body);
+      if (owner.running) return "the report is still running in pid " + owner.pid;
+      return stopped(owner.pid ? " (pid " + owner.pid + ")" : "",
+                     "(The browser sent the request again; it was not run twice.)");
+    }} catch (error) {{
+      return stopped("", "(" + error.message + ")");
+    }}
+  }}
+  button.addEventListener("click", async () => {{
+    button.disabled = true;
+    next.textContent = "";
+    result.textContent = "running since " + new Date().toLocaleTimeString() + "...";
+    const started = performance.now();
+    const shown = await run();
+    result.textContent = "after " + ((performance.now() - started) / 1000).toFixed(1) +
+      " s: " + shown;
+    try {{
+      const served = await (await fetch("/worker", {{cache: "no-store"}})).json();
+      next.textContent = "The next request was served by pid " + served.pid +
+        ", a process started " + served.age + " s ago.";
+    }} catch (error) {{
+      next.textContent = "The next request failed too: " + error.message;
+    }}
+    button.disabled = false;
+  }});
+}})();
 </script>
 </body></html>
 """
@@ -120,6 +179,8 @@ def application(environ: dict[str, Any],
     path = environ["PATH_INFO"]
     if environ["REQUEST_METHOD"] == "POST" and path in _ACTIONS:
         return _ACTIONS[path](environ, start_response)
+    if path == "/worker":
+        return report.worker(environ, start_response)
     if path not in ("/", "/index.html"):
         return _plain(start_response, "404 Not Found", "not found\n")
     mode = "multi-processing" if environ["wsgi.multiprocess"] else "threaded"
@@ -143,6 +204,7 @@ def application(environ: dict[str, Any],
         channel=CHAT_CHANNEL,
         max_name=MAX_NAME,
         max_text=MAX_TEXT,
+        report_explained=report.explain(environ),
     ).encode()
     start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"),
                               ("Content-Length", str(len(page)))])
@@ -204,14 +266,18 @@ def _plain(start_response: Callable[..., Any], status: str, text: str) -> Iterab
     return [body]
 
 
-_ACTIONS = {"/chat": _post_chat, "/login": _sign_in, "/logout": _sign_out}
+_ACTIONS = {"/chat": _post_chat, "/login": _sign_in, "/logout": _sign_out,
+            "/report": report.slow_report}
 
 
 @cron(every="1m", name=DEMO_JOB)
 def heartbeat(ctx: JobContext) -> None:
-    """Runs every minute in a cron worker; the page shows its last run."""
-    row = ctx.conn.execute("SELECT now()").fetchone()
-    ctx.log.info("demo job ran at %s", row[0] if row else "?")
+    """Runs every minute in a cron worker: posts the time to the chat, delivered once the
+    job's transaction commits; the page shows its last run."""
+    now = datetime.now(UTC)
+    bus.publish(CHAT_CHANNEL, {"name": "cron", "text": f"it is {now:%H:%M:%S} UTC",
+                               "pid": os.getpid(), "via": "cron worker"}, db=ctx.conn)
+    ctx.log.info("demo job posted the time to the chat")
 
 
 def _job_state(environ: dict[str, Any]) -> str:

@@ -56,6 +56,8 @@ def make_handler(settings: Settings, app: WSGIApp, loop: EventLoop, *, multiproc
         # Where pages should open websockets; absent in threaded mode and behind a proxy,
         # where /websocket is on the same origin.
         environ.constant("prefork.realtime_port", settings.gevent_port)
+    if multiprocess:  # threaded mode applies no CPU limit per request
+        environ.constant("prefork.limit_time_cpu", settings.limit_time_cpu)
     return WSGIHandler(app, environ, loop.date, send_timeout=settings.http_header_timeout,
                        access_log=settings.access_log, draining=draining, metrics=counters,
                        request_hooks=hooks)
