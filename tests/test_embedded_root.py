@@ -58,7 +58,8 @@ class Run:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFORK_")}
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(
-                [PREFORK, "run", "--http-interface", "127.0.0.1", "-p", "0", "--gevent-port", "0", "--data-dir", str(data_dir)],
+                [PREFORK, "run", "--http-interface", "127.0.0.1", "-p", "0",
+                 "--gevent-port", "0", "--data-dir", str(data_dir)],
                 stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env)
 
     def log(self) -> str:
