@@ -204,8 +204,8 @@ class HTTPWorker:
             if request.body is not EMPTY_BODY:
                 request.body.close()
         served = self.served = self.served + 1
-        if self.alarm.fired is not None:
-            return False  # the request stays in the slot: the master's exit record names it
+        if self.alarm.fired is not None:  # no end: the master's exit record names the request
+            return keep_open  # false, unless the limit rang after the response: handed over
         self.slot.end_request(served, 0.0)
         memory_error = handler.memory_errors != memory_errors
         if (memory_error or served >= self.max_requests
