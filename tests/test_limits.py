@@ -4,6 +4,7 @@ limit can have been reached, and never misses a request that reached one."""
 from __future__ import annotations
 
 import resource
+import signal
 import time
 from collections.abc import Iterator
 
@@ -75,3 +76,27 @@ def test_cpu_budget_is_rearmed_in_time(getrusage_calls: list[int]) -> None:
     soft, _ = resource.getrlimit(resource.RLIMIT_CPU)
     used = time.process_time()
     assert soft - used >= 1  # the next request still gets its whole second
+
+
+@pytest.fixture
+def cpu_warning_disarmed() -> Iterator[None]:
+    yield
+    signal.setitimer(signal.ITIMER_PROF, 0)
+
+
+@pytest.mark.usefixtures("cpu_limit_restored", "cpu_warning_disarmed")
+def test_the_cpu_warning_comes_before_the_kill() -> None:
+    """HTTP workers: SIGPROF at the budget (the request is answered), the kernel's SIGXCPU
+    CPU_ANSWER_GRACE seconds later (the backstop); a cron worker's limit kills at once."""
+    warned = RequestLimits(5, 0, warn=True)
+    warned.arm()
+    used = time.process_time()
+    warning, interval = signal.getitimer(signal.ITIMER_PROF)
+    soft, _ = resource.getrlimit(resource.RLIMIT_CPU)
+    assert 5 <= warning <= 7 and interval == 0  # one shot: this request's budget
+    assert abs(soft - (used + warning) - limits.CPU_ANSWER_GRACE) < 0.5
+    signal.setitimer(signal.ITIMER_PROF, 0)
+    RequestLimits(5, 0).arm()
+    assert signal.getitimer(signal.ITIMER_PROF) == (0.0, 0.0)
+    soft, _ = resource.getrlimit(resource.RLIMIT_CPU)
+    assert 5 <= soft - time.process_time() <= 7

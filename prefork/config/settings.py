@@ -107,7 +107,8 @@ class Settings:
     )
     limit_memory_hard: int = opt(
         kinds.SIZE, 2560 * MiB, "--limit-memory-hard", section="Limits",
-        help="Resident memory at which a worker is killed at once.",
+        help="Resident memory at which a worker's request is stopped (503) and the worker "
+             "replaced.",
     )
     limit_time_cpu: int = opt(
         kinds.LIMIT_SECONDS, 60, "--limit-time-cpu", section="Limits",

@@ -62,6 +62,26 @@ class Connection:
                 deadline = deadline or time.monotonic() + timeout
                 self._wait_writable(deadline)
 
+    def send_final(self, data: bytes, timeout: float) -> None:
+        """Send a last response and end the connection so that the client can read it."""
+        with contextlib.suppress(ClientGone, OSError):
+            self.send_all(data, timeout)
+            self.sock.shutdown(socket.SHUT_WR)
+            self.discard_unread()
+
+    def discard_unread(self) -> None:
+        """Read what the client already sent, so closing does not reset the connection.
+
+        Closing a socket with unread input makes the kernel send RST, and the client may then
+        lose the response it has not read yet.
+        """
+        for _ in range(16):
+            try:
+                if not self.sock.recv(RECV_SIZE):
+                    return
+            except (BlockingIOError, InterruptedError):
+                return
+
     def _wait_writable(self, deadline: float) -> None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:

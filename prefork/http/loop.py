@@ -330,7 +330,7 @@ class EventLoop:
         try:
             conn.sock.send(error_response(exc.status, exc.reason, self.date.line()))
             conn.sock.shutdown(socket.SHUT_WR)
-            _discard_unread(conn.sock)
+            conn.discard_unread()
         except OSError:
             pass
         self._close(conn)
@@ -349,16 +349,3 @@ class _Watch:
     def __init__(self, callback: Callable[[], None]) -> None:
         self.callback = callback
 
-
-def _discard_unread(sock: socket.socket) -> None:
-    """Read what the client already sent, so closing does not reset the connection.
-
-    Closing a socket with unread input makes the kernel send RST, and the client may then
-    lose the error response it has not read yet.
-    """
-    for _ in range(16):
-        try:
-            if not sock.recv(65536):
-                return
-        except (BlockingIOError, InterruptedError):
-            return

@@ -18,6 +18,7 @@ from prefork.wsgi.database import DatabaseMiddleware
 from prefork.wsgi.environ import EnvironBuilder
 from prefork.wsgi.handler import RequestHook, WSGIApp, WSGIHandler
 from prefork.wsgi.health import HEALTH_PATH, HealthCheck
+from prefork.wsgi.limit_exceeded import LimitAlarm
 from prefork.wsgi.metrics_endpoint import PATH as METRICS_PATH
 from prefork.wsgi.metrics_endpoint import MetricsEndpoint
 from prefork.wsgi.realtime_elsewhere import RealtimeElsewhere
@@ -33,9 +34,10 @@ def make_loop(settings: Settings, dispatch: Dispatch, *, inline: bool,
 
 
 def make_handler(settings: Settings, app: WSGIApp, loop: EventLoop, *, multiprocess: bool,
-                 draining: Callable[[], bool], database: Database | None = None) -> WSGIHandler:
+                 draining: Callable[[], bool], database: Database | None = None,
+                 alarm: LimitAlarm | None = None) -> WSGIHandler:
     """The WSGI handler; with a database, requests get their transaction and /web/health
-    can report on it."""
+    can report on it; with an alarm, a limit can stop a request (HTTP workers)."""
     if settings.admin_passwd:
         app = Dashboard(app, settings)  # inside the database middleware: it reads the jobs
     hooks: list[RequestHook] = [SessionBinder(make_store(settings), settings)]
@@ -60,4 +62,4 @@ def make_handler(settings: Settings, app: WSGIApp, loop: EventLoop, *, multiproc
         environ.constant("prefork.limit_time_cpu", settings.limit_time_cpu)
     return WSGIHandler(app, environ, loop.date, send_timeout=settings.http_header_timeout,
                        access_log=settings.access_log, draining=draining, metrics=counters,
-                       request_hooks=hooks)
+                       request_hooks=hooks, alarm=alarm)

@@ -67,6 +67,12 @@ def classify(status: int, view: SlotView, order: KillOrder | None, limits: dict[
         return "memory-soft", f"RSS {mib(view.value)} > limit {mib(limits['limit_memory_soft'])}"
     if code == exitcodes.MEMORY_HARD:
         return "memory-hard", "an allocation failed under the address-space backstop"
+    if code == exitcodes.CPU_TIME:
+        return "cpu-time", f"CPU time above limit {limits['limit_time_cpu']}s"
+    if code == exitcodes.REAL_TIME:
+        return "real-time", "request stopped at limit_time_real"
+    if code == exitcodes.MEMORY_RSS:
+        return "memory-hard", f"RSS above limit {mib(limits['limit_memory_hard'])}"
     if code == exitcodes.REQUEST_LIMIT:
         return "request-limit", f"served {view.value} requests"
     if code == exitcodes.CRON_TIMEOUT:

@@ -52,7 +52,9 @@ from prefork.workers.http import REBALANCE_AFTER, HTTPWorker
 from prefork.workers.realtime import RealtimeProcess, realtime_limits
 from prefork.workers.scoreboard import (
     BOOTING,
+    MEMORY_LIMIT,
     READY,
+    REAL_TIME_LIMIT,
     RETIRING,
     STOPPING,
     Scoreboard,
@@ -79,6 +81,10 @@ BALANCE_SPREAD = 2  # connections more than the least loaded worker before handi
 MEMORY_SAMPLE = 30  # seconds between two points of the dashboard's memory chart
 MEMORY_POINTS = 120  # an hour of them
 CRON_GRACE = 5  # seconds the master gives a cron worker to record its own timeout
+# Seconds an HTTP worker told to stop its request at a limit (SIGUSR1) has to answer the
+# client and exit before SIGKILL: unwinding and a short response take milliseconds; only a
+# request that never returns to the interpreter (a long C call) uses them up.
+LIMIT_ANSWER_GRACE = 3.0
 SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGTTIN", "SIGTTOU", "SIGQUIT", "SIGUSR2",
            "SIGCHLD")
 
@@ -94,6 +100,7 @@ class WorkerProc:
     started_at: float = field(default_factory=time.time)
     terminating: bool = False
     order: KillOrder | None = None
+    kill_at: float = 0.0  # the monotonic time a worker told to stop (order set) is killed
     process: psutil.Process | None = None
     kind: str = HTTP
 
@@ -521,6 +528,26 @@ class Master:
         worker.order = KillOrder(reason, detail)
         self._signal(worker, signal.SIGKILL)
 
+    def _stop_request(self, worker: WorkerProc, limit: int, reason: str, detail: str) -> None:
+        """A limit reached by an HTTP worker: it answers its client and exits (SIGUSR1, the
+        limit named in its slot), or is killed after LIMIT_ANSWER_GRACE. The other kinds
+        answer no client: killed at once."""
+        if worker.kind != HTTP:
+            self._kill(worker, reason, detail)
+            return
+        worker.order = KillOrder(reason, detail)
+        worker.kill_at = time.monotonic() + LIMIT_ANSWER_GRACE
+        worker.slot.order_stop(limit)
+        self._signal(worker, signal.SIGUSR1)
+
+    def _kill_late(self, worker: WorkerProc, now: float) -> None:
+        """SIGKILL for a worker still running at the end of its grace."""
+        if worker.kill_at and now >= worker.kill_at:
+            worker.kill_at = 0.0
+            log.warning("%s (pid %d) did not stop its request within %.0fs: killing it",
+                        worker.role, worker.pid, LIMIT_ANSWER_GRACE)
+            self._signal(worker, signal.SIGKILL)
+
     def _signal(self, worker: WorkerProc, signum: int) -> None:
         try:
             os.kill(worker.pid, signum)
@@ -619,6 +646,7 @@ class Master:
         now = time.monotonic()
         for worker in list(self.workers.values()):
             if worker.order is not None:
+                self._kill_late(worker, now)
                 continue
             view = worker.slot.read()
             self._check_time(worker, view.state, view.request_started, view.heartbeat, now)
@@ -647,8 +675,8 @@ class Master:
                 self._kill(worker, "cron-timeout", f"job running {elapsed:.1f}s > limit "
                            f"{limit}s and did not stop itself")
         elif self.settings.limit_time_real and elapsed > self.settings.limit_time_real:
-            self._kill(worker, "real-time", f"request running {elapsed:.1f}s > limit "
-                       f"{self.settings.limit_time_real}s")
+            self._stop_request(worker, REAL_TIME_LIMIT, "real-time", f"request running "
+                               f"{elapsed:.1f}s > limit {self.settings.limit_time_real}s")
 
     def _check_memory(self, worker: WorkerProc) -> None:
         limit = self._limits(worker)["limit_memory_hard"]
@@ -659,7 +687,8 @@ class Master:
         except psutil.Error:
             return
         if rss > limit:
-            self._kill(worker, "memory-hard", f"RSS {mib(rss)} > limit {mib(limit)}")
+            self._stop_request(worker, MEMORY_LIMIT, "memory-hard",
+                               f"RSS {mib(rss)} > limit {mib(limit)}")
 
     # -- stopping and upgrading --------------------------------------------------------------
 

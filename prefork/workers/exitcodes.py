@@ -10,3 +10,8 @@ REQUEST_LIMIT = 11   # served limit_request (+ jitter) requests
 MEMORY_HARD = 12     # an allocation failed under the kernel backstop (RLIMIT_AS)
 ORPHANED = 13        # the master went away
 CRON_TIMEOUT = 14     # a cron job ran past limit_time_real_cron (already recorded as such)
+# Stopped the request at a limit and answered its client (the master's order, when it gave
+# one, has the measured value):
+CPU_TIME = 15        # limit_time_cpu: SIGPROF at the request's CPU budget
+REAL_TIME = 16       # limit_time_real: the master's SIGUSR1
+MEMORY_RSS = 17      # limit_memory_hard: the master's SIGUSR1

@@ -36,8 +36,17 @@ from prefork.workers.limits import (
     RequestLimits,
 )
 from prefork.workers.process import prepare_process, run_to_exit
-from prefork.workers.scoreboard import READY, RETIRING, STOPPING, Slot
+from prefork.workers.scoreboard import (
+    MEMORY_LIMIT,
+    READY,
+    REAL_TIME_LIMIT,
+    RETIRING,
+    STOPPING,
+    Slot,
+)
+from prefork.wsgi import limit_exceeded
 from prefork.wsgi.handler import WSGIApp, WSGIHandler
+from prefork.wsgi.limit_exceeded import LimitAlarm, LimitExceeded
 from prefork.wsgi.loader import AppImportError, load_app
 
 log = logging.getLogger("prefork.worker")
@@ -72,7 +81,9 @@ class HTTPWorker:
         self.served = 0
         limit = settings.limit_request
         self.max_requests = limit + random.randint(0, int(limit * JITTER_FRACTION))
-        self.limits = RequestLimits(settings.limit_time_cpu, settings.limit_memory_soft)
+        self.limits = RequestLimits(settings.limit_time_cpu, settings.limit_memory_soft,
+                                    warn=True)
+        self.alarm = LimitAlarm()
         self.loop = make_loop(settings, self._serve, inline=True,
                               pace_accepting=settings.workers > 1)
         self.handler: WSGIHandler | None = None
@@ -91,7 +102,7 @@ class HTTPWorker:
             return exitcodes.BOOT_FAILED
         self.handler = make_handler(self.settings, app, self.loop, multiprocess=True,
                                     draining=lambda: self.exit_code is not None,
-                                    database=self.database)
+                                    database=self.database, alarm=self.alarm)
         for sock in self.listeners:
             self.loop.add_listener(sock)
         self.channel.setblocking(False)
@@ -113,7 +124,10 @@ class HTTPWorker:
                     if os.getppid() != self.master_pid:
                         log.warning("http worker #%d: master gone, exiting", self.number)
                         return exitcodes.ORPHANED
-            self._drain()
+            if self.alarm.fired is None:
+                self._drain()
+            else:
+                self._leave()
         counters = metrics.current()
         if counters is not None:
             counters.flush()  # what this worker served since its last flush
@@ -130,6 +144,8 @@ class HTTPWorker:
     def _prepare_process(self) -> None:
         prepare_process(f"http worker #{self.number}", self._on_term,
                         self.settings.limit_memory_hard)
+        signal.signal(signal.SIGPROF, self._on_limit)  # limit_time_cpu (RequestLimits)
+        signal.signal(signal.SIGUSR1, self._on_limit)  # the master's, the limit in the slot
         signal.set_wakeup_fd(self.loop.wake_fd, warn_on_full_buffer=False)
         if self.database is not None:
             self.database.bind(f"prefork http worker #{self.number}")
@@ -138,6 +154,27 @@ class HTTPWorker:
     def _on_term(self, signum: int, frame: FrameType | None) -> None:
         if self.exit_code is None:  # the loop sees it after the current request
             self.exit_code = self.retire_code or exitcodes.STOPPED
+
+    def _on_limit(self, signum: int, frame: FrameType | None) -> None:
+        """A limit stops this worker after the current request, and interrupts the
+        application when it runs (the alarm raises into it)."""
+        exceeded, code = self._exceeded(signum)
+        if exceeded is None:
+            return
+        if self.alarm.fired is None:
+            self.exit_code = code  # the loop ends; a memory or request limit is overruled
+        self.alarm.ring(exceeded)
+
+    def _exceeded(self, signum: int) -> tuple[LimitExceeded | None, int]:
+        s = self.settings
+        if signum == signal.SIGPROF:
+            return limit_exceeded.cpu_time(s.limit_time_cpu), exitcodes.CPU_TIME
+        order = self.slot.stop_order()
+        if order == REAL_TIME_LIMIT:
+            return limit_exceeded.real_time(s.limit_time_real), exitcodes.REAL_TIME
+        if order == MEMORY_LIMIT:
+            return limit_exceeded.memory(s.limit_memory_hard), exitcodes.MEMORY_RSS
+        return None, 0  # a SIGUSR1 the master did not send
 
     def _load_app(self) -> WSGIApp | None:
         try:
@@ -167,6 +204,8 @@ class HTTPWorker:
             if request.body is not EMPTY_BODY:
                 request.body.close()
         served = self.served = self.served + 1
+        if self.alarm.fired is not None:  # no end: the master's exit record names the request
+            return keep_open  # false, unless the limit rang after the response: handed over
         self.slot.end_request(served, 0.0)
         memory_error = handler.memory_errors != memory_errors
         if (memory_error or served >= self.max_requests
@@ -271,6 +310,14 @@ class HTTPWorker:
         while self.loop.open_connections and time.monotonic() < deadline:
             self.slot.beat(time.monotonic())
             self.loop.run_once(DRAIN_TICK)
+        self._return_late_arrivals()
+
+    def _leave(self) -> None:
+        """Stop at a limit: hand the idle clients over and close the others (no request
+        of theirs has started), without the drain: the backstop (the master's SIGKILL,
+        RLIMIT_CPU) comes a few seconds later and would stop another request here."""
+        self.slot.set_state(STOPPING)
+        self._hand_over_idle()
         self._return_late_arrivals()
 
     def _return_late_arrivals(self) -> None:

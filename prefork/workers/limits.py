@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import resource
+import signal
 import time
 
 import psutil
@@ -37,6 +38,11 @@ def set_address_space_backstop(limit_memory_hard: int) -> int:
 # per-request check skip its system call while the soft limit is out of reach.
 MAX_RSS_GROWTH = 64 << 30  # bytes per second
 
+# With a warning, CPU seconds between it and the kill: time for the worker to answer the
+# request and exit. Unwinding the application and sending a short response takes well
+# under a second of CPU; a request that never returns to the interpreter uses it up.
+CPU_ANSWER_GRACE = 3
+
 
 class RequestLimits:
     """The per-request CPU limit and the soft memory check, without a system call for the
@@ -48,6 +54,12 @@ class RequestLimits:
     second, not once per request. SIGXCPU keeps its default action (terminate): a runaway
     request cannot catch it, and the master reads it from the exit status.
 
+    With `warn` (HTTP workers), SIGPROF comes first, when the budget is used up: ITIMER_PROF
+    counts the same user and system time, and its handler answers the client. RLIMIT_CPU
+    then sits CPU_ANSWER_GRACE seconds later, as the backstop for a request that never
+    returns to the interpreter. The backstop is the soft limit, not the hard one: an
+    unprivileged process can lower its hard limit but never raise it for the next request.
+
     Memory: the peak RSS from the same getrusage call can only be above the current RSS,
     so the current value is read only when the peak crosses `memory_soft`.
 
@@ -57,11 +69,13 @@ class RequestLimits:
     could have crossed either limit is always checked right after it.
     """
 
-    __slots__ = ("_cpus", "_hard", "_soft", "cpu_seconds", "memory_soft", "next_reading")
+    __slots__ = ("_cpus", "_hard", "_soft", "cpu_seconds", "memory_soft", "next_reading",
+                 "warn")
 
-    def __init__(self, cpu_seconds: int, memory_soft: int) -> None:
+    def __init__(self, cpu_seconds: int, memory_soft: int, warn: bool = False) -> None:
         self.cpu_seconds = cpu_seconds
         self.memory_soft = memory_soft
+        self.warn = warn
         self._hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
         self._soft = 0
         self._cpus = max(1, len(os.sched_getaffinity(0)))
@@ -101,9 +115,13 @@ class RequestLimits:
         if self._soft - used >= self.cpu_seconds:
             return
         soft = int(used) + 2 + self.cpu_seconds
+        kill = soft + CPU_ANSWER_GRACE if self.warn else soft
         if self._hard != resource.RLIM_INFINITY:
-            soft = min(soft, self._hard)
-        resource.setrlimit(resource.RLIMIT_CPU, (soft, self._hard))
+            kill = min(kill, self._hard)
+            soft = min(soft, kill)
+        resource.setrlimit(resource.RLIMIT_CPU, (kill, self._hard))
+        if self.warn:
+            signal.setitimer(signal.ITIMER_PROF, max(soft - used, 0.001))
         self._soft = soft
 
 

@@ -6,8 +6,9 @@ request started and its request line, how many requests it served, its state, an
 measured value or error text that explains its exit, how many client connections it holds.
 
 Each field is written by one process only (the worker, except `pid` and `state` FREE/BOOTING,
-written by the master before the fork, and the shed request, written by the master only: a
-count and a sequence number the worker compares with the last one it acted on). Reads are
+written by the master before the fork, and two written by the master only: the shed request,
+a count and a sequence number the worker compares with the last one it acted on, and the
+limit the master stops the worker's request for, written before its SIGUSR1). Reads are
 not atomic across fields; a torn read costs one tick of the watchdog at most, because every
 decision is re-checked on the next.
 """
@@ -23,6 +24,8 @@ from functools import partial
 # RETIRING: a worker that reached limit_request and serves on until the master has its
 # replacement ready, then stops it (the master does not count it among the workers).
 FREE, BOOTING, READY, STOPPING, RETIRING = range(5)
+# The limit named by the master's SIGUSR1 (none: a stray signal).
+NO_LIMIT, REAL_TIME_LIMIT, MEMORY_LIMIT = range(3)
 
 # pid, state, heartbeat, value, connections, shed count, shed seq, requests, request_started;
 # the request line follows: a request's start (its time and line) and its end (the count
@@ -30,7 +33,8 @@ FREE, BOOTING, READY, STOPPING, RETIRING = range(5)
 _HEAD = struct.Struct("=iidqiiqqd")
 _LINE_SIZE = 256
 _ERROR_SIZE = 2048
-SLOT_SIZE = _HEAD.size + 2 * _LINE_SIZE + _ERROR_SIZE
+_LIMIT_SIZE = 8  # an int, in room that keeps every slot's doubles 8-byte aligned
+SLOT_SIZE = _HEAD.size + 2 * _LINE_SIZE + _ERROR_SIZE + _LIMIT_SIZE
 MAX_SLOTS = 512
 
 _OFF_PID, _OFF_STATE, _OFF_BEAT, _OFF_VALUE, _OFF_CONNECTIONS, _OFF_SHED = 0, 4, 8, 16, 24, 28
@@ -39,6 +43,7 @@ _SHED = struct.Struct("=iq")  # how many idle connections to hand over, request 
 _OFF_LINE = _HEAD.size
 _OFF_EXIT_LINE = _OFF_LINE + _LINE_SIZE
 _OFF_ERROR = _OFF_EXIT_LINE + _LINE_SIZE
+_OFF_LIMIT = _OFF_ERROR + _ERROR_SIZE
 # The start time and the line; one byte short of the line's room, so a NUL always ends it.
 _BEGIN = struct.Struct(f"=d{_LINE_SIZE - 1}s")
 _LINE = struct.Struct(f"{_LINE_SIZE - 1}s")
@@ -108,6 +113,15 @@ class Slot:
         """Worker side: (count, sequence number) of the master's latest shed request."""
         count, seq = _SHED.unpack_from(self._mem, self._base + _OFF_SHED)
         return count, seq
+
+    def order_stop(self, limit: int) -> None:
+        """Master side: the limit its next SIGUSR1 stops the worker's request for."""
+        _INT.pack_into(self._mem, self._base + _OFF_LIMIT, limit)
+
+    def stop_order(self) -> int:
+        """Worker side, in its SIGUSR1 handler: the limit the master named."""
+        limit: int = _INT.unpack_from(self._mem, self._base + _OFF_LIMIT)[0]
+        return limit
 
     def set_value(self, value: int) -> None:
         _LONG.pack_into(self._mem, self._base + _OFF_VALUE, value)

@@ -19,6 +19,7 @@ from prefork.http.connection import ClientGone, Connection
 from prefork.http.request import Request
 from prefork.http.responses import DateCache
 from prefork.wsgi.environ import EnvironBuilder
+from prefork.wsgi.limit_exceeded import LimitAlarm, LimitExceeded, answer
 from prefork.wsgi.unavailable import Unavailable, response_bytes
 
 log = logging.getLogger("prefork.wsgi")
@@ -35,6 +36,7 @@ _MAX_CACHED = 512  # applications choose these strings: bound the caches of them
 _status_codes: dict[str, int] = {}
 _LENGTH, _CONNECTION, _DATE = 1, 2, 3
 _header_kinds: dict[str, int] = {}
+ANSWER_TIMEOUT = 1.0  # seconds to send a limit's answer: the worker exits right after
 _INTERNAL_ERROR = (
     b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain; charset=utf-8\r\n"
     b"Content-Length: 26\r\nConnection: close\r\n\r\n500 Internal Server Error\n"
@@ -179,7 +181,7 @@ class WSGIHandler:
     def __init__(self, app: WSGIApp, environ: EnvironBuilder, date: DateCache, *,
                  send_timeout: float, access_log: bool, draining: Callable[[], bool],
                  metrics: Any = None, request_hooks: Sequence[RequestHook] = (),
-                 ) -> None:
+                 alarm: LimitAlarm | None = None) -> None:
         self.app = direct(app)
         # Not middlewares: one wrapping start_response costs every request a call.
         self.request_hooks = tuple(direct(hook) for hook in request_hooks)
@@ -190,6 +192,9 @@ class WSGIHandler:
         self.log_access = access_log
         self.draining = draining
         self.memory_errors = 0
+        # An HTTP worker's: its limits' signals may interrupt the application (threaded
+        # mode has none, a thread cannot be interrupted).
+        self.alarm = alarm
 
     def serve(self, conn: Connection, request: Request, started: float = 0.0) -> bool:
         """Answer one request; True when the connection may carry another one. `started`
@@ -200,7 +205,12 @@ class WSGIHandler:
         keep_alive = request.keep_alive and not self.draining()
         response = Response(conn, request, keep_alive, self.send_timeout, self.date)
         try:
-            self._run_app(response, request, conn)
+            if self.alarm is None:
+                self._run_app(response, request, conn)
+            else:
+                self._run_interruptible(response, request, conn, self.alarm)
+        except LimitExceeded as exc:
+            self._stopped(conn, request, response, exc)
         except ClientGone:
             response.keep_alive = False
         except Unavailable as exc:
@@ -210,13 +220,12 @@ class WSGIHandler:
                 response.status = 503
                 _try_send(conn, response_bytes(exc))
         except Exception as exc:
-            if isinstance(exc, MemoryError):
-                self.memory_errors += 1
-            log.exception("error serving %s %s", request.method, request.target)
-            response.keep_alive = False
-            if not response.headers_sent:
-                response.status = 500
-                _try_send(conn, _INTERNAL_ERROR)
+            if self.alarm is not None and self.alarm.fired is not None:
+                # Raised while the application unwound from its limit (a rollback that
+                # failed): the limit is what the client must hear about.
+                self._stopped(conn, request, response, self.alarm.fired)
+            else:
+                self._failed(conn, request, response, exc)
         conn.served += 1
         if timed:
             elapsed = time.monotonic() - started
@@ -225,6 +234,35 @@ class WSGIHandler:
             if self.log_access:
                 self._log(conn, request, response, elapsed)
         return response.keep_alive
+
+    def _failed(self, conn: Connection, request: Request, response: Response,
+                exc: Exception) -> None:
+        if isinstance(exc, MemoryError):
+            self.memory_errors += 1
+        log.exception("error serving %s %s", request.method, request.target)
+        response.keep_alive = False
+        if not response.headers_sent:
+            response.status = 500
+            _try_send(conn, _INTERNAL_ERROR)
+
+    def _stopped(self, conn: Connection, request: Request, response: Response,
+                 exc: LimitExceeded) -> None:
+        """The request was stopped by a limit: the client gets the limit's answer unless
+        its response had begun (then the connection just closes)."""
+        log.error("%s %s stopped: %s", request.method, request.target, exc.message)
+        response.keep_alive = False
+        if not response.headers_sent:
+            response.status = exc.status
+            accept = next((value for name, value in request.headers if name == "ACCEPT"), "")
+            conn.send_final(answer(exc, accept, self.date.line()), ANSWER_TIMEOUT)
+
+    def _run_interruptible(self, response: Response, request: Request, conn: Connection,
+                           alarm: LimitAlarm) -> None:
+        alarm.armed = True
+        try:
+            self._run_app(response, request, conn)
+        finally:
+            alarm.armed = False
 
     def _run_app(self, response: Response, request: Request, conn: Connection) -> None:
         environ = self.environ.build(request, conn.peer)

@@ -105,6 +105,10 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
             pass
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"burnt"]
+    if path == "/sum":  # a C loop that never returns to the interpreter (no signal handler)
+        total = sum(range(int(query.get("n", "1000"))))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [str(total).encode()]
     if path == "/crash":
         os._exit(7)
     return echo(environ, start_response)
