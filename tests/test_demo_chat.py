@@ -122,8 +122,8 @@ def test_the_demo_job_posts_the_time_to_the_chat(fresh_database: str, server_fac
 
 def test_the_slow_report_is_stopped_by_the_cpu_limit(server_factory: type,
                                                      tmp_path: Path) -> None:
-    """One worker: the pid that serves the next request is its replacement. Whether the
-    stopped request gets an error response or none, the report runs once."""
+    """One worker: the stopped report shows the limit's error page, and the pid that serves
+    the next request is its replacement (one, not one per resend by the browser)."""
     from playwright.sync_api import expect, sync_playwright
 
     from tests.test_master import wait_workers
@@ -142,13 +142,11 @@ def test_the_slow_report_is_stopped_by_the_cpu_limit(server_factory: type,
             expect(page.locator("#report-worker")).to_contain_text("served by pid",
                                                                    timeout=60000)
             result = page.inner_text("#report-result")
-            assert re.search(r"stopped by the CPU limit \(limit_time_cpu\)|HTTP 50[34]",
-                             result), result
+            assert result.startswith("after ") and "HTTP 504 Gateway Timeout" in result, result
+            assert "more than 2 s of CPU time (limit_time_cpu)" in result, result
             after = int(re.findall(r"served by pid (\d+)",
                                    page.inner_text("#report-worker"))[0])
             assert after != before, "the worker that ran the report still serves"
-            named = re.search(r"the worker \(pid (\d+)\)", result)
-            assert named is None or int(named.group(1)) == before, result
             page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
         finally:
             browser.close()

@@ -8,7 +8,6 @@ import http.client
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ import pytest
 
 from prefork.wsgi import limit_exceeded
 from prefork.wsgi.limit_exceeded import LimitAlarm, LimitExceeded, answer, prefers_json
-from tests.conftest import ROOT, Server, parse_responses
+from tests.conftest import PREFORK, ROOT, Server, parse_responses
 from tests.test_master import APP, wait_for, wait_workers, workers_of
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -36,7 +35,7 @@ def request(server: Server, path: str, **headers: str) -> tuple[int, dict[str, s
 
 
 def status_json(server: Server, tmp_path: Path) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-m", "prefork", "status", "-p", "0", "--data-dir",
+    out = subprocess.run([PREFORK, "status", "-p", "0", "--data-dir",
                           str(tmp_path / "data"), "--json"], capture_output=True, text=True,
                          cwd=ROOT, timeout=30)
     assert out.returncode == 0, out.stderr

@@ -131,24 +131,15 @@ it posts the time to the chat</td></tr>
     if (!type.startsWith("text/html")) return body.trim();
     return new DOMParser().parseFromString(body, "text/html").body.textContent.trim();
   }}
-  const stopped = (who, how) => "no response: the worker" + who + " was stopped by the " +
-    "CPU limit (limit_time_cpu) and replaced. " + how;
   async function run() {{
-    // Sent again by the browser if the connection closes unanswered: see report.py.
-    const id = Date.now().toString(16) + Math.random().toString(16).slice(2, 10);
+    // Where a limit stops the report, the worker answers with the limit's error page.
     try {{
-      const response = await fetch("/report?run=" + id, {{method: "POST", cache: "no-store"}});
+      const response = await fetch("/report", {{method: "POST", cache: "no-store"}});
       const body = await response.text();
-      if (response.status !== 409) {{
-        return "HTTP " + response.status + " " + response.statusText + "\\n" +
-          readable(response, body);
-      }}
-      const owner = JSON.parse(body);
-      if (owner.running) return "the report is still running in pid " + owner.pid;
-      return stopped(owner.pid ? " (pid " + owner.pid + ")" : "",
-                     "(The browser sent the request again; it was not run twice.)");
+      return "HTTP " + response.status + " " + response.statusText + "\\n" +
+        readable(response, body);
     }} catch (error) {{
-      return stopped("", "(" + error.message + ")");
+      return "no response (" + error.message + ")";
     }}
   }}
   button.addEventListener("click", async () => {{
