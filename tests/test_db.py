@@ -261,7 +261,7 @@ def test_embedded_postgres_survives_a_restart_and_keeps_its_data(embedded_data: 
             if "cron worker #1" in " ".join(p.cmdline())]
     os.kill(cron[0].pid, signal.SIGKILL)
     server.wait_log(r"spawned cron worker #1 pid=(?!" + str(cron[0].pid) + r"\b)\d+")
-    server.wait_log(r"cron .*cron worker #1: database unavailable, retrying")
+    server.wait_log(r"cron worker #1: database unavailable, retrying")
 
     _pg_ctl(pgdata, *start)
     assert _eventually(lambda: get(server, "/count?value=kept") == (200, "1"))

@@ -20,7 +20,7 @@ from prefork.servers.threaded import ThreadedServer
 from prefork.sockets import ListenError
 from prefork.usercode import UserImportError
 from prefork.wsgi.handler import WSGIApp
-from prefork.wsgi.loader import load_app
+from prefork.wsgi.loader import DEMO_APP, load_app
 
 log = logging.getLogger("prefork")
 
@@ -68,8 +68,9 @@ def initialise(settings: Settings) -> int:
         log.error("%s", problem)
     if problems:
         return 2
-    log.info("initialised (database ready, application and jobs imported); exiting as "
-             "--stop-after-init asks")
+    jobs = (settings.cron_jobs or "the app's module") if settings.max_cron_threads else "none"
+    log.info("initialised (database ready, application %s and jobs (%s) imported); exiting "
+             "as --stop-after-init asks", settings.app or DEMO_APP, jobs)
     return 0
 
 

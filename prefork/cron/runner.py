@@ -168,7 +168,7 @@ class CronRunner:
         now = time.monotonic()
         if now >= self._next_warning:
             self._next_warning = now + 60
-            log.warning("cron %s: database unavailable, retrying: %s", self.worker,
+            log.warning("%s: database unavailable, retrying: %s", self.worker,
                         one_line(exc))
         deadline = now + RECONNECT_DELAY
         while not self.should_stop() and time.monotonic() < deadline:
