@@ -25,15 +25,16 @@ def use_working_directory() -> None:
         sys.path.insert(0, cwd)
 
 
-def import_user_module(name: str, what: str) -> ModuleType:
-    """Import `name` for the setting `what`; a missing module is a UserImportError, an
-    error inside the module propagates as it is (its traceback is the user's help)."""
+def import_user_module(name: str, what: str, ref: str = "") -> ModuleType:
+    """Import `name` for the setting `what` (whose value `ref` is, when it says more than
+    the module); a missing module is a UserImportError, an error inside the module
+    propagates as it is (its traceback is the user's help)."""
     use_working_directory()
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
         missing = exc.name or name
         if name == missing or name.startswith(missing + "."):
-            raise UserImportError(f"{what} {name!r}: no module named {missing!r} (looked in "
+            raise UserImportError(f"{what} {ref or name!r}: no module named {missing!r} (looked in "
                                   f"{os.getcwd()} and the installed packages)") from None
         raise

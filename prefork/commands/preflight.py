@@ -12,15 +12,14 @@ from prefork.usercode import UserImportError
 
 def import_problems(settings: Settings) -> list[str]:
     """One line per piece of the user's code that cannot be imported (empty: all loaded)."""
-    from prefork.cron.runner import load_jobs
+    from prefork.cron.runner import job_modules, load_jobs
     from prefork.wsgi.loader import DEMO_APP, load_app, load_callable
 
     steps: list[tuple[str, str, Callable[[], object]]] = [
         ("app", settings.app or DEMO_APP, partial(load_app, settings.app))]
     if settings.max_cron_threads:
-        modules = settings.cron_jobs or settings.app.split(":", 1)[0] or DEMO_APP
-        steps.append(("cron_jobs" if settings.cron_jobs else "app", modules,
-                      partial(load_jobs, settings)))
+        what, modules = job_modules(settings)
+        steps.append((what, ", ".join(modules), partial(load_jobs, settings)))
     for hook in ("bus_auth", "bus_channels"):
         ref = getattr(settings, hook)
         if ref:

@@ -72,13 +72,18 @@ class JobContext:
 BUILTIN_JOBS = ("prefork.sessions.jobs",)  # prefork's own: the session files' clean-up
 
 
-def load_jobs(settings: Settings) -> dict[str, Job]:
-    """Import the modules that declare jobs (cron_jobs, else the application's module),
-    and prefork's own."""
+def job_modules(settings: Settings) -> tuple[str, list[str]]:
+    """The setting the user's job modules come from, and the modules: cron_jobs, else the
+    application's module."""
     modules = [m.strip() for m in settings.cron_jobs.split(",") if m.strip()]
-    if not modules:
-        modules = [settings.app.split(":", 1)[0] if settings.app else "prefork.demo.app"]
-    what = "cron_jobs" if settings.cron_jobs.strip() else "app"
+    if modules:
+        return "cron_jobs", modules
+    return "app", [settings.app.split(":", 1)[0] if settings.app else "prefork.demo.app"]
+
+
+def load_jobs(settings: Settings) -> dict[str, Job]:
+    """Import the modules that declare jobs, and prefork's own."""
+    what, modules = job_modules(settings)
     for module in BUILTIN_JOBS:
         importlib.import_module(module)
     for module in modules:

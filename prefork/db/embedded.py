@@ -142,15 +142,12 @@ class EmbeddedPostgres:
 
     def _made_socket_dir(self) -> Path | None:
         """The socket directory _socket_dir() made for a running server, if it made one."""
-        try:
-            lines = (self.pgdata / "postmaster.pid").read_text().splitlines()
-        except OSError:
+        if self._user is None:
             return None
-        if self._user is None or len(lines) < 5:
-            return None
-        path = Path(lines[4])
-        made = path.parent == Path(tempfile.gettempdir()) and path.name.startswith(
-            SOCKET_DIR_PREFIX)
+        info = _import_pgserver().utils.PostmasterInfo.read_from_pgdata(self.pgdata)
+        path = info.socket_dir if info is not None else None
+        made = (path is not None and path.parent == Path(tempfile.gettempdir())
+                and path.name.startswith(SOCKET_DIR_PREFIX))
         return path if made else None
 
     def _wait_ready(self, postmaster_info: Any) -> Any:

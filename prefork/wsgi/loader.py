@@ -24,9 +24,9 @@ def load_callable(ref: str, what: str) -> Callable[..., Any]:
     module_name, _, attr = ref.partition(":")
     attr = attr or "application"
     try:
-        module = import_user_module(module_name, what)
+        module = import_user_module(module_name, what, ref)
     except UserImportError as exc:
-        raise AppImportError(str(exc).replace(repr(module_name), repr(ref), 1)) from None
+        raise AppImportError(str(exc)) from None
     target: object = module
     for part in attr.split("."):
         try:
