@@ -19,15 +19,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import django  # noqa: F401 - the test extras install them: missing is a failure, not a skip
+import flask  # noqa: F401
 import pytest
+import whitenoise  # noqa: F401
 from psycopg.conninfo import conninfo_to_dict
 
 from tests.conftest import SERVER_BUGS, Server, start_server
 from tests.test_master import wait_workers
-
-pytest.importorskip("django")
-pytest.importorskip("flask")
-pytest.importorskip("whitenoise")
 
 PASSWORD = "correct horse battery staple"
 
