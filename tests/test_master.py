@@ -452,6 +452,82 @@ def test_a_long_request_hands_its_workers_other_clients_over(server_factory: typ
             conn.close()
 
 
+def _connections_by_worker(server: Server, count: int) -> dict[int, list[socket.socket]]:
+    """`count` keep-alive connections, each having served one request, by worker pid."""
+    by_pid: dict[int, list[socket.socket]] = {}
+    for _ in range(count):
+        sock = server.connect(timeout=10)
+        sock.sendall(b"GET /echo HTTP/1.1\r\nHost: t\r\n\r\n")
+        (response,) = _responses(sock, 1)
+        by_pid.setdefault(json.loads(response)["pid"], []).append(sock)
+    return by_pid
+
+
+def _responses(sock: socket.socket, count: int) -> list[bytes]:
+    """The bodies of the next `count` responses on `sock` (Content-Length framed)."""
+    data, bodies = b"", []
+    while len(bodies) < count:
+        head_end = data.find(b"\r\n\r\n")
+        if head_end >= 0:
+            length = int(re.search(rb"Content-Length: (\d+)", data[:head_end]).group(1))  # type: ignore[union-attr]
+            if len(data) >= head_end + 4 + length:
+                bodies.append(data[head_end + 4:head_end + 4 + length])
+                data = data[head_end + 4 + length:]
+                continue
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed after {len(bodies)} responses"
+        data += chunk
+    return bodies
+
+
+def test_a_request_partly_read_by_a_busy_worker_is_served_by_another(
+        server_factory: type) -> None:
+    """A worker that has read the start of a request on one connection, then begins a long
+    request on another, passes the first connection on with the bytes it read: another
+    worker answers it while the long request runs."""
+    server = server_factory.start(*APP, "--workers", "2")
+    wait_workers(server, 2)
+    by_pid = _connections_by_worker(server, 6)
+    busy_pid, (slow, partial, *_) = next((p, c) for p, c in by_pid.items() if len(c) > 1)
+    partial.sendall(b"GET /echo?n=1 HTTP/1.1\r\nHost: t\r\n")  # the head, without its end
+    time.sleep(0.3)  # read by the busy worker's loop, which holds it in its parser
+    slow.sendall(b"GET /sleep?s=3&report=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+    time.sleep(0.5)
+    partial.sendall(b"X-Rest: 1\r\n\r\n")
+    answer = json.loads(_responses(partial, 1)[0])
+    assert answer["pid"] != busy_pid and answer["query"] == "n=1"
+    assert ["X-REST", "1"] in answer["headers"]  # the head was put together whole
+    slow.settimeout(0)
+    with pytest.raises(BlockingIOError):  # the long request is still running
+        slow.recv(1)
+    slow.settimeout(10)
+    assert json.loads(_responses(slow, 1)[0])["pid"] == busy_pid
+    for conns in by_pid.values():
+        for sock in conns:
+            sock.close()
+
+
+def test_pipelined_requests_behind_a_long_one_keep_their_order(server_factory: type) -> None:
+    """Requests pipelined behind a long one stay on its worker and are answered in order,
+    while the worker's other clients are served elsewhere."""
+    server = server_factory.start(*APP, "--workers", "2")
+    wait_workers(server, 2)
+    by_pid = _connections_by_worker(server, 6)
+    busy_pid, (pipelined, other, *_) = next((p, c) for p, c in by_pid.items() if len(c) > 1)
+    pipelined.sendall(b"GET /sleep?s=2&report=1 HTTP/1.1\r\nHost: t\r\n\r\n"
+                      b"GET /echo?n=2 HTTP/1.1\r\nHost: t\r\n\r\n"
+                      b"GET /echo?n=3 HTTP/1.1\r\nHost: t\r\n\r\n")
+    time.sleep(0.3)
+    other.sendall(b"GET /echo HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert json.loads(_responses(other, 1)[0])["pid"] != busy_pid
+    first, second, third = (json.loads(body) for body in _responses(pipelined, 3))
+    assert first["pid"] == second["pid"] == third["pid"] == busy_pid
+    assert (second["query"], third["query"]) == ("n=2", "n=3")
+    for conns in by_pid.values():
+        for sock in conns:
+            sock.close()
+
+
 def test_keep_alive_clients_spread_over_a_new_worker(server_factory: type) -> None:
     """A worker added (or replacing a recycled one) gets its share of the clients that
     keep their connections: the master asks the busiest worker to hand some over."""

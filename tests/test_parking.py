@@ -6,7 +6,13 @@ import selectors
 import socket
 
 from prefork.servers.parking import Candidate, Parking
-from prefork.workers.handoff import channel_pair, nudge, receive_connections, send_connection
+from prefork.workers.handoff import (
+    Handed,
+    channel_pair,
+    nudge,
+    receive_connections,
+    send_connection,
+)
 
 
 def _pair() -> tuple[socket.socket, socket.socket]:
@@ -18,7 +24,7 @@ def test_a_client_that_has_spoken_is_queued_when_parked() -> None:
     parking = Parking(selector, keepalive=60)
     client, server = _pair()
     client.sendall(b"GET / HTTP/1.1\r\n\r\n")
-    parking.park(server, ("127.0.0.1", 1))
+    parking.park(Handed(server, ("127.0.0.1", 1)))
     assert parking.waiting == 1
     assert not selector.get_map()  # nothing left to wait for
     parking.close_all()
@@ -29,7 +35,7 @@ def test_a_silent_client_is_watched_then_queued_when_it_speaks() -> None:
     selector = selectors.DefaultSelector()
     parking = Parking(selector, keepalive=60)
     client, server = _pair()
-    parking.park(server, ("127.0.0.1", 1))
+    parking.park(Handed(server, ("127.0.0.1", 1)))
     assert parking.waiting == 0
     client.sendall(b"GET / HTTP/1.1\r\n\r\n")
     (key, _), = selector.select(1)
@@ -51,7 +57,7 @@ def test_a_client_that_closed_is_dropped_when_parked() -> None:
     parking = Parking(selector, keepalive=60)
     client, server = _pair()
     client.close()
-    parking.park(server, ("127.0.0.1", 1))
+    parking.park(Handed(server, ("127.0.0.1", 1)))
     assert parking.waiting == 0
     assert not selector.get_map()
     assert server.fileno() == -1
@@ -64,8 +70,33 @@ def test_a_nudge_wakes_the_master_and_carries_no_connection() -> None:
     assert send_connection(worker_end, server, ("10.0.0.7", 4242))
     received, closed = receive_connections(master_end)
     assert not closed
-    assert [peer for _, peer in received] == [("10.0.0.7", 4242)]
-    for sock, _ in received:
-        sock.close()
+    assert [handed.peer for handed in received] == [("10.0.0.7", 4242)]
+    assert received[0].unparsed == b""
+    for handed in received:
+        handed.sock.close()
     for sock in (master_end, worker_end, client, server):
+        sock.close()
+
+
+def test_unparsed_bytes_travel_with_the_connection_and_queue_it_at_once() -> None:
+    """A worker that read the start of a next request passes it on with the socket: the
+    master queues the connection without waiting for the client, and the worker it chooses
+    receives those bytes first, then reads the rest from the socket."""
+    master_end, worker_end = channel_pair()
+    client, server = _pair()
+    client.sendall(b"Host: x\r\n\r\n")  # the rest of the head, still in the kernel
+    assert send_connection(worker_end, server, ("10.0.0.7", 4242), b"GET /next HTTP/1.1\r\n")
+    server.close()
+    (handed,), _ = receive_connections(master_end)
+    assert handed.unparsed == b"GET /next HTTP/1.1\r\n"
+    selector = selectors.DefaultSelector()
+    parking = Parking(selector, keepalive=60)
+    parking.park(handed)
+    assert parking.waiting == 1 and not selector.get_map()
+    parking.dispatch([Candidate(master_end, 0)])
+    worker_end.setblocking(False)  # as the worker's loop reads it
+    (passed,), _ = receive_connections(worker_end)
+    assert passed.unparsed == b"GET /next HTTP/1.1\r\n"
+    assert passed.sock.recv(64) == b"Host: x\r\n\r\n"
+    for sock in (passed.sock, client, worker_end, master_end):
         sock.close()

@@ -74,6 +74,7 @@ class EventLoop:
         self.dispatched = 0
         self.serving: Connection | None = None
         self._accept_paused = False
+        self._interrupted = False
 
     @property
     def wake_fd(self) -> int:
@@ -129,21 +130,32 @@ class EventLoop:
     def unwatch(self, fileobj: socket.socket) -> None:
         self._poller.unregister(fileobj.fileno())
 
-    def adopt(self, sock: socket.socket, peer: tuple[str, int]) -> None:
-        """Take over a connection another process accepted (and read nothing from)."""
+    def adopt(self, sock: socket.socket, peer: tuple[str, int], unparsed: bytes = b"") -> None:
+        """Take over a connection another process accepted, with the bytes it had read
+        and not parsed."""
         sock.setblocking(False)
         conn = Connection(sock, peer, self.limits)
+        if unparsed:
+            conn.parser.feed(unparsed)
         self._register(conn)
         self._on_readable(conn)
 
-    def idle_connections(self) -> list[Connection]:
-        """The connections with no request in progress, except the one being served.
+    def movable_connections(self, most_unparsed: int) -> list[tuple[Connection, bytes]]:
+        """The connections another worker could take over now, with their unparsed bytes:
+        all but the one being served and those holding part of a request body (or more
+        than `most_unparsed` bytes of a head).
 
         Inline only, and only from the loop's thread or while that thread runs the
         application (the caller holds the lock that thread releases for it).
         """
-        return [c for c in self._conns
-                if c is not self.serving and not c.in_request and c.parser.idle]
+        movable = []
+        for conn in self._conns:
+            if conn is self.serving:
+                continue  # its next requests must follow the one being served
+            unparsed = conn.parser.unparsed()
+            if unparsed is not None and len(unparsed) <= most_unparsed:
+                movable.append((conn, unparsed))
+        return movable
 
     def forget(self, conn: Connection) -> None:
         """Stop watching a connection another process now owns; the socket stays open."""
@@ -161,12 +173,20 @@ class EventLoop:
 
     # -- running --------------------------------------------------------------------------
 
+    def interrupt(self) -> None:
+        """End the current turn before the next ready connection (a signal handler may call
+        it: the worker is stopping, and what is still ready goes to other workers)."""
+        self._interrupted = True
+
     def run_once(self, timeout: float) -> None:
         ready_listeners = []
         served_before = self.dispatched
         if self._pacer is not None:
             timeout = self._pace_accepting(timeout)
+        self._interrupted = False
         for data in self._poller.select(timeout):
+            if self._interrupted:
+                return
             if data is None:
                 self._drain_wakeups()
             elif isinstance(data, Connection):

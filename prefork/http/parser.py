@@ -164,6 +164,11 @@ class RequestParser:
         """True when no byte of a next request has arrived."""
         return self._request is None and not self._buf
 
+    def unparsed(self) -> bytes | None:
+        """The bytes buffered towards the next request while none is half-parsed (another
+        parser can take over from them); None once a head has been parsed."""
+        return None if self._request is not None else bytes(self._buf)
+
     def take_continue(self) -> bool:
         """True once when the client waits for `100 Continue` before sending its body."""
         pending, self._continue_pending = self._continue_pending, False

@@ -200,11 +200,11 @@ class Master:
         if worker.channel.fileno() < 0:
             return
         received, closed = receive_connections(worker.channel)
-        for sock, peer in received:
+        for handed in received:
             if self.stopping:
-                sock.close()
+                handed.sock.close()
             else:
-                self.parking.park(sock, peer)
+                self.parking.park(handed)
         if closed:
             self._unwatch_channel(worker)
 

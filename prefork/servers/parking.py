@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from prefork.workers.handoff import send_connection
+from prefork.workers.handoff import Handed, send_connection
 
 log = logging.getLogger("prefork.master")
 
@@ -37,6 +37,7 @@ class Parked:
     sock: socket.socket
     peer: tuple[str, int]
     deadline: float
+    unparsed: bytes = b""
 
 
 class Parking:
@@ -46,12 +47,17 @@ class Parking:
         self._idle: set[Parked] = set()
         self._ready: collections.deque[Parked] = collections.deque()
 
-    def park(self, sock: socket.socket, peer: tuple[str, int]) -> None:
-        """Hold a connection a worker handed over. One whose client has already sent its
-        next request (a stopping worker's busy clients, usually) is queued at once, for
-        this turn's dispatch, rather than after the next wait for readiness."""
-        sock.setblocking(False)
-        self._settle(Parked(sock, peer, time.monotonic() + self.keepalive))
+    def park(self, handed: Handed) -> None:
+        """Hold a connection a worker handed over. One whose client has already sent (some
+        of) its next request is queued at once, for this turn's dispatch, rather than after
+        the next wait for readiness."""
+        handed.sock.setblocking(False)
+        parked = Parked(handed.sock, handed.peer, time.monotonic() + self.keepalive,
+                        handed.unparsed)
+        if parked.unparsed:
+            self._queue(parked)
+        else:
+            self._settle(parked)
 
     def on_readable(self, parked: Parked) -> None:
         self._idle.discard(parked)
@@ -72,6 +78,9 @@ class Parking:
         if not peeked:
             parked.sock.close()  # the client closed its idle connection
             return
+        self._queue(parked)
+
+    def _queue(self, parked: Parked) -> None:
         parked.deadline = time.monotonic() + READY_WAIT_MAX
         self._ready.append(parked)
 
@@ -85,7 +94,7 @@ class Parking:
         while self._ready and candidates:
             parked = self._ready[0]
             target = min(candidates, key=lambda candidate: candidate.connections)
-            if not send_connection(target.channel, parked.sock, parked.peer):
+            if not send_connection(target.channel, parked.sock, parked.peer, parked.unparsed):
                 return  # that worker went away; the next turn sees a fresh list
             target.connections += 1
             self._ready.popleft()

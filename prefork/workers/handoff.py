@@ -3,18 +3,31 @@
 A worker that is busy with a long request cannot answer the next request on its other
 keep-alive connections; a worker that stops must not drop them. Either way it sends them to
 the master, which parks them and passes each one, when its client speaks, to an idle worker.
-Only connections with no unread byte in the sender's buffer are passed: the socket itself is
-shared, so whatever the client sends next is read by the new owner.
+A connection travels with the bytes its sender had read but not parsed yet (the start of a
+next request, at most MAX_UNPARSED of them); the socket itself is shared, so whatever the
+client sends after them is read by the new owner.
 
-One message per connection: the descriptor, and the peer address as "host port". A message
-without a descriptor only wakes the master: the worker's state changed (see `nudge`).
+One message per connection: the descriptor, and "host port" + NUL + the unparsed bytes. A
+message without a descriptor only wakes the master: the worker's state changed (see `nudge`).
 """
 
 from __future__ import annotations
 
 import socket
+from dataclasses import dataclass
 
-MAX_MESSAGE = 256
+# Unix seqpacket messages of this size fit the default socket buffers (about 200 KiB).
+MAX_UNPARSED = 32768
+MAX_MESSAGE = 256 + MAX_UNPARSED
+
+
+@dataclass(eq=False)
+class Handed:
+    """A connection passed between processes."""
+
+    sock: socket.socket
+    peer: tuple[str, int]
+    unparsed: bytes = b""  # what the sender read of the client's next request
 
 
 def channel_pair() -> tuple[socket.socket, socket.socket]:
@@ -25,9 +38,10 @@ def channel_pair() -> tuple[socket.socket, socket.socket]:
 
 
 def send_connection(channel: socket.socket, sock: socket.socket,
-                    peer: tuple[str, int]) -> bool:
-    """Pass `sock` over `channel`; False when the other end is gone or full."""
-    payload = f"{peer[0]} {peer[1]}".encode()
+                    peer: tuple[str, int], unparsed: bytes = b"") -> bool:
+    """Pass `sock` (and at most MAX_UNPARSED bytes read from it) over `channel`; False when
+    the other end is gone or full."""
+    payload = f"{peer[0]} {peer[1]}".encode() + b"\0" + unparsed
     try:
         socket.send_fds(channel, [payload], [sock.fileno()])
     except OSError:
@@ -44,7 +58,7 @@ def nudge(channel: socket.socket) -> None:
         pass  # full or gone: the master's tick sees the state anyway
 
 
-Received = list[tuple[socket.socket, tuple[str, int]]]
+Received = list[Handed]
 
 
 def receive_connections(channel: socket.socket) -> tuple[Received, bool]:
@@ -61,6 +75,7 @@ def receive_connections(channel: socket.socket) -> tuple[Received, bool]:
             return received, True
         if not fds:
             continue  # a nudge: waking the reader was all it was for
-        host, _, port = payload.decode(errors="replace").partition(" ")
+        address, _, unparsed = payload.partition(b"\0")
+        host, _, port = address.decode(errors="replace").partition(" ")
         for fd in fds:
-            received.append((socket.socket(fileno=fd), (host, int(port or 0))))
+            received.append(Handed(socket.socket(fileno=fd), (host, int(port or 0)), unparsed))

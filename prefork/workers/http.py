@@ -31,7 +31,7 @@ from prefork.http.request import Request
 from prefork.ops.sampling import Sampler
 from prefork.servers.engine import make_handler, make_loop
 from prefork.workers import exitcodes
-from prefork.workers.handoff import nudge, receive_connections, send_connection
+from prefork.workers.handoff import MAX_UNPARSED, nudge, receive_connections, send_connection
 from prefork.workers.limits import (
     RequestLimits,
 )
@@ -52,8 +52,8 @@ from prefork.wsgi.loader import AppImportError, load_app
 log = logging.getLogger("prefork.worker")
 
 TICK = 1.0
-REBALANCE_AFTER = 0.05  # a request running this long hands its worker's idle clients over
-REBALANCE_CHECK = 0.02
+REBALANCE_AFTER = 0.01  # a request running this long hands its worker's other clients over
+REBALANCE_CHECK = 0.005
 DRAIN_TICK = 0.1
 DRAIN_MAX = 120
 JITTER_FRACTION = 0.1
@@ -154,6 +154,7 @@ class HTTPWorker:
     def _on_term(self, signum: int, frame: FrameType | None) -> None:
         if self.exit_code is None:  # the loop sees it after the current request
             self.exit_code = self.retire_code or exitcodes.STOPPED
+            self.loop.interrupt()
 
     def _on_limit(self, signum: int, frame: FrameType | None) -> None:
         """A limit stops this worker after the current request, and interrupts the
@@ -163,6 +164,7 @@ class HTTPWorker:
             return
         if self.alarm.fired is None:
             self.exit_code = code  # the loop ends; a memory or request limit is overruled
+            self.loop.interrupt()
         self.alarm.ring(exceeded)
 
     def _exceeded(self, signum: int) -> tuple[LimitExceeded | None, int]:
@@ -249,8 +251,8 @@ class HTTPWorker:
 
     def _adopt(self) -> None:
         received, closed = receive_connections(self.channel)
-        for sock, peer in received:
-            self.loop.adopt(sock, peer)
+        for handed in received:
+            self.loop.adopt(handed.sock, handed.peer, handed.unparsed)
         if closed:
             self.loop.unwatch(self.channel)
 
@@ -265,13 +267,14 @@ class HTTPWorker:
         shed, seq = self.slot.shed_request()
         if seq != self.shed_seq:
             self.shed_seq = seq
-            self._hand_over_idle(shed)
+            self._hand_over(shed)
 
-    def _hand_over_idle(self, most: int | None = None) -> int:
-        """Give the master idle connections (all by default); the caller holds the lock."""
+    def _hand_over(self, most: int | None = None) -> int:
+        """Give the master the connections another worker can serve (all by default),
+        with what they sent of a next request; the caller holds the lock."""
         handed = 0
-        for conn in self.loop.idle_connections()[:most]:
-            if not send_connection(self.channel, conn.sock, conn.peer):
+        for conn, unparsed in self.loop.movable_connections(MAX_UNPARSED)[:most]:
+            if not send_connection(self.channel, conn.sock, conn.peer, unparsed):
                 break  # the master is stopping: this worker serves what stays
             self.loop.forget(conn)
             conn.close()  # the master holds the socket now
@@ -280,6 +283,14 @@ class HTTPWorker:
             self.published_connections = self.loop.open_connections
             self.slot.set_connections(self.published_connections)
         return handed
+
+    def _return_unadopted(self) -> None:
+        """Send back the connections the master passed while the running request began:
+        they would wait for it in the channel. The caller holds the lock."""
+        received, _ = receive_connections(self.channel)
+        for handed in received:
+            send_connection(self.channel, handed.sock, handed.peer, handed.unparsed)
+            handed.sock.close()
 
     def _rebalance(self) -> None:
         """While a request runs long, let idle workers serve this worker's other clients."""
@@ -294,7 +305,8 @@ class HTTPWorker:
             if self.lock.acquire(blocking=False):  # free only while the application runs
                 try:
                     if self.busy_since and self.request_seq == seq:
-                        self._hand_over_idle()
+                        self._return_unadopted()
+                        self._hand_over()
                 finally:
                     self.lock.release()
             handled_seq = seq
@@ -304,7 +316,7 @@ class HTTPWorker:
         workers), hand idle connections to the master for other workers, and answer what
         clients still send on the rest, with `Connection: close`."""
         self.slot.set_state(STOPPING)
-        self._hand_over_idle()
+        self._hand_over()
         self.loop.stop_accepting(close_idle=False)
         deadline = time.monotonic() + (self.settings.limit_time_real or DRAIN_MAX)
         while self.loop.open_connections and time.monotonic() < deadline:
@@ -317,7 +329,7 @@ class HTTPWorker:
         of theirs has started), without the drain: the backstop (the master's SIGKILL,
         RLIMIT_CPU) comes a few seconds later and would stop another request here."""
         self.slot.set_state(STOPPING)
-        self._hand_over_idle()
+        self._hand_over()
         self._return_late_arrivals()
 
     def _return_late_arrivals(self) -> None:
@@ -328,7 +340,4 @@ class HTTPWorker:
             self.channel.shutdown(socket.SHUT_RD)  # the master's next send fails at once
         except OSError:
             return
-        received, _ = receive_connections(self.channel)
-        for sock, peer in received:
-            send_connection(self.channel, sock, peer)
-            sock.close()
+        self._return_unadopted()
