@@ -13,6 +13,7 @@ import os
 from setuptools import setup
 
 COMPILED = [
+    "prefork/access_log.py",
     "prefork/db/transaction.py",
     "prefork/http/connection.py",
     "prefork/http/errors.py",

@@ -120,7 +120,7 @@ def layer(worker: HTTPWorker, full: WSGIHandler, name: str) -> None:
     }
     inner, counters, hooks = stacks[name]
     worker.handler = WSGIHandler(inner, full.environ, full.date, send_timeout=5.0,
-                                 access_log=False, draining=lambda: False, metrics=counters,
+                                 access_log=None, draining=lambda: False, metrics=counters,
                                  request_hooks=hooks)
     worker.loop._dispatch = worker.handler.serve if name == "engine" else worker._serve
 

@@ -8,6 +8,8 @@ import sys
 from typing import TextIO
 
 FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
+# What setup_logging installed: the access log writes straight to it while nobody changed it.
+_installed: tuple[logging.Handler, logging.Formatter] | None = None
 
 
 class LogfileError(Exception):
@@ -17,12 +19,15 @@ class LogfileError(Exception):
 def setup_logging(level: str, logfile: str = "") -> None:
     handler: logging.Handler = (_file_handler(logfile) if logfile
                                 else logging.StreamHandler(sys.stderr))
-    handler.setFormatter(logging.Formatter(FORMAT))
+    formatter = logging.Formatter(FORMAT)
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in root.handlers[:]:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    global _installed
+    _installed = handler, formatter
 
 
 def _file_handler(logfile: str) -> logging.FileHandler:
@@ -34,6 +39,11 @@ def _file_handler(logfile: str) -> logging.FileHandler:
         return logging.FileHandler(logfile, encoding="utf-8")
     except OSError as exc:
         raise LogfileError(f"logfile {logfile!r}: cannot open it: {exc.strerror}") from None
+
+
+def installed() -> tuple[logging.Handler, logging.Formatter] | None:
+    """The root handler setup_logging installed and its formatter (None before it ran)."""
+    return _installed
 
 
 def log_stream() -> TextIO:

@@ -27,7 +27,7 @@ def serve(app: App, raw: bytes = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n") -> tuple[
         request = parser.next_request()
         assert request is not None
         handler = WSGIHandler(app, EnvironBuilder("127.0.0.1", 80, False), DateCache(),
-                              send_timeout=1.0, access_log=False, draining=lambda: False)
+                              send_timeout=1.0, access_log=None, draining=lambda: False)
         keep_alive = handler.serve(Connection(ours, ("127.0.0.1", 1), Limits()), request)
         ours.shutdown(socket.SHUT_WR)
         data = b""

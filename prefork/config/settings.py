@@ -348,7 +348,8 @@ class Settings:
     )
     access_log: bool = opt(
         kinds.BOOLEAN, True, "--access-log", section="Files and logging",
-        help="Log one line per request (remote address, request line, status, bytes, duration).",
+        help="Log one line per request (remote address, request line, status, bytes, "
+        "duration), in the log's format; buffered, written within a second.",
     )
 
     @property

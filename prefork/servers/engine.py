@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 from prefork import metrics
+from prefork.access_log import open_access_log
 from prefork.config import Settings
 from prefork.db.pool import Database
 from prefork.http.loop import Dispatch, EventLoop, Timeouts
@@ -61,5 +62,5 @@ def make_handler(settings: Settings, app: WSGIApp, loop: EventLoop, *, multiproc
     if multiprocess:  # threaded mode applies no CPU limit per request
         environ.constant("prefork.limit_time_cpu", settings.limit_time_cpu)
     return WSGIHandler(app, environ, loop.date, send_timeout=settings.http_header_timeout,
-                       access_log=settings.access_log, draining=draining, metrics=counters,
-                       request_hooks=hooks, alarm=alarm)
+                       access_log=open_access_log(settings.access_log), draining=draining,
+                       metrics=counters, request_hooks=hooks, alarm=alarm)

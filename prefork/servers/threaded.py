@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
-from prefork import db
+from prefork import access_log, db
 from prefork.config import Settings
 from prefork.cron.threads import CronThreads
 from prefork.db.pool import Database
@@ -79,8 +79,11 @@ class ThreadedServer:
         log.info("HTTP service running on %s (threaded mode, %d threads)",
                  display_address(self.listeners[0]), s.http_threads)
         sampler = Sampler(self.database)
+        access = self.handler.access_log
         while not self._finished():
-            self.loop.run_once(TICK)
+            self.loop.run_once(TICK if access is None else access.timeout(TICK))
+            if access is not None:  # its buffer leaves when idle, or once a second
+                access.after_turn()
             sampler.maybe_sample()
             self._handle_signals()
             self._check_limits()
@@ -88,6 +91,7 @@ class ThreadedServer:
                 self._begin_reload()
             if self._reload_deadline and self._reload_ready():
                 self._reexec()
+        access_log.shutdown()
         return 0
 
     def _start_threads(self) -> None:
@@ -145,6 +149,7 @@ class ThreadedServer:
         env = {**os.environ, **handover_env(self.listeners)}
         command = [sys.executable, "-m", "prefork", *self.argv]
         log.warning("re-executing: %s", " ".join(command[2:]) or "prefork")
+        access_log.shutdown()
         logging.shutdown()
         os.execve(sys.executable, command, env)
 

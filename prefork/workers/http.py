@@ -111,12 +111,15 @@ class HTTPWorker:
         self.limits.arm()
         self.slot.set_state(READY)
         nudge(self.channel)  # a retiring worker may be waiting for this one
+        access = self.handler.access_log
         next_check = 0.0
         with self.lock:
             while self.exit_code is None:
                 now = time.monotonic()
                 self.slot.beat(now)
-                self.loop.run_once(TICK)
+                self.loop.run_once(TICK if access is None else access.timeout(TICK))
+                if access is not None:  # its buffer leaves when idle, or once a second
+                    access.after_turn()
                 self._share_load()
                 if now >= next_check:  # once a TICK, not once per turn of a busy loop
                     next_check = now + TICK
@@ -302,6 +305,7 @@ class HTTPWorker:
                 continue
             if time.monotonic() - started < REBALANCE_AFTER:
                 continue
+            self._flush_access_log()
             if self.lock.acquire(blocking=False):  # free only while the application runs
                 try:
                     if self.busy_since and self.request_seq == seq:
@@ -311,6 +315,13 @@ class HTTPWorker:
                     self.lock.release()
             handled_seq = seq
 
+    def _flush_access_log(self) -> None:
+        """From the rebalancer, when a request runs long: the lines of those before it are
+        written now, not lost if a limit's SIGKILL ends this one (the log is thread-safe)."""
+        access = self.handler.access_log if self.handler is not None else None
+        if access is not None:
+            access.flush()
+
     def _drain(self) -> None:
         """Stop accepting (the listening socket stays open in the master and the other
         workers), hand idle connections to the master for other workers, and answer what
@@ -319,9 +330,12 @@ class HTTPWorker:
         self._hand_over()
         self.loop.stop_accepting(close_idle=False)
         deadline = time.monotonic() + (self.settings.limit_time_real or DRAIN_MAX)
+        access = self.handler.access_log if self.handler is not None else None
         while self.loop.open_connections and time.monotonic() < deadline:
             self.slot.beat(time.monotonic())
             self.loop.run_once(DRAIN_TICK)
+            if access is not None:
+                access.after_turn()
         self._return_late_arrivals()
 
     def _leave(self) -> None:

@@ -16,6 +16,7 @@ from typing import NoReturn
 
 from setproctitle import setproctitle
 
+from prefork import access_log
 from prefork.workers import exitcodes
 from prefork.workers.limits import disable_core_dumps, set_address_space_backstop
 from prefork.workers.scoreboard import Slot
@@ -54,5 +55,6 @@ def run_to_exit(role: str, slot: Slot, body: Callable[[], int],
         log.critical("%s crashed:\n%s", role, text)
     finally:
         cleanup()
+        access_log.shutdown()  # what a worker logged is written on every way out
         logging.shutdown()
         os._exit(code)

@@ -15,6 +15,7 @@ import types
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar, cast
 
+from prefork.access_log import AccessLog
 from prefork.http.connection import ClientGone, Connection
 from prefork.http.request import Request
 from prefork.http.responses import DateCache
@@ -23,7 +24,6 @@ from prefork.wsgi.limit_exceeded import LimitAlarm, LimitExceeded, answer
 from prefork.wsgi.unavailable import Unavailable, response_bytes
 
 log = logging.getLogger("prefork.wsgi")
-access_log = logging.getLogger("prefork.access")
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 # Sees each request's environ and its response before the application does.
@@ -179,7 +179,8 @@ class WSGIHandler:
     """Serves requests with one application; safe to share between threads."""
 
     def __init__(self, app: WSGIApp, environ: EnvironBuilder, date: DateCache, *,
-                 send_timeout: float, access_log: bool, draining: Callable[[], bool],
+                 send_timeout: float, access_log: AccessLog | None,
+                 draining: Callable[[], bool],
                  metrics: Any = None, request_hooks: Sequence[RequestHook] = (),
                  alarm: LimitAlarm | None = None) -> None:
         self.app = direct(app)
@@ -189,7 +190,8 @@ class WSGIHandler:
         self.environ = environ
         self.date = date
         self.send_timeout = send_timeout
-        self.log_access = access_log
+        self.access_log = access_log  # prefork.access_log's writer, None: no access log
+        self.log_access = access_log is not None
         self.draining = draining
         self.memory_errors = 0
         # An HTTP worker's: its limits' signals may interrupt the application (threaded
@@ -286,9 +288,10 @@ class WSGIHandler:
 
     def _log(self, conn: Connection, request: Request, response: Response,
              elapsed: float) -> None:
-        access_log.info('%s - "%s %s %s" %d %d %.3f', conn.peer[0], request.method,
-                        request.target, request.version, response.status,
-                        response.bytes_sent, elapsed)
+        access = self.access_log
+        if access is not None:
+            access.write(conn.peer[0], request.method, request.target, request.version,
+                         response.status, response.bytes_sent, elapsed)
 
 
 def _status_code(status: str) -> int:
