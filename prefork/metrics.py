@@ -49,6 +49,9 @@ class Metrics:
         self.db_in_use = Gauge("prefork_db_connections_in_use",
                                "Database connections lent out by the pools",
                                multiprocess_mode="livesum")
+        self.send_buffer = Gauge("prefork_http_send_buffer_bytes",
+                                 "Bytes of responses HTTP workers keep for slow readers",
+                                 multiprocess_mode="livesum")
         self.db_open = Gauge("prefork_db_connections_open", "Connections the pools hold open",
                              multiprocess_mode="livesum")
         # Requests are queued in plain Python and added to the shared files by flush(), once

@@ -64,6 +64,10 @@ def _cells(process: dict[str, Any], now: float) -> tuple[str, ...]:
     request = process["request"]
     if request:
         request = f"{request} ({process['request_seconds']:.1f}s)"
+    if process.get("sending_clients"):
+        request = (f"{request}; " if request else "") + (
+            f"sending {mib(process['sending_bytes'])} to "
+            f"{process['sending_clients']} slow reader(s)")
     return (process["role"], str(process["pid"]), process["state"], mib(process["rss"]),
             f"{process['cpu']:.1f}", str(process["requests"]),
             _age(now - process["started_at"]), request)

@@ -152,6 +152,21 @@ class Settings:
         kinds.SECONDS, 15.0, "--http-keepalive-timeout", section="HTTP",
         help="Seconds an idle keep-alive connection is kept open.",
     )
+    http_send_timeout: float = opt(
+        kinds.SECONDS, 20.0, "--http-send-timeout", section="HTTP",
+        help="Seconds a client may read nothing of its response before it is dropped.",
+    )
+    http_send_buffer: int = opt(
+        kinds.SIZE, 4 * MiB, "--http-send-buffer", section="HTTP",
+        help="Most bytes of a response a worker keeps for a client that reads slowly while "
+        "it serves other requests; a streamed body is drawn no further ahead (a body the "
+        "application returns as one piece is kept whole).",
+    )
+    http_send_buffer_worker: int = opt(
+        kinds.SIZE, 64 * MiB, "--http-send-buffer-worker", section="HTTP",
+        help="Most bytes one HTTP worker keeps for all its slow readers; past it, a "
+        "response waits in its worker until its client has read it (0: always).",
+    )
     # -- scheduled jobs -----------------------------------------------------------------------
     cron_jobs: str = opt(
         kinds.TEXT, "", "--cron-jobs", section="Scheduled jobs",

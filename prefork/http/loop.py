@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prefork.http.connection import Connection
+from prefork.http.connection import Connection, SendBudget
 from prefork.http.errors import HTTPError
 from prefork.http.pacing import AcceptPacer
 from prefork.http.parser import Limits
@@ -49,12 +49,16 @@ Dispatch = Callable[[Connection, Request], "bool | None"]
 class Timeouts:
     request: float
     keepalive: float
+    send: float = 20.0  # without progress, while the loop sends the rest of a response
 
 
 class EventLoop:
     def __init__(self, limits: Limits, timeouts: Timeouts, dispatch: Dispatch, *,
-                 inline: bool, pace_accepting: bool = False) -> None:
+                 inline: bool, pace_accepting: bool = False,
+                 budget: SendBudget | None = None) -> None:
         self.limits = limits
+        # Inline only: what the loop may keep of responses for clients that read slowly.
+        self.budget = budget if inline else None
         self.timeouts = timeouts
         self.date = DateCache()
         self._dispatch = dispatch
@@ -134,7 +138,7 @@ class EventLoop:
         """Take over a connection another process accepted, with the bytes it had read
         and not parsed."""
         sock.setblocking(False)
-        conn = Connection(sock, peer, self.limits)
+        conn = Connection(sock, peer, self.limits, self.budget)
         if unparsed:
             conn.parser.feed(unparsed)
         self._register(conn)
@@ -150,8 +154,8 @@ class EventLoop:
         """
         movable = []
         for conn in self._conns:
-            if conn is self.serving:
-                continue  # its next requests must follow the one being served
+            if conn is self.serving or conn.sending is not None:
+                continue  # its next requests must follow the response in progress
             unparsed = conn.parser.unparsed()
             if unparsed is not None and len(unparsed) <= most_unparsed:
                 movable.append((conn, unparsed))
@@ -193,7 +197,10 @@ class EventLoop:
                 # An event from this batch may name a connection handed over or closed
                 # while an earlier one was served: it is no longer ours.
                 if data in self._conns:
-                    self._on_readable(data)
+                    if data.sending is None:
+                        self._on_readable(data)
+                    else:
+                        self._on_writable(data)
             elif isinstance(data, _Watch):
                 data.callback()
             else:
@@ -271,7 +278,7 @@ class EventLoop:
             if _NODELAY_PER_CONNECTION and family != socket.AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = Connection(sock, peer[:2] if isinstance(peer, tuple) else ("", 0),
-                              self.limits)
+                              self.limits, self.budget)
             self._register(conn)
             if self._serve_inline:  # the request has usually arrived (TCP_DEFER_ACCEPT): serve it
                 self._on_readable(conn)
@@ -293,6 +300,10 @@ class EventLoop:
 
     def _close(self, conn: Connection) -> None:
         self._unregister(conn)
+        sending = conn.sending
+        if sending is not None:  # the client leaves before the end of its response
+            conn.sending = None
+            sending.abandon()
         conn.close()
 
     def _on_readable(self, conn: Connection) -> None:
@@ -325,6 +336,9 @@ class EventLoop:
                 keep_open = self._dispatch(conn, request)
             finally:
                 self.serving = None
+            if conn.sending is not None:  # a slow reader: the loop sends the rest
+                self._await_reader(conn)
+                return
             if not keep_open or self.draining:
                 self._close(conn)
                 return
@@ -332,6 +346,32 @@ class EventLoop:
                 conn.in_request = False
                 conn.deadline = time.monotonic() + self.timeouts.keepalive
                 return
+
+    def _await_reader(self, conn: Connection) -> None:
+        """Watch for room in the socket of a response's client instead of its requests:
+        the next ones wait, unread, until it has the whole response."""
+        conn.in_request = True  # not idle: neither handed over nor closed as one
+        conn.deadline = time.monotonic() + self.timeouts.send
+        conn.queued = conn.in_kernel()
+        self._poller.modify(conn.fd, writable=True)
+
+    def _on_writable(self, conn: Connection) -> None:
+        """The client of a response in progress has read some of it (or left)."""
+        sending = conn.sending
+        assert sending is not None
+        outcome = sending.resume()
+        if outcome is None:
+            conn.deadline = time.monotonic() + self.timeouts.send  # the client reads
+            conn.queued = conn.in_kernel()
+            return
+        conn.sending = None
+        if not outcome or self.draining:
+            self._close(conn)
+            return
+        self._poller.modify(conn.fd, writable=False)
+        conn.in_request = False
+        conn.deadline = time.monotonic() + self.timeouts.keepalive
+        self._advance(conn)  # requests it pipelined meanwhile
 
     def _await_more(self, conn: Connection) -> None:
         if conn.parser.idle:  # nearly always: nothing of a next request has arrived
@@ -357,10 +397,25 @@ class EventLoop:
 
     def _sweep(self, now: float) -> None:
         for conn in [c for c in self._conns if c.deadline <= now]:
-            if conn.in_request:
+            if conn.sending is not None:
+                self._check_reader(conn, now)
+            elif conn.in_request:
                 self._refuse(conn, HTTPError(408, "request not received in time"))
             else:
                 self._close(conn)
+
+    def _check_reader(self, conn: Connection, now: float) -> None:
+        """A response's client has not made room for more of it within the send timeout:
+        dropped, unless the kernel's queue for it shrank (a slow reader, but a reader:
+        the socket may need a third of its buffer read before it reports room)."""
+        queued = conn.in_kernel()
+        if queued < conn.queued:
+            conn.queued = queued
+            conn.deadline = now + self.timeouts.send
+            return
+        log.info("%s - dropped: read nothing of its response for %gs", conn.peer[0],
+                 self.timeouts.send)
+        self._close(conn)
 
 
 class _Watch:

@@ -1,5 +1,6 @@
 """Readiness of the event loop's file descriptors: epoll where the system has it, poll()
-elsewhere. Everything is watched for reading only.
+elsewhere. Everything is watched for reading, except a connection whose client has not read
+its whole response yet, watched for room to write instead (`modify`).
 
 Not the selectors module, for two reasons measured on the hot path:
 - listening sockets shared by several workers are registered with EPOLLEXCLUSIVE, so a new
@@ -17,6 +18,7 @@ from typing import Any
 
 _EPOLL = hasattr(select, "epoll")
 _READ = select.EPOLLIN if _EPOLL else select.POLLIN
+_WRITE = select.EPOLLOUT if _EPOLL else select.POLLOUT
 _EXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", 0)
 
 
@@ -34,12 +36,16 @@ class Poller:
         self._poller.register(fd, _READ | (_EXCLUSIVE if exclusive else 0))
         self._watched[fd] = data
 
+    def modify(self, fd: int, *, writable: bool) -> None:
+        """Watch a registered `fd` for room to write instead of data to read, or back."""
+        self._poller.modify(fd, _WRITE if writable else _READ)
+
     def unregister(self, fd: int) -> None:
         del self._watched[fd]
         self._poller.unregister(fd)
 
     def select(self, timeout: float) -> list[object]:
-        """The objects of the descriptors ready to read (or closed, or in error)."""
+        """The objects of the descriptors ready (or closed, or in error)."""
         if _EPOLL:
             ready = self._poller.poll(timeout)
         else:

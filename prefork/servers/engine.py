@@ -9,6 +9,7 @@ from prefork import metrics
 from prefork.access_log import open_access_log
 from prefork.config import Settings
 from prefork.db.pool import Database
+from prefork.http.connection import SendBudget
 from prefork.http.loop import Dispatch, EventLoop, Timeouts
 from prefork.http.parser import Limits
 from prefork.ops.dashboard import Dashboard
@@ -30,8 +31,11 @@ def make_loop(settings: Settings, dispatch: Dispatch, *, inline: bool,
               pace_accepting: bool = False) -> EventLoop:
     limits = Limits(settings.limit_request_line, settings.limit_request_fields,
                     settings.limit_request_field_size, settings.limit_request_body)
-    timeouts = Timeouts(settings.http_header_timeout, settings.http_keepalive_timeout)
-    return EventLoop(limits, timeouts, dispatch, inline=inline, pace_accepting=pace_accepting)
+    timeouts = Timeouts(settings.http_header_timeout, settings.http_keepalive_timeout,
+                        settings.http_send_timeout)
+    budget = SendBudget(settings.http_send_buffer_worker, settings.http_send_buffer)
+    return EventLoop(limits, timeouts, dispatch, inline=inline, pace_accepting=pace_accepting,
+                     budget=budget)
 
 
 def make_handler(settings: Settings, app: WSGIApp, loop: EventLoop, *, multiprocess: bool,
@@ -61,6 +65,6 @@ def make_handler(settings: Settings, app: WSGIApp, loop: EventLoop, *, multiproc
         environ.constant("prefork.realtime_port", settings.gevent_port)
     if multiprocess:  # threaded mode applies no CPU limit per request
         environ.constant("prefork.limit_time_cpu", settings.limit_time_cpu)
-    return WSGIHandler(app, environ, loop.date, send_timeout=settings.http_header_timeout,
+    return WSGIHandler(app, environ, loop.date, send_timeout=settings.http_send_timeout,
                        access_log=open_access_log(settings.access_log), draining=draining,
                        metrics=counters, request_hooks=hooks, alarm=alarm)

@@ -810,6 +810,8 @@ class Master:
                            elapsed)
         row["state"] = "stopping" if worker.terminating else _STATE_LABELS.get(view.state, "?")
         row["generation"] = worker.generation
+        row["sending_bytes"] = view.sending_bytes
+        row["sending_clients"] = view.sending_clients
         return row
 
 

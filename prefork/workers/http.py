@@ -25,7 +25,7 @@ from typing import NoReturn
 from prefork import db, metrics
 from prefork.config import Settings
 from prefork.db.pool import Database
-from prefork.http.connection import Connection
+from prefork.http.connection import Connection, SendBudget
 from prefork.http.parser import EMPTY_BODY
 from prefork.http.request import Request
 from prefork.ops.sampling import Sampler
@@ -88,6 +88,10 @@ class HTTPWorker:
                               pace_accepting=settings.workers > 1)
         self.handler: WSGIHandler | None = None
         self.published_connections = -1
+        self.budget = self.loop.budget or SendBudget(0, 0)
+        self.published_held = 0
+        counters = metrics.current()
+        self.sending_gauge = counters.send_buffer if counters is not None else None
         self.sampler = Sampler(database)
         self.shed_seq = slot.shed_request()[1]
 
@@ -267,6 +271,12 @@ class HTTPWorker:
         if count != self.published_connections:
             self.slot.set_connections(count)
             self.published_connections = count
+        budget = self.budget
+        if budget.held != self.published_held:
+            self.published_held = budget.held
+            self.slot.set_sending(budget.held, budget.readers)
+            if self.sending_gauge is not None:
+                self.sending_gauge.set(budget.held)
         shed, seq = self.slot.shed_request()
         if seq != self.shed_seq:
             self.shed_seq = seq

@@ -3,7 +3,8 @@
 The master maps it before forking, so every worker writes its own slot and the master reads
 them all without a system call: the heartbeat of the worker's own loop, when the current
 request started and its request line, how many requests it served, its state, and the
-measured value or error text that explains its exit, how many client connections it holds.
+measured value or error text that explains its exit, how many client connections it holds,
+and how many bytes of responses it keeps for how many clients that read slowly.
 
 Each field is written by one process only (the worker, except `pid` and `state` FREE/BOOTING,
 written by the master before the fork, and two written by the master only: the shed request,
@@ -34,7 +35,8 @@ _HEAD = struct.Struct("=iidqiiqqd")
 _LINE_SIZE = 256
 _ERROR_SIZE = 2048
 _LIMIT_SIZE = 8  # an int, in room that keeps every slot's doubles 8-byte aligned
-SLOT_SIZE = _HEAD.size + 2 * _LINE_SIZE + _ERROR_SIZE + _LIMIT_SIZE
+_SENDING = struct.Struct("=qq")  # bytes kept for slow readers, how many such clients
+SLOT_SIZE = _HEAD.size + 2 * _LINE_SIZE + _ERROR_SIZE + _LIMIT_SIZE + _SENDING.size
 MAX_SLOTS = 512
 
 _OFF_PID, _OFF_STATE, _OFF_BEAT, _OFF_VALUE, _OFF_CONNECTIONS, _OFF_SHED = 0, 4, 8, 16, 24, 28
@@ -44,6 +46,7 @@ _OFF_LINE = _HEAD.size
 _OFF_EXIT_LINE = _OFF_LINE + _LINE_SIZE
 _OFF_ERROR = _OFF_EXIT_LINE + _LINE_SIZE
 _OFF_LIMIT = _OFF_ERROR + _ERROR_SIZE
+_OFF_SENDING = _OFF_LIMIT + _LIMIT_SIZE
 # The start time and the line; one byte short of the line's room, so a NUL always ends it.
 _BEGIN = struct.Struct(f"=d{_LINE_SIZE - 1}s")
 _LINE = struct.Struct(f"{_LINE_SIZE - 1}s")
@@ -65,6 +68,8 @@ class SlotView:
     request_line: str
     exit_line: str
     error: str
+    sending_bytes: int = 0
+    sending_clients: int = 0
 
 
 class Slot:
@@ -104,6 +109,10 @@ class Slot:
     def set_connections(self, count: int) -> None:
         _INT.pack_into(self._mem, self._base + _OFF_CONNECTIONS, count)
 
+    def set_sending(self, held: int, clients: int) -> None:
+        """Bytes of responses kept for clients that read slowly, and how many clients."""
+        _SENDING.pack_into(self._mem, self._base + _OFF_SENDING, held, clients)
+
     def request_shed(self, count: int) -> None:
         """Master side: ask the worker to hand `count` idle connections over."""
         _, seq = _SHED.unpack_from(self._mem, self._base + _OFF_SHED)
@@ -141,10 +150,12 @@ class Slot:
     def read(self) -> SlotView:
         pid, state, beat, value, connections, _, _, requests, started = _HEAD.unpack_from(
             self._mem, self._base)
+        held, clients = _SENDING.unpack_from(self._mem, self._base + _OFF_SENDING)
         return SlotView(pid, state, beat, started, requests, value, connections,
                         _cstring(self._mem, self._base + _OFF_LINE, _LINE_SIZE),
                         _cstring(self._mem, self._base + _OFF_EXIT_LINE, _LINE_SIZE),
-                        _cstring(self._mem, self._base + _OFF_ERROR, _ERROR_SIZE))
+                        _cstring(self._mem, self._base + _OFF_ERROR, _ERROR_SIZE),
+                        held, clients)
 
 
 def _cstring(mem: mmap.mmap, start: int, size: int) -> str:

@@ -12,7 +12,7 @@ import inspect
 import logging
 import time
 import types
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar, cast
 
 from prefork.access_log import AccessLog
@@ -70,6 +70,10 @@ class Response:
     chunked = False
     bytes_sent = 0
     own_date = False  # the application sent a Date header: prefork adds none
+    # A streamed body left to draw as a slow client reads, and what the application
+    # returned (closed once the body has been drawn).
+    rest: Iterator[bytes] | None = None
+    result: Iterable[bytes] | None = None
     # Headers to add at start_response, set by whoever needs to (a session that the
     # application touched); None for most requests, which then pay nothing.
     header_hook: Callable[[], list[tuple[str, str]]] | None = None
@@ -162,13 +166,13 @@ class Response:
             raise ResponseError("application sent more than its Content-Length")
         self.bytes_sent += len(data)
         if prefix or data:
-            self.conn.send_all(prefix + data if prefix else data, self.timeout)
+            self.conn.send(prefix + data if prefix else data, self.timeout)
 
     def finish(self) -> None:
         if not self.headers_sent:
             self.write(b"", known_total=0)
         if self.chunked:
-            self.conn.send_all(b"0\r\n\r\n", self.timeout)
+            self.conn.send(b"0\r\n\r\n", self.timeout)
         elif self.length is not None and not self.no_body and self.bytes_sent < self.length:
             log.error("application sent %d of %d bytes; closing the connection",
                       self.bytes_sent, self.length)
@@ -200,9 +204,12 @@ class WSGIHandler:
 
     def serve(self, conn: Connection, request: Request, started: float = 0.0) -> bool:
         """Answer one request; True when the connection may carry another one. `started`
-        is the monotonic time the caller began it at, if it read the clock already."""
-        timed = self.log_access or self.metrics is not None
-        if timed and not started:
+        is the monotonic time the caller began it at, if it read the clock already.
+
+        When the client reads slower than the application answers (and the process keeps
+        responses for slow readers), the rest of the response is left in `conn.sending`
+        for the event loop, and the request is logged once its client has it all."""
+        if not started and (self.log_access or self.metrics is not None):
             started = time.monotonic()
         keep_alive = request.keep_alive and not self.draining()
         response = Response(conn, request, keep_alive, self.send_timeout, self.date)
@@ -211,6 +218,9 @@ class WSGIHandler:
                 self._run_app(response, request, conn)
             else:
                 self._run_interruptible(response, request, conn, self.alarm)
+            if conn.unsent or response.rest is not None:
+                conn.sending = _Rest(self, conn, request, response, started)
+                return response.keep_alive  # the loop sends the rest as the client reads
         except LimitExceeded as exc:
             self._stopped(conn, request, response, exc)
         except ClientGone:
@@ -228,14 +238,19 @@ class WSGIHandler:
                 self._stopped(conn, request, response, self.alarm.fired)
             else:
                 self._failed(conn, request, response, exc)
+        self.answered(conn, request, response, started)
+        return response.keep_alive
+
+    def answered(self, conn: Connection, request: Request, response: Response,
+                 started: float) -> None:
+        """Count and log a request whose response has ended (sent, or cut short)."""
         conn.served += 1
-        if timed:
+        if started:  # read when the request is timed: logged or measured
             elapsed = time.monotonic() - started
             if self.metrics is not None:
                 self.metrics.request(response.status, elapsed)
             if self.log_access:
                 self._log(conn, request, response, elapsed)
-        return response.keep_alive
 
     def _failed(self, conn: Connection, request: Request, response: Response,
                 exc: Exception) -> None:
@@ -277,14 +292,18 @@ class WSGIHandler:
                 if response.bytes_sent != response.length:  # HEAD, or a short body
                     response.finish()
             else:
-                for chunk in result:
+                chunks = iter(result)
+                for chunk in chunks:
                     if chunk:
                         response.write(chunk)
+                        if conn.unsent > conn.ahead:  # a slow reader: drawn as it reads
+                            response.rest = chunks
+                            response.result = result
+                            return
                 response.finish()
         finally:
-            close = getattr(result, "close", None)
-            if close is not None:
-                close()
+            if response.rest is None:
+                _close(result)
 
     def _log(self, conn: Connection, request: Request, response: Response,
              elapsed: float) -> None:
@@ -313,6 +332,68 @@ def _header_kind(name: str) -> int:
     if len(_header_kinds) < _MAX_CACHED:
         _header_kinds[name] = kind
     return kind
+
+
+def _close(result: Iterable[bytes]) -> None:
+    close = getattr(result, "close", None)
+    if close is not None:
+        close()
+
+
+class _Rest:
+    """The end of a response the event loop sends while the client reads: kept bytes, and
+    the body's iterator when the application streams it (drawn as the client reads, never
+    more than the connection's share of the send budget ahead of it)."""
+
+    def __init__(self, handler: WSGIHandler, conn: Connection, request: Request,
+                 response: Response, started: float) -> None:
+        self.handler = handler
+        self.conn = conn
+        self.request = request
+        self.response = response
+        self.started = started
+
+    def resume(self) -> bool | None:
+        conn, response = self.conn, self.response
+        try:
+            if conn.unsent:
+                conn.flush()
+            chunks = response.rest
+            if chunks is not None and conn.unsent <= conn.ahead // 2:
+                for chunk in chunks:
+                    if chunk:
+                        response.write(chunk)
+                        if conn.unsent > conn.ahead:
+                            return None
+                self._close_body()
+                response.finish()
+            if conn.unsent:
+                return None
+        except ClientGone:
+            response.keep_alive = False
+        except Exception:
+            log.exception("error streaming %s %s", self.request.method, self.request.target)
+            response.keep_alive = False
+        self._end()
+        return response.keep_alive
+
+    def abandon(self) -> None:
+        self.response.keep_alive = False
+        self._end()
+
+    def _end(self) -> None:
+        self._close_body()
+        self.handler.answered(self.conn, self.request, self.response, self.started)
+
+    def _close_body(self) -> None:
+        result, self.response.result = self.response.result, None
+        self.response.rest = None
+        if result is not None:
+            try:
+                _close(result)
+            except Exception:
+                log.exception("error closing the response of %s %s", self.request.method,
+                              self.request.target)
 
 
 def _try_send(conn: Connection, data: bytes) -> None:
