@@ -53,7 +53,6 @@ log = logging.getLogger("prefork.worker")
 
 TICK = 1.0
 REBALANCE_AFTER = 0.01  # a request running this long hands its worker's other clients over
-REBALANCE_CHECK = 0.005
 DRAIN_TICK = 0.1
 DRAIN_MAX = 120
 JITTER_FRACTION = 0.1
@@ -306,14 +305,15 @@ class HTTPWorker:
             handed.sock.close()
 
     def _rebalance(self) -> None:
-        """While a request runs long, let idle workers serve this worker's other clients."""
-        handled_seq = 0
+        """While a request runs long, let idle workers serve this worker's other clients.
+        A request seen running at two looks REBALANCE_AFTER apart has run at least that
+        long (and at most twice that): one wake-up per period, whatever the load."""
+        seen_seq = handled_seq = 0
         while True:
-            time.sleep(REBALANCE_CHECK)
-            started, seq = self.busy_since, self.request_seq
-            if not started or seq == handled_seq:
-                continue
-            if time.monotonic() - started < REBALANCE_AFTER:
+            time.sleep(REBALANCE_AFTER)
+            seq = self.request_seq if self.busy_since else 0
+            if not seq or seq != seen_seq or seq == handled_seq:
+                seen_seq = seq
                 continue
             self._flush_access_log()
             if self.lock.acquire(blocking=False):  # free only while the application runs
