@@ -28,6 +28,7 @@ from prefork.access_log import (
 )
 from tests.conftest import MODES, Server
 from tests.load import Load
+from tests.test_master import wait_for
 
 APP = ("--app", "tests.apps.testapp:app", "--max-cron-threads", "0")
 LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d{3} (\d+) INFO prefork\.access: "
@@ -301,17 +302,12 @@ def access_lines(text: str) -> list[re.Match[str]]:
     return list(LINE.finditer(text))
 
 
+def wait_until(predicate, timeout: float = 15.0, message: str = "") -> None:  # type: ignore[no-untyped-def]
+    wait_for(predicate, timeout, message)
+
+
 def served_ok(text: str, path: str = "/echo") -> int:
     return sum(1 for m in access_lines(text) if m.group(5) == path and m.group(7) == "200")
-
-
-def wait_until(predicate, timeout: float = 15.0, message: str = "") -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(message or "condition never became true")
 
 
 def get(server: Server, path: str) -> int:

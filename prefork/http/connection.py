@@ -175,24 +175,10 @@ class Connection:
                 deadline = deadline or time.monotonic() + timeout
                 self._wait_writable(deadline)
 
-    def send_all(self, data: bytes | memoryview, timeout: float) -> None:
+    def send_all(self, data: bytes, timeout: float) -> None:
         """Send everything or raise ClientGone; a stalled reader is dropped after `timeout`."""
-        remaining = data
-        deadline = 0.0
-        while True:
-            try:
-                sent = self.sock.send(remaining)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError as exc:
-                raise ClientGone(str(exc)) from None
-            if sent == len(remaining):
-                return  # usually at once: it all fitted in the socket buffer
-            if sent:
-                remaining = memoryview(remaining)[sent:]
-            else:
-                deadline = deadline or time.monotonic() + timeout
-                self._wait_writable(deadline)
+        self.send(data, timeout)
+        self.send_kept(timeout)
 
     def send_final(self, data: bytes, timeout: float) -> None:
         """Send a last response and end the connection so that the client can read it."""
