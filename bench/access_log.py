@@ -28,7 +28,7 @@ from functools import partial
 from pathlib import Path
 
 from http_hello import BENCH, ROOT, free_port, running, wait_port
-from http_workers import alternate, commands
+from http_workers import alternate, commands, percentile, requests_per_second, wrk_output
 
 from prefork.compiled import build
 
@@ -40,15 +40,9 @@ LABELS = {"no access log": "prefork, --no-access-log", "logfile": "prefork, acce
 
 def wrk(port: int, duration: int, close: bool) -> tuple[float, float, int]:
     """(requests/s, p99 ms, responses received) of `wrk -t1 -c10`."""
-    command = ["wrk", "-t1", "-c10", f"-d{duration}s", "--latency"]
-    if close:
-        command += ["-H", "Connection: close"]
-    out = subprocess.run([*command, f"http://127.0.0.1:{port}/"], capture_output=True,
-                         text=True, check=True).stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    out = wrk_output(port, 10, duration, close)
     count = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out).groups()  # type: ignore[union-attr]
-    return rate, float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit], count
+    return requests_per_second(out), percentile(out, "99%"), count
 
 
 def prefork(port: int, *extra: str, access_log: bool = True) -> list[str]:

@@ -64,13 +64,34 @@ def commands(workers: int, port: int, log: str = "") -> dict[str, list[str]]:
 def wrk(port: int, connections: int, duration: int, close: bool,
         path: str = "/", extra: list[str] | None = None) -> tuple[float, float, float]:
     """(requests/s, p50 ms, p99 ms)."""
+    out = wrk_output(port, connections, duration, close, path, extra)
+    return requests_per_second(out), percentile(out, "50%"), percentile(out, "99%")
+
+
+def wrk_output(port: int, connections: int, duration: int, close: bool, path: str = "/",
+               extra: list[str] | None = None) -> str:
+    """What `wrk -t1 --latency` prints for one run."""
     command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", *(extra or [])]
     if close:
         command += ["-H", "Connection: close"]
-    out = subprocess.run([*command, f"http://127.0.0.1:{port}{path}"], capture_output=True,
-                         text=True, check=True).stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    return rate, _percentile(out, "50%"), _percentile(out, "99%")
+    return subprocess.run([*command, f"http://127.0.0.1:{port}{path}"], capture_output=True,
+                          text=True, check=True).stdout
+
+
+def requests_per_second(out: str) -> float:
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def percentile(out: str, label: str) -> float:
+    """A latency of wrk's output in ms: a percentile ("99%") or a column ("Latency")."""
+    pattern = rf"{label}\s+([\d.]+)(us|ms|s|m)\b"
+    if label == "Latency":  # average, standard deviation, then the max
+        pattern = r"Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s|m)\b"
+    value, unit = re.search(pattern, out).groups()  # type: ignore[union-attr]
+    return float(value) * _UNITS[unit]
 
 
 def alternate(variants: dict[str, Callable[[], T]], rounds: int) -> dict[str, list[T]]:
@@ -81,11 +102,6 @@ def alternate(variants: dict[str, Callable[[], T]], rounds: int) -> dict[str, li
         for name, measure in variants.items():
             rates[name].append(measure())
     return rates
-
-
-def _percentile(out: str, label: str) -> float:
-    value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)\b", out).groups()  # type: ignore[union-attr]
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
 def throughput(worker_counts: list[int], duration: int, rounds: int) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
-import re
 import selectors
 import socket
 import statistics
@@ -40,7 +39,7 @@ from pathlib import Path
 import psutil
 from access_log import access_log_overhead
 from http_hello import BENCH, DSN, free_port, running, wait_port
-from http_workers import alternate
+from http_workers import alternate, percentile, requests_per_second, wrk_output
 
 from prefork.compiled import build
 
@@ -48,7 +47,6 @@ PY = sys.executable
 APP = "mixed_app:app"
 SLOW_CLIENTS = 2
 STALLED_READERS = 8
-UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
 
 
 def commands(workers: int, port: int) -> dict[str, list[str]]:
@@ -76,19 +74,9 @@ def commands(workers: int, port: int) -> dict[str, list[str]]:
 
 def wrk_latency(port: int, duration: int) -> tuple[float, float, float, float]:
     """(requests/s, p50 ms, p99 ms, max ms) of the fast endpoint."""
-    out = subprocess.run(["wrk", "-t1", "-c20", f"-d{duration}s", "--latency",
-                          f"http://127.0.0.1:{port}/"], capture_output=True, text=True,
-                         check=True).stdout
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    latency = re.search(r"Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s|m)\b", out)
-    assert latency is not None, out
-    return (rate, _percentile(out, "50%"), _percentile(out, "99%"),
-            float(latency.group(1)) * UNITS[latency.group(2)])
-
-
-def _percentile(out: str, label: str) -> float:
-    value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s|m)\b", out).groups()  # type: ignore[union-attr]
-    return float(value) * UNITS[unit]
+    out = wrk_output(port, 20, duration, False)
+    return (requests_per_second(out), percentile(out, "50%"), percentile(out, "99%"),
+            percentile(out, "Latency"))
 
 
 def with_slow_clients(port: int, seconds: float, measure: Callable[[], tuple[float, ...]],

@@ -70,7 +70,7 @@ def test_accepted_connections_have_tcp_nodelay(made_by: str) -> None:
         seen.append(conn.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
         return False
 
-    loop = EventLoop(Limits(), Timeouts(5.0, 5.0), dispatch, inline=True)
+    loop = EventLoop(Limits(), Timeouts(5.0, 5.0, 5.0), dispatch, inline=True)
     loop.add_listener(listener)
     with socket.create_connection(listener.getsockname()) as client:
         client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")

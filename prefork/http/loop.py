@@ -49,7 +49,7 @@ Dispatch = Callable[[Connection, Request], "bool | None"]
 class Timeouts:
     request: float
     keepalive: float
-    send: float = 20.0  # without progress, while the loop sends the rest of a response
+    send: float  # without progress, while the loop sends the rest of a response
 
 
 class EventLoop:

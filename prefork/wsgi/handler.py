@@ -195,7 +195,6 @@ class WSGIHandler:
         self.date = date
         self.send_timeout = send_timeout
         self.access_log = access_log  # prefork.access_log's writer, None: no access log
-        self.log_access = access_log is not None
         self.draining = draining
         self.memory_errors = 0
         # An HTTP worker's: its limits' signals may interrupt the application (threaded
@@ -209,7 +208,7 @@ class WSGIHandler:
         When the client reads slower than the application answers (and the process keeps
         responses for slow readers), the rest of the response is left in `conn.sending`
         for the event loop, and the request is logged once its client has it all."""
-        if not started and (self.log_access or self.metrics is not None):
+        if not started and (self.access_log is not None or self.metrics is not None):
             started = time.monotonic()
         keep_alive = request.keep_alive and not self.draining()
         response = Response(conn, request, keep_alive, self.send_timeout, self.date)
@@ -249,8 +248,10 @@ class WSGIHandler:
             elapsed = time.monotonic() - started
             if self.metrics is not None:
                 self.metrics.request(response.status, elapsed)
-            if self.log_access:
-                self._log(conn, request, response, elapsed)
+            if self.access_log is not None:
+                self.access_log.write(conn.peer[0], request.method, request.target,
+                                      request.version, response.status, response.bytes_sent,
+                                      elapsed)
 
     def _failed(self, conn: Connection, request: Request, response: Response,
                 exc: Exception) -> None:
@@ -304,13 +305,6 @@ class WSGIHandler:
         finally:
             if response.rest is None:
                 _close(result)
-
-    def _log(self, conn: Connection, request: Request, response: Response,
-             elapsed: float) -> None:
-        access = self.access_log
-        if access is not None:
-            access.write(conn.peer[0], request.method, request.target, request.version,
-                         response.status, response.bytes_sent, elapsed)
 
 
 def _status_code(status: str) -> int:
