@@ -18,6 +18,7 @@ from prefork.config import ConfigError
 from prefork.config.kinds import BOOLEAN
 from prefork.config.loader import Assignment, Loaded, load_settings
 from prefork.config.settings import ALIASES, SPECS, OptionSpec
+from prefork.ops.adminpass import password_warnings
 from prefork.usercode import use_working_directory
 
 COMMANDS = ("run", "check", "status", "cron", "bus", "tune", "nginx", "systemd")
@@ -149,6 +150,7 @@ def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, Loaded]:
     cli = _assignments(ns, cli_warnings)
     loaded = load_settings(cli, config_path=ns.config)
     loaded.warnings.extend(cli_warnings)
+    loaded.warnings.extend(password_warnings(loaded.settings))
     if loaded.settings.workers < 0:
         _resolve_auto_workers(loaded)
     return ns, loaded

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, TextIO
+from typing import TextIO
 
 from prefork import __version__
 from prefork.commands.preflight import import_problems
 from prefork.config import Settings
 from prefork.config.loader import Loaded
+from prefork.config.secrets import shown
 from prefork.config.settings import SPECS
-from prefork.db.report import database_report, mask_password
+from prefork.db.report import database_report
+from prefork.ops.adminpass import dashboard_password
 from prefork.ops.forwarded import seen
 from prefork.sockets import ListenError, listen
 
@@ -31,11 +33,11 @@ def check(loaded: Loaded, out: TextIO = sys.stdout) -> int:
     for warning in warnings:
         print(f"warning: {warning}", file=out)
     print("", file=out)
-    for line in [*describe_processes(settings), *report.lines]:
+    for line in [*describe_processes(settings), _dashboard_line(settings), *report.lines]:
         print(line, file=out)
     print("\neffective settings:", file=out)
     for key in SPECS:
-        value = _show(key, getattr(settings, key))
+        value = shown(key, getattr(settings, key))
         print(f"  {key:<26} = {value:<24} # {loaded.sources.get(key, 'default')}", file=out)
     for problem in problems:
         print(f"error: {problem}", file=out)
@@ -63,12 +65,12 @@ def describe_processes(settings: Settings) -> list[str]:
     ]
 
 
-def _show(key: str, value: Any) -> str:
-    if key == "db_password" and value:
-        return "********"
-    if key == "db_uri" and value:
-        return mask_password(value)
-    return str(value) if value != "" else "(empty)"
+def _dashboard_line(settings: Settings) -> str:
+    if settings.dashboard_password:
+        return "dashboard at /prefork/: on (password: dashboard_password)"
+    if dashboard_password(settings):
+        return "dashboard at /prefork/: on (password: admin_passwd)"
+    return "dashboard at /prefork/: off (no dashboard_password, no usable admin_passwd)"
 
 
 def _environment_problems(settings: Settings) -> list[str]:

@@ -16,6 +16,7 @@ from prefork.config import ini
 from prefork.config.errors import ConfigError
 from prefork.config.kinds import BOOLEAN
 from prefork.config.odoo_keys import ODOO_ONLY_KEYS
+from prefork.config.secrets import hide
 from prefork.config.settings import ALIASES, SPECS, Settings
 
 CONFIG_ENV = "PREFORK_CONFIG"
@@ -71,12 +72,13 @@ def resolve(layers: list[list[Assignment]], sources: dict[str, str] | None = Non
 
 
 def _convert(item: Assignment) -> Any:
-    kind = SPECS[item.key].kind
+    spec = SPECS[item.key]
     try:
-        return kind.parse(item.raw)
+        return spec.kind.parse(item.raw)
     except ValueError:
+        got = hide(spec.secret, item.raw)  # a mistyped secret is still a secret
         raise ConfigError(
-            f"{item.label}: expected {kind.expected}, got {item.raw!r}", where=item.where
+            f"{item.label}: expected {spec.kind.expected}, got {got!r}", where=item.where
         ) from None
 
 

@@ -28,6 +28,7 @@ class OptionSpec:
     help: str
     section: str
     aliases: tuple[str, ...] = ()
+    secret: str = ""  # how `check` and messages hide it: "value", "credentials" or "url"
 
     @property
     def env(self) -> str:
@@ -41,9 +42,14 @@ def opt(
     help: str,
     section: str,
     aliases: tuple[str, ...] = (),
+    secret: str = "",
 ) -> Any:
-    """Declare one option; the field name becomes its config-file key."""
-    meta = {"kind": kind, "flags": flags, "help": help, "section": section, "aliases": aliases}
+    """Declare one option; the field name becomes its config-file key.
+
+    `secret` says what of its value must never be shown (prefork.config.secrets): the whole
+    "value", the password of a URL's "credentials", or everything of a "url" but its host."""
+    meta = {"kind": kind, "flags": flags, "help": help, "section": section, "aliases": aliases,
+            "secret": secret}
     return field(default=default, metadata=meta)
 
 
@@ -215,6 +221,7 @@ class Settings:
     )
     db_password: str = opt(
         kinds.TEXT, "", "-w", "--db_password", section="Database", help="PostgreSQL password.",
+        secret="value",
     )
     db_name: str = opt(
         kinds.TEXT, "", "-d", "--database", section="Database",
@@ -225,7 +232,7 @@ class Settings:
         help="libpq sslmode: disable, allow, prefer, require, verify-ca or verify-full.",
     )
     db_uri: str = opt(
-        kinds.DB_URI, "", "--db-uri", section="Database",
+        kinds.DB_URI, "", "--db-uri", section="Database", secret="credentials",
         help="postgresql://... connection URI (overrides the other db_* options), or "
         "sqlite:///path (threaded mode only).",
     )
@@ -288,12 +295,13 @@ class Settings:
     # -- sessions ----------------------------------------------------------------------------
     session_store: str = opt(
         kinds.SESSION_STORE, "file", "--session-store", section="Sessions",
+        secret="credentials",
         help="Where sessions live: 'file' (data_dir/sessions, shared by the workers of a "
         "host), a Redis URL such as redis://127.0.0.1:6379/0 (shared by hosts), or 'memory' "
         "(threaded mode only).",
     )
     session_secret: str = opt(
-        kinds.TEXT, "", "--session-secret", section="Sessions",
+        kinds.TEXT, "", "--session-secret", section="Sessions", secret="value",
         help="Key that signs session cookies; empty uses a random key kept in "
         "data_dir/session.secret. Hosts sharing sessions need the same key.",
     )
@@ -314,10 +322,15 @@ class Settings:
         help="Seconds after its creation a session expires whatever its use (0 = never); "
         "also the cookie's Max-Age.",
     )
+    dashboard_password: str = opt(
+        kinds.TEXT, "", "--dashboard-password", section="Operations", secret="value",
+        help="Password of the dashboard at /prefork/ (HTTP Basic, any user name; plain text "
+        "or Odoo's $pbkdf2-sha512$ hash); empty falls back to admin_passwd.",
+    )
     admin_passwd: str = opt(
-        kinds.TEXT, "", "--admin-passwd", section="Operations",
-        help="Password of the dashboard at /prefork/ (any user name; plain text or Odoo's "
-        "$pbkdf2-sha512$ hash); empty turns the dashboard off.",
+        kinds.TEXT, "", "--admin-passwd", section="Operations", secret="value",
+        help="Odoo's master password, the dashboard's when dashboard_password is empty; "
+        "Odoo's default 'admin' (plain or hashed) never opens it. Both empty: no dashboard.",
     )
     # -- health monitor ----------------------------------------------------------------------
     alert_window: int = opt(
@@ -335,7 +348,7 @@ class Settings:
         "that raise an alert (0 = never).",
     )
     alert_webhook: str = opt(
-        kinds.TEXT, "", "--alert-webhook", section="Operations",
+        kinds.TEXT, "", "--alert-webhook", section="Operations", secret="url",
         help="URL alerts are POSTed to as JSON when raised and when cleared; empty: none.",
     )
     # -- metrics -----------------------------------------------------------------------------
@@ -383,6 +396,7 @@ def option_specs() -> list[OptionSpec]:
             help=f.metadata["help"],
             section=f.metadata["section"],
             aliases=f.metadata["aliases"],
+            secret=f.metadata["secret"],
         )
         for f in dataclasses.fields(Settings)
     ]

@@ -3,7 +3,6 @@ prefork schema's version, and the connection budget against the server's max_con
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import psycopg
@@ -61,6 +60,3 @@ def _schema_version(conn: psycopg.Connection[tuple[object, ...]]) -> str:
     version = conn.execute("SELECT max(version) FROM prefork.schema_version").fetchone()
     return f"version {version[0] if version else 0}"
 
-
-def mask_password(uri: str) -> str:
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1********@", uri)

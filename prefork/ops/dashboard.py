@@ -1,4 +1,5 @@
-"""The health dashboard at /prefork/ (HTTP Basic, any user name, password `admin_passwd`):
+"""The health dashboard at /prefork/ (HTTP Basic, any user name, the password of
+`adminpass.dashboard_password`):
 a page that asks /prefork/api every 2 seconds for the master's state (processes, memory
 over the last hour, exits, alerts), the cron jobs and the database and bus status."""
 
@@ -16,7 +17,7 @@ import psutil
 
 from prefork import __version__
 from prefork.config import Settings
-from prefork.ops.adminpass import matches
+from prefork.ops.adminpass import dashboard_password, matches
 from prefork.servers.state import read_state, state_path
 from prefork.wsgi.handler import WSGIApp, direct
 
@@ -31,6 +32,7 @@ class Dashboard:
     def __init__(self, app: WSGIApp, settings: Settings) -> None:
         self.app = direct(app)
         self.settings = settings
+        self.password = dashboard_password(settings)
         self.page = resources.files("prefork.ops").joinpath("dashboard_page.html").read_bytes()
         self.started = time.time()
         self.process = psutil.Process()  # kept: cpu_percent() measures since the last call
@@ -41,7 +43,7 @@ class Dashboard:
         if path != PREFIX and not path.startswith(PREFIX + "/"):
             return self.app(environ, start_response)
         if not self._authorized(environ.get("HTTP_AUTHORIZATION", "")):
-            return _send(start_response, "401 Unauthorized", b"admin_passwd required\n",
+            return _send(start_response, "401 Unauthorized", b"dashboard password required\n",
                          "text/plain", [("WWW-Authenticate", 'Basic realm="prefork"')])
         if path in (PREFIX, PREFIX + "/"):
             if path == PREFIX:
@@ -61,7 +63,7 @@ class Dashboard:
             _, _, password = base64.b64decode(encoded).decode().partition(":")
         except ValueError:
             return False
-        return matches(self.settings.admin_passwd, password)
+        return matches(self.password, password)
 
     def _api(self, tx: Any) -> dict[str, Any]:
         state = read_state(state_path(self.settings)) or self._threaded_state()

@@ -13,6 +13,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from prefork.config.secrets import url_host_only
+
 log = logging.getLogger("prefork.master")
 
 ATTEMPTS = 4
@@ -38,8 +40,8 @@ class Webhook:
                 if self._post(payload):
                     break
                 if attempt == ATTEMPTS:
-                    log.warning("alert webhook %s: gave up after %d attempts", self.url,
-                                ATTEMPTS)
+                    log.warning("alert webhook %s: gave up after %d attempts",
+                                url_host_only(self.url), ATTEMPTS)
                     break
                 time.sleep(delay)
                 delay *= 2
@@ -51,5 +53,5 @@ class Webhook:
             with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
                 return bool(200 <= response.status < 300)
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            log.debug("alert webhook %s: %s", self.url, exc)
+            log.debug("alert webhook %s: %s", url_host_only(self.url), exc)
             return False

@@ -12,6 +12,7 @@ from prefork.db.pool import Database
 from prefork.http.connection import SendBudget
 from prefork.http.loop import Dispatch, EventLoop, Timeouts
 from prefork.http.parser import Limits
+from prefork.ops.adminpass import dashboard_password
 from prefork.ops.dashboard import Dashboard
 from prefork.ops.forwarded import recorder
 from prefork.sessions.binder import SessionBinder
@@ -43,7 +44,7 @@ def make_handler(settings: Settings, app: WSGIApp, loop: EventLoop, *, multiproc
                  alarm: LimitAlarm | None = None) -> WSGIHandler:
     """The WSGI handler; with a database, requests get their transaction and /web/health
     can report on it; with an alarm, a limit can stop a request (HTTP workers)."""
-    if settings.admin_passwd:
+    if dashboard_password(settings):
         app = Dashboard(app, settings)  # inside the database middleware: it reads the jobs
     hooks: list[RequestHook] = [SessionBinder(make_store(settings), settings)]
     if database is not None:

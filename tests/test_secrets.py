@@ -1,0 +1,136 @@
+"""Secrets: never printed by `check`, never echoed by an error, never logged; Odoo's default
+admin_passwd never opens the dashboard."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from prefork.config.secrets import shown, url_host_only, without_password
+from prefork.ops import webhook
+from tests.conftest import Server
+from tests.test_config import prefork, write
+
+SECRETS = {
+    "admin_passwd": "odoo-master-4f1c",
+    "dashboard_password": "dash-9b2e",
+    "session_secret": "sign-77aa01",
+    "db_password": "pg-pass-1d3c",
+}
+CONF = f"""\
+[options]
+admin_passwd = {SECRETS["admin_passwd"]}
+dashboard_password = {SECRETS["dashboard_password"]}
+session_secret = {SECRETS["session_secret"]}
+db_password = {SECRETS["db_password"]}
+db_uri = postgresql://odoo:uri-pass-5e6f@127.0.0.1:1/odoo
+session_store = redis://:redis-pass-8c9d@127.0.0.1:1/0
+alert_webhook = https://bot:hook-pass-2a3b@hooks.example.com/services/T01/B02/tok-3c4d
+"""
+EVERY_SECRET = [*SECRETS.values(), "uri-pass-5e6f", "redis-pass-8c9d", "hook-pass-2a3b",
+                "tok-3c4d", "T01/B02"]
+
+
+def _ab64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode().rstrip("=").replace("+", ".")
+
+
+def odoo_hash(password: str, rounds: int = 1000) -> str:
+    """A hash as Odoo's database manager writes admin_passwd (fewer rounds: a test)."""
+    salt = b"0123456789abcdef"
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, rounds)
+    return f"$pbkdf2-sha512${rounds}${_ab64(salt)}${_ab64(digest)}"
+
+
+def test_check_shows_no_secret(tmp_path: Path) -> None:
+    result = prefork("check", "-c", write(tmp_path, CONF), "-p", "0")
+    out = result.stdout + result.stderr
+    for secret in EVERY_SECRET:
+        assert secret not in out, f"{secret!r} shown by check:\n{out}"
+    assert "postgresql://odoo:********@127.0.0.1:1/odoo" in out
+    assert "redis://:********@127.0.0.1:1/0" in out
+    assert "https://********@hooks.example.com/********" in out
+    assert "dashboard at /prefork/: on (password: dashboard_password)" in out
+
+
+@pytest.mark.parametrize("line", [
+    "db_uri = mysql://odoo:typo-pass-1234@db/odoo",
+    "session_store = redis:/:typo-pass-1234@127.0.0.1/0",
+])
+def test_a_refused_secret_is_not_echoed(tmp_path: Path, line: str) -> None:
+    result = prefork("check", "-c", write(tmp_path, f"[options]\n{line}\n"))
+    assert result.returncode == 2
+    assert "prefork.conf:2" in result.stderr and "expected" in result.stderr
+    assert "typo-pass-1234" not in result.stdout + result.stderr
+
+
+def test_shown_forms() -> None:
+    assert shown("session_secret", "abc") == "********"
+    assert shown("session_secret", "") == "(empty)"
+    assert shown("workers", 4) == "4"
+    assert without_password("postgresql://u:p@ss@h/db") == "postgresql://u:********@h/db"
+    assert without_password("postgresql://u@h/db") == "postgresql://u@h/db"
+    assert url_host_only("https://hooks.example.com") == "https://hooks.example.com"
+    assert url_host_only("http://h:8080/x?t=1") == "http://h:8080/********"
+    assert url_host_only("not a url") == "********"
+
+
+def test_the_webhook_is_logged_without_its_token(monkeypatch: pytest.MonkeyPatch,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(webhook, "ATTEMPTS", 1)
+    caplog.set_level(logging.DEBUG, logger="prefork.master")
+    hook = webhook.Webhook("http://bot:hook-pass@127.0.0.1:1/services/tok-3c4d")
+    hook.send({"event": "raised"})
+    deadline = time.monotonic() + 10
+    while "gave up" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "alert webhook http://********@127.0.0.1:1/********: gave up" in caplog.text
+    assert "hook-pass" not in caplog.text and "tok-3c4d" not in caplog.text
+
+
+def _dashboard(server: Server, password: str) -> tuple[int, bytes]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.port}/prefork/api",
+        headers={"Authorization": "Basic " + base64.b64encode(f"x:{password}".encode()).decode()})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status), response.read()
+    except urllib.error.HTTPError as refused:
+        refused.close()
+        return int(refused.code), b""
+
+
+@pytest.mark.parametrize("admin", ["admin", odoo_hash("admin")], ids=["plain", "hashed"])
+def test_odoos_default_admin_passwd_never_opens_the_dashboard(server_factory: type,
+                                                              admin: str) -> None:
+    server: Server = server_factory.start("--app", "tests.apps.testapp:app",
+                                          "--admin-passwd", admin)
+    server.wait_log("admin_passwd is Odoo's default 'admin': it does not open the dashboard")
+    status, body = _dashboard(server, "admin")
+    assert status == 200 and b'"path": "/prefork/api"' in body  # the application's answer
+    assert b'"processes"' not in body and "$pbkdf2" not in server.log()
+
+
+def test_dashboard_password_opens_it_and_admin_does_not(server_factory: type,
+                                                        tmp_path: Path) -> None:
+    server: Server = server_factory.start("--app", "tests.apps.testapp:app",
+                                          "--admin-passwd", "admin",
+                                          "--dashboard-password", "dash-9b2e")
+    status, body = _dashboard(server, "dash-9b2e")
+    assert status == 200 and b'"processes"' in body  # the dashboard's state
+    assert _dashboard(server, "admin") == (401, b"")
+    assert "dash-9b2e" not in server.log()
+    assert "it does not open the dashboard" not in server.log()  # its own password is set
+    result = prefork("check", "--admin-passwd", "admin", "-p", "0")
+    assert "warning: admin_passwd is Odoo's default 'admin'" in result.stdout
+    assert "dashboard at /prefork/: off" in result.stdout
+    result = prefork("check", "--admin-passwd", odoo_hash("s3cret"), "-p", "0")
+    assert "dashboard at /prefork/: on (password: admin_passwd)" in result.stdout
+    assert "Odoo's default" not in result.stdout
