@@ -492,6 +492,88 @@ def test_long_polling(any_mode: Server) -> None:
     assert [m["message"] for m in results[0]] == [{"n": 2}]
 
 
+def rpc(server: Server, path: str, params: dict[str, Any], **headers: str) -> Any:
+    url = f"http://127.0.0.1:{server.realtime_port}{path}"
+    body = json.dumps({"jsonrpc": "2.0", "method": "call", "id": 3, "params": params})
+    request = urllib.request.Request(url, body.encode(),
+                                     {"Content-Type": "application/json", **headers})
+    reply = json.loads(urllib.request.urlopen(request, timeout=60).read())
+    assert reply["jsonrpc"] == "2.0" and reply["id"] == 3
+    return reply
+
+
+def test_long_polling_as_odoo_15s_controller(server_factory: type,
+                                             fresh_database: str) -> None:
+    """broadcast added, options.peek answered at once, record channels refused to
+    anonymous clients, /longpolling/health and /longpolling/im_status answered."""
+    server = start(server_factory, *HOOKS, "--workers", "1", "--db-uri", fresh_database)
+    name, record = channel(), ["db", "res.partner", 7]
+    for target, message in ((name, {"n": 1}), ("broadcast", {"to": "all"})):
+        assert publish(server, target, message) == 200
+    with psycopg.connect(fresh_database) as conn:
+        write(conn, tuple(record), {"secret": True})
+    expected = [(name, {"n": 1}), ("broadcast", {"to": "all"})]
+
+    def poll(**headers: str) -> Any:
+        return rpc(server, "/longpolling/poll", {"channels": [name, record], "last": 0},
+                   **headers)["result"]
+
+    both = eventually(lambda: (found := poll()) and len(found) == 2 and found)
+    assert [(m["channel"], m["message"]) for m in both] == expected
+    signed_in = poll(Cookie="session_id=partner")
+    assert [m["channel"] for m in signed_in] == [name, "broadcast", record]
+    peeked = rpc(server, "/longpolling/poll", {"channels": [name], "last": 10 ** 9,
+                                               "options": {"peek": True}})["result"]
+    assert peeked["channels"] == [name, "broadcast"]
+    assert [m["message"] for m in peeked["notifications"]] == [{"n": 1}, {"to": "all"}]
+    waiting = rpc(server, "/longpolling/poll", {"channels": [name], "last": 0,
+                                                "options": {"peek": True,
+                                                            "bus_inactivity": 5}})
+    assert len(waiting["result"]["notifications"]) == 2
+    status, headers, body = _get(server, "/longpolling/health")
+    assert (status, json.loads(body)) == (200, {"status": "pass"})
+    assert headers["cache-control"] == "no-store"
+    anonymous = rpc(server, "/longpolling/im_status", {"partner_ids": [7]})
+    assert anonymous["error"]["code"] == 100
+    signed = rpc(server, "/longpolling/im_status", {"partner_ids": [7]},
+                 Cookie="session_id=partner")
+    assert "no presence" in signed["error"]["data"]["message"]
+    bad = rpc(server, "/longpolling/poll", {"channels": [{"x": 1}], "last": 0})
+    assert bad["error"]["code"] == 200
+
+
+def test_odoo_16_side_routes(server_factory: type, fresh_database: str) -> None:
+    server = start(server_factory, "--workers", "1", "--db-uri", fresh_database)
+    name = channel()
+    assert publish(server, name, {"n": 1}) == 200
+    peek = eventually(lambda: (lambda r: r["result"]["notifications"] and r)(
+        rpc(server, "/websocket/peek_notifications",
+            {"channels": [name], "last": 0, "is_first_poll": True})))
+    assert peek["result"]["channels"] == [name, "broadcast"]
+    assert [(set(m), m["message"]) for m in peek["result"]["notifications"]] == [
+        ({"id", "message"}, {"n": 1})]
+    refused = rpc(server, "/websocket/peek_notifications",
+                  {"channels": [["db", "res.partner", 7]], "last": 0})
+    assert "only string channels" in refused["error"]["data"]["message"]
+    presence = rpc(server, "/websocket/update_bus_presence",
+                   {"inactivity_period": 0, "im_status_ids_by_model": {}})
+    assert presence["result"] == {}  # the public user's presence is not kept, in Odoo too
+    status, headers, body = _get(server, "/websocket/health")
+    assert status == 200 and json.loads(body)["status"] == "pass"
+    assert headers["cache-control"] == "no-store"
+
+
+def _get(server: Server, path: str) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", server.realtime_port, timeout=10)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return (response.status, {k.lower(): v for k, v in response.getheaders()},
+                response.read())
+    finally:
+        conn.close()
+
+
 def test_an_upgrade_on_the_http_port_gets_directions(bus_server: Server) -> None:
     conn = bus_server.http()
     conn.request("GET", "/websocket", headers={
