@@ -413,6 +413,16 @@ def test_malformed_messages_are_logged_and_ignored(server_factory: type) -> None
     assert log.count("websocket: ignored a client message: not JSON") == 1, log
 
 
+def test_a_failing_hook_is_logged_and_the_connection_stays(server_factory: type) -> None:
+    server = start(server_factory, *HOOKS, "--workers", "1")
+    with websocket(server, Cookie="session_id=crash") as ws:
+        subscribe(ws, [channel()])
+        assert nothing_more(ws)
+        ws.ping().wait(10)  # still open and served
+    assert "a client message failed in a bus hook" in server.log()
+    assert "RuntimeError: a bug in the bus_channels hook" in server.log()
+
+
 def test_the_rate_limit_is_odoos(server_factory: type) -> None:
     """3 messages at once pass; a 4th within 3 x 0.5 s of the first closes with 1013."""
     server = start(server_factory, "--workers", "1", "--websocket-rate-limit-burst", "3",

@@ -110,6 +110,10 @@ class Client:
                 log.debug("websocket: ignoring event %r", name)
         except Ignored as ignored:
             self.services.ignored.warning("websocket: ignored a client message: %s", ignored)
+        except StoreUnavailable as exc:
+            log.warning("websocket: %s", exc)
+        except Exception:  # a hook's bug: Odoo logs it and keeps the connection too
+            log.exception("websocket: a client message failed in a bus hook")
 
     async def _subscribe(self, channels: list[str], last: int) -> None:
         allowed = await self.services.gate.allowed(self.identity, channels)

@@ -40,7 +40,9 @@ def authenticate(cookies: Mapping[str, str], headers: Mapping[str, str]) -> Any:
 def channels(identity: Any, requested: list[str]) -> list[str]:
     """Channels starting with 'private.' only for the identity 'admin'; record channels
     for every identity but 'visitor' (the server itself keeps them from anonymous
-    clients)."""
+    clients). The identity 'crash' makes it raise, as a buggy hook would."""
+    if identity == "crash":
+        raise RuntimeError("a bug in the bus_channels hook")
     return [c for c in requested
             if not (c.startswith("private.") and identity != "admin")
             and not (c.startswith("[") and identity == "visitor")]
