@@ -437,7 +437,8 @@ def test_the_rate_limit_is_odoos(server_factory: type) -> None:
 
 def test_an_outdated_worker_is_told_so(server_factory: type) -> None:
     """Odoo 17+: a browser whose worker is not the current version is closed with 1000 and
-    OUTDATED_VERSION (its worker then stops); devices (no User-Agent) are not asked."""
+    OUTDATED_VERSION (its worker then stops); devices (not a browser's User-Agent) are
+    not asked."""
     server = start(server_factory, "--workers", "1", "--websocket-worker-version", "17.0-1")
     browser = {"User-Agent": "Mozilla/5.0"}
     with websocket(server, "/websocket?version=16.0-3", **browser) as ws:
@@ -447,7 +448,9 @@ def test_an_outdated_worker_is_told_so(server_factory: type) -> None:
         assert (info.value.rcvd.code, info.value.rcvd.reason) == (1000, "OUTDATED_VERSION")
     with websocket(server, "/websocket", **browser) as ws:
         assert closed_with(ws) == 1000
-    for path, headers in (("/websocket?version=17.0-1", browser), ("/websocket", {})):
+    device = {"User-Agent": "Python/3.11 websockets/14"}
+    for path, headers in (("/websocket?version=17.0-1", browser), ("/websocket", {}),
+                          ("/websocket", device)):
         with websocket(server, path, **headers) as ws:
             subscribe(ws, [channel()])
             assert nothing_more(ws)

@@ -241,11 +241,13 @@ async def serve(services: Services, scope: Mapping[str, Any], receive: ASGIRecei
 
 
 def _outdated(services: Services, scope: Mapping[str, Any], headers: Mapping[str, str]) -> bool:
-    """Odoo 17+ `WebsocketConnectionHandler._serve_forever`: a browser (it sends a
-    User-Agent; devices do not) whose worker's ?version= is not the current one is closed
-    with 1000 and OUTDATED_VERSION, which its worker obeys by not reconnecting (any other
-    code would make it retry at once, a successful open resetting its back-off)."""
-    if not services.worker_version or not headers.get("user-agent"):
+    """Odoo 17+ `WebsocketConnectionHandler._serve_forever`: a browser whose worker's
+    ?version= is not the current one is closed with 1000 and OUTDATED_VERSION, which its
+    worker obeys by not reconnecting (any other code would make it retry at once, a
+    successful open resetting its back-off). Odoo asks only clients whose User-Agent
+    parses as a browser's (devices send none or their own); every browser's starts with
+    Mozilla/."""
+    if not services.worker_version or "Mozilla/" not in headers.get("user-agent", ""):
         return False
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     version: str = query.get("version", [""])[0]
