@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     site.add_argument("--tls-key", default="", help="its key file")
     site.add_argument("--tls-listen", type=int, default=443, help="HTTPS port")
     site.add_argument("--legacy-longpolling", action="store_true",
-                      help="also route /longpolling (clients of Odoo 15 and older)")
+                      help="deprecated, no effect: /longpolling (clients of Odoo 15 and "
+                      "older) is always routed")
     _add_common(site)
     unit = sub.add_parser("systemd", help="print a systemd unit for this configuration")
     unit.add_argument("--user", help="the user to run as (default: the current one)")
@@ -195,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from prefork.ops.nginx import Site
 
         return nginx(loaded, Site(ns.server_name, ns.listen, ns.tls_cert, ns.tls_key,
-                                  ns.tls_listen, ns.legacy_longpolling))
+                                  ns.tls_listen))
     if ns.command == "systemd":
         from prefork.commands.systemd import systemd
 

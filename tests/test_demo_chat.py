@@ -165,3 +165,38 @@ def test_the_slow_report_finishes_where_no_cpu_limit_applies(server_factory: typ
         result = page.inner_text("#report-result")
         assert "HTTP 200" in result and "no CPU limit applies" in result, result
         assert f"pid {server.proc.pid}" in page.inner_text("#report-worker")
+
+
+def test_the_chat_works_with_a_stale_session_cookie(server_factory: type) -> None:
+    """A session_id cookie that no store knows (a logged-out or expired session, a restored
+    backup): the page's websocket is served as an anonymous client, not closed and
+    reopened in a loop."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from prefork.sessions import signing
+
+    server: Server = server_factory.start("--max-cron-threads", "0", "--workers", "1",
+                                          "--session-secret", "s3cret")
+    stale = signing.sign("s" * 43, b"s3cret")
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            context = browser.new_context()
+            context.add_cookies([{"name": "session_id", "value": stale,
+                                  "domain": "127.0.0.1", "path": "/"}])
+            page = context.new_page()
+            sockets: list[Any] = []
+            page.on("websocket", lambda ws: sockets.append(ws))
+            page.goto(f"http://127.0.0.1:{server.port}/")
+            expect(page.locator("#chat-status")).to_have_text("connected", timeout=15000)
+            page.fill("#chat-name", "stale")
+            page.fill("#chat-text", "still here")
+            page.click("text=Send")
+            expect(page.locator("#chat-log p").last).to_contain_text("stale: still here",
+                                                                      timeout=10000)
+            page.wait_for_timeout(3000)  # the page reconnects 0.5 s after a close
+            expect(page.locator("#chat-status")).to_have_text("connected")
+            assert len(sockets) == 1, [s.url for s in sockets]
+            assert not sockets[0].is_closed()
+        finally:
+            browser.close()

@@ -140,6 +140,39 @@ def test_websocket_through_nginx(nginx_in_front: tuple[Server, int],
             assert time.monotonic() < deadline
 
 
+def test_long_polling_through_nginx_by_default(nginx_in_front: tuple[Server, int],
+                                              database_uri: str) -> None:
+    """Odoo <= 15 clients poll /longpolling/poll: routed without any flag."""
+    _, port = nginx_in_front
+    with psycopg.connect(database_uri) as conn:
+        write(conn, "nginx.poll", {"polled": "through nginx"})
+    body = json.dumps({"jsonrpc": "2.0", "method": "call", "id": 1,
+                       "params": {"channels": ["nginx.poll"], "last": 0}})
+    deadline = time.monotonic() + 15
+    while True:  # the realtime process may still be starting
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            conn.request("POST", "/longpolling/poll", body,
+                         {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            payload = response.read()
+        finally:
+            conn.close()
+        if response.status == 200:
+            break
+        assert time.monotonic() < deadline, (response.status, payload)
+        time.sleep(0.2)
+    result = json.loads(payload)["result"]
+    assert {"polled": "through nginx"} in [m["message"] for m in result]
+
+
+def test_legacy_longpolling_is_accepted_and_changes_nothing() -> None:
+    args = ("--server-name", "localhost")
+    plain, legacy = generate(*args), generate(*args, "--legacy-longpolling")
+    assert plain.returncode == legacy.returncode == 0
+    assert plain.stdout == legacy.stdout and "location /longpolling {" in plain.stdout
+
+
 def test_tls_site_passes_nginx_check(tmp_path: Path) -> None:
     openssl = shutil.which("openssl")
     if openssl is None:

@@ -64,9 +64,11 @@ def websocket(server: Server, path: str = "/websocket", retry_for: float = 0.0,
               **headers: str) -> Iterator[ClientConnection]:
     url = f"ws://127.0.0.1:{server.realtime_port}{path}"
     deadline = time.monotonic() + retry_for
+    user_agent = headers.pop("User-Agent", None)  # none by default: not a browser
     while True:
         try:
-            client = connect(url, open_timeout=10, additional_headers=headers)
+            client = connect(url, open_timeout=10, additional_headers=headers,
+                             user_agent_header=user_agent)
             break
         except (OSError, InvalidStatus):
             if time.monotonic() >= deadline:
@@ -238,18 +240,113 @@ def test_channels_are_filtered_by_the_application_hook(server_factory: type) -> 
         assert nothing_more(visitor)
 
 
-def test_odoo_client_messages_work_unchanged(bus_server: Server, database_uri: str) -> None:
-    """Odoo's bus worker sends exactly this; channels may be lists, as Odoo's are."""
-    partner = ["prefork_test", "res.partner", 7]
+def test_odoo_client_messages_work_unchanged(bus_server: Server) -> None:
+    """Odoo 17's bus worker sends exactly this (string channels, ?version=)."""
+    name = channel()
     with websocket(bus_server, "/websocket?version=17.0-1") as ws:
-        ws.send('{"event_name":"subscribe","data":{"channels":[["prefork_test","res.partner",7]'
-                '],"last":0}}')
+        ws.send('{"event_name":"subscribe","data":{"channels":["' + name + '"],"last":0}}')
         time.sleep(0.3)
-        with psycopg.connect(database_uri) as conn:
-            write(conn, tuple(partner), {"type": "mail.record/insert", "payload": {"id": 1}})
+        assert publish(bus_server, name, {"type": "mail.record/insert",
+                                          "payload": {"id": 1}}) == 200
         (item,) = receive(ws, 1)
         assert set(item) == {"id", "message"}
         assert item["message"] == {"type": "mail.record/insert", "payload": {"id": 1}}
+
+
+def test_record_channels_need_a_session_and_the_hooks_consent(server_factory: type,
+                                                               database_uri: str) -> None:
+    """Odoo takes only string channels from clients. Here a record channel is refused to
+    anonymous clients even when asked for as a string that spells it, even when the hook
+    would allow it, and in their catch-up too; a signed-in client gets it when the hook
+    consents; without a hook nobody gets it."""
+    record = ["prefork_test", "res.partner", uuid.uuid4().int % 10 ** 6]
+    spelled = json.dumps(record, separators=(",", ":"))
+
+    def send(n: int) -> None:
+        with psycopg.connect(database_uri) as conn:
+            write(conn, tuple(record), {"n": n})
+
+    server = start(server_factory, *HOOKS, "--workers", "1")
+    send(1)  # waiting in the history: a client subscribing with last 0 would catch it up
+    with websocket(server) as anonymous, websocket(server) as spelling, \
+            websocket(server, Cookie="session_id=visitor") as visitor, \
+            websocket(server, Cookie="session_id=partner") as partner:
+        subscribe(anonymous, [record])
+        subscribe(spelling, [spelled])
+        subscribe(visitor, [record])
+        subscribe(partner, [record])
+        assert [m["message"] for m in receive(partner, 1)] == [{"n": 1}]
+        send(2)
+        assert [m["message"] for m in receive(partner, 1)] == [{"n": 2}]
+        for refused in (anonymous, spelling, visitor):
+            assert nothing_more(refused)
+    plain = start(server_factory, "--workers", "1")
+    with websocket(plain, Cookie="session_id=whatever") as ws:
+        subscribe(ws, [record])
+        send(3)
+        assert nothing_more(ws, 1.0)
+
+
+def test_everyone_gets_the_broadcast_channel(server_factory: type,
+                                             fresh_database: str) -> None:
+    """Its own database: other tests' clients would catch up with this broadcast."""
+    server = start(server_factory, "--workers", "1", "--db-uri", fresh_database)
+    with websocket(server) as ws:
+        subscribe(ws, [channel()])
+        time.sleep(0.3)
+        assert publish(server, "broadcast", {"to": "all"}) == 200
+        assert [m["message"] for m in receive(ws, 1)] == [{"to": "all"}]
+
+
+def test_a_stale_session_cookie_is_served_as_anonymous(server_factory: type) -> None:
+    """Odoo serves an unknown session id as a fresh public session; a client that
+    reconnects as Odoo's worker does (back-off reset on every open) would otherwise loop."""
+    from prefork.sessions import signing
+    from tests.bus_client import OdooLikeWorker
+
+    server = start(server_factory, "--workers", "1", "--session-secret", "s3cret")
+    unknown = signing.sign("u" * 43, b"s3cret")  # well signed, in no store: expired
+    for cookie in (f"session_id={unknown}", "session_id=forged.value", "session_id=\u00e9"):
+        name = channel()
+        url = f"ws://127.0.0.1:{server.realtime_port}/websocket"
+        with OdooLikeWorker(url, [name], cookie=cookie) as worker:
+            worker.wait_for(lambda: worker.opened)
+            time.sleep(0.5)  # subscribed
+            assert publish(server, name, {"n": 1}) == 200
+            worker.wait_for(lambda: worker.received)
+            time.sleep(2)  # a reconnect loop would show several opens by now
+            assert (worker.opened, worker.closes) == (1, []), cookie
+            assert [m["message"] for m in worker.received] == [{"n": 1}]
+    url = f"http://127.0.0.1:{server.realtime_port}/longpolling/poll"
+    name = channel()
+    assert publish(server, name, {"n": 2}) == 200
+    reply = json.loads(urllib.request.urlopen(urllib.request.Request(
+        url, json.dumps({"params": {"channels": [name], "last": 0}}).encode(),
+        {"Cookie": f"session_id={unknown}"}), timeout=60).read())
+    assert [m["message"] for m in reply["result"]] == [{"n": 2}]
+
+
+def test_a_session_that_expires_while_connected_closes_with_4001(server_factory: type,
+                                                                 tmp_path: Path) -> None:
+    """And the Odoo-like worker, which reconnects after 4001, is then served anonymously:
+    one reconnection, not a loop."""
+    from tests.bus_client import OdooLikeWorker
+
+    expired = tmp_path / "expired"
+    server = start(server_factory, *HOOKS, "--workers", "1",
+                   env={"BUS_EXPIRED_FILE": str(expired)})
+    url = f"ws://127.0.0.1:{server.realtime_port}/websocket"
+    with OdooLikeWorker(url, [channel()], cookie="session_id=s1") as worker:
+        worker.wait_for(lambda: worker.opened)
+        expired.write_text("s1\n")
+        with websocket(server, Cookie="session_id=s1") as again:  # expired at connect
+            subscribe(again, [channel()])
+            assert nothing_more(again)
+        worker.subscribe()  # the session is checked on every message (and every minute)
+        worker.wait_for(lambda: worker.closes)
+        worker.wait_for(lambda: worker.opened == 2)
+        time.sleep(2)
+        assert (worker.opened, worker.closes) == (2, [(4001, "")])
 
 
 def test_close_codes(server_factory: type, tmp_path: Path) -> None:
@@ -263,9 +360,6 @@ def test_close_codes(server_factory: type, tmp_path: Path) -> None:
         for _ in range(15):
             subscribe(ws, [channel()])
         assert closed_with(ws) == 1013
-    with websocket(server) as ws:
-        ws.send("not json")
-        assert closed_with(ws) == 1003
     with websocket(server, Cookie="session_id=s1") as ws:
         subscribe(ws, [channel()])
         expired.write_text("s1\n")
@@ -281,6 +375,101 @@ def test_close_codes(server_factory: type, tmp_path: Path) -> None:
     with websocket(server) as ws:
         server.signal(signal.SIGTERM)
         assert closed_with(ws) == 1001
+
+
+MALFORMED = ["not json", "", '{"data": {}}', '[1, 2]', '{"event_name": "no_such_event"}',
+             '{"event_name": "subscribe", "data": "x"}',
+             '{"event_name": "subscribe", "data": ["a"]}',
+             '{"event_name": "subscribe", "data": {"channels": 5}}',
+             '{"event_name": "subscribe", "data": {"channels": ["a"], "last": "abc"}}',
+             '{"event_name": "subscribe", "data": {"channels": [{"a": 1}], "last": 0}}',
+             "[" * 100_000 + "]" * 100_000]
+
+
+def test_malformed_messages_are_logged_and_ignored(server_factory: type) -> None:
+    """As Odoo does: the connection stays, subscribed as it was, and serves the next valid
+    subscribe; the realtime process serves everyone meanwhile; one line in the log."""
+    server = start(server_factory, "--workers", "1", "--websocket-rate-limit-burst", "50")
+    pid, name, other = realtime_pid(server), channel(), channel()
+    with websocket(server) as ws, websocket(server) as bystander:
+        subscribe(ws, [name])
+        subscribe(bystander, [other])
+        for message in MALFORMED:
+            ws.send(message)
+        ws.send(b"\xff\xfe")  # binary, not UTF-8
+        assert nothing_more(ws)
+        assert publish(server, name, {"n": 1}) == 200
+        assert publish(server, other, {"n": 2}) == 200
+        assert [m["message"] for m in receive(ws, 1)] == [{"n": 1}]
+        assert [m["message"] for m in receive(bystander, 1)] == [{"n": 2}]
+        renamed = channel()
+        subscribe(ws, [renamed])
+        time.sleep(0.3)
+        assert publish(server, renamed, {"n": 3}) == 200
+        assert [m["message"] for m in receive(ws, 1)] == [{"n": 3}]
+    assert realtime_pid(server) == pid
+    log = server.log()
+    assert "Traceback" not in log
+    assert log.count("websocket: ignored a client message: not JSON") == 1, log
+
+
+def test_a_failing_hook_is_logged_and_the_connection_stays(server_factory: type) -> None:
+    server = start(server_factory, *HOOKS, "--workers", "1")
+    with websocket(server, Cookie="session_id=crash") as ws:
+        subscribe(ws, [channel()])
+        assert nothing_more(ws)
+        ws.ping().wait(10)  # still open and served
+    assert "a client message failed in a bus hook" in server.log()
+    assert "RuntimeError: a bug in the bus_channels hook" in server.log()
+
+
+def test_the_rate_limit_is_odoos(server_factory: type) -> None:
+    """3 messages at once pass; a 4th within 3 x 0.5 s of the first closes with 1013."""
+    server = start(server_factory, "--workers", "1", "--websocket-rate-limit-burst", "3",
+                   "--websocket-rate-limit-delay", "0.5")
+    with websocket(server) as ws:
+        for _ in range(3):
+            subscribe(ws, [channel()])
+        assert nothing_more(ws, 0.2)
+        subscribe(ws, [channel()])
+        assert closed_with(ws) == 1013
+
+
+def test_an_outdated_worker_is_told_so(server_factory: type) -> None:
+    """Odoo 17+: a browser whose worker is not the current version is closed with 1000 and
+    OUTDATED_VERSION (its worker then stops); devices (not a browser's User-Agent) are
+    not asked."""
+    server = start(server_factory, "--workers", "1", "--websocket-worker-version", "17.0-1")
+    browser = {"User-Agent": "Mozilla/5.0"}
+    with websocket(server, "/websocket?version=16.0-3", **browser) as ws:
+        with pytest.raises(ConnectionClosed) as info:
+            ws.recv(timeout=10)
+        assert info.value.rcvd is not None
+        assert (info.value.rcvd.code, info.value.rcvd.reason) == (1000, "OUTDATED_VERSION")
+    with websocket(server, "/websocket", **browser) as ws:
+        assert closed_with(ws) == 1000
+    device = {"User-Agent": "Python/3.11 websockets/14"}
+    for path, headers in (("/websocket?version=17.0-1", browser), ("/websocket", {}),
+                          ("/websocket", device)):
+        with websocket(server, path, **headers) as ws:
+            subscribe(ws, [channel()])
+            assert nothing_more(ws)
+
+
+def test_a_wrong_websocket_version_gets_426_naming_13(bus_server: Server) -> None:
+    import socket
+
+    sock = socket.create_connection(("127.0.0.1", bus_server.realtime_port), timeout=10)
+    sock.sendall(b"GET /websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                 b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                 b"Sec-WebSocket-Version: 8\r\n\r\n")
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    sock.close()
+    head = received.partition(b"\r\n\r\n")[0].decode().lower()
+    assert head.startswith("http/1.1 426")
+    assert "\r\nsec-websocket-version: 13" in head
 
 
 def test_connection_lifetime_closes_with_4002(server_factory: type) -> None:
@@ -314,6 +503,88 @@ def test_long_polling(any_mode: Server) -> None:
     assert publish(any_mode, name, {"n": 2}) == 200
     waiter.join(10)
     assert [m["message"] for m in results[0]] == [{"n": 2}]
+
+
+def rpc(server: Server, path: str, params: dict[str, Any], **headers: str) -> Any:
+    url = f"http://127.0.0.1:{server.realtime_port}{path}"
+    body = json.dumps({"jsonrpc": "2.0", "method": "call", "id": 3, "params": params})
+    request = urllib.request.Request(url, body.encode(),
+                                     {"Content-Type": "application/json", **headers})
+    reply = json.loads(urllib.request.urlopen(request, timeout=60).read())
+    assert reply["jsonrpc"] == "2.0" and reply["id"] == 3
+    return reply
+
+
+def test_long_polling_as_odoo_15s_controller(server_factory: type,
+                                             fresh_database: str) -> None:
+    """broadcast added, options.peek answered at once, record channels refused to
+    anonymous clients, /longpolling/health and /longpolling/im_status answered."""
+    server = start(server_factory, *HOOKS, "--workers", "1", "--db-uri", fresh_database)
+    name, record = channel(), ["db", "res.partner", 7]
+    for target, message in ((name, {"n": 1}), ("broadcast", {"to": "all"})):
+        assert publish(server, target, message) == 200
+    with psycopg.connect(fresh_database) as conn:
+        write(conn, tuple(record), {"secret": True})
+    expected = [(name, {"n": 1}), ("broadcast", {"to": "all"})]
+
+    def poll(**headers: str) -> Any:
+        return rpc(server, "/longpolling/poll", {"channels": [name, record], "last": 0},
+                   **headers)["result"]
+
+    both = eventually(lambda: (found := poll()) and len(found) == 2 and found)
+    assert [(m["channel"], m["message"]) for m in both] == expected
+    signed_in = poll(Cookie="session_id=partner")
+    assert [m["channel"] for m in signed_in] == [name, "broadcast", record]
+    peeked = rpc(server, "/longpolling/poll", {"channels": [name], "last": 10 ** 9,
+                                               "options": {"peek": True}})["result"]
+    assert peeked["channels"] == [name, "broadcast"]
+    assert [m["message"] for m in peeked["notifications"]] == [{"n": 1}, {"to": "all"}]
+    waiting = rpc(server, "/longpolling/poll", {"channels": [name], "last": 0,
+                                                "options": {"peek": True,
+                                                            "bus_inactivity": 5}})
+    assert len(waiting["result"]["notifications"]) == 2
+    status, headers, body = _get(server, "/longpolling/health")
+    assert (status, json.loads(body)) == (200, {"status": "pass"})
+    assert headers["cache-control"] == "no-store"
+    anonymous = rpc(server, "/longpolling/im_status", {"partner_ids": [7]})
+    assert anonymous["error"]["code"] == 100
+    signed = rpc(server, "/longpolling/im_status", {"partner_ids": [7]},
+                 Cookie="session_id=partner")
+    assert "no presence" in signed["error"]["data"]["message"]
+    bad = rpc(server, "/longpolling/poll", {"channels": [{"x": 1}], "last": 0})
+    assert bad["error"]["code"] == 200
+
+
+def test_odoo_16_side_routes(server_factory: type, fresh_database: str) -> None:
+    server = start(server_factory, "--workers", "1", "--db-uri", fresh_database)
+    name = channel()
+    assert publish(server, name, {"n": 1}) == 200
+    peek = eventually(lambda: (lambda r: r["result"]["notifications"] and r)(
+        rpc(server, "/websocket/peek_notifications",
+            {"channels": [name], "last": 0, "is_first_poll": True})))
+    assert peek["result"]["channels"] == [name, "broadcast"]
+    assert [(set(m), m["message"]) for m in peek["result"]["notifications"]] == [
+        ({"id", "message"}, {"n": 1})]
+    refused = rpc(server, "/websocket/peek_notifications",
+                  {"channels": [["db", "res.partner", 7]], "last": 0})
+    assert "only string channels" in refused["error"]["data"]["message"]
+    presence = rpc(server, "/websocket/update_bus_presence",
+                   {"inactivity_period": 0, "im_status_ids_by_model": {}})
+    assert presence["result"] == {}  # the public user's presence is not kept, in Odoo too
+    status, headers, body = _get(server, "/websocket/health")
+    assert status == 200 and json.loads(body)["status"] == "pass"
+    assert headers["cache-control"] == "no-store"
+
+
+def _get(server: Server, path: str) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", server.realtime_port, timeout=10)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return (response.status, {k.lower(): v for k, v in response.getheaders()},
+                response.read())
+    finally:
+        conn.close()
 
 
 def test_an_upgrade_on_the_http_port_gets_directions(bus_server: Server) -> None:

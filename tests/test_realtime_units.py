@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from prefork.bus.store import Message, rows_to_messages
 from prefork.realtime.hub import Hub, Subscriber
@@ -91,3 +92,53 @@ def test_cookie_parsing_and_origin_check() -> None:
                  "origin": "https://example.com"}
     assert same_site(forwarded, True) and not same_site(forwarded, False)
     assert same_site({"host": "[::1]:8072", "origin": "http://[::1]:8069"}, False)
+
+
+def test_the_rate_limit_counts_as_odoos() -> None:
+    """10 at once, then the 11th only once the first is 10 x 0.2 s old: a token bucket
+    would take one more after 0.2 s."""
+    from prefork.realtime.protocol import RateLimit
+
+    limit = RateLimit(10, 0.2)
+    assert all(limit.allow(100 + n / 10) for n in range(10))  # 100.0 ... 100.9
+    assert not limit.allow(101.0) and not limit.allow(101.95)
+    assert limit.allow(102.0)  # the first of the burst (100.0) is 2 s old
+    assert not limit.allow(102.05)  # the next oldest (100.1) is not
+    assert limit.allow(102.15)
+
+
+def test_client_messages_parse_or_are_ignored() -> None:
+    import pytest
+
+    from prefork.realtime.protocol import Ignored, parse_event, parse_subscription
+
+    assert parse_event('{"event_name": "subscribe", "data": {"channels": ["a"]}}') == (
+        "subscribe", {"channels": ["a"]})
+    assert parse_subscription({"channels": ["a", ["db", "res.partner", 7]], "last": 4}) == (
+        ['a', '["db","res.partner",7]'], 4)
+    assert parse_subscription({"channels": [], "last": None}) == ([], 0)
+    for text in (None, "", "nope", "[]", '{"data": 1}', '{"event_name": 5}',
+                 "[" * 100_000 + "]" * 100_000):
+        with pytest.raises(Ignored):
+            parse_event(text)
+    for data in ("x", ["a"], None, {"channels": 5}, {"channels": ["a"], "last": "abc"},
+                 {"channels": ["a"], "last": True}, {"channels": ["a"], "last": -1},
+                 {"channels": [{"a": 1}]}, {"channels": [[]]}, {"channels": [[1.5]]}):
+        with pytest.raises(Ignored):
+            parse_subscription(data)
+
+
+def test_channel_rule_without_and_with_a_hook(tmp_path: Path) -> None:
+    from prefork.config.settings import Settings
+    from prefork.realtime.auth import Anonymous, Gate
+
+    record, spelled = '["db","res.partner",7]', "a"
+    asked = [spelled, record, "[not-json"]
+    where = {"session_store": "memory", "session_secret": "k", "data_dir": str(tmp_path)}
+    plain = Gate(Settings(**where))
+    assert asyncio.run(plain.allowed(Anonymous(), asked)) == ["a", "broadcast"]
+    assert asyncio.run(plain.allowed("signed-in", asked)) == ["a", "broadcast"]
+    hooked = Gate(Settings(**where, bus_channels="tests.apps.busapp:channels"))
+    assert asyncio.run(hooked.allowed(Anonymous(), asked)) == ["a", "broadcast"]
+    assert asyncio.run(hooked.allowed("partner", asked)) == [*asked, "broadcast"]
+    assert asyncio.run(hooked.allowed("visitor", asked)) == ["a", "broadcast"]

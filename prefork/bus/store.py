@@ -57,12 +57,6 @@ def channel_name(channel: Any) -> str:
     raise TypeError(f"a bus channel is a string or a list, not {type(channel).__name__}")
 
 
-def requested_channels(raw: list[Any]) -> list[str]:
-    """The channels a client asks for, named as channel_name() names them: strings as they
-    are, anything else (Odoo's lists) by its compact JSON text."""
-    return [c if isinstance(c, str) else _compact(c) for c in raw]
-
-
 def _compact(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 

@@ -1,4 +1,4 @@
-"""`prefork nginx --server-name NAME [--tls-cert F --tls-key F] [--legacy-longpolling]`."""
+"""`prefork nginx --server-name NAME [--tls-cert F --tls-key F]`."""
 
 from __future__ import annotations
 

@@ -15,8 +15,8 @@ ODOO_ONLY_KEYS = frozenset(
     screenshots server_wide_modules smtp_password smtp_port smtp_server smtp_ssl
     smtp_ssl_certificate_filename smtp_ssl_private_key_filename smtp_user syslog test_commit
     test_enable test_file test_tags transient_age_limit translate_modules unaccent
-    upgrade_path websocket_keep_alive_timeout websocket_rate_limit_burst
-    websocket_rate_limit_delay without_demo x_sendfile xmlrpc xmlrpc_interface xmlrpc_port
+    upgrade_path websocket_keep_alive_timeout
+    without_demo x_sendfile xmlrpc xmlrpc_interface xmlrpc_port
     xmlrpcs xmlrpcs_interface xmlrpcs_port netrpc netrpc_interface netrpc_port
     """.split()
 )

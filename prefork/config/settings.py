@@ -281,16 +281,39 @@ class Settings:
         kinds.SECONDS, 15.0, "--websocket-ping-timeout", section="Realtime",
         help="Seconds a websocket client has to answer a ping before it is dropped (1011).",
     )
+    websocket_rate_limit_burst: int = opt(
+        kinds.POSITIVE, 10, "--websocket-rate-limit-burst", section="Realtime",
+        help="Messages a websocket client may send at once: a message that comes less "
+        "than burst x delay seconds after the burst-th message before it closes the "
+        "connection with 1013 (Odoo's rate limit and default).",
+    )
+    websocket_rate_limit_delay: float = opt(
+        kinds.SECONDS, 0.2, "--websocket-rate-limit-delay", section="Realtime",
+        help="Seconds per message a websocket client may sustain after a burst (see "
+        "websocket_rate_limit_burst; Odoo's default).",
+    )
+    websocket_worker_version: str = opt(
+        kinds.TEXT, "", "--websocket-worker-version", section="Realtime",
+        help="The current version of Odoo 17+ websocket workers (the ?version= they send); "
+        "a browser whose worker sends another one is closed with 1000 OUTDATED_VERSION, so "
+        "it stops instead of reconnecting. Empty accepts every version (Odoo 16 workers "
+        "send none).",
+    )
     bus_auth: str = opt(
         kinds.HOOK, "", "--bus-auth", section="Realtime",
         help="'module:callable' given (cookies, headers), returning the client's identity or "
-        "None when its session is invalid or expired; empty checks the session cookie "
-        "against the session store (no cookie: an anonymous client).",
+        "None when it has no valid session; a client without one is served as an "
+        "anonymous client, and one that had a session when it connected is closed with "
+        "4001 when None comes back later. Empty checks the session cookie against the "
+        "session store.",
     )
     bus_channels: str = opt(
         kinds.HOOK, "", "--bus-channels", section="Realtime",
         help="'module:callable' given (identity, channels), returning the channels that "
-        "identity may subscribe to; empty allows every channel.",
+        "identity may subscribe to (it may add its own). Record channels (lists such as "
+        "[\"db\", \"res.partner\", 7]) are never given to anonymous clients, and to others "
+        "only when this returns them; empty gives clients the string channels they ask "
+        "for and no record channel. Every client also gets 'broadcast'.",
     )
     # -- sessions ----------------------------------------------------------------------------
     session_store: str = opt(

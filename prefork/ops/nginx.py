@@ -19,7 +19,6 @@ class Site:
     tls_cert: str = ""
     tls_key: str = ""
     tls_listen: int = 443
-    legacy_longpolling: bool = False
 
 
 def render(settings: Settings, site: Site) -> str:
@@ -73,11 +72,11 @@ def _server(settings: Settings, site: Site, tls: bool) -> str:
              f"client_max_body_size {body if body else 0};  # limit_request_body",
              "gzip on;", f"gzip_types {GZIP_TYPES};", "gzip_proxied any;",
              "gzip_min_length 1024;"]
+    # /websocket is a prefix: it also routes the bus's side routes (/websocket/health...).
     locations = [_realtime(path) for path in ("/websocket", "/web/websocket")]
-    if site.legacy_longpolling:
-        locations.append(_location("/longpolling", "prefork_realtime", [
-            "proxy_http_version 1.1;", 'proxy_set_header Connection "";',
-            "proxy_read_timeout 120s;  # a poll waits up to 50 s"]))
+    locations.append(_location("/longpolling", "prefork_realtime", [  # Odoo <= 15 clients
+        "proxy_http_version 1.1;", 'proxy_set_header Connection "";',
+        "proxy_read_timeout 120s;  # a poll waits up to 50 s"]))
     read_timeout = (settings.limit_time_real or 3600) + 10
     locations.append(_location("/", "prefork_http", [
         "proxy_http_version 1.1;", 'proxy_set_header Connection "";  # keep-alive upstream',

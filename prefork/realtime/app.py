@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
-from prefork.realtime import longpolling, websocket
+from prefork.realtime import longpolling, side_routes, websocket
 from prefork.realtime.longpolling import respond
 from prefork.realtime.websocket import ASGIReceive, ASGISend, Services
 
 WEBSOCKET_PATHS = ("/websocket", "/web/websocket")
+SIDE_PATHS = ("/websocket/health", "/websocket/peek_notifications",
+              "/websocket/update_bus_presence")
 
 
 def is_realtime_path(path: str) -> bool:
     """The paths the realtime service answers (threaded mode routes them to it)."""
-    return (path.rstrip("/") in WEBSOCKET_PATHS or path == "/websocket/health"
+    return (path.rstrip("/") in WEBSOCKET_PATHS or path in SIDE_PATHS
             or path.startswith("/longpolling/"))
 
 
@@ -37,16 +38,23 @@ class RealtimeApp:
 
     async def _http(self, path: str, scope: Mapping[str, Any], receive: ASGIReceive,
                     send: ASGISend) -> None:
+        services = self.services
         if path == "/longpolling/poll":
-            await longpolling.serve(self.services, scope, receive, send)
+            await longpolling.serve(services, scope, receive, send)
+        elif path == "/websocket/peek_notifications":
+            await side_routes.peek_notifications(services, scope, receive, send)
+        elif path == "/websocket/update_bus_presence":
+            await side_routes.presence(services, scope, receive, send, anonymous_result={})
+        elif path == "/longpolling/im_status":
+            await side_routes.presence(services, scope, receive, send, anonymous_result=None)
         elif path == "/websocket/health":
-            ok = self.database_ok()
-            body = {"status": "pass" if ok else "fail", "bus_connected": ok,
-                    "websockets": len(self.services.clients)}
-            await respond(send, 200 if ok else 503, json.dumps(body).encode())
+            await side_routes.health(services, self.database_ok(), send)
+        elif path == "/longpolling/health":
+            await side_routes.odoo_health(send)
         elif path.rstrip("/") in WEBSOCKET_PATHS:
             await respond(send, 426, b"this endpoint speaks WebSocket only\n", "text/plain",
-                          [(b"upgrade", b"websocket"), (b"connection", b"Upgrade")])
+                          [(b"upgrade", b"websocket"), (b"connection", b"Upgrade"),
+                           (b"sec-websocket-version", b"13")])
         else:
             await respond(send, 404, b"not found: the realtime port serves /websocket, "
-                          b"/longpolling/poll and /websocket/health\n", "text/plain")
+                          b"/longpolling/poll and the bus's side routes\n", "text/plain")

@@ -1,13 +1,22 @@
 """Who a realtime client is, and which channels it may join: two application hooks.
 
-`bus_auth(cookies, headers)` returns an identity (any object) or None when the client's
-session is invalid or expired; it is asked again on every client message and every
-SESSION_CHECK seconds, and None then closes the websocket with 4001. The default reads the
-session cookie and the shared session store, as the HTTP workers do: no cookie is an
-anonymous client, a valid one is a SessionIdentity with the session's data, and a forged,
-expired or unknown one is None. `bus_channels(identity, channels)` returns the channels
-that identity may join. Both may block (they read a store): they run in a thread, never on
-the event loop. A store that cannot be reached raises StoreUnavailable.
+`bus_auth(cookies, headers)` returns an identity (any object), or None when the client has
+no valid session. The default reads the session cookie and the shared session store, as the
+HTTP workers do: a valid cookie is a SessionIdentity with the session's data; no cookie, or
+a forged, expired or unknown one, is None. A client without a valid session is served as an
+Anonymous one, as Odoo 16+ serves an unknown session id as a fresh public session
+(`odoo.http.Request._get_session_and_dbname`). A client that connected with a session is
+asked again on every message and every SESSION_CHECK seconds; None then closes its
+websocket with 4001, as Odoo does when a connected session is gone from the store or fails
+`check_session` (`WebsocketRequest._get_session`, `ir.websocket._authenticate`).
+
+`bus_channels(identity, channels)` returns the channels that identity may join (it may add
+its own, as Odoo's `_build_bus_channel_list` adds the session's record channels). Record
+channels (see protocol.is_record_channel) are never given to anonymous clients, and to
+others only when the hook returns them: without a hook, clients get the string channels
+they asked for. Every client also gets the `broadcast` channel. Both hooks may block (they
+read a store): they run in a thread, never on the event loop. A store that cannot be reached
+raises StoreUnavailable.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prefork.config.settings import Settings
+from prefork.realtime.protocol import BROADCAST, is_record_channel
 from prefork.sessions import signing
 from prefork.sessions.stores import make_store
 from prefork.wsgi.cookies import parse_cookies
@@ -28,7 +38,7 @@ SESSION_CHECK = 60.0
 
 @dataclass(frozen=True)
 class Anonymous:
-    """A client without a session cookie."""
+    """A client without a valid session."""
 
 
 @dataclass(frozen=True)
@@ -48,16 +58,9 @@ class SessionAuthenticator:
         self.cookie = settings.session_cookie_name
 
     def __call__(self, cookies: Mapping[str, str], headers: Mapping[str, str]) -> Any:
-        value = cookies.get(self.cookie)
-        if not value:
-            return Anonymous()
-        sid = signing.verify(value, self.key)
+        sid = signing.verify(cookies.get(self.cookie, ""), self.key)
         found = self.store.peek(sid) if sid else None
         return SessionIdentity(sid, found[0]) if sid and found else None
-
-
-def allow_every_channel(identity: Any, channels: list[str]) -> list[str]:
-    return channels
 
 
 class Gate:
@@ -67,17 +70,30 @@ class Gate:
         self._auth: Callable[..., Any] = (load_callable(settings.bus_auth, "bus_auth")
                                           if settings.bus_auth else
                                           SessionAuthenticator(settings))
-        self._channels: Callable[..., list[str]] = (
+        self._channels: Callable[..., list[str]] | None = (
             load_callable(settings.bus_channels, "bus_channels") if settings.bus_channels
-            else allow_every_channel)
+            else None)
 
     async def identify(self, headers: Mapping[str, str]) -> Any:
+        """The client's identity, None when it has no valid session."""
         return await asyncio.to_thread(self._auth, parse_cookies(headers.get("cookie", "")),
                                        headers)
 
+    async def connect(self, headers: Mapping[str, str]) -> Any:
+        """The identity a client is served with: Anonymous() without a valid session."""
+        identity = await self.identify(headers)
+        return Anonymous() if identity is None else identity
+
     async def allowed(self, identity: Any, channels: list[str]) -> list[str]:
-        allowed = await asyncio.to_thread(self._channels, identity, list(channels))
-        return [c for c in allowed if isinstance(c, str)]
+        """The channels this client joins, from those it asked for (names)."""
+        if self._channels is None:
+            granted = [c for c in channels if not is_record_channel(c)]
+        else:
+            granted = await asyncio.to_thread(self._channels, identity, list(channels))
+            granted = [c for c in granted if isinstance(c, str)]
+            if isinstance(identity, Anonymous):
+                granted = [c for c in granted if not is_record_channel(c)]
+        return list(dict.fromkeys([*granted, BROADCAST]))
 
 
 def same_site(headers: Mapping[str, str], proxy_mode: bool) -> bool:

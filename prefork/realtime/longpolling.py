@@ -1,6 +1,14 @@
-"""Long-polling for Odoo <= 15 bus clients: POST /longpolling/poll with a JSON-RPC body
-{"params": {"channels": [...], "last": N}}. Answers at once when messages above `last`
-exist, else waits for the first ones up to TIMEOUT seconds, then answers an empty list."""
+"""Long-polling for Odoo <= 15 bus clients, as Odoo 15's `BusController` answers it.
+
+POST /longpolling/poll with a JSON-RPC body {"params": {"channels": [...], "last": N,
+"options": {...}}}: answers at once when messages above `last` exist, else waits for the
+first ones up to TIMEOUT seconds, then answers an empty list. The `broadcast` channel is
+added, and channels follow the same rule as websockets (see auth.py). `options.peek`
+answers at once, as {"channels": [...], "notifications": [...]} (Odoo 15
+`ImDispatch.poll`); `options.bus_inactivity` updates an Odoo database's presence table,
+which prefork does not have, so it has no effect. A client without a valid session is
+served as an anonymous one, as Odoo's public route serves it.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +17,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from prefork.bus.store import Message, requested_channels
+from prefork.bus.store import Message
+from prefork.realtime import protocol
 from prefork.realtime.hub import Subscriber
+from prefork.realtime.protocol import Ignored
 from prefork.realtime.websocket import ASGIReceive, ASGISend, Services
 from prefork.sessions.stores import StoreUnavailable
 
@@ -20,33 +30,37 @@ MAX_BODY = 1 << 20
 
 async def serve(services: Services, scope: Mapping[str, Any], receive: ASGIReceive,
                 send: ASGISend) -> None:
-    if scope["method"] != "POST":
-        await respond(send, 405, b"use POST with a JSON-RPC body\n", "text/plain",
-                      [(b"allow", b"POST")])
-        return
-    body = await _read_body(receive)
-    request = _parse(body) if body is not None else None
+    request = await read_rpc(scope, receive, send)
     if request is None:
-        await respond(send, 400, b'{"error": "expected a JSON-RPC body with params.channels '
-                      b'(a list) and params.last (a number)"}\n')
         return
-    rpc_id, channels, last = request
-    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    rpc_id, params = request
+    if "last" not in params and "last_bus_message_id" in params:  # Odoo 15's later name
+        params = {**params, "last": params["last_bus_message_id"]}
     try:
-        identity = await services.gate.identify(headers)
+        channels, last = protocol.parse_subscription(params)
+    except Ignored as bad:  # Odoo answers a failing route with a JSON-RPC error, code 200
+        await reply(send, rpc_id, error={"code": 200, "message": "Odoo Server Error",
+                                         "data": {"name": "builtins.ValueError",
+                                                  "message": str(bad), "arguments": [str(bad)]}})
+        return
+    options = params.get("options") or {}
+    try:
+        identity = await services.gate.connect(headers_of(scope))
     except StoreUnavailable:
         await respond(send, 503, b'{"error": "session store unavailable"}\n',
                       extra=[(b"retry-after", b"5")])
         return
-    if identity is None:
-        await _reply(send, rpc_id, error={"code": 100, "message": "Session Expired",
-                                          "data": {"name": "SessionExpiredException"}})
-        return
     allowed = await services.gate.allowed(identity, channels)
-    messages = await _wait_for_messages(services, allowed, last, receive)
-    if messages is None:
-        return  # the client went away
-    await _reply(send, rpc_id, result=[_item(m) for m in messages])
+    last = services.starting_point(last)
+    if isinstance(options, dict) and options.get("peek"):
+        found = await services.history(allowed, last)
+        result: Any = {"channels": allowed, "notifications": [item(m) for m in found]}
+    else:
+        messages = await _wait_for_messages(services, allowed, last, receive)
+        if messages is None:
+            return  # the client went away
+        result = [item(m) for m in messages]
+    await reply(send, rpc_id, result=result)
 
 
 async def _wait_for_messages(services: Services, channels: list[str], last: int,
@@ -78,6 +92,29 @@ async def _until_disconnect(receive: ASGIReceive) -> None:
         pass
 
 
+async def read_rpc(scope: Mapping[str, Any], receive: ASGIReceive,
+                   send: ASGISend) -> tuple[Any, dict[str, Any]] | None:
+    """(id, params) of a JSON-RPC POST, or None once it was answered with an error."""
+    if scope["method"] != "POST":
+        await respond(send, 405, b"use POST with a JSON-RPC body\n", "text/plain",
+                      [(b"allow", b"POST")])
+        return None
+    body = await _read_body(receive)
+    try:
+        request = json.loads(body) if body is not None else None
+    except (ValueError, RecursionError):
+        request = None
+    params = request.get("params", {}) if isinstance(request, dict) else None
+    if not isinstance(params, dict):
+        await respond(send, 400, b'{"error": "expected a JSON-RPC body with params"}\n')
+        return None
+    return request.get("id") if isinstance(request, dict) else None, params
+
+
+def headers_of(scope: Mapping[str, Any]) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
 async def _read_body(receive: ASGIReceive) -> bytes | None:
     chunks, size = [], 0
     while True:
@@ -93,26 +130,14 @@ async def _read_body(receive: ASGIReceive) -> bytes | None:
             return b"".join(chunks)
 
 
-def _parse(body: bytes) -> tuple[Any, list[str], int] | None:
-    try:
-        request = json.loads(body)
-        params = request["params"]
-        channels, last = params["channels"], params.get("last", 0) or 0
-    except (ValueError, TypeError, KeyError):
-        return None
-    if not isinstance(channels, list) or not isinstance(last, int):
-        return None
-    return request.get("id"), requested_channels(channels), last
-
-
-def _item(message: Message) -> dict[str, Any]:
+def item(message: Message) -> dict[str, Any]:
     channel: Any = message.channel
     if channel.startswith("["):
         channel = json.loads(channel)  # a list channel, as the client named it
     return {"id": message.id, "channel": channel, "message": json.loads(message.message)}
 
 
-async def _reply(send: ASGISend, rpc_id: Any, **outcome: Any) -> None:
+async def reply(send: ASGISend, rpc_id: Any, **outcome: Any) -> None:
     body = json.dumps({"jsonrpc": "2.0", "id": rpc_id, **outcome}).encode()
     await respond(send, 200, body)
 

@@ -17,6 +17,7 @@ from prefork.config import Settings
 from prefork.realtime.app import RealtimeApp
 from prefork.realtime.auth import Gate
 from prefork.realtime.dispatcher import Dispatcher
+from prefork.realtime.engine import Engine
 from prefork.realtime.hub import Hub
 from prefork.realtime.websocket import GOING_AWAY, Services
 
@@ -42,11 +43,11 @@ class RealtimeService:
         self.dispatcher = Dispatcher(conninfo, hub, settings.bus_retention,
                                      settings.db_maxconn_gevent or settings.db_maxconn)
         self.services = Services(hub, Gate(settings), self.dispatcher.history,
-                                 settings.websocket_lifetime, settings.proxy_mode)
+                                 lambda: self.dispatcher.last, settings)
         app = RealtimeApp(self.services, lambda: self.dispatcher.connected)
         proxy = settings.proxy_mode
         self.config = uvicorn.Config(
-            app, http="httptools", ws="websockets-sansio", lifespan="off",
+            app, http="httptools", ws=Engine, lifespan="off",
             ws_max_size=MAX_MESSAGE, ws_ping_interval=settings.websocket_ping_interval,
             ws_ping_timeout=settings.websocket_ping_timeout, ws_per_message_deflate=False,
             log_config=None,

@@ -2,11 +2,13 @@
 
 The client sends `{"event_name": "subscribe", "data": {"channels": [...], "last": N}}`;
 the server sends JSON arrays of `{"id": N, "message": {...}}`. Close codes are Odoo's:
-1001 server going away, 1003 data that is not a JSON event, 1008 origin refused, 1009
-message over 1 MiB (enforced by the protocol engine), 1013 rate limit exceeded (or a client
-too slow to read what it is sent), 4001 session expired, 4002 connection lifetime reached.
-Pings (websocket_ping_interval, 45 s) and their timeout (websocket_ping_timeout, 15 s, then
-1011) are the protocol engine's.
+1000 with reason OUTDATED_VERSION a browser's worker older than websocket_worker_version,
+1001 server going away, 1008 origin refused, 1009 message over 1 MiB (enforced by the
+protocol engine), 1013 rate limit exceeded (or a client too slow to read what it is sent),
+4001 a session that was valid at the connection has expired, 4002 connection lifetime
+reached. Pings (websocket_ping_interval, 45 s) and their timeout (websocket_ping_timeout,
+15 s, then 1011) are the protocol engine's. A message that is not a well-formed event is
+logged and ignored (see protocol.py).
 
 Each connection costs one task (its receive loop) and two timer handles; a writer task
 exists only while frames are waiting to be sent.
@@ -15,25 +17,28 @@ exists only while frames are waiting to be sent.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
 from collections import deque
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
+from urllib.parse import parse_qs
 
 from prefork import metrics
-from prefork.bus.store import Message, requested_channels
-from prefork.realtime.auth import SESSION_CHECK, Gate, same_site
+from prefork.bus.store import Message
+from prefork.config.settings import Settings
+from prefork.realtime import protocol
+from prefork.realtime.auth import SESSION_CHECK, Anonymous, Gate, same_site
 from prefork.realtime.hub import Hub, Subscriber
+from prefork.realtime.protocol import Ignored, RateLimit
+from prefork.realtime.quiet_log import QuietLog
 from prefork.sessions.stores import StoreUnavailable
 
 log = logging.getLogger("prefork.realtime")
 
-GOING_AWAY, INCORRECT_DATA, POLICY, TRY_LATER = 1001, 1003, 1008, 1013
+CLEAN, GOING_AWAY, POLICY, TRY_LATER = 1000, 1001, 1008, 1013
 SESSION_EXPIRED, LIFETIME = 4001, 4002
-RATE_BURST, RATE_DELAY = 10, 0.2  # Odoo's: 10 messages at once, then one per 0.2 s
 MAX_QUEUED_FRAMES = 1000
 LIFETIME_JITTER = 0.1
 
@@ -44,19 +49,31 @@ ASGIReceive = Any
 class Services:
     """What every connection of the process shares."""
 
-    def __init__(self, hub: Hub, gate: Gate, history: Any, lifetime: int,
-                 proxy_mode: bool) -> None:
+    def __init__(self, hub: Hub, gate: Gate, history: Any, newest: Callable[[], int],
+                 settings: Settings) -> None:
         self.hub = hub
         self.gate = gate
         self.history = history  # async (channels, last) -> list[Message]
-        self.lifetime = lifetime
-        self.proxy_mode = proxy_mode
+        self.newest = newest  # the highest id delivered, -1 before the bus connected
+        self.lifetime = settings.websocket_lifetime
+        self.proxy_mode = settings.proxy_mode
+        self.rate_burst = settings.websocket_rate_limit_burst
+        self.rate_delay = settings.websocket_rate_limit_delay
+        self.worker_version = settings.websocket_worker_version
+        self.ignored = QuietLog(log)
         self.clients: set[Client] = set()
+
+    def starting_point(self, last: int) -> int:
+        """Odoo's `ir.websocket._subscribe`: a last id above the newest one the bus knows
+        (a database restored from a backup) starts afresh, else its client would see
+        nothing until the ids caught up."""
+        newest = self.newest()
+        return 0 if 0 <= newest < last else last
 
 
 class Client:
-    __slots__ = ("_closing", "_frames", "_headers", "_lifetime", "_send", "_session_check",
-                 "_tokens", "_tokens_at", "_writer", "identity", "services", "subscriber")
+    __slots__ = ("_closing", "_frames", "_headers", "_lifetime", "_rate", "_send",
+                 "_session_check", "_writer", "identity", "services", "subscriber")
 
     def __init__(self, services: Services, send: ASGISend, identity: Any,
                  headers: Mapping[str, str]) -> None:
@@ -68,51 +85,40 @@ class Client:
         self._frames: deque[str] = deque()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
-        self._tokens, self._tokens_at = float(RATE_BURST), time.monotonic()
+        self._rate = RateLimit(services.rate_burst, services.rate_delay)
         loop = asyncio.get_running_loop()
         lifetime = services.lifetime
         self._lifetime = loop.call_later(
             lifetime * random.uniform(1 - LIFETIME_JITTER, 1 + LIFETIME_JITTER),
             self.close, LIFETIME) if lifetime else None
-        self._session_check = loop.call_later(SESSION_CHECK, self._check_session)
+        self._session_check = (None if isinstance(identity, Anonymous) else
+                               loop.call_later(SESSION_CHECK, self._check_session))
 
     # -- incoming ----------------------------------------------------------------------------
 
     async def on_message(self, text: str | None) -> None:
-        if not self._take_token():
+        if not self._rate.allow(time.monotonic()):
             self.close(TRY_LATER)
             return
         try:
-            event = json.loads(text or "")
-            name, data = event["event_name"], event.get("data") or {}
-        except (ValueError, TypeError, KeyError):
-            self.close(INCORRECT_DATA)
-            return
-        if not await self._session_valid():
-            return
-        if name == "subscribe":
-            await self._subscribe(data)
-        else:
-            log.debug("websocket: ignoring event %r", name)
+            name, data = protocol.parse_event(text)
+            if not await self._session_valid():
+                return
+            if name == "subscribe":
+                await self._subscribe(*protocol.parse_subscription(data))
+            else:  # Odoo ignores events it has no handler for (update_presence: presence)
+                log.debug("websocket: ignoring event %r", name)
+        except Ignored as ignored:
+            self.services.ignored.warning("websocket: ignored a client message: %s", ignored)
+        except StoreUnavailable as exc:
+            log.warning("websocket: %s", exc)
+        except Exception:  # a hook's bug: Odoo logs it and keeps the connection too
+            log.exception("websocket: a client message failed in a bus hook")
 
-    def _take_token(self) -> bool:
-        now = time.monotonic()
-        self._tokens = min(RATE_BURST, self._tokens + (now - self._tokens_at) / RATE_DELAY)
-        self._tokens_at = now
-        if self._tokens < 1:
-            return False
-        self._tokens -= 1
-        return True
-
-    async def _subscribe(self, data: Mapping[str, Any]) -> None:
-        channels = data.get("channels") or []
-        last = data.get("last") or 0
-        if not isinstance(channels, list) or not isinstance(last, int):
-            self.close(INCORRECT_DATA)
-            return
-        allowed = await self.services.gate.allowed(self.identity, requested_channels(channels))
-        hub = self.services.hub
-        hub.join(self.subscriber, allowed, last)
+    async def _subscribe(self, channels: list[str], last: int) -> None:
+        allowed = await self.services.gate.allowed(self.identity, channels)
+        last = self.services.starting_point(last)
+        self.services.hub.join(self.subscriber, allowed, last)
         try:
             history = await self.services.history(allowed, last)
         except Exception:
@@ -121,6 +127,10 @@ class Client:
         self.subscriber.release(history)
 
     async def _session_valid(self) -> bool:
+        """False (and closing with 4001) when the session this client connected with is
+        gone; an anonymous client has none to lose."""
+        if isinstance(self.identity, Anonymous):
+            return True
         try:
             identity = await self.services.gate.identify(self._headers)
         except StoreUnavailable:
@@ -166,16 +176,16 @@ class Client:
         finally:
             self._writer = None
 
-    def close(self, code: int) -> None:
+    def close(self, code: int, reason: str = "") -> None:
         if self._closing:
             return
         self._closing = True
         self._frames.clear()
-        _spawn(self._close(code))
+        _spawn(self._close(code, reason))
 
-    async def _close(self, code: int) -> None:
+    async def _close(self, code: int, reason: str) -> None:
         try:
-            await self._send({"type": "websocket.close", "code": code})
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
         except Exception:
             pass  # already gone
 
@@ -202,17 +212,16 @@ async def serve(services: Services, scope: Mapping[str, Any], receive: ASGIRecei
         await send({"type": "websocket.close", "code": POLICY})  # HTTP 403 before accept
         return
     try:
-        identity = await services.gate.identify(headers)
+        identity = await services.gate.connect(headers)
     except StoreUnavailable as exc:
         log.warning("websocket: %s", exc)
         await send({"type": "websocket.accept"})
         await send({"type": "websocket.close", "code": TRY_LATER})
         return
     await send({"type": "websocket.accept"})
-    if identity is None:
-        await send({"type": "websocket.close", "code": SESSION_EXPIRED})
-        return
     client = Client(services, send, identity, headers)
+    if _outdated(services, scope, headers):
+        client.close(CLEAN, protocol.OUTDATED_VERSION)
     services.clients.add(client)
     counters = metrics.current()
     if counters is not None:
@@ -222,12 +231,27 @@ async def serve(services: Services, scope: Mapping[str, Any], receive: ASGIRecei
             event = await receive()
             if event["type"] == "websocket.disconnect":
                 return
-            await client.on_message(event.get("text") or _decode(event.get("bytes")))
+            text = event.get("text")
+            await client.on_message(text if text is not None else _decode(event.get("bytes")))
     finally:
         client.end()
         services.clients.discard(client)
         if counters is not None:
             counters.websockets.dec()
+
+
+def _outdated(services: Services, scope: Mapping[str, Any], headers: Mapping[str, str]) -> bool:
+    """Odoo 17+ `WebsocketConnectionHandler._serve_forever`: a browser whose worker's
+    ?version= is not the current one is closed with 1000 and OUTDATED_VERSION, which its
+    worker obeys by not reconnecting (any other code would make it retry at once, a
+    successful open resetting its back-off). Odoo asks only clients whose User-Agent
+    parses as a browser's (devices send none or their own); every browser's starts with
+    Mozilla/."""
+    if not services.worker_version or "Mozilla/" not in headers.get("user-agent", ""):
+        return False
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    version: str = query.get("version", [""])[0]
+    return version != services.worker_version
 
 
 def send_eagerly(send: Coroutine[Any, Any, None]) -> Coroutine[Any, Any, None] | None:

@@ -28,14 +28,21 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
 
 
 def authenticate(cookies: Mapping[str, str], headers: Mapping[str, str]) -> Any:
-    """A session is valid unless its id is listed in $BUS_EXPIRED_FILE."""
+    """The session id is the identity; none without a cookie, or when it is listed in
+    $BUS_EXPIRED_FILE."""
     session = cookies.get("session_id", "")
     expired = Path(os.environ.get("BUS_EXPIRED_FILE", "/nonexistent"))
     if session and expired.exists() and session in expired.read_text().split():
         return None
-    return session or "anonymous"
+    return session or None
 
 
 def channels(identity: Any, requested: list[str]) -> list[str]:
-    """Channels starting with 'private.' only for the identity 'admin'."""
-    return [c for c in requested if not c.startswith("private.") or identity == "admin"]
+    """Channels starting with 'private.' only for the identity 'admin'; record channels
+    for every identity but 'visitor' (the server itself keeps them from anonymous
+    clients). The identity 'crash' makes it raise, as a buggy hook would."""
+    if identity == "crash":
+        raise RuntimeError("a bug in the bus_channels hook")
+    return [c for c in requested
+            if not (c.startswith("private.") and identity != "admin")
+            and not (c.startswith("[") and identity == "visitor")]
