@@ -30,8 +30,10 @@ def check(loaded: Loaded, out: TextIO = sys.stdout) -> int:
                         f"({forwarded}): behind a reverse proxy set proxy_mode = True")
     for warning in warnings:
         print(f"warning: {warning}", file=out)
+    for note in loaded.notes:
+        print(f"note: {note}", file=out)
     print("", file=out)
-    for line in [*describe_processes(settings), *report.lines]:
+    for line in [*describe_processes(settings), describe_memory(settings), *report.lines]:
         print(line, file=out)
     print("\neffective settings:", file=out)
     for key in SPECS:
@@ -61,6 +63,20 @@ def describe_processes(settings: Settings) -> list[str]:
         f"  {settings.max_cron_threads} cron worker process(es) (max_cron_threads)",
         f"  1 realtime process (websocket/long-polling) on {realtime} (gevent_port)",
     ]
+
+
+def describe_memory(settings: Settings) -> str:
+    """Odoo 15-18 compare virtual size (memory_info().vms in odoo/service/server.py) and set
+    RLIMIT_AS to limit_memory_hard; prefork compares resident memory, which is smaller."""
+    soft, hard = (_in_mib(settings.limit_memory_soft), _in_mib(settings.limit_memory_hard))
+    return (f"memory limits (resident memory, RSS): a worker above {soft} "
+            f"(limit_memory_soft) is recycled after its request, one above {hard} "
+            "(limit_memory_hard) has its request stopped; Odoo 15-18 compare virtual memory "
+            "(VMS) instead, which is larger: the same numbers let a worker grow more here")
+
+
+def _in_mib(size: int) -> str:
+    return f"{size / (1 << 20):g} MiB" if size else "no limit"
 
 
 def _show(key: str, value: Any) -> str:
