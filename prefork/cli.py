@@ -11,12 +11,13 @@ import dataclasses
 import difflib
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from prefork import __version__
 from prefork.config import ConfigError
 from prefork.config.kinds import BOOLEAN
-from prefork.config.loader import Assignment, Loaded, load_settings
+from prefork.config.loader import Assignment, Loaded, load_settings, odoo_target
+from prefork.config.odoo_keys import NONE, ODOO, ODOO_KEYS, OPTIONAL, REPEAT, OdooFlag
 from prefork.config.settings import ALIASES, SPECS, OptionSpec
 from prefork.ops.adminpass import password_warnings
 from prefork.usercode import use_working_directory
@@ -49,6 +50,35 @@ def _add_option(parser: argparse.ArgumentParser, spec: OptionSpec) -> None:
                             default=meta, help=argparse.SUPPRESS)
 
 
+ODOO_FLAGS_HELP = ("odoo-bin's flags are accepted too, as Odoo spells them (-i, -u, --load, "
+                   "--db-filter, --xmlrpc-port, --no-http, ...): those prefork has a meaning "
+                   "for set that option, the others are ignored with a warning; docs/odoo.md "
+                   "lists them all.")
+
+
+def _add_odoo_flags(parser: argparse.ArgumentParser) -> None:
+    """odoo-bin's flags that prefork does not spell the same way, hidden from --help."""
+    taken = set(parser._option_string_actions)
+    for entry in ODOO_KEYS:
+        for flag in entry.flags:
+            names = [name for name in flag.names if name not in taken]
+            if not names:
+                continue  # prefork's own flag: same spelling, same meaning
+            dest = f"odoo:{entry.key}:{flag.names[-1]}"
+            parser.add_argument(*names, dest=dest, default=argparse.SUPPRESS,
+                                help=argparse.SUPPRESS, **_odoo_arity(flag))
+
+
+def _odoo_arity(flag: OdooFlag) -> dict[str, Any]:
+    if flag.arg == NONE:
+        return {"action": "store_const", "const": flag.value or "True"}
+    if flag.arg == OPTIONAL:
+        return {"nargs": "?", "const": "True"}
+    if flag.arg == REPEAT:
+        return {"action": "append"}
+    return {}
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", metavar="FILE",
                         help="configuration file (INI, section [options]); "
@@ -62,15 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
                      "Odoo's multi-processing model.")
     parser.add_argument("--version", action="version", version=f"prefork {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
-    run = sub.add_parser("run", help="start the server (the default command)")
+    run = sub.add_parser("run", help="start the server (the default command)",
+                         epilog=ODOO_FLAGS_HELP)
     run.add_argument("app_ref", nargs="?", metavar="APP",
                      help="WSGI application 'module:callable' (same as --app)")
     run.add_argument("--stop-after-init", action="store_true",
                      help="initialise (database reached and migrated, application and "
                      "jobs imported, log and pidfile opened), then exit: 0, or 2 and why")
     _add_common(run)
-    check = sub.add_parser("check", help="validate the configuration and show what would start")
+    _add_odoo_flags(run)
+    check = sub.add_parser("check", help="validate the configuration and show what would start",
+                           epilog=ODOO_FLAGS_HELP)
     _add_common(check)
+    _add_odoo_flags(check)
     status = sub.add_parser("status", help="show the processes of the running server")
     status.add_argument("--json", action="store_true", help="print the raw state as JSON")
     _add_common(status)
@@ -135,9 +169,22 @@ def _assignments(ns: argparse.Namespace, warnings: list[str]) -> list[Assignment
             items.append(Assignment(target, raw, CLI, f"option {flag!r}"))
         elif dest in SPECS and SPECS[dest].flags:
             items.append(Assignment(dest, raw, CLI, f"option {SPECS[dest].flags[-1]!r}"))
+        elif dest.startswith("odoo:"):
+            items.extend(_odoo_assignment(dest, raw, warnings))
     if getattr(ns, "app_ref", None):
         items.append(Assignment("app", ns.app_ref, CLI, "argument APP"))
     return items
+
+
+def _odoo_assignment(dest: str, raw: Any, warnings: list[str]) -> list[Assignment]:
+    """An odoo-bin flag: the prefork option it sets (its own name wins), or a warning."""
+    _, key, flag = dest.split(":", 2)
+    entry = ODOO[key]
+    value = raw if isinstance(raw, str) else "True"  # repeated flags are all Odoo-only
+    target = odoo_target(entry, value, CLI, warnings, flag)
+    if target is None:
+        return []
+    return [Assignment(target, value, CLI, f"option {flag!r}", via=key)]
 
 
 def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, Loaded]:

@@ -8,6 +8,8 @@ import sys
 from typing import TextIO
 
 FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
+# log_level values that are not Python level names: Odoo's runbot (logging.RUNBOT in odoo/netsvc.py)
+PYTHON_LEVELS: dict[str, int | str] = {"runbot": 25}
 # What setup_logging installed: the access log writes straight to it while nobody changed it.
 _installed: tuple[logging.Handler, logging.Formatter] | None = None
 
@@ -25,7 +27,7 @@ def setup_logging(level: str, logfile: str = "") -> None:
     for old in root.handlers[:]:
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level.upper())
+    root.setLevel(PYTHON_LEVELS.get(level, level.upper()))
     global _installed
     _installed = handler, formatter
 

@@ -33,3 +33,11 @@ def test_each_commands_help_shows_every_option(command: str) -> None:
         for flag in spec.flags:
             assert flag in text, f"{flag} missing from 'prefork {command} --help'"
     assert "+/-10% jitter" in " ".join(text.split())
+
+
+@pytest.mark.parametrize("command", ["run", "check"])
+def test_run_and_check_help_say_odoo_bin_flags_are_accepted(command: str) -> None:
+    text = " ".join(helped(command).split())
+    assert "odoo-bin's flags are accepted too" in text
+    assert "docs/odoo.md" in text
+    assert "--x-sendfile" not in text  # hidden from the list of options

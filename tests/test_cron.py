@@ -327,6 +327,16 @@ def test_a_cron_worker_over_the_soft_memory_limit_is_recycled_after_its_job(
     eventually(lambda: server.log().count("spawned cron worker #1") == 2)
 
 
+def test_a_cron_worker_is_recycled_after_limit_time_worker_cron(
+        cron_db: str, server_factory: type) -> None:
+    server = start(server_factory, cron_db, "--workers", "1", "--max-cron-threads", "1",
+                   "--limit-time-worker-cron", "1")
+    server.wait_log(r"cron worker #1 \(pid \d+\) exited: cron-lifetime, lived "
+                    r"limit_time_worker_cron \(1s\)", timeout=20)
+    eventually(lambda: server.log().count("spawned cron worker #1") >= 2)
+    assert "ALERT" not in server.log()
+
+
 def test_application_code_can_trigger_a_job(cron_db: str, server_factory: type) -> None:
     server = start(server_factory, cron_db, "--workers", "1", "--max-cron-threads", "1",
                    "--cron-poll-interval", "60")

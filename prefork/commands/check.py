@@ -32,8 +32,11 @@ def check(loaded: Loaded, out: TextIO = sys.stdout) -> int:
                         f"({forwarded}): behind a reverse proxy set proxy_mode = True")
     for warning in warnings:
         print(f"warning: {warning}", file=out)
+    for note in loaded.notes:
+        print(f"note: {note}", file=out)
     print("", file=out)
-    for line in [*describe_processes(settings), _dashboard_line(settings), *report.lines]:
+    for line in [*describe_processes(settings), describe_memory(settings),
+                 _dashboard_line(settings), *report.lines]:
         print(line, file=out)
     print("\neffective settings:", file=out)
     for key in SPECS:
@@ -71,6 +74,20 @@ def _dashboard_line(settings: Settings) -> str:
     if dashboard_password(settings):
         return "dashboard at /prefork/: on (password: admin_passwd)"
     return "dashboard at /prefork/: off (no dashboard_password, no usable admin_passwd)"
+
+
+def describe_memory(settings: Settings) -> str:
+    """Odoo 15-18 compare virtual size (memory_info().vms in odoo/service/server.py) and set
+    RLIMIT_AS to limit_memory_hard; prefork compares resident memory, which is smaller."""
+    soft, hard = (_in_mib(settings.limit_memory_soft), _in_mib(settings.limit_memory_hard))
+    return (f"memory limits (resident memory, RSS): a worker above {soft} "
+            f"(limit_memory_soft) is recycled after its request, one above {hard} "
+            "(limit_memory_hard) has its request stopped; Odoo 15-18 compare virtual memory "
+            "(VMS) instead, which is larger: the same numbers let a worker grow more here")
+
+
+def _in_mib(size: int) -> str:
+    return f"{size / (1 << 20):g} MiB" if size else "no limit"
 
 
 def _environment_problems(settings: Settings) -> list[str]:

@@ -100,11 +100,21 @@ def _networks(text: str) -> str:
     return text
 
 
+# Odoo's levels (odoo/netsvc.py PSEUDOCONFIG_MAPPER, Odoo 15-18) -> prefork's: the debug_*
+# variants set odoo loggers to DEBUG; runbot sets them to 25 (logging.RUNBOT); test and notset
+# have no entry there, so Odoo logs them as info.
+_LOG_LEVELS = {
+    "debug": "debug", "debug_rpc_answer": "debug", "debug_rpc": "debug", "debug_sql": "debug",
+    "info": "info", "test": "info", "notset": "info", "runbot": "runbot",
+    "warn": "warning", "warning": "warning", "error": "error", "critical": "critical",
+}
+
+
 def _log_level(text: str) -> str:
-    lowered = text.lower()
-    if lowered not in {"debug", "info", "warn", "warning", "error", "critical"}:
+    level = _LOG_LEVELS.get(text.lower())
+    if level is None:
         raise ValueError(text)
-    return "warning" if lowered == "warn" else lowered
+    return level
 
 
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -137,6 +147,7 @@ SESSION_STORE = Kind("file, memory, or a Redis URL (redis://host:port/db)", _ses
 NETWORKS = Kind("comma-separated addresses or networks (127.0.0.1, 10.0.0.0/8, ::1)",
                 _networks)
 HOOK = Kind("a Python callable as 'module:callable'", _app_ref)
-LOG_LEVEL = Kind("one of debug, info, warning, error, critical", _log_level)
+LOG_LEVEL = Kind("one of debug, info, warning, error, critical (or Odoo's debug_rpc_answer, "
+                 "debug_rpc, debug_sql, runbot, test, notset, warn)", _log_level)
 SSLMODE = Kind("one of " + ", ".join(_SSLMODES), _sslmode)
 DB_URI = Kind("a postgresql://... URI or sqlite:///path (sqlite:////absolute/path)", _db_uri)

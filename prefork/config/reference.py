@@ -24,8 +24,10 @@ built-in default, configuration file, environment, command line.
 Sizes are bytes, or a number with a suffix `K`, `M` or `G` (`671088640` and `640M` are the
 same). Durations are seconds. Booleans are `True`/`False` (also `1`/`0`, `yes`/`no`, `on`/`off`).
 
-Keys that Odoo knows but prefork does not use are accepted with one warning each; any other
-unknown key is an error that names the closest known key.
+Every key of Odoo 15-19's `[options]` and every odoo-bin flag loads: implemented, mapped to
+the prefork option of the same meaning, or ignored with one warning ([odoo.md](odoo.md) lists
+them all). Another unknown key (an addon's) loads with one warning; one close to a prefork
+option is an error that names it.
 """
 
 

@@ -183,6 +183,12 @@ class Settings:
         kinds.CRON_SECONDS, -1, "--limit-time-cpu-cron", section="Scheduled jobs",
         help="CPU seconds per cron job; -1 uses limit_time_real_cron, 0 means no limit.",
     )
+    limit_time_worker_cron: int = opt(
+        kinds.LIMIT_SECONDS, 0, "--limit-time-worker-cron", section="Scheduled jobs",
+        help="Seconds a cron worker process lives before it is replaced (multi-processing "
+        "mode), checked between jobs (a "
+        "job running is never cut short); 0 = no limit. Odoo 18's option.",
+    )
     cron_max_failures: int = opt(
         kinds.POSITIVE, 5, "--cron-max-failures", section="Scheduled jobs",
         help="Consecutive failures after which a job is deactivated (with cron_failure_window).",
@@ -395,7 +401,9 @@ class Settings:
     )
     log_level: str = opt(
         kinds.LOG_LEVEL, "info", "--log-level", section="Files and logging",
-        help="Lowest level logged: debug, info, warning, error or critical.",
+        help="Lowest level logged: debug, info, warning, error or critical; Odoo's "
+        "debug_rpc_answer, debug_rpc and debug_sql log as debug, runbot as 25 (between info "
+        "and warning), test and notset as info, warn as warning.",
     )
     access_log: bool = opt(
         kinds.BOOLEAN, True, "--access-log", section="Files and logging",

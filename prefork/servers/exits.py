@@ -75,6 +75,9 @@ def classify(status: int, view: SlotView, order: KillOrder | None, limits: dict[
         return "memory-hard", f"RSS above limit {mib(limits['limit_memory_hard'])}"
     if code == exitcodes.REQUEST_LIMIT:
         return "request-limit", f"served {view.value} requests"
+    if code == exitcodes.CRON_LIFETIME:
+        lifetime = limits['limit_time_worker_cron']
+        return "cron-lifetime", f"lived limit_time_worker_cron ({lifetime}s)"
     if code == exitcodes.CRON_TIMEOUT:
         return "cron-timeout", "job ran past limit_time_real_cron (recorded, rescheduled)"
     if code == exitcodes.BOOT_FAILED:

@@ -607,7 +607,7 @@ class Master:
         self._count_boot(worker, view.state, record)
 
     def _log_exit(self, record: ExitRecord, worker: WorkerProc) -> None:
-        if record.reason in ("stopped", "reload", "request-limit"):
+        if record.reason in ("stopped", "reload", "request-limit", "cron-lifetime"):
             log.info("%s", record.log_line())
         elif record.reason == "memory-soft":
             log.warning("%s", record.log_line())
@@ -638,7 +638,8 @@ class Master:
         soft, hard = s.limit_memory_soft, s.limit_memory_hard
         if worker.kind == REALTIME:
             soft, hard = realtime_limits(s)
-        return {"limit_time_cpu": cpu, "limit_memory_soft": soft, "limit_memory_hard": hard}
+        return {"limit_time_cpu": cpu, "limit_memory_soft": soft, "limit_memory_hard": hard,
+                "limit_time_worker_cron": s.limit_time_worker_cron}
 
     # -- watchdog ----------------------------------------------------------------------------
 

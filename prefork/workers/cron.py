@@ -39,11 +39,13 @@ class CronWorker:
         self.jobs_run = 0
         self.limits = RequestLimits(cron_limits(settings)[1], settings.limit_memory_soft)
         self.master_pid = os.getppid()
+        self.started = time.monotonic()
 
     def run(self) -> NoReturn:
         run_to_exit(f"cron worker #{self.number}", self.slot, self._run)
 
     def _run(self) -> int:
+        self.started = time.monotonic()
         self._prepare_process()
         try:
             jobs = load_jobs(self.settings)
@@ -72,8 +74,14 @@ class CronWorker:
             self.exit_code = exitcodes.STOPPED  # seen between jobs and while waiting
 
     def _should_stop(self) -> bool:
+        """Asked between jobs and while waiting, never while a job runs."""
         if os.getppid() != self.master_pid:
             self.exit_code = exitcodes.ORPHANED
+        lifetime = self.settings.limit_time_worker_cron
+        # Odoo 18 (server.py, the cron loop) recycles a cron worker after this many seconds.
+        if lifetime and self.exit_code is None and time.monotonic() - self.started > lifetime:
+            self.exit_code = exitcodes.CRON_LIFETIME
+            self.slot.set_state(STOPPING)
         return self.exit_code is not None
 
     # -- hooks of the runner -----------------------------------------------------------------

@@ -15,3 +15,4 @@ CRON_TIMEOUT = 14     # a cron job ran past limit_time_real_cron (already record
 CPU_TIME = 15        # limit_time_cpu: SIGPROF at the request's CPU budget
 REAL_TIME = 16       # limit_time_real: the master's SIGUSR1
 MEMORY_RSS = 17      # limit_memory_hard: the master's SIGUSR1
+CRON_LIFETIME = 18   # a cron worker lived limit_time_worker_cron seconds (between two jobs)
