@@ -158,8 +158,8 @@ ODOO_KEYS: tuple[OdooKey, ...] = (
     ignored("screencasts", _ODOO_TESTS, "--screencasts"),
     ignored("screenshots", _ODOO_TESTS, "--screenshots"),
     # -- operations
-    same("admin_passwd", note="prefork: the dashboard's password; Odoo: the database "
-         "manager's master password"),
+    same("admin_passwd", note="Odoo: the database manager's master password; prefork: the "
+         "dashboard's when dashboard_password is empty, never Odoo's default 'admin'"),
     # -- Odoo's modules and ORM
     ignored("addons_path", _ODOO_MODULES, "--addons-path"),
     ignored("upgrade_path", _ODOO_MODULES, "--upgrade-path"),
