@@ -325,7 +325,8 @@ def test_an_odoo_written_conf_loads_mapped_and_warned(tmp_path: Path) -> None:
         assert sum(f"odoo.conf:{number[key]}: Odoo option {key!r} is ignored" in w
                    for w in warnings) == 1, key
     assert f"warning: {path}:{number['running_env']}: unknown option 'running_env'" in out
-    assert len(warnings) == len(ignored) + 1, "\n".join(warnings)
+    assert "warning: admin_passwd is Odoo's default 'admin': it does not open" in out
+    assert len(warnings) == len(ignored) + 2, "\n".join(warnings)
     assert f"HTTP service on 127.0.0.1:{port}" in out
     assert setting_line(out, "http_port").split() == [
         "http_port", "=", str(port), "#", f"{path}:{number['xmlrpc_port']}"]
