@@ -47,6 +47,15 @@ prefork compares resident memory (RSS), which is smaller, so the same numbers le
 grow more. `prefork check` prints both limits in MiB. Setting only one of the two moves the
 other's default (soft = 80% of hard, Odoo's own ratio) instead of failing.
 
+Secrets: `admin_passwd` opens the dashboard at /prefork/ only when `dashboard_password` is
+empty, and never when it is Odoo's default `admin` (plain or hashed); `prefork check` and
+the logs show no password, secret or token.
+
+Odoo's bus clients (the websocket worker of Odoo 16-18, long-polling of Odoo 15 and older)
+talk to the realtime port as they talk to Odoo: what they meet (sessions, channels, close
+codes, rate limit, version check) is in the deployment guide's
+[realtime section](deployment.md#realtime-bus-websocket-and-long-polling).
+
 """
 
 
