@@ -16,7 +16,13 @@ from typing import Any, NoReturn
 from prefork import __version__
 from prefork.config import ConfigError
 from prefork.config.kinds import BOOLEAN
-from prefork.config.loader import Assignment, Loaded, load_settings, odoo_target
+from prefork.config.loader import (
+    Assignment,
+    Loaded,
+    load_settings,
+    odoo_target,
+    one_name_per_option,
+)
 from prefork.config.odoo_keys import NONE, ODOO, ODOO_KEYS, OPTIONAL, REPEAT, OdooFlag
 from prefork.config.settings import ALIASES, SPECS, OptionSpec
 from prefork.ops.adminpass import password_warnings
@@ -166,18 +172,18 @@ def _assignments(ns: argparse.Namespace, warnings: list[str]) -> list[Assignment
             flag = "--" + alias.replace("_", "-")
             target = ALIASES[alias]
             warnings.append(f"command line: {flag} is deprecated, use {SPECS[target].flags[-1]}")
-            items.append(Assignment(target, raw, CLI, f"option {flag!r}"))
+            items.append(Assignment(target, raw, CLI, f"option {flag!r}", via=alias))
         elif dest in SPECS and SPECS[dest].flags:
             items.append(Assignment(dest, raw, CLI, f"option {SPECS[dest].flags[-1]!r}"))
         elif dest.startswith("odoo:"):
             items.extend(_odoo_assignment(dest, raw, warnings))
     if getattr(ns, "app_ref", None):
         items.append(Assignment("app", ns.app_ref, CLI, "argument APP"))
-    return items
+    return one_name_per_option(items, warnings)
 
 
 def _odoo_assignment(dest: str, raw: Any, warnings: list[str]) -> list[Assignment]:
-    """An odoo-bin flag: the prefork option it sets (its own name wins), or a warning."""
+    """An odoo-bin flag: the prefork option it sets, or a warning."""
     _, key, flag = dest.split(":", 2)
     entry = ODOO[key]
     value = raw if isinstance(raw, str) else "True"  # repeated flags are all Odoo-only

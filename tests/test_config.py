@@ -134,7 +134,7 @@ def test_other_sections_are_left_alone(tmp_path: Path) -> None:
 
 
 def test_soft_limit_above_hard_limit_is_refused(tmp_path: Path) -> None:
-    path = write(tmp_path, "[options]\nlimit_memory_soft = 2G\nlimit_memory_hard = 1G\n")
+    path = write(tmp_path, "[options]\nlimit_memory_soft = 1500M\nlimit_memory_hard = 1G\n")
     with pytest.raises(ConfigError, match="must not exceed 'limit_memory_hard'"):
         load_settings(config_path=path, environ={})
 
@@ -337,18 +337,44 @@ def test_an_odoo_written_conf_loads_mapped_and_warned(tmp_path: Path) -> None:
     assert "result: OK" in out
 
 
-def test_the_modern_name_wins_over_the_old_one_in_any_order(tmp_path: Path) -> None:
-    path = write(tmp_path, "[options]\nhttp_port = 9100\nxmlrpc_port = 9200\n"
-                 "xmlrpc_interface = 10.0.0.1\n")
+def test_two_names_of_one_option_resolve_as_in_odoo(tmp_path: Path) -> None:
+    # Odoo's --save writes http_port = 8069 and an empty http_interface beside the old names
+    # an operator kept: a default (or empty) value says nothing, the old name's applies.
+    path = write(tmp_path, "[options]\nhttp_interface =\nhttp_port = 8069\n"
+                 "longpolling_port = 0\nxmlrpc_interface = 127.0.0.1\nxmlrpc_port = 18169\n"
+                 "gevent_port = 8072\n")
     loaded = load_settings(config_path=path, environ={})
-    assert (loaded.settings.http_port, loaded.settings.http_interface) == (9100, "10.0.0.1")
-    assert loaded.warnings == [f"{path}:3: option 'xmlrpc_port' is ignored: 'http_port' is "
-                               f"also set ({path}:2)"]
+    assert (loaded.settings.http_interface, loaded.settings.http_port) == ("127.0.0.1", 18169)
+    assert loaded.settings.gevent_port == 8072  # longpolling_port = 0 is Odoo's "not set"
+    assert loaded.warnings == []
+    # Two real values: the later line wins, as Odoo 15-18 read the file in order.
+    path = write(tmp_path, "[options]\nhttp_port = 9100\nxmlrpc_port = 9200\n")
+    loaded = load_settings(config_path=path, environ={})
+    assert loaded.settings.http_port == 9200
+    assert loaded.warnings == [f"{path}:2: option 'http_port' is overridden by option "
+                               f"'xmlrpc_port' ({path}:3): both set 'http_port', the later "
+                               "line wins, as in Odoo"]
     path = write(tmp_path, "[options]\nxmlrpc_port = 9200\nhttp_port = 9100\n")
     assert load_settings(config_path=path, environ={}).settings.http_port == 9100
     path = write(tmp_path, "[options]\nwebsocket_keep_alive_timeout = 60\n"
                  "websocket_lifetime = 120\n")
     assert load_settings(config_path=path, environ={}).settings.websocket_lifetime == 120
+    result = prefork("check", "--http-port", "9300", "--xmlrpc-port", "9400")
+    assert setting_line(result.stdout, "http_port").split()[2] == "9300"
+    assert "option '--xmlrpc-port' is ignored: option '--http-port' also sets" in result.stdout
+
+
+def test_a_hard_limit_lowered_in_an_odoo_saved_conf_moves_the_soft_one(tmp_path: Path) -> None:
+    # --save wrote the default soft limit; the operator lowered only the hard one.
+    path = write(tmp_path, "[options]\nlimit_memory_hard = 805306368\n"
+                 "limit_memory_soft = 2147483648\n")
+    result = prefork("check", "-c", path, "-p", "0")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert setting_line(result.stdout, "limit_memory_soft").split()[2] == str(805306368 * 4 // 5)
+    assert "note: limit_memory_soft not set: 614.4 MiB (80% of limit_memory_hard" in result.stdout
+    result = prefork("check", "-c", path, "-p", "0", "--limit-memory-hard", "512M")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert setting_line(result.stdout, "limit_memory_soft").split()[2] == str((512 << 20) * 4 // 5)
 
 
 @pytest.mark.parametrize(("level", "effective"), [
@@ -451,11 +477,11 @@ def test_one_memory_limit_moves_the_other_s_default(tmp_path: Path) -> None:
 
 
 def test_two_inconsistent_memory_limits_name_both_sources(tmp_path: Path) -> None:
-    path = write(tmp_path, "[options]\nlimit_memory_soft = 2G\n")
+    path = write(tmp_path, "[options]\nlimit_memory_soft = 1536M\n")
     result = prefork("check", "-c", path, "--limit-memory-hard", "1G")
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "prefork: error: option 'limit_memory_soft' (2147483648 bytes, 2048 MiB, from "
+        "prefork: error: option 'limit_memory_soft' (1610612736 bytes, 1536 MiB, from "
         f"{path}:2) must not exceed 'limit_memory_hard' (1073741824 bytes, 1024 MiB, from "
         "command line)")
 

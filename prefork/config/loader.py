@@ -30,8 +30,8 @@ class Assignment:
     raw: str
     where: str
     label: str
-    # Set when an older or Odoo name gave this value (xmlrpc_port for http_port): in the
-    # same layer, the option's own name wins whatever the order (Odoo's config.py).
+    # The older or Odoo name that gave this value (xmlrpc_port for http_port), if any: see
+    # one_name_per_option.
     via: str = ""
 
 
@@ -69,7 +69,7 @@ def resolve(layers: list[list[Assignment]], sources: dict[str, str] | None = Non
     values: dict[str, Any] = {}
     origin: dict[str, str] = {}
     for layer in layers:
-        for item in modern_names_win(layer):
+        for item in layer:
             values[item.key] = _convert(item)
             origin[item.key] = item.where
     for note in memory_defaults(values, origin):
@@ -82,10 +82,44 @@ def resolve(layers: list[list[Assignment]], sources: dict[str, str] | None = Non
     return dataclasses.replace(settings, data_dir=os.path.expanduser(settings.data_dir))
 
 
-def modern_names_win(layer: list[Assignment]) -> list[Assignment]:
-    """Drop a value given by an older name when the same layer names the option itself."""
-    direct = {item.key for item in layer if not item.via}
-    return [item for item in layer if not item.via or item.key not in direct]
+def one_name_per_option(layer: list[Assignment], warnings: list[str]) -> list[Assignment]:
+    """Where a layer gives one option under two names (xmlrpc_port and http_port, as files
+    that Odoo rewrote over the years do), keep one, as Odoo does: a value equal to the
+    option's default or to the other name's says nothing (Odoo 19 `_warn_deprecated_options`:
+    "surely from a --save"), so the other one applies; two real values: the later one wins,
+    as Odoo 15-18 read the file in order (`outdated_options_map`), with a warning."""
+    kept = list(layer)
+    for key in {item.key for item in layer if item.via}:
+        named = [item for item in layer if item.key == key]
+        old = [item for item in named if item.via]
+        own = [item for item in named if not item.via]
+        if not own:
+            continue
+        drop = _loser(own[-1], old[-1], warnings)
+        kept = [item for item in kept if item.key != key or item.via != drop.via]
+    return kept
+
+
+def _loser(own: Assignment, old: Assignment, warnings: list[str]) -> Assignment:
+    default = SPECS[own.key].default
+    own_value, old_value = _convert(own), _convert(old)
+    if old_value in (own_value, default):
+        return old
+    if own_value == default:
+        return own
+    if _line(old) == _line(own):  # both on the command line: the option's own name wins
+        warnings.append(f"{old.where}: {old.label} is ignored: {own.label} also sets "
+                        f"{own.key!r}")
+        return old
+    later, earlier = (old, own) if _line(old) > _line(own) else (own, old)
+    warnings.append(f"{earlier.where}: {earlier.label} is overridden by {later.label} "
+                    f"({later.where}): both set {own.key!r}, the later line wins, as in Odoo")
+    return earlier
+
+
+def _line(item: Assignment) -> int:
+    tail = item.where.rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
 
 
 # Odoo's defaults, 2048 MiB soft for 2560 MiB hard: the soft limit is 80% of the hard one.
@@ -94,9 +128,15 @@ SOFT_PER_HARD = (4, 5)
 
 def memory_defaults(values: dict[str, Any], origin: dict[str, str]) -> list[str]:
     """When one memory limit is set and the other's default would contradict it, that
-    default follows it (80% / 125%); the note says so."""
+    default follows it (80% / 125%); the note says so. A limit set to its default value
+    counts as not set: Odoo's --save writes every option, so an odoo.conf whose hard limit
+    was lowered by hand still carries the default soft limit."""
     soft, hard = "limit_memory_soft", "limit_memory_hard"
     num, den = SOFT_PER_HARD
+    if values.get(soft) == SPECS[soft].default:
+        del values[soft]
+    if values.get(hard) == SPECS[hard].default:
+        del values[hard]
     if hard in values and soft not in values and 0 < values[hard] < SPECS[soft].default:
         values[soft] = values[hard] * num // den
         origin[soft] = "default: 80% of limit_memory_hard"
@@ -129,21 +169,20 @@ def _file_layer(path: str, warnings: list[str]) -> list[Assignment]:
     layer = []
     for entry in ini.read_section(path):
         where = f"{path}:{entry.line}"
+        if UNSET_ALIAS_VALUES.get(entry.key) == entry.value.strip():
+            continue  # Odoo's "not set": nothing to warn about
         key = _canonical_key(entry.key, entry.value, where, warnings)
         if key is not None and _odoo_unset(key, entry.value):
             continue  # odoo.conf writes False or None for an option that is not set
         if key is not None:
             via = entry.key if key != entry.key else ""
             layer.append(Assignment(key, entry.value, where, f"option {entry.key!r}", via))
-    for item in layer:
-        if item not in modern_names_win(layer):
-            warnings.append(f"{item.where}: option {item.via!r} is ignored: {item.key!r} is "
-                            f"also set ({_where_set(layer, item.key)})")
-    return layer
+    return one_name_per_option(layer, warnings)
 
 
-def _where_set(layer: list[Assignment], key: str) -> str:
-    return next(item.where for item in layer if item.key == key and not item.via)
+# Odoo 16-18 declare longpolling_port with the default 0, meaning "not set", and --save
+# writes it so beside gevent_port.
+UNSET_ALIAS_VALUES = {"longpolling_port": "0"}
 
 
 def _odoo_unset(key: str, raw: str) -> bool:

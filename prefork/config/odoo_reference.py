@@ -31,7 +31,10 @@ each flag) is one of:
   [configuration.md](configuration.md);
 - **mapped**: prefork has the feature under another name; the value sets that option (in
   `prefork check`, the option shows the file line or "command line" it came from). When a
-  file (or the command line) sets both names, prefork's own name wins, as in Odoo;
+  file sets both names, a value equal to the option's default (or empty, as Odoo's --save
+  writes `http_port = 8069` and `http_interface =`) gives way to the other name's, and two
+  real values are settled by the later line, as Odoo reads the file (with a warning); on the
+  command line the option's own name wins;
 - **True only**: prefork does what True means; False is an error (exit 2) rather than
   serving against the configuration;
 - **ignored**: loaded with one warning naming the file and line (or the flag).
@@ -45,7 +48,9 @@ Memory limits: Odoo 15-18 compare a worker's virtual memory (VMS, `memory_info()
 `limit_memory_soft` and `limit_memory_hard` and set the address-space limit to the hard one;
 prefork compares resident memory (RSS), which is smaller, so the same numbers let a worker
 grow more. `prefork check` prints both limits in MiB. Setting only one of the two moves the
-other's default (soft = 80% of hard, Odoo's own ratio) instead of failing.
+other's default (soft = 80% of hard, Odoo's own ratio) instead of failing; a limit equal to
+its default counts as not set, since Odoo's --save writes every option. `longpolling_port = 0`
+is Odoo 16-18's "not set".
 
 Secrets: `admin_passwd` opens the dashboard at /prefork/ only when `dashboard_password` is
 empty, and never when it is Odoo's default `admin` (plain or hashed); `prefork check` and
