@@ -67,13 +67,17 @@ def nginx_test(tmp_path: Path, conf: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def nginx_in_front(server_factory: type, tmp_path: Path) -> Iterator[tuple[Server, int]]:
+def nginx_in_front(server_factory: type, tmp_path: Path,
+                   request: pytest.FixtureRequest) -> Iterator[tuple[Server, int]]:
+    """A server (multi-processing, or threaded with `indirect` param "0") behind nginx."""
+    workers = getattr(request, "param", "2")
     http_port, realtime_port, listen = free_port(), free_port(), free_port()
-    server = server_factory.start("--app", "tests.apps.testapp:app", "--workers", "2",
+    server = server_factory.start("--app", "tests.apps.testapp:app", "--workers", workers,
                                   "--max-cron-threads", "0", "--proxy-mode",
                                   "-p", str(http_port), "--gevent-port", str(realtime_port))
     site = generate("--server-name", "localhost", "--listen", str(listen), "--proxy-mode",
-                    "-p", str(http_port), "--gevent-port", str(realtime_port))
+                    "-p", str(http_port), "--gevent-port", str(realtime_port),
+                    "--workers", workers)
     assert site.returncode == 0, site.stderr
     assert "REMINDER" not in site.stdout
     conf = nginx_conf(tmp_path, site.stdout)
@@ -140,9 +144,12 @@ def test_websocket_through_nginx(nginx_in_front: tuple[Server, int],
             assert time.monotonic() < deadline
 
 
+@pytest.mark.parametrize("nginx_in_front", ["2", "0"], indirect=True,
+                         ids=["workers", "threaded"])
 def test_long_polling_through_nginx_by_default(nginx_in_front: tuple[Server, int],
                                               database_uri: str) -> None:
-    """Odoo <= 15 clients poll /longpolling/poll: routed without any flag."""
+    """Odoo <= 15 clients poll /longpolling/poll: routed without any flag, to the realtime
+    process, or in threaded mode to http_port, where the realtime endpoints are."""
     _, port = nginx_in_front
     with psycopg.connect(database_uri) as conn:
         write(conn, "nginx.poll", {"polled": "through nginx"})

@@ -47,7 +47,13 @@ def _header(settings: Settings, site: Site) -> str:
 def _upstreams(backend: str, settings: Settings) -> str:
     return (f"upstream prefork_http {{\n    server {backend}:{settings.http_port};\n"
             f"    keepalive 32;\n}}\n"
-            f"upstream prefork_realtime {{\n    server {backend}:{settings.gevent_port};\n}}\n")
+            f"upstream prefork_realtime {{\n    server {backend}:{realtime_port(settings)};\n}}\n")
+
+
+def realtime_port(settings: Settings) -> int:
+    """Threaded mode serves the realtime endpoints on http_port: nothing listens on
+    gevent_port there."""
+    return settings.gevent_port if settings.multiprocessing else settings.http_port
 
 
 def _map() -> str:
