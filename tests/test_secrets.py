@@ -30,11 +30,11 @@ admin_passwd = {SECRETS["admin_passwd"]}
 dashboard_password = {SECRETS["dashboard_password"]}
 session_secret = {SECRETS["session_secret"]}
 db_password = {SECRETS["db_password"]}
-db_uri = postgresql://odoo:uri-pass-5e6f@127.0.0.1:1/odoo
+db_uri = postgresql://odoo:uri-pass-5e6f@127.0.0.1:1/odoo?password=query-pass-6a7b
 session_store = redis://:redis-pass-8c9d@127.0.0.1:1/0
 alert_webhook = https://bot:hook-pass-2a3b@hooks.example.com/services/T01/B02/tok-3c4d
 """
-EVERY_SECRET = [*SECRETS.values(), "uri-pass-5e6f", "redis-pass-8c9d", "hook-pass-2a3b",
+EVERY_SECRET = [*SECRETS.values(), "uri-pass-5e6f", "query-pass-6a7b", "redis-pass-8c9d", "hook-pass-2a3b",
                 "tok-3c4d", "T01/B02"]
 
 
@@ -54,7 +54,7 @@ def test_check_shows_no_secret(tmp_path: Path) -> None:
     out = result.stdout + result.stderr
     for secret in EVERY_SECRET:
         assert secret not in out, f"{secret!r} shown by check:\n{out}"
-    assert "postgresql://odoo:********@127.0.0.1:1/odoo" in out
+    assert "postgresql://odoo:********@127.0.0.1:1/odoo?password=********" in out
     assert "redis://:********@127.0.0.1:1/0" in out
     assert "https://********@hooks.example.com/********" in out
     assert "dashboard at /prefork/: on (password: dashboard_password)" in out
@@ -62,6 +62,7 @@ def test_check_shows_no_secret(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("line", [
     "db_uri = mysql://odoo:typo-pass-1234@db/odoo",
+    "db_uri = host=db user=odoo password=typo-pass-1234 dbname=odoo",
     "session_store = redis:/:typo-pass-1234@127.0.0.1/0",
 ])
 def test_a_refused_secret_is_not_echoed(tmp_path: Path, line: str) -> None:
@@ -77,6 +78,10 @@ def test_shown_forms() -> None:
     assert shown("workers", 4) == "4"
     assert without_password("postgresql://u:p@ss@h/db") == "postgresql://u:********@h/db"
     assert without_password("postgresql://u@h/db") == "postgresql://u@h/db"
+    assert (without_password("postgresql://h/db?user=u&password=p1&sslmode=require")
+            == "postgresql://h/db?user=u&password=********&sslmode=require")
+    assert (without_password("host=h password='a b\\' c' dbname=x")
+            == "host=h password=******** dbname=x")
     assert url_host_only("https://hooks.example.com") == "https://hooks.example.com"
     assert url_host_only("http://h:8080/x?t=1") == "http://h:8080/********"
     assert url_host_only("not a url") == "********"

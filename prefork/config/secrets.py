@@ -13,6 +13,9 @@ from prefork.config.settings import SPECS
 
 HIDDEN = "********"
 _SCHEME = re.compile(r"[A-Za-z][\w+.-]*:/*")
+# libpq also takes the password as a URI parameter (?password=...) or a key=value pair
+# (password='a b'), and so does a mistyped db_uri.
+_PASSWORD_PARAMETER = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^&\s]*)", re.I)
 
 
 def shown(key: str, value: object) -> str:
@@ -34,8 +37,10 @@ def hide(secret: str, text: str) -> str:
 
 
 def without_password(url: str) -> str:
-    """The URL with the password of its user part hidden (postgresql://u:pw@h/db), also in
-    a mistyped URL: whatever lies between the user's ':' and the last '@'."""
+    """The URL with its passwords hidden: of its user part (postgresql://u:pw@h/db), also
+    in a mistyped URL (whatever lies between the user's ':' and the last '@'), and any
+    password= parameter."""
+    url = _PASSWORD_PARAMETER.sub(rf"\g<1>{HIDDEN}", url)
     at = url.rfind("@")
     if at < 0:
         return url
