@@ -141,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(unit)
     bus = sub.add_parser("bus", help="publish a message on the realtime bus")
     bus.add_argument("action", choices=("send",))
-    bus.add_argument("channel", help="the channel to publish on")
+    bus.add_argument("channel", help="the channel to publish on: a name, or a record "
+                     "channel as a JSON list, e.g. '[\"mydb\", \"res.partner\", 7]'")
     bus.add_argument("message", help="the message, as JSON text")
     _add_common(bus)
     return parser

@@ -614,6 +614,19 @@ def test_bus_send_from_the_command_line(bus_server: Server, database_uri: str) -
     bad = subprocess.run([PREFORK, "bus", "send", name, "{oops"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "not valid JSON" in bad.stderr
+    # A record channel, spaced as a person types it, is published under its compact name,
+    # the one its subscribers are given.
+    record = f'["{name}", "res.partner", 8]'
+    sent = subprocess.run([PREFORK, "bus", "send", record, '{"n": 8}'],
+                          capture_output=True, text=True, timeout=60)
+    assert sent.returncode == 0, sent.stderr
+    with psycopg.connect(database_uri) as conn:
+        rows = conn.execute("SELECT channel FROM prefork.bus_message WHERE channel LIKE %s",
+                            (f'%{name}%',)).fetchall()
+    assert sorted(row[0] for row in rows) == sorted([name, f'["{name}","res.partner",8]'])
+    broken = subprocess.run([PREFORK, "bus", "send", "[oops", "{}"],
+                            capture_output=True, text=True, timeout=60)
+    assert broken.returncode == 2 and "record channel" in broken.stderr
 
 
 def test_postgres_restart_dispatcher_reconnects_and_catches_up(embedded_data: Path,

@@ -34,8 +34,8 @@ db_uri = postgresql://odoo:uri-pass-5e6f@127.0.0.1:1/odoo?password=query-pass-6a
 session_store = redis://:redis-pass-8c9d@127.0.0.1:1/0
 alert_webhook = https://bot:hook-pass-2a3b@hooks.example.com/services/T01/B02/tok-3c4d
 """
-EVERY_SECRET = [*SECRETS.values(), "uri-pass-5e6f", "query-pass-6a7b", "redis-pass-8c9d", "hook-pass-2a3b",
-                "tok-3c4d", "T01/B02"]
+EVERY_SECRET = [*SECRETS.values(), "uri-pass-5e6f", "query-pass-6a7b", "redis-pass-8c9d",
+                "hook-pass-2a3b", "tok-3c4d", "T01/B02"]
 
 
 def _ab64(raw: bytes) -> str:
