@@ -30,6 +30,7 @@ from prefork.usercode import use_working_directory
 
 COMMANDS = ("run", "check", "status", "cron", "bus", "tune", "nginx", "systemd")
 EXIT_CONFIG = 2
+ODOO_SERVER = "server"  # odoo-bin's name of its default command, pasted from Odoo's units
 CLI = "command line"
 
 
@@ -57,9 +58,10 @@ def _add_option(parser: argparse.ArgumentParser, spec: OptionSpec) -> None:
 
 
 ODOO_FLAGS_HELP = ("odoo-bin's flags are accepted too, as Odoo spells them (-i, -u, --load, "
-                   "--db-filter, --xmlrpc-port, --no-http, ...): those prefork has a meaning "
-                   "for set that option, the others are ignored with a warning; docs/odoo.md "
-                   "lists them all.")
+                   "--db-filter, --xmlrpc-port, ...): those prefork has a meaning for set "
+                   "that option, the others are ignored with a warning; --no-http is refused "
+                   "(prefork always serves HTTP). docs/odoo.md in prefork's source lists "
+                   "them all.")
 
 
 def _add_odoo_flags(parser: argparse.ArgumentParser) -> None:
@@ -196,6 +198,8 @@ def _odoo_assignment(dest: str, raw: Any, warnings: list[str]) -> list[Assignmen
 
 def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, Loaded]:
     args = list(argv)
+    if args and args[0] == ODOO_SERVER:
+        args[0] = "run"
     if not args or (args[0] not in COMMANDS and args[0] not in ("-h", "--help", "--version")):
         args.insert(0, "run")
     parser = build_parser()

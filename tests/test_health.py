@@ -3,6 +3,7 @@ clears when the crashes stop; a receiver that fails is retried."""
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import threading
@@ -24,6 +25,7 @@ class Receiver(HTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.payloads: list[dict[str, Any]] = []
+        self.authorizations: list[str] = []
         self.failures_left = 1  # the first delivery gets a 500: the sender must retry
 
 
@@ -32,6 +34,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.authorizations.append(self.headers.get("Authorization", ""))
         if self.server.failures_left:
             self.server.failures_left -= 1
             self.send_response(500)
@@ -56,7 +59,7 @@ def receiver() -> Iterator[Receiver]:
 
 def test_crash_loop_alert_in_log_state_and_webhook(server_factory: type, receiver: Receiver,
                                                    tmp_path: Path) -> None:
-    url = f"http://127.0.0.1:{receiver.server_port}/hook"
+    url = f"http://bot:p%40ss@127.0.0.1:{receiver.server_port}/hook"  # credentials: Basic
     server = server_factory.start("--app", "tests.apps.testapp:app", "--workers", "2",
                                   "--max-cron-threads", "0", "--alert-window", "4",
                                   "--alert-crashes", "3", "--alert-webhook", url)
@@ -77,6 +80,8 @@ def test_crash_loop_alert_in_log_state_and_webhook(server_factory: type, receive
     raised = receiver.payloads[0]
     assert raised["event"] == "raised" and raised["kind"] == "crash-loop"
     assert raised["count"] == 3 and "exit code 7" in raised["reason"]
+    assert set(receiver.authorizations) == {"Basic " + base64.b64encode(b"bot:p@ss").decode()}
+    assert "p%40ss" not in server.log()
     # No more crashes: the window empties and the alert clears, everywhere.
     server.wait_log(r"alert crash-loop cleared", timeout=15)
     wait_for(lambda: len(receiver.payloads) >= 2, 15)

@@ -139,3 +139,7 @@ def test_dashboard_password_opens_it_and_admin_does_not(server_factory: type,
     result = prefork("check", "--admin-passwd", odoo_hash("s3cret"), "-p", "0")
     assert "dashboard at /prefork/: on (password: admin_passwd)" in result.stdout
     assert "Odoo's default" not in result.stdout
+    result = prefork("check", "--dashboard-password", "$pbkdf2-sha512$600000$bogus", "-p", "0")
+    assert ("warning: dashboard_password starts like Odoo's $pbkdf2-sha512$ hash but is not "
+            "one") in result.stdout
+    assert "dashboard at /prefork/: off" in result.stdout

@@ -69,11 +69,10 @@ def describe_processes(settings: Settings) -> list[str]:
 
 
 def _dashboard_line(settings: Settings) -> str:
-    if settings.dashboard_password:
-        return "dashboard at /prefork/: on (password: dashboard_password)"
-    if dashboard_password(settings):
-        return "dashboard at /prefork/: on (password: admin_passwd)"
-    return "dashboard at /prefork/: off (no dashboard_password, no usable admin_passwd)"
+    if not dashboard_password(settings):
+        return "dashboard at /prefork/: off (no dashboard_password, no usable admin_passwd)"
+    source = "dashboard_password" if settings.dashboard_password else "admin_passwd"
+    return f"dashboard at /prefork/: on (password: {source})"
 
 
 def describe_memory(settings: Settings) -> str:

@@ -18,20 +18,45 @@ REFUSED = ("admin_passwd is Odoo's default 'admin': it does not open the dashboa
            "/prefork/; set dashboard_password (or a real admin_passwd) to turn it on")
 
 
+HASH_PREFIX = "$pbkdf2-sha512$"
+
+
 def dashboard_password(settings: Settings) -> str:
     """What opens /prefork/: dashboard_password, else admin_passwd unless it is Odoo's
-    default; empty: the dashboard is off."""
+    default; empty: the dashboard is off (so is it when that password is a broken hash,
+    which nothing could match)."""
+    chosen = _chosen(settings)
+    return chosen[1] if chosen and well_formed(chosen[1]) else ""
+
+
+def _chosen(settings: Settings) -> tuple[str, str] | None:
     if settings.dashboard_password:
-        return settings.dashboard_password
+        return "dashboard_password", settings.dashboard_password
     if settings.admin_passwd and not is_odoo_default(settings.admin_passwd):
-        return settings.admin_passwd
-    return ""
+        return "admin_passwd", settings.admin_passwd
+    return None
 
 
 def password_warnings(settings: Settings) -> list[str]:
     if not settings.dashboard_password and is_odoo_default(settings.admin_passwd):
         return [REFUSED]
+    chosen = _chosen(settings)
+    if chosen and not well_formed(chosen[1]):
+        return [f"{chosen[0]} starts like Odoo's {HASH_PREFIX} hash but is not one "
+                f"({HASH_PREFIX}ROUNDS$SALT$HASH): no password could open the dashboard, "
+                "so it stays off"]
     return []
+
+
+def well_formed(configured: str) -> bool:
+    """Plain text always is; a hash must have its rounds, salt and digest."""
+    if not configured.startswith(HASH_PREFIX):
+        return True
+    try:
+        _, _, rounds, salt, digest = configured.split("$")
+        return int(rounds) > 0 and bool(_ab64(salt)) and len(_ab64(digest)) == 64
+    except ValueError:
+        return False
 
 
 @functools.lru_cache(maxsize=4)
@@ -44,7 +69,7 @@ def is_odoo_default(configured: str) -> bool:
 def matches(configured: str, given: str) -> bool:
     if not configured:
         return False
-    if configured.startswith("$pbkdf2-sha512$"):
+    if configured.startswith(HASH_PREFIX):
         return _pbkdf2(configured, given)
     return hmac.compare_digest(configured.encode(), given.encode())
 
