@@ -265,6 +265,21 @@ def test_hup_replaces_every_worker_without_a_failed_request(server_factory: type
     assert len(workers_of(server)) == 3
 
 
+def test_hup_logs_only_the_warnings_it_has_not_logged(server_factory: type,
+                                                      tmp_path: Path) -> None:
+    """An odoo.conf's ignored keys warn at the start; a HUP repeats none of them, only what
+    the edited file adds."""
+    conf = tmp_path / "odoo.conf"
+    conf.write_text("[options]\naddons_path = /opt/odoo/addons\n")
+    server = server_factory.start(*APP, "--workers", "1", "-c", str(conf))
+    wait_workers(server, 1)
+    conf.write_text("[options]\naddons_path = /opt/odoo/addons\nscreencasts = /tmp\n")
+    server.signal(signal.SIGHUP)
+    server.wait_log(r"Odoo option 'screencasts' is ignored")
+    server.wait_log(r"reload: 1 new worker\(s\) ready")
+    assert server.log().count("Odoo option 'addons_path' is ignored") == 1
+
+
 def test_ttin_and_ttou_change_the_worker_count(server_factory: type) -> None:
     server = server_factory.start(*APP, "--workers", "2")
     wait_workers(server, 2)

@@ -355,7 +355,8 @@ class Master:
 
     def _apply_reload(self, loaded: Loaded) -> None:
         for warning in loaded.warnings:
-            log.warning("%s", warning)
+            if warning not in self.loaded.warnings:  # the start (or last HUP) logged the rest
+                log.warning("%s", warning)
         new = loaded.settings
         if (new.http_port, new.http_interface) != (self.settings.http_port,
                                                    self.settings.http_interface):
