@@ -18,6 +18,8 @@ import json
 from collections import deque
 from typing import Any
 
+from prefork.bus import store
+
 BROADCAST = "broadcast"  # every client's channel (Odoo's `_build_bus_channel_list`)
 OUTDATED_VERSION = "OUTDATED_VERSION"  # close reason, with code 1000 (Odoo 17+)
 
@@ -63,7 +65,7 @@ def channel_name(channel: Any) -> str:
     if (isinstance(channel, list) and channel
             and all(isinstance(part, (str, int)) and not isinstance(part, bool)
                     for part in channel)):
-        return json.dumps(channel, separators=(",", ":"))
+        return store.channel_name(channel)  # the publishers' name for it
     raise Ignored("subscribe: a channel is neither a string nor a list of strings and numbers")
 
 
