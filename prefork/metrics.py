@@ -13,6 +13,8 @@ import collections
 import logging
 import os
 import shutil
+import struct
+import time
 
 import psutil
 
@@ -135,10 +137,21 @@ def process_exited(pid: int) -> None:
         multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
+# prometheus_client creates a process's file empty and sizes it a moment later: a scrape
+# that reads it in between fails with struct.error (a worker was being born). Read again.
+READ_ATTEMPTS = 5
+READ_RETRY_DELAY = 0.01
+
+
 def exposition() -> bytes:
     """The text format of every process's metrics, summed."""
     from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    return bytes(generate_latest(registry))
+    for _ in range(READ_ATTEMPTS - 1):
+        try:
+            return bytes(generate_latest(registry))
+        except struct.error:
+            time.sleep(READ_RETRY_DELAY)
+    return bytes(generate_latest(registry))  # the last attempt's error is a real one
