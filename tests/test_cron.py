@@ -81,6 +81,33 @@ def test_schedules() -> None:
             Schedule.parse(**bad)
 
 
+def test_an_idle_worker_does_not_wait_for_a_job_another_worker_runs(fresh_database: str) -> None:
+    """A due job another worker holds (its row locked, as while it runs) is not what an idle
+    worker waits for: it would be woken at once, again and again, while the job runs."""
+    from prefork.cron.registry import Job
+    from prefork.cron.store import seconds_to_next, sync_jobs
+    from prefork.db.schema import migrate_postgres
+
+    def nothing(ctx: Any) -> None:
+        pass
+
+    with psycopg.connect(fresh_database) as running, psycopg.connect(fresh_database) as idle:
+        migrate_postgres(running)
+        sync_jobs(running, [Job("t.busy", Schedule.parse(every="1m"), nothing),
+                            Job("t.later", Schedule.parse(every="1h"), nothing)])
+        running.execute("UPDATE prefork.cron_job SET next_run = now() - interval '1 second' "
+                        "WHERE name = 't.busy'")
+        running.execute("UPDATE prefork.cron_job SET next_run = now() + interval '1 hour' "
+                        "WHERE name = 't.later'")
+        running.commit()
+        assert seconds_to_next(idle) == 0.0  # t.busy is due and nobody holds it
+        running.execute("SELECT 1 FROM prefork.cron_job WHERE name = 't.busy' FOR UPDATE")
+        waiting = seconds_to_next(idle)
+        assert waiting is not None and 3500 < waiting <= 3600  # t.later's turn
+        running.rollback()  # the job finished: the lock is gone
+        assert seconds_to_next(idle) == 0.0
+
+
 def test_failures_back_off_then_deactivate_and_timeouts_wait_for_the_next_slot() -> None:
     now = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
     policy = Policy(max_failures=3, failure_window=0, retry_delay=30, catch_up=False)

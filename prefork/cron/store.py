@@ -188,8 +188,15 @@ def list_jobs(conn: Any) -> list[dict[str, Any]]:
 
 
 def seconds_to_next(conn: Any, unknown: Iterable[str] = ()) -> float | None:
-    row = conn.execute("SELECT extract(epoch FROM min(next_run) - now()) FROM prefork.cron_job "
-                       "WHERE active AND declared AND name <> ALL(%s)", (list(unknown),)
-                       ).fetchone()
+    """Seconds until the next job this worker could claim; None when there is none.
+
+    A job another worker is running (its row locked FOR UPDATE) is passed over: it is due,
+    so counting it would wake this worker at once, again and again, for as long as the job
+    runs. FOR KEY SHARE SKIP LOCKED skips exactly such rows, and the lock it takes itself
+    ends with the rollback below (a claim meanwhile passes that row by, but this worker,
+    having seen it due, claims it next)."""
+    row = conn.execute("SELECT extract(epoch FROM next_run - now()) FROM prefork.cron_job "
+                       "WHERE active AND declared AND name <> ALL(%s) ORDER BY next_run "
+                       "LIMIT 1 FOR KEY SHARE SKIP LOCKED", (list(unknown),)).fetchone()
     conn.rollback()
     return None if row is None or row[0] is None else max(0.0, float(row[0]))
