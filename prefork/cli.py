@@ -182,7 +182,7 @@ def _assignments(ns: argparse.Namespace, warnings: list[str]) -> list[Assignment
             items.extend(_odoo_assignment(dest, raw, warnings))
     if getattr(ns, "app_ref", None):
         items.append(Assignment("app", ns.app_ref, CLI, "argument APP"))
-    return one_name_per_option(items, warnings)
+    return one_name_per_option(items, warnings, in_order=False)
 
 
 def _odoo_assignment(dest: str, raw: Any, warnings: list[str]) -> list[Assignment]:
@@ -209,7 +209,8 @@ def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, Loaded]:
     cli = _assignments(ns, cli_warnings)
     loaded = load_settings(cli, config_path=ns.config)
     loaded.warnings.extend(cli_warnings)
-    loaded.warnings.extend(password_warnings(loaded.settings))
+    if ns.command in ("run", "check"):  # a hashed admin_passwd costs ~0.5 s to check
+        loaded.warnings.extend(password_warnings(loaded.settings))
     if loaded.settings.workers < 0:
         _resolve_auto_workers(loaded)
     return ns, loaded

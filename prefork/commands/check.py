@@ -9,7 +9,7 @@ from typing import TextIO
 from prefork import __version__
 from prefork.commands.preflight import import_problems
 from prefork.config import Settings
-from prefork.config.loader import Loaded
+from prefork.config.loader import Loaded, in_mib
 from prefork.config.secrets import shown
 from prefork.config.settings import SPECS
 from prefork.db.report import database_report
@@ -78,15 +78,15 @@ def _dashboard_line(settings: Settings) -> str:
 def describe_memory(settings: Settings) -> str:
     """Odoo 15-18 compare virtual size (memory_info().vms in odoo/service/server.py) and set
     RLIMIT_AS to limit_memory_hard; prefork compares resident memory, which is smaller."""
-    soft, hard = (_in_mib(settings.limit_memory_soft), _in_mib(settings.limit_memory_hard))
+    soft, hard = (_limit(settings.limit_memory_soft), _limit(settings.limit_memory_hard))
     return (f"memory limits (resident memory, RSS): a worker above {soft} "
             f"(limit_memory_soft) is recycled after its request, one above {hard} "
             "(limit_memory_hard) has its request stopped; Odoo 15-18 compare virtual memory "
             "(VMS) instead, which is larger: the same numbers let a worker grow more here")
 
 
-def _in_mib(size: int) -> str:
-    return f"{size / (1 << 20):g} MiB" if size else "no limit"
+def _limit(size: int) -> str:
+    return in_mib(size) if size else "no limit"
 
 
 def _environment_problems(settings: Settings) -> list[str]:

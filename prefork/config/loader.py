@@ -17,7 +17,7 @@ from prefork.config.errors import ConfigError
 from prefork.config.kinds import BOOLEAN
 from prefork.config.odoo_keys import ODOO, ODOO_KEYS, TRUE_ONLY, OdooKey
 from prefork.config.secrets import hide
-from prefork.config.settings import ALIASES, SPECS, Settings
+from prefork.config.settings import ALIASES, SOFT_PER_HARD, SPECS, Settings
 
 CONFIG_ENV = "PREFORK_CONFIG"
 
@@ -82,48 +82,44 @@ def resolve(layers: list[list[Assignment]], sources: dict[str, str] | None = Non
     return dataclasses.replace(settings, data_dir=os.path.expanduser(settings.data_dir))
 
 
-def one_name_per_option(layer: list[Assignment], warnings: list[str]) -> list[Assignment]:
+def one_name_per_option(layer: list[Assignment], warnings: list[str], *,
+                        in_order: bool = True) -> list[Assignment]:
     """Where a layer gives one option under two names (xmlrpc_port and http_port, as files
     that Odoo rewrote over the years do), keep one, as Odoo does: a value equal to the
     option's default or to the other name's says nothing (Odoo 19 `_warn_deprecated_options`:
     "surely from a --save"), so the other one applies; two real values: the later one wins,
-    as Odoo 15-18 read the file in order (`outdated_options_map`), with a warning."""
+    as Odoo 15-18 read the file in order (`outdated_options_map`), with a warning. A layer
+    that is not `in_order` (the command line, as argparse gathers it) lets the option's own
+    name win."""
     kept = list(layer)
     for key in {item.key for item in layer if item.via}:
-        named = [item for item in layer if item.key == key]
-        old = [item for item in named if item.via]
-        own = [item for item in named if not item.via]
+        old = [item for item in layer if item.key == key and item.via]
+        own = [item for item in layer if item.key == key and not item.via]
         if not own:
             continue
-        drop = _loser(own[-1], old[-1], warnings)
+        drop = _loser(own[-1], old[-1], layer.index(old[-1]) > layer.index(own[-1])
+                      if in_order else None, warnings)
         kept = [item for item in kept if item.key != key or item.via != drop.via]
     return kept
 
 
-def _loser(own: Assignment, old: Assignment, warnings: list[str]) -> Assignment:
+def _loser(own: Assignment, old: Assignment, old_is_later: bool | None,
+           warnings: list[str]) -> Assignment:
+    """The one to drop; `old_is_later` None: no order, the option's own name wins."""
     default = SPECS[own.key].default
     own_value, old_value = _convert(own), _convert(old)
     if old_value in (own_value, default):
         return old
     if own_value == default:
         return own
-    if _line(old) == _line(own):  # both on the command line: the option's own name wins
+    if old_is_later is None:
         warnings.append(f"{old.where}: {old.label} is ignored: {own.label} also sets "
                         f"{own.key!r}")
         return old
-    later, earlier = (old, own) if _line(old) > _line(own) else (own, old)
+    earlier, later = (own, old) if old_is_later else (old, own)
     warnings.append(f"{earlier.where}: {earlier.label} is overridden by {later.label} "
                     f"({later.where}): both set {own.key!r}, the later line wins, as in Odoo")
     return earlier
-
-
-def _line(item: Assignment) -> int:
-    tail = item.where.rsplit(":", 1)[-1]
-    return int(tail) if tail.isdigit() else 0
-
-
-# Odoo's defaults, 2048 MiB soft for 2560 MiB hard: the soft limit is 80% of the hard one.
-SOFT_PER_HARD = (4, 5)
 
 
 def memory_defaults(values: dict[str, Any], origin: dict[str, str]) -> list[str]:
@@ -140,17 +136,17 @@ def memory_defaults(values: dict[str, Any], origin: dict[str, str]) -> list[str]
     if hard in values and soft not in values and 0 < values[hard] < SPECS[soft].default:
         values[soft] = values[hard] * num // den
         origin[soft] = "default: 80% of limit_memory_hard"
-        return [f"limit_memory_soft not set: {_mib(values[soft])} (80% of limit_memory_hard "
-                f"{_mib(values[hard])}) instead of its default {_mib(SPECS[soft].default)}"]
+        return [f"limit_memory_soft not set: {in_mib(values[soft])} (80% of limit_memory_hard "
+                f"{in_mib(values[hard])}) instead of its default {in_mib(SPECS[soft].default)}"]
     if soft in values and hard not in values and values[soft] > SPECS[hard].default:
         values[hard] = values[soft] * den // num
         origin[hard] = "default: 125% of limit_memory_soft"
-        return [f"limit_memory_hard not set: {_mib(values[hard])} (125% of limit_memory_soft "
-                f"{_mib(values[soft])}) instead of its default {_mib(SPECS[hard].default)}"]
+        return [f"limit_memory_hard not set: {in_mib(values[hard])} (125% of limit_memory_soft "
+                f"{in_mib(values[soft])}) instead of its default {in_mib(SPECS[hard].default)}"]
     return []
 
 
-def _mib(size: int) -> str:
+def in_mib(size: int) -> str:
     return f"{size / (1 << 20):g} MiB"
 
 
@@ -268,9 +264,9 @@ def _check_consistency(settings: Settings, origin: dict[str, str]) -> None:
     soft, hard = settings.limit_memory_soft, settings.limit_memory_hard
     if hard and soft > hard:  # a hard limit of 0 is none (as in Odoo)
         raise ConfigError(
-            f"option 'limit_memory_soft' ({soft} bytes, {_mib(soft)}, from "
+            f"option 'limit_memory_soft' ({soft} bytes, {in_mib(soft)}, from "
             f"{origin.get('limit_memory_soft', 'default')}) must not exceed "
-            f"'limit_memory_hard' ({hard} bytes, {_mib(hard)}, from "
+            f"'limit_memory_hard' ({hard} bytes, {in_mib(hard)}, from "
             f"{origin.get('limit_memory_hard', 'default')})"
         )
 

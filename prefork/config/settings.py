@@ -55,6 +55,9 @@ def opt(
 
 DEFAULT_DATA_DIR = os.path.join("~", ".local", "share", "prefork")
 MiB = 1 << 20
+# Odoo's defaults, 2048 MiB soft for 2560 MiB hard: a soft limit 80% of the hard one, the
+# rule prefork applies when only one is set and that `prefork tune` sizes with.
+SOFT_PER_HARD = (4, 5)
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from prefork.config.settings import SOFT_PER_HARD
+
 MiB = 1 << 20
 PER_WORKER = int((0.8 * 150 + 0.2 * 1024) * MiB)  # about 325 MiB
 RESERVED = 512 * MiB  # the system, PostgreSQL's shared memory, the master
 USERS_PER_WORKER = 6
 HARD_CEILING = 2560 * MiB  # Odoo's default limit_memory_hard
-SOFT_SHARE = 0.8  # limit_memory_soft as a share of the hard limit
 
 
 @dataclass(frozen=True)
@@ -51,12 +52,13 @@ def plan(cpus: int, ram: int, users: int = 0) -> Plan:
     processes = workers + cron + 1  # and the realtime process
     hard = int(min(HARD_CEILING, max(PER_WORKER, (ram - RESERVED) // processes)))
     hard -= hard % MiB
-    soft = int(hard * SOFT_SHARE) // MiB * MiB
+    num, den = SOFT_PER_HARD
+    soft = hard * num // den // MiB * MiB
     return Plan(workers, cron, soft, hard, {
         "workers": why,
         "max_cron_threads": ("1 (one slot of the 2 x CPU + 1 kept for jobs)" if users
                              else f"one per two CPUs = {cron}"),
         "limit_memory_hard": (f"{ram // MiB} MiB - {RESERVED // MiB} MiB reserved, shared by "
                               f"{processes} processes, at most {HARD_CEILING // MiB} MiB"),
-        "limit_memory_soft": f"{int(SOFT_SHARE * 100)}% of the hard limit",
+        "limit_memory_soft": f"{100 * num // den}% of the hard limit",
     })

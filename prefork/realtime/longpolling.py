@@ -38,17 +38,14 @@ async def serve(services: Services, scope: Mapping[str, Any], receive: ASGIRecei
         params = {**params, "last": params["last_bus_message_id"]}
     try:
         channels, last = protocol.parse_subscription(params)
-    except Ignored as bad:  # Odoo answers a failing route with a JSON-RPC error, code 200
-        await reply(send, rpc_id, error={"code": 200, "message": "Odoo Server Error",
-                                         "data": {"name": "builtins.ValueError",
-                                                  "message": str(bad), "arguments": [str(bad)]}})
+    except Ignored as bad:
+        await server_error(send, rpc_id, str(bad))
         return
     options = params.get("options") or {}
     try:
         identity = await services.gate.connect(headers_of(scope))
     except StoreUnavailable:
-        await respond(send, 503, b'{"error": "session store unavailable"}\n',
-                      extra=[(b"retry-after", b"5")])
+        await store_unavailable(send)
         return
     allowed = await services.gate.allowed(identity, channels)
     last = services.starting_point(last)
@@ -132,9 +129,21 @@ async def _read_body(receive: ASGIReceive) -> bytes | None:
 
 def item(message: Message) -> dict[str, Any]:
     channel: Any = message.channel
-    if channel.startswith("["):
+    if protocol.is_record_channel(channel):
         channel = json.loads(channel)  # a list channel, as the client named it
     return {"id": message.id, "channel": channel, "message": json.loads(message.message)}
+
+
+async def server_error(send: ASGISend, rpc_id: Any, message: str) -> None:
+    """Odoo answers a route that fails with a JSON-RPC error, code 200."""
+    await reply(send, rpc_id, error={"code": 200, "message": "Odoo Server Error",
+                                     "data": {"name": "builtins.ValueError",
+                                              "message": message, "arguments": [message]}})
+
+
+async def store_unavailable(send: ASGISend) -> None:
+    await respond(send, 503, b'{"error": "session store unavailable"}\n',
+                  extra=[(b"retry-after", b"5")])
 
 
 async def reply(send: ASGISend, rpc_id: Any, **outcome: Any) -> None:

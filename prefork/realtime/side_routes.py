@@ -16,7 +16,15 @@ from typing import Any
 
 from prefork.realtime import protocol
 from prefork.realtime.auth import Anonymous
-from prefork.realtime.longpolling import headers_of, item, read_rpc, reply, respond
+from prefork.realtime.longpolling import (
+    headers_of,
+    item,
+    read_rpc,
+    reply,
+    respond,
+    server_error,
+    store_unavailable,
+)
 from prefork.realtime.protocol import Ignored
 from prefork.realtime.websocket import ASGIReceive, ASGISend, Services
 from prefork.sessions.stores import StoreUnavailable
@@ -59,13 +67,10 @@ async def peek_notifications(services: Services, scope: Mapping[str, Any],
         channels, last = protocol.parse_subscription(params)
         identity = await services.gate.connect(headers_of(scope))
     except Ignored as bad:
-        await reply(send, rpc_id, error={"code": 200, "message": "Odoo Server Error",
-                                         "data": {"name": "builtins.ValueError",
-                                                  "message": str(bad), "arguments": [str(bad)]}})
+        await server_error(send, rpc_id, str(bad))
         return
     except StoreUnavailable:
-        await respond(send, 503, b'{"error": "session store unavailable"}\n',
-                      extra=[(b"retry-after", b"5")])
+        await store_unavailable(send)
         return
     allowed = await services.gate.allowed(identity, channels)
     found = await services.history(allowed, services.starting_point(last))
