@@ -17,8 +17,11 @@ from typing import Any
 import psutil
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
+from prefork.db import roles
 from prefork.db.pool import PostgresDatabase
+from prefork.db.roles import host_name
 from prefork.db.schema import VERSION, migrate_postgres
 from prefork.db.transaction import RequestTransaction
 from tests.conftest import MODES, PREFORK, ROOT, Server
@@ -38,9 +41,11 @@ def get(server: Server, path: str, timeout: float = 10.0) -> tuple[int, str]:
 
 
 def backends(dsn: str, pattern: str = "prefork%") -> list[str]:
+    """The application_name of each session on dsn's database that matches `pattern`."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        rows = conn.execute("SELECT application_name FROM pg_stat_activity "
-                            "WHERE application_name LIKE %s", (pattern,)).fetchall()
+        rows = conn.execute("SELECT application_name FROM pg_stat_activity WHERE "
+                            "datname = current_database() AND application_name LIKE %s",
+                            (pattern,)).fetchall()
     return [row[0] for row in rows]
 
 
@@ -121,10 +126,10 @@ def test_retry_runs_again_after_a_serialization_failure(database_uri: str) -> No
 # -- pools -------------------------------------------------------------------------------
 
 def test_the_pool_limit_holds_under_concurrent_load(server_factory: type,
-                                                    database_uri: str) -> None:
+                                                    fresh_database: str) -> None:
     server = server_factory.start(*APP, "--http-threads", "8", "--db_maxconn", "3",
-                                  "--db-pool-timeout", "20")
-    name = f"prefork threaded server (pid {server.proc.pid})"
+                                  "--db-pool-timeout", "20", "--db-uri", fresh_database)
+    name = f"prefork threaded {host_name()}"
     results: list[tuple[int, str]] = []
     clients = [threading.Thread(target=lambda: results.append(get(server, "/hold?s=0.3")))
                for _ in range(16)]
@@ -132,26 +137,51 @@ def test_the_pool_limit_holds_under_concurrent_load(server_factory: type,
         client.start()
     seen = 0
     while any(client.is_alive() for client in clients):
-        seen = max(seen, len(backends(database_uri, name)))
+        seen = max(seen, len(backends(fresh_database, name)))
         time.sleep(0.02)
     assert results == [(200, "held")] * 16
     assert seen == 3  # the 16 requests shared exactly db_maxconn connections
 
 
 def test_a_worker_never_opens_more_than_db_maxconn(server_factory: type,
-                                                   database_uri: str) -> None:
-    server = server_factory.start(*APP, "--workers", "2", "--db_maxconn", "1",
-                                  "--db-pool-timeout", "0.5")
+                                                   fresh_database: str) -> None:
+    server = server_factory.start(*APP, "--workers", "1", "--db_maxconn", "1",
+                                  "--db-pool-timeout", "0.5", "--db-uri", fresh_database)
     status, body = get(server, "/two")
     assert status == 503 and "database is unavailable" in body
-    assert all(len(backends(database_uri, f"prefork http worker #% (pid {pid})")) <= 1
-               for pid in worker_pids(server))
+    assert len(backends(fresh_database, "prefork http %")) == 1
     assert get(server, "/whoami")[0] == 200  # the worker is fine and serves on
 
 
+def test_every_connection_names_its_role_and_host(server_factory: type,
+                                                  fresh_database: str) -> None:
+    """application_name is "prefork <role> <host>" on every process's connections, and a
+    request's session has the keepalives and the timeouts of its bound (limit_time_real)."""
+    server = server_factory.start(*APP, "--workers", "1", "--max-cron-threads", "1",
+                                  "--limit-time-real", "50", "--db-uri", fresh_database)
+    status, body = get(server, "/whoami")
+    assert status == 200
+    info = json.loads(body)
+    assert info["application_name"] == f"prefork http {host_name()}"
+    assert (info["statement_timeout"], info["idle_in_transaction_session_timeout"]) == (
+        "1min", "1min")  # 50 s + the 10 s grace
+    # On a Unix socket (the embedded server) PostgreSQL reports keepalives as 0.
+    assert info["tcp_keepalives_idle"] == ("10" if info["tcp"] else "0")
+    deadline = time.monotonic() + 15
+    expected = {f"prefork {role} {host_name()}" for role in ("http", "cron", "realtime")}
+    while set(backends(fresh_database)) != expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert set(backends(fresh_database)) == expected
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        names = conn.execute("SELECT application_name FROM pg_stat_activity WHERE datname = "
+                             "current_database() AND pid <> pg_backend_pid()").fetchall()
+    assert {name for (name,) in names} == expected  # nobody unnamed
+
+
 def test_no_database_connection_crosses_a_fork(server_factory: type,
-                                               database_uri: str) -> None:
-    server = server_factory.start(*APP, "--workers", "2", "--preload-app")
+                                               fresh_database: str) -> None:
+    server = server_factory.start(*APP, "--workers", "2", "--preload-app",
+                                  "--db-uri", fresh_database)
     deadline = time.monotonic() + 10
     seen: dict[int, dict[str, Any]] = {}
     while len(seen) < 2 and time.monotonic() < deadline:
@@ -160,10 +190,11 @@ def test_no_database_connection_crosses_a_fork(server_factory: type,
         info = json.loads(body)
         seen[info["pid"]] = info
     assert set(seen) == worker_pids(server)
-    for pid, info in seen.items():  # each worker's connection is its own
-        assert info["application_name"].endswith(f"(pid {pid})")
+    assert len({info["backend"] for info in seen.values()}) == 2  # each worker its own
+    assert {info["application_name"] for info in seen.values()} == {
+        f"prefork http {host_name()}"}
     master = server.proc.pid
-    assert backends(database_uri, f"%(pid {master})") == []
+    assert backends(fresh_database, "prefork master %") == []  # closed before the forks
     sockets = {pid: _socket_inodes(pid) for pid in [master, *seen]}
     listeners = sockets[master] & set.intersection(*(sockets[pid] for pid in seen))
     for pid in seen:  # besides the listening socket, a worker shares nothing with others
@@ -324,11 +355,11 @@ def test_migration_is_idempotent_under_concurrency(fresh_database: str) -> None:
 
 # -- health and check --------------------------------------------------------------------
 
-def test_health_touches_no_database(server_factory: type, database_uri: str) -> None:
-    server = server_factory.start(*APP, "--workers", "1")
+def test_health_touches_no_database(server_factory: type, fresh_database: str) -> None:
+    server = server_factory.start(*APP, "--workers", "1", "--db-uri", fresh_database)
     for _ in range(5):
         assert get(server, "/web/health") == (200, '{"status": "pass"}')
-    assert backends(database_uri, f"%(pid {next(iter(worker_pids(server)))})") == []
+    assert backends(fresh_database, "prefork http %") == []
     status, body = get(server, "/web/health?db_server_status=1")
     assert (status, json.loads(body)) == (200, {"status": "pass", "db_server_status": True})
 
@@ -341,10 +372,10 @@ def test_check_compares_the_connection_budget_with_max_connections() -> None:
         return result.stdout
 
     crowded = check("--workers", "4", "--max-cron-threads", "1")
-    # The realtime process: its pool (db_maxconn_gevent, else db_maxconn) and the bus's two.
-    assert re.search(r"warning: this configuration can open 387 database connections \(4 x 64 "
-                     r"\(http workers\) \+ 1 x 64 \(cron workers\) \+ 1 x 66 \(realtime "
-                     r"process\) \+ 1 x 1 \(master\) = 387\) but the server accepts \d+",
+    # The realtime process: its catch-up pool (db_maxconn_gevent, else 4) and the bus's two.
+    assert re.search(r"warning: this configuration can open 327 database connections \(4 x 64 "
+                     r"\(http workers\) \+ 1 x 64 \(cron workers\) \+ 1 x 6 \(realtime "
+                     r"process\) \+ 1 x 1 \(master\) = 327\) but the server accepts \d+",
                      crowded), crowded
     assert "reachable: PostgreSQL" in crowded
     modest = check("--workers", "4", "--db_maxconn", "2", "--max-cron-threads", "1")
@@ -372,3 +403,22 @@ def test_an_upgrade_keeps_the_embedded_database_running(embedded_data: Path,
     os.kill(new_master, signal.SIGTERM)
     pidfile = embedded_data / "postgres" / "postmaster.pid"
     assert _eventually(lambda: not pidfile.exists())
+
+
+def test_a_role_connection_has_its_settings_and_keeps_a_users_name(database_uri: str) -> None:
+    with roles.connect(database_uri, roles.CRON, 20, autocommit=True) as conn:
+        row = conn.execute("SELECT current_setting('application_name'), "
+                           "current_setting('statement_timeout'), "
+                           "current_setting('idle_in_transaction_session_timeout'), "
+                           "current_setting('tcp_keepalives_count'), "
+                           "inet_client_addr() IS NOT NULL").fetchone()
+    assert row is not None
+    assert row[:3] == (f"prefork cron {host_name()}", "30s", "30s")
+    assert row[3] == ("3" if row[4] else "0")
+    named = make_conninfo(database_uri, application_name="erp-frontend")
+    with roles.connect(named, roles.HTTP) as conn:
+        # Not autocommit, and left with no transaction open all the same (a pool needs it).
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        row = conn.execute("SELECT current_setting('application_name'), "
+                           "current_setting('statement_timeout')").fetchone()
+    assert row == ("erp-frontend", "0")  # unbounded: no timeout

@@ -712,3 +712,45 @@ def test_the_realtime_soft_memory_limit_recycles_it(server_factory: type) -> Non
     server.wait_log(r"realtime process \(pid \d+\) exited: memory-soft, RSS [\d.]+ MiB > "
                     r"limit 1\.0 MiB", timeout=20)
     server.wait_log(r"spawned realtime process pid=\d+[\s\S]*spawned realtime process pid=")
+
+
+def test_clients_catching_up_at_once_queue_for_a_small_pool(server_factory: type,
+                                                            fresh_database: str) -> None:
+    """30 clients reconnecting at once, 2,000 messages behind each, get every message while
+    the realtime process holds no more than its catch-up pool (4) and the bus's two."""
+    server = start(server_factory, "--workers", "1", "--db-uri", fresh_database)
+    name = channel()
+    with websocket(server) as live:
+        subscribe(live, [name])
+        assert publish(server, name, {"n": 0}) == 200
+        start_id = receive(live, 1)[0]["id"]
+        with psycopg.connect(fresh_database) as conn:
+            for n in range(1, 2001):
+                write(conn, name, {"n": n})
+        assert len(receive(live, 2000, timeout=30)) == 2000  # the bus has them all
+
+    def realtime_connections() -> int:
+        with psycopg.connect(fresh_database, autocommit=True) as conn:
+            row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                               "current_database() AND application_name LIKE "
+                               "'prefork realtime %'").fetchone()
+        return int(row[0]) if row else 0
+
+    peak, results = 0, []
+    go = threading.Barrier(31)
+
+    def catch_up() -> None:
+        with websocket(server) as ws:
+            go.wait(30)
+            subscribe(ws, [name], last=start_id)
+            results.append([m["message"]["n"] for m in receive(ws, 2000, timeout=60)])
+
+    clients = [threading.Thread(target=catch_up) for _ in range(30)]
+    for client in clients:
+        client.start()
+    go.wait(30)
+    while any(client.is_alive() for client in clients):
+        peak = max(peak, realtime_connections())
+        time.sleep(0.01)
+    assert results == [list(range(1, 2001))] * 30
+    assert 2 < peak <= 6, peak

@@ -6,11 +6,10 @@ import json
 import sys
 from typing import Any
 
-import psycopg
-
 from prefork.bus.store import channel_name, write
 from prefork.commands.dbcli import CommandError, command_database
 from prefork.config.loader import Loaded
+from prefork.db import roles
 from prefork.logs import setup_logging
 
 EXIT_USAGE = 2
@@ -31,7 +30,7 @@ def bus_send(loaded: Loaded, channel: str, payload: str) -> int:
         return EXIT_USAGE
     try:
         with command_database(loaded.settings, "the realtime bus") as runtime, \
-                psycopg.connect(runtime.target.conninfo) as conn:
+                roles.connect(runtime.target.conninfo, roles.CLI) as conn:
             write(conn, channel, message)  # committed when the block ends
     except CommandError as exc:
         print(f"prefork: error: {exc}", file=sys.stderr)

@@ -8,12 +8,11 @@ import sys
 from datetime import datetime
 from typing import Any
 
-import psycopg
-
 from prefork.commands.dbcli import CommandError, command_database
 from prefork.config.loader import Loaded
 from prefork.cron import store
 from prefork.cron.runner import CronRunner, cron_limits, load_jobs
+from prefork.db import roles
 from prefork.db.startup import DatabaseRuntime
 from prefork.logs import setup_logging
 from prefork.workers.limits import RequestLimits
@@ -30,7 +29,7 @@ def cron(loaded: Loaded, action: str, name: str | None, foreground: bool) -> int
         return EXIT_USAGE
     try:
         with command_database(settings, "scheduled jobs") as runtime, \
-                psycopg.connect(runtime.target.conninfo, autocommit=True) as conn:
+                roles.connect(runtime.target.conninfo, roles.CLI, autocommit=True) as conn:
             if action == "list":
                 return _list(conn)
             assert name is not None

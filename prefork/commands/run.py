@@ -77,7 +77,7 @@ def initialise(settings: Settings) -> int:
 def _serve(loaded: Loaded, argv: Sequence[str]) -> int:
     settings = loaded.settings
     try:
-        database = start_database(settings)
+        database = start_database(settings, as_server=True)
     except DatabaseStartError as exc:
         log.error("%s", exc)
         return 2
@@ -105,6 +105,8 @@ def _serve(loaded: Loaded, argv: Sequence[str]) -> int:
         log.error("cannot start: %s", exc)
         return 1
     finally:
+        if not handed_over:
+            database.leave_cluster()
         database.close(keep_embedded=handed_over)
 
 

@@ -8,6 +8,7 @@ import time
 from typing import Any, TextIO
 
 from prefork.config.loader import Loaded
+from prefork.ops.cluster_view import read_cluster
 from prefork.servers.exits import mib
 from prefork.servers.state import read_state, state_path
 
@@ -21,13 +22,35 @@ def status(loaded: Loaded, as_json: bool, out: TextIO = sys.stdout) -> int:
     if state is None:
         print(f"prefork: no running master found (state file {path})", file=sys.stderr)
         return 1
+    state["cluster"] = read_cluster(loaded.settings, state["master"]["pid"])
     if as_json:
         json.dump(state, out, indent=2)
         out.write("\n")
         return 0
-    for line in render(state, time.time()):
+    for line in render(state, time.time()) + cluster_lines(state["cluster"]):
         print(line, file=out)
     return 0
+
+
+CLUSTER_HEADER = ("HOST", "MASTER PID", "VERSION", "MODE", "SESSIONS", "CONNECTIONS", "SEEN")
+CLUSTER_WIDTHS = (24, 11, 8, 16, 28, 12)
+
+
+def cluster_lines(cluster: dict[str, Any]) -> list[str]:
+    """The hosts of the registry, and its warnings; nothing for a single host."""
+    if "error" in cluster:
+        return ["", f"cluster: database unreachable: {cluster['error']}"]
+    hosts = cluster["hosts"]
+    if len(hosts) < 2 and not cluster["warnings"]:
+        return []
+    lines = ["", "cluster:", _row(CLUSTER_HEADER, CLUSTER_WIDTHS)]
+    for host in hosts:
+        seen = f"{host['seen_ago']:.0f}s ago" + ("" if host["live"] else " (gone)")
+        sessions = f"{host['session_store']} {host['session_location']}".strip()
+        lines.append(_row((f"{host['host']}:{host['http_port']}", str(host["pid"]),
+                           host["version"], host["mode"], sessions,
+                           str(host["connections"]), seen), CLUSTER_WIDTHS))
+    return lines + [f"WARNING cluster: {warning}" for warning in cluster["warnings"]]
 
 
 def render(state: dict[str, Any], now: float) -> list[str]:
@@ -73,9 +96,9 @@ def _cells(process: dict[str, Any], now: float) -> tuple[str, ...]:
             _age(now - process["started_at"]), request)
 
 
-def _row(cells: tuple[str, ...]) -> str:
-    padded = [cell.ljust(width) for cell, width in zip(cells, WIDTHS, strict=False)]
-    return " ".join(padded + list(cells[len(WIDTHS):])).rstrip()
+def _row(cells: tuple[str, ...], widths: tuple[int, ...] = WIDTHS) -> str:
+    padded = [cell.ljust(width) for cell, width in zip(cells, widths, strict=False)]
+    return " ".join(padded + list(cells[len(widths):])).rstrip()
 
 
 def _age(seconds: float) -> str:

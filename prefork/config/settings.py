@@ -251,7 +251,9 @@ class Settings:
     )
     db_maxconn_gevent: int = opt(
         kinds.WHOLE, 0, "--db_maxconn_gevent", section="Database",
-        help="Most database connections the realtime process opens; 0 uses db_maxconn.",
+        help="Most database connections the realtime process opens for clients catching up "
+        "(besides the bus's own two); 0 means 4. Reconnecting clients queue for them, so a "
+        "burst of reconnections does not take the database's connections.",
     )
     db_connect_timeout: float = opt(
         kinds.SECONDS, 30.0, "--db-connect-timeout", section="Database",

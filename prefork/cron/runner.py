@@ -34,6 +34,7 @@ from prefork.cron.store import (
     start_run,
     sync_jobs,
 )
+from prefork.db import roles
 from prefork.db.errors import one_line
 from prefork.usercode import import_user_module
 
@@ -126,11 +127,10 @@ class CronRunner:
     def connect(self) -> None:
         if self._conns:
             return
-        name = f"prefork {self.worker}"[:63]
         try:
             for role in ("lock", "job", "listen"):
-                self._conns[role] = psycopg.connect(self.conninfo, autocommit=role != "lock",
-                                                    application_name=name)
+                self._conns[role] = roles.connect(self.conninfo, roles.CRON,
+                                                  autocommit=role != "lock")
             self._conns["listen"].execute(f"LISTEN {CHANNEL}")
         except psycopg.Error:
             self.close()  # none half-open: the next attempt starts afresh
@@ -146,7 +146,7 @@ class CronRunner:
 
     def sync(self, *, complete: bool = True) -> None:
         """Write the declared jobs to the table (every runner may; it is idempotent)."""
-        with psycopg.connect(self.conninfo) as conn:
+        with roles.connect(self.conninfo, roles.CRON) as conn:
             sync_jobs(conn, self.jobs.values(), complete=complete)
 
     # -- the loop ---------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """How many PostgreSQL connections a configuration can open, against what the server allows.
 
-Every process has its own pool of at most db_maxconn connections (db_maxconn_gevent for the
-realtime process), so the ceiling is a sum over processes. When it exceeds the server's
-max_connections less the superuser reserve, a busy moment ends in "too many clients" errors
-(Odoo's "The Connection Pool Is Full"): `prefork check` and the start say so.
+Every process has its own pool of at most db_maxconn connections (the realtime process:
+catchup_pool_size() for its clients and two for the bus), so the ceiling is a sum over
+processes. When it exceeds the server's max_connections less the superuser reserve, a busy
+moment ends in "too many clients" errors (Odoo's "The Connection Pool Is Full"): `prefork
+check` and the start say so.
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ from prefork.config import Settings
 
 MASTER_CONNECTIONS = 1  # the master's own connection, held only while it starts
 BUS_CONNECTIONS = 2  # the realtime bus: its LISTEN connection and the one that orders messages
+CATCHUP_CONNECTIONS = 4  # the realtime process's pool for clients catching up, by default
+
+
+def catchup_pool_size(settings: Settings) -> int:
+    return settings.db_maxconn_gevent or CATCHUP_CONNECTIONS
 
 
 @dataclass(frozen=True)
@@ -33,7 +39,7 @@ class Budget:
 def connection_budget(settings: Settings) -> Budget:
     per_process = settings.db_maxconn
     # The bus holds two more: its LISTEN connection and the one that orders messages.
-    realtime = (settings.db_maxconn_gevent or per_process) + BUS_CONNECTIONS
+    realtime = catchup_pool_size(settings) + BUS_CONNECTIONS
     if not settings.multiprocessing:
         return Budget((("threaded server", 1, per_process), ("realtime thread", 1, realtime)))
     return Budget((
@@ -47,12 +53,16 @@ def connection_budget(settings: Settings) -> Budget:
 
 
 
+LIMITS = ("SELECT name, setting FROM pg_settings WHERE name IN "
+          "('max_connections', 'superuser_reserved_connections', 'reserved_connections')")
+
+
 def server_limits(conn: Any) -> tuple[int, int]:
     """(max_connections, connections reserved for superusers) of the server."""
-    rows = conn.execute(
-        "SELECT name, setting FROM pg_settings WHERE name IN "
-        "('max_connections', 'superuser_reserved_connections', 'reserved_connections')"
-    ).fetchall()
+    return limits_of(conn.execute(LIMITS).fetchall())
+
+
+def limits_of(rows: list[Any]) -> tuple[int, int]:
     values = {name: int(setting) for name, setting in rows}
     reserved = values.get("superuser_reserved_connections", 0) + values.get(
         "reserved_connections", 0)

@@ -22,8 +22,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
+from prefork.db import roles
 from prefork.db.embedded_user import (
     DEFAULT_USER,
     ServerUser,
@@ -76,7 +75,7 @@ class EmbeddedPostgres:
 
     def ensure_max_connections(self, conninfo: str, needed: int) -> None:
         """Raise the server's max_connections to fit the configuration (restarts it once)."""
-        with psycopg.connect(conninfo, autocommit=True) as conn:
+        with roles.connect(conninfo, roles.MASTER, autocommit=True) as conn:
             row = conn.execute("SHOW max_connections").fetchone()
             current = int(row[0]) if row else 0
             wanted = needed + RESERVED_MARGIN

@@ -23,11 +23,22 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from prefork.db import roles
 from prefork.db.errors import DatabaseUnavailable, is_unavailable
 
 log = logging.getLogger("prefork.db")
 
 CLOSE_TIMEOUT = 1.0  # seconds a stopping process waits for its pool's threads
+IDLE_WITHIN = 60.0  # seconds of idling after which a pool holds no more than it needs
+IDLE_STEP_MIN = 5.0
+
+
+def idle_step(size: int) -> float:
+    """psycopg_pool's max_idle for a pool that grows to `size` connections: it closes one
+    per period in which some connection stayed idle throughout, so such a pool is back to
+    its minimum IDLE_WITHIN seconds after it went idle (at most one more period), and one
+    in steady use, with no connection idle for a whole period, keeps what it has."""
+    return max(IDLE_WITHIN / max(size, 1), IDLE_STEP_MIN)
 
 
 class Database(ABC):
@@ -36,11 +47,17 @@ class Database(ABC):
     def __init__(self, maxconn: int, timeout: float) -> None:
         self.maxconn = maxconn
         self.timeout = timeout
-        self.role = "prefork"
+        self.role = roles.HTTP
+        self.bound = 0.0
+        self.users = 1
 
-    def bind(self, role: str) -> None:
-        """Name the process the connections belong to (shown in pg_stat_activity)."""
+    def bind(self, role: str, bound: float = 0, users: int = 1) -> None:
+        """Name the kind of process the connections belong to (see prefork/db/roles.py),
+        the seconds its transactions last at most (0: no bound) and how many threads may
+        hold a connection at once."""
         self.role = role
+        self.bound = bound
+        self.users = users
 
     @abstractmethod
     def acquire(self) -> Any:
@@ -101,11 +118,13 @@ class PostgresDatabase(Database):
             if self._pool is None or self._pool_pid != pid:
                 # A pool from another process (before a fork) is dropped, never closed.
                 self._pool = ConnectionPool(
-                    self.conninfo, min_size=0, max_size=self.maxconn, timeout=self.timeout,
+                    roles.role_conninfo(self.conninfo, self.role), min_size=0,
+                    max_size=self.maxconn, timeout=self.timeout,
                     # Give up a failed reconnection quickly: the next request tries again,
                     # so service resumes as soon as the server is back.
                     reconnect_timeout=self.timeout, num_workers=1,
-                    kwargs={"application_name": f"{self.role} (pid {pid})"[:63]},
+                    configure=lambda conn: roles.prepare(conn, self.bound),
+                    max_idle=idle_step(min(self.users, self.maxconn)),
                     name=f"prefork-{pid}", open=True,
                 )
                 self._pool_pid = pid

@@ -9,8 +9,11 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from prefork.config import Settings
+from prefork.db import roles
 from prefork.db.capacity import capacity_warning, connection_budget, server_limits
+from prefork.db.cluster import cluster_warnings
 from prefork.db.errors import one_line
+from prefork.db.hosts import describe, members, read_hosts
 from prefork.db.schema import VERSION
 from prefork.db.target import EMBEDDED, SQLITE, resolve_target
 
@@ -41,16 +44,31 @@ def database_report(settings: Settings) -> Report:
     try:
         timeout = max(1, int(min(CHECK_TIMEOUT, settings.db_connect_timeout)))
         conninfo = make_conninfo(target.conninfo, connect_timeout=str(timeout))
-        with psycopg.connect(conninfo, autocommit=True) as conn:
+        with roles.connect(conninfo, roles.CLI, autocommit=True) as conn:
             report.lines.append(f"  reachable: PostgreSQL {conn.info.server_version // 10000}, "
                                 f"prefork schema {_schema_version(conn)} (this prefork: {VERSION})")
-            warning = capacity_warning(budget, *server_limits(conn))
+            limits = server_limits(conn)
+            warning = capacity_warning(budget, *limits)
+            report.warnings.extend(_cluster(conn, settings, report.lines, limits))
     except psycopg.Error as exc:
         report.problems.append(f"cannot connect to {target.describe()}: {one_line(exc)}")
         return report
     if warning:
         report.warnings.append(warning)
     return report
+
+
+def _cluster(conn: psycopg.Connection[tuple[object, ...]], settings: Settings,
+             lines: list[str], limits: tuple[int, int]) -> list[str]:
+    """What this configuration would find wrong with the hosts already on the database."""
+    row = conn.execute("SELECT to_regclass('prefork.host') IS NOT NULL").fetchone()
+    if not row or not row[0]:
+        return []
+    me = describe(settings, 0)
+    others = members(read_hosts(conn), me)
+    names = ", ".join(h.name for h in others) or "none"
+    lines.append(f"  other live hosts on this database: {names}")
+    return cluster_warnings(me, others, *limits)
 
 
 def _schema_version(conn: psycopg.Connection[tuple[object, ...]]) -> str:

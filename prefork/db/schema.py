@@ -75,6 +75,22 @@ STEPS = [
         "CREATE INDEX bus_message_unsequenced ON prefork.bus_message (pk) WHERE id IS NULL",
         "CREATE INDEX bus_message_created ON prefork.bus_message (created_at)",
     ), ()),
+    Step(4, "the host registry", (
+        """CREATE TABLE prefork.host (
+            host text NOT NULL,
+            http_port integer NOT NULL,
+            pid integer NOT NULL,
+            version text NOT NULL,
+            mode text NOT NULL,
+            gevent_port integer NOT NULL,
+            session_store text NOT NULL,
+            session_location text NOT NULL,
+            session_key text NOT NULL,
+            connections integer NOT NULL,
+            started_at timestamptz NOT NULL DEFAULT now(),
+            heartbeat timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (host, http_port))""",
+    ), ()),
 ]
 VERSION = STEPS[-1].version
 

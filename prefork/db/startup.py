@@ -7,6 +7,7 @@ closed before it returns, so no child inherits a database connection.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -14,9 +15,11 @@ from dataclasses import dataclass
 import psycopg
 
 from prefork.config import Settings
+from prefork.db import roles
 from prefork.db.capacity import capacity_warning, connection_budget, server_limits
 from prefork.db.embedded import EmbeddedError, EmbeddedPostgres
 from prefork.db.errors import one_line
+from prefork.db.hosts import HostInfo, describe, leave, register
 from prefork.db.pool import Database, PostgresDatabase, SQLiteDatabase
 from prefork.db.schema import SchemaError, migrate_postgres, migrate_sqlite
 from prefork.db.target import EMBEDDED, SQLITE, Target, postgres_conninfo, resolve_target
@@ -24,6 +27,7 @@ from prefork.db.target import EMBEDDED, SQLITE, Target, postgres_conninfo, resol
 log = logging.getLogger("prefork.db")
 
 RETRY_INTERVAL = 0.5
+LEAVE_TIMEOUT = 2  # seconds a stopping server gives the database to delete its row
 # Errors that waiting will not cure: fail at once instead of after db_connect_timeout.
 _PERMANENT = ("does not exist", "authentication failed", "no password supplied",
               "permission denied")
@@ -39,6 +43,7 @@ class DatabaseRuntime:
 
     target: Target
     embedded: EmbeddedPostgres | None = None
+    host: HostInfo | None = None  # this server's row in the host registry, once written
 
     def database(self, settings: Settings) -> Database:
         """A process's connection pool (opened on first use, in the process that uses it)."""
@@ -48,13 +53,27 @@ class DatabaseRuntime:
         return PostgresDatabase(self.target.conninfo, settings.db_maxconn,
                                 settings.db_pool_timeout)
 
+    def leave_cluster(self) -> None:
+        """Delete this server's registry row (a graceful stop); a database that is away
+        leaves it to go stale."""
+        if self.host is None:
+            return
+        try:
+            with roles.connect(self.target.conninfo, roles.MASTER, autocommit=True,
+                               connect_timeout=LEAVE_TIMEOUT) as conn:
+                leave(conn, self.host)
+        except psycopg.Error as exc:
+            log.debug("could not leave the host registry: %s", one_line(exc))
+
     def close(self, *, keep_embedded: bool = False) -> None:
         """Stop the embedded server, unless another process takes it over (upgrade)."""
         if self.embedded is not None and not keep_embedded:
             self.embedded.stop()
 
 
-def start_database(settings: Settings) -> DatabaseRuntime:
+def start_database(settings: Settings, *, as_server: bool = False) -> DatabaseRuntime:
+    """The database ready for use; `as_server`: this is a server, which joins the host
+    registry."""
     target = resolve_target(settings)
     if target.kind == SQLITE:
         try:
@@ -67,7 +86,7 @@ def start_database(settings: Settings) -> DatabaseRuntime:
     try:
         if target.kind == EMBEDDED:
             runtime = _start_embedded(settings)
-        _prepare_postgres(settings, runtime)
+        _prepare_postgres(settings, runtime, as_server)
     except BaseException:
         runtime.close()
         raise
@@ -88,7 +107,7 @@ def _start_embedded(settings: Settings) -> DatabaseRuntime:
     return runtime
 
 
-def _prepare_postgres(settings: Settings, runtime: DatabaseRuntime) -> None:
+def _prepare_postgres(settings: Settings, runtime: DatabaseRuntime, as_server: bool) -> None:
     target = runtime.target
     with wait_for_postgres(target, settings.db_connect_timeout) as conn:
         try:
@@ -100,6 +119,16 @@ def _prepare_postgres(settings: Settings, runtime: DatabaseRuntime) -> None:
             warning = capacity_warning(connection_budget(settings), *server_limits(conn))
             if warning:
                 log.warning("%s", warning)
+        if as_server:
+            runtime.host = _join(conn, settings)
+
+
+def _join(conn: psycopg.Connection[tuple[object, ...]], settings: Settings) -> HostInfo:
+    """Write this server's registry row, so that the cluster knows it from the start (its
+    realtime process keeps it fresh and says what is wrong with the cluster)."""
+    me = describe(settings, os.getpid())
+    register(conn, me)
+    return me
 
 
 def wait_for_postgres(target: Target, timeout: float) -> psycopg.Connection[tuple[object, ...]]:
@@ -108,7 +137,7 @@ def wait_for_postgres(target: Target, timeout: float) -> psycopg.Connection[tupl
     announced = False
     while True:
         try:
-            return psycopg.connect(target.conninfo, autocommit=True)
+            return roles.connect(target.conninfo, roles.MASTER, autocommit=True)
         except psycopg.OperationalError as exc:
             reason = one_line(exc)
             permanent = any(word in reason for word in _PERMANENT)

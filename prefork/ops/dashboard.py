@@ -18,6 +18,7 @@ import psutil
 from prefork import __version__
 from prefork.config import Settings
 from prefork.ops.adminpass import dashboard_password, matches
+from prefork.ops.cluster_view import cluster_view
 from prefork.servers.state import read_state, state_path
 from prefork.wsgi.handler import WSGIApp, direct
 
@@ -71,6 +72,7 @@ class Dashboard:
                          if p["role"] == "realtime process"), "in this process"
                         if state["mode"] == "threaded" else "not running")
         data: dict[str, Any] = {"state": state, "cron": [],
+                                "cluster": {"hosts": [], "warnings": []},
                                 "database": {"ok": False, "error": "no database"},
                                 "bus": {"messages_last_hour": 0, "last_id": 0,
                                         "realtime": realtime}}
@@ -85,6 +87,7 @@ class Dashboard:
                             for row in tx.execute(CRON_JOBS).fetchall()]
             count, last = tx.execute(BUS).fetchone()
             data["bus"].update(messages_last_hour=count, last_id=last)
+            data["cluster"] = cluster_view(tx, self.settings, state["master"]["pid"])
         except Exception as exc:  # SQLite, or the database away: the page still renders
             if not data["database"]["ok"]:
                 data["database"]["error"] = str(exc).splitlines()[0]

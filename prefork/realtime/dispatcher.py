@@ -5,7 +5,9 @@ delivery ids (see prefork/bus/store.py), reads every id above the last one it de
 hands them to the hub. When the database goes away it keeps retrying with a growing delay,
 then catches up from the last id it delivered, so subscribers lose nothing. A poll every
 POLL_INTERVAL covers a notification lost with a connection. History for subscribers comes
-from a small pool (db_maxconn_gevent).
+from a small pool (capacity.catchup_pool_size): when many clients reconnect at once they
+queue for it, up to CATCHUP_WAIT seconds each, instead of taking the database's connections
+(such a storm once left every host of a cluster without any).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -21,29 +24,41 @@ from psycopg_pool import AsyncConnectionPool
 from prefork import metrics
 from prefork.bus import store
 from prefork.bus.store import Message
+from prefork.db import roles
 from prefork.db.errors import one_line
+from prefork.db.pool import idle_step
 from prefork.realtime.hub import Hub
 
 log = logging.getLogger("prefork.realtime")
+Chore = Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]
 
 POLL_INTERVAL = 5.0
 RECONNECT_MIN, RECONNECT_MAX = 0.2, 5.0
 COLLECT_INTERVAL = 60.0
 FRESH_WINDOW = 50.0  # a client with no last id gets this many seconds of history (Odoo's)
+CATCHUP_WAIT = 30.0  # seconds a catching-up client waits for a connection of the pool
+BOUND = 30.0  # seconds any of the process's statements or transactions takes at most
 
 
 class Dispatcher:
-    def __init__(self, conninfo: str, hub: Hub, retention: int, maxconn: int) -> None:
+    def __init__(self, conninfo: str, hub: Hub, retention: int, maxconn: int,
+                 chores: Sequence[Chore] = ()) -> None:
+        """`chores`: called on the work connection at every turn of the loop (at least
+        every POLL_INTERVAL); each decides whether it is time to act."""
         self.conninfo = conninfo
         self.hub = hub
         self.retention = retention
+        self.chores = chores
         self.last = -1  # the highest id delivered; -1 until the first connection
         self.connected = False
         self._wake = asyncio.Event()
         self._written = True  # sequence at the first connection: messages may be waiting
         self._next_collect = 0.0
-        self.pool = AsyncConnectionPool(conninfo, min_size=0, max_size=maxconn, open=False,
-                                        kwargs={"autocommit": True}, timeout=10)
+        self.pool = AsyncConnectionPool(
+            roles.role_conninfo(conninfo, roles.REALTIME), min_size=0, max_size=maxconn,
+            open=False, kwargs={"autocommit": True}, timeout=CATCHUP_WAIT,
+            configure=lambda conn: roles.prepare_async(conn, BOUND),
+            max_idle=idle_step(maxconn))
 
     async def run(self) -> None:
         await self.pool.open(wait=False)
@@ -61,8 +76,13 @@ class Dispatcher:
                 delay = RECONNECT_MIN
 
     async def _session(self) -> None:
-        listen = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
-        work = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+        listen = await roles.connect_async(self.conninfo, roles.REALTIME, autocommit=True)
+        try:
+            work = await roles.connect_async(self.conninfo, roles.REALTIME, BOUND,
+                                             autocommit=True)
+        except BaseException:
+            await listen.close()
+            raise
         try:
             await listen.execute(f"LISTEN {store.WRITTEN}")
             await listen.execute(f"LISTEN {store.SEQUENCED}")
@@ -99,6 +119,8 @@ class Dispatcher:
                 await self._sequence(work)
             await self._fetch(work)
             await self._collect(work)
+            for chore in self.chores:
+                await chore(work)
             try:
                 await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL)
             except TimeoutError:

@@ -8,16 +8,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 from collections.abc import Iterator
 
 import uvicorn
 
 from prefork.config import Settings
+from prefork.db.capacity import catchup_pool_size
 from prefork.realtime.app import RealtimeApp
 from prefork.realtime.auth import Gate
 from prefork.realtime.dispatcher import Dispatcher
 from prefork.realtime.engine import Engine
+from prefork.realtime.heartbeat import Heartbeat
 from prefork.realtime.hub import Hub
 from prefork.realtime.websocket import GOING_AWAY, Services
 
@@ -40,8 +43,11 @@ class RealtimeService:
         if not log.isEnabledFor(logging.DEBUG):  # uvicorn logs every websocket at INFO
             logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
         hub = Hub()
+        # In multi-processing mode this process's parent is the master.
+        master = os.getppid() if settings.multiprocessing else os.getpid()
         self.dispatcher = Dispatcher(conninfo, hub, settings.bus_retention,
-                                     settings.db_maxconn_gevent or settings.db_maxconn)
+                                     catchup_pool_size(settings),
+                                     chores=[Heartbeat(settings, master)])
         self.services = Services(hub, Gate(settings), self.dispatcher.history,
                                  lambda: self.dispatcher.last, settings)
         app = RealtimeApp(self.services, lambda: self.dispatcher.connected)

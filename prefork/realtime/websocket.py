@@ -4,11 +4,11 @@ The client sends `{"event_name": "subscribe", "data": {"channels": [...], "last"
 the server sends JSON arrays of `{"id": N, "message": {...}}`. Close codes are Odoo's:
 1000 with reason OUTDATED_VERSION a browser's worker older than websocket_worker_version,
 1001 server going away, 1008 origin refused, 1009 message over 1 MiB (enforced by the
-protocol engine), 1013 rate limit exceeded (or a client too slow to read what it is sent),
-4001 a session that was valid at the connection has expired, 4002 connection lifetime
-reached. Pings (websocket_ping_interval, 45 s) and their timeout (websocket_ping_timeout,
-15 s, then 1011) are the protocol engine's. A message that is not a well-formed event is
-logged and ignored (see protocol.py).
+protocol engine), 1013 rate limit exceeded, a client too slow to read what it is sent, or
+its history unavailable (it retries later and catches up), 4001 a session that was valid at
+the connection has expired, 4002 connection lifetime reached. Pings (websocket_ping_interval,
+45 s) and their timeout (websocket_ping_timeout, 15 s, then 1011) are the protocol engine's.
+A message that is not a well-formed event is logged and ignored (see protocol.py).
 
 Each connection costs one task (its receive loop) and two timer handles; a writer task
 exists only while frames are waiting to be sent.
@@ -28,6 +28,7 @@ from urllib.parse import parse_qs
 from prefork import metrics
 from prefork.bus.store import Message
 from prefork.config.settings import Settings
+from prefork.db.errors import one_line
 from prefork.realtime import protocol
 from prefork.realtime.auth import SESSION_CHECK, Anonymous, Gate, same_site
 from prefork.realtime.hub import Hub, Subscriber
@@ -61,6 +62,7 @@ class Services:
         self.rate_delay = settings.websocket_rate_limit_delay
         self.worker_version = settings.websocket_worker_version
         self.ignored = QuietLog(log)
+        self.unavailable = QuietLog(log)
         self.clients: set[Client] = set()
 
     def starting_point(self, last: int) -> int:
@@ -121,9 +123,13 @@ class Client:
         self.services.hub.join(self.subscriber, allowed, last)
         try:
             history = await self.services.history(allowed, last)
-        except Exception:
-            log.warning("websocket: history unavailable; sending new messages only")
-            history = []
+        except Exception as exc:
+            # Closed rather than served without what it missed: the client reconnects later
+            # (Odoo's worker backs off on 1013) with the same last id and loses nothing.
+            self.services.unavailable.warning(
+                "websocket: catch-up unavailable, client asked to retry: %s", one_line(exc))
+            self.close(TRY_LATER, "catch-up unavailable, retry later")
+            return
         self.subscriber.release(history)
 
     async def _session_valid(self) -> bool:

@@ -20,6 +20,7 @@ from types import FrameType
 from prefork import access_log, db
 from prefork.config import Settings
 from prefork.cron.threads import CronThreads
+from prefork.db import roles
 from prefork.db.pool import Database
 from prefork.http.connection import Connection
 from prefork.http.request import Request
@@ -67,7 +68,7 @@ class ThreadedServer:
         for sock in self.listeners:
             self.loop.add_listener(sock)
         if self.database is not None:
-            self.database.bind("prefork threaded server")
+            self.database.bind(roles.THREADED, s.limit_time_real, users=s.http_threads)
         db.install(self.database)
         self._start_threads()
         if self.cron is not None:

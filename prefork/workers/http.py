@@ -24,6 +24,7 @@ from typing import NoReturn
 
 from prefork import db, metrics
 from prefork.config import Settings
+from prefork.db import roles
 from prefork.db.pool import Database
 from prefork.http.connection import Connection, SendBudget
 from prefork.http.parser import EMPTY_BODY
@@ -154,7 +155,7 @@ class HTTPWorker:
         signal.signal(signal.SIGUSR1, self._on_limit)  # the master's, the limit in the slot
         signal.set_wakeup_fd(self.loop.wake_fd, warn_on_full_buffer=False)
         if self.database is not None:
-            self.database.bind(f"prefork http worker #{self.number}")
+            self.database.bind(roles.HTTP, self.settings.limit_time_real)
         db.install(self.database)
 
     def _on_term(self, signum: int, frame: FrameType | None) -> None:

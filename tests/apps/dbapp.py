@@ -59,10 +59,15 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
             other.execute("SELECT 1")
         return _reply(start_response, "200 OK", "two")
     if path == "/whoami":
-        row = tx.execute("SELECT pg_backend_pid(), current_setting('application_name')"
-                         ).fetchone()
+        row = tx.execute("SELECT pg_backend_pid(), current_setting('application_name'), "
+                         "current_setting('statement_timeout'), "
+                         "current_setting('idle_in_transaction_session_timeout'), "
+                         "current_setting('tcp_keepalives_idle'), "
+                         "inet_client_addr() IS NOT NULL").fetchone()
         return _reply(start_response, "200 OK", json.dumps(
-            {"pid": os.getpid(), "backend": row[0], "application_name": row[1]}))
+            {"pid": os.getpid(), "backend": row[0], "application_name": row[1],
+             "statement_timeout": row[2], "idle_in_transaction_session_timeout": row[3],
+             "tcp_keepalives_idle": row[4], "tcp": row[5]}))
     if path == "/trigger":  # prefork.cron.trigger from application code
         from prefork.cron import trigger
 

@@ -1,0 +1,43 @@
+"""The realtime process keeps its server's row in the host registry (prefork/db/hosts.py)
+fresh, on the dispatcher's connection, and logs what goes wrong with the cluster as hosts
+come and go: each warning once when it appears, and a line when it is gone."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from prefork.config import Settings
+from prefork.db.capacity import LIMITS, limits_of
+from prefork.db.cluster import cluster_warnings
+from prefork.db.hosts import BEAT, READ, REGISTER, describe, hosts_of, members
+
+log = logging.getLogger("prefork.cluster")
+
+
+class Heartbeat:
+    def __init__(self, settings: Settings, master_pid: int) -> None:
+        self.settings = settings
+        self.master_pid = master_pid
+        self._next = 0.0
+        self._warned: set[str] = set()
+
+    async def __call__(self, conn: Any) -> None:
+        """One of the dispatcher's chores: at most one beat per BEAT seconds."""
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + BEAT
+        me = describe(self.settings, self.master_pid)
+        await conn.execute(REGISTER, me.values())
+        hosts = hosts_of(await (await conn.execute(READ)).fetchall())
+        limits = limits_of(await (await conn.execute(LIMITS)).fetchall())
+        self._report(set(cluster_warnings(me, members(hosts, me), *limits)))
+
+    def _report(self, warnings: set[str]) -> None:
+        for warning in sorted(warnings - self._warned):
+            log.warning("cluster: %s", warning)
+        if self._warned and not warnings:
+            log.info("cluster: the hosts on this database agree again")
+        self._warned = warnings
