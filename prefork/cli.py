@@ -26,6 +26,7 @@ from prefork.config.loader import (
 from prefork.config.odoo_keys import NONE, ODOO, ODOO_KEYS, OPTIONAL, REPEAT, OdooFlag
 from prefork.config.settings import ALIASES, SPECS, OptionSpec
 from prefork.ops.adminpass import password_warnings
+from prefork.ops.upstreams import FAILOVER_TIMEOUT
 from prefork.usercode import use_working_directory
 
 COMMANDS = ("run", "check", "status", "cron", "bus", "tune", "nginx", "systemd")
@@ -136,6 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     site.add_argument("--legacy-longpolling", action="store_true",
                       help="deprecated, no effect: /longpolling (clients of Odoo 15 and "
                       "older) is always routed")
+    site.add_argument("--upstream", action="append", default=[], metavar="HOST[:PORT]",
+                      help="a prefork host to balance over (repeat for each; PORT: "
+                      "http_port by default, the realtime port is gevent_port on each host; "
+                      "IPv6 as [::1]:8069); without it, this host alone")
+    site.add_argument("--failover-timeout", type=int, default=FAILOVER_TIMEOUT,
+                      metavar="SECONDS", help="with --upstream: seconds a GET or HEAD waits "
+                      "for its answer before nginx sends it to the next host (default "
+                      f"{FAILOVER_TIMEOUT}); other methods wait limit_time_real + 10 s")
     _add_common(site)
     unit = sub.add_parser("systemd", help="print a systemd unit for this configuration")
     unit.add_argument("--user", help="the user to run as (default: the current one)")
@@ -255,7 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from prefork.ops.nginx import Site
 
         return nginx(loaded, Site(ns.server_name, ns.listen, ns.tls_cert, ns.tls_key,
-                                  ns.tls_listen))
+                                  ns.tls_listen, failover_timeout=ns.failover_timeout),
+                     ns.upstream)
     if ns.command == "systemd":
         from prefork.commands.systemd import systemd
 

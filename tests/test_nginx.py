@@ -7,12 +7,17 @@ from __future__ import annotations
 import http.client
 import json
 import shutil
+import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import psycopg
 import pytest
 from websockets.sync.client import connect
@@ -80,7 +85,14 @@ def nginx_in_front(server_factory: type, tmp_path: Path,
                     "--workers", workers)
     assert site.returncode == 0, site.stderr
     assert "REMINDER" not in site.stdout
-    conf = nginx_conf(tmp_path, site.stdout)
+    with running_nginx(tmp_path, site.stdout, listen):
+        yield server, listen
+
+
+@contextmanager
+def running_nginx(tmp_path: Path, site: str, listen: int) -> Iterator[None]:
+    """nginx serving `site` (checked with `nginx -t` first), until the block ends."""
+    conf = nginx_conf(tmp_path, site)
     checked = nginx_test(tmp_path, conf)
     assert checked.returncode == 0, checked.stderr
     assert NGINX is not None
@@ -95,7 +107,7 @@ def nginx_in_front(server_factory: type, tmp_path: Path,
             except OSError:
                 assert time.monotonic() < deadline, "nginx did not start"
                 time.sleep(0.05)
-        yield server, listen
+        yield
     finally:
         proc.terminate()
         proc.wait(10)
@@ -202,3 +214,157 @@ def test_tls_site_passes_nginx_check(tmp_path: Path) -> None:
 def test_mismatched_tls_options_are_refused() -> None:
     result = generate("--server-name", "x", "--tls-cert", "/c.pem")
     assert result.returncode == 2 and "go together" in result.stderr
+
+
+# -- several hosts: `prefork nginx --upstream` ------------------------------------------------
+
+LIMIT = 3  # limit_time_real: nginx gives a POST limit_time_real + 10 s
+
+@dataclass
+class Host:
+    server: Server
+    marker: Path  # the test app writes a line there for each /stream response it closes
+
+    def processes(self) -> list[psutil.Process]:
+        """The server's workers, then its master: the order to freeze them in, and
+        (reversed) to thaw them, so the master never sees a worker silent for long."""
+        master = psutil.Process(self.server.proc.pid)
+        return [*master.children(recursive=True), master]
+
+    def tags(self) -> list[str]:
+        lines = self.marker.read_text().splitlines() if self.marker.exists() else []
+        return [line.removeprefix("stream ") for line in lines]
+
+
+@pytest.fixture
+def two_hosts(server_factory: type, tmp_path: Path) -> Iterator[tuple[Host, Host, int]]:
+    """Two servers, on 127.0.0.1 and 127.0.0.2 with HTTP ports of their own and one
+    realtime port, behind nginx configured by `prefork nginx --upstream` for both."""
+    ports, realtime, listen = (free_port(), free_port()), free_port(), free_port()
+    hosts = []
+    for address, port in zip(("127.0.0.1", "127.0.0.2"), ports, strict=True):
+        marker = tmp_path / f"served-{address}"
+        server = server_factory.start(
+            "--app", "tests.apps.testapp:app", "--workers", "1", "--max-cron-threads", "0",
+            "--proxy-mode", "--http-interface", address, "-p", str(port), "--gevent-port",
+            str(realtime), "--limit-time-real", str(LIMIT), "--drain-delay", "2",
+            env={"TESTAPP_CLOSE_MARKER": str(marker)})
+        server.host = address
+        hosts.append(Host(server, marker))
+    site = generate("--server-name", "localhost", "--listen", str(listen), "--proxy-mode",
+                    "--workers", "1", "--gevent-port", str(realtime),
+                    "--limit-time-real", str(LIMIT),
+                    "--upstream", f"127.0.0.1:{ports[0]}", "--upstream", f"127.0.0.2:{ports[1]}",
+                    "--failover-timeout", "2")
+    assert site.returncode == 0, site.stderr
+    assert f"server 127.0.0.2:{realtime} max_fails" in site.stdout
+    with running_nginx(tmp_path, site.stdout, listen):
+        yield hosts[0], hosts[1], listen
+
+
+def through(port: int, method: str = "GET", path: str = "/echo",
+            timeout: float = 15) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=b"" if method == "POST" else None)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def test_requests_reach_every_host(two_hosts: tuple[Host, Host, int]) -> None:
+    first, second, port = two_hosts
+    for number in range(6):
+        assert through(port, "GET", f"/stream?n=1&tag=get{number}")[0] == 200
+    assert first.tags() and second.tags()
+    assert len(first.tags() + second.tags()) == 6
+
+
+def test_a_frozen_host_is_passed_over_and_a_post_is_not_retried(
+        two_hosts: tuple[Host, Host, int]) -> None:
+    """GETs time out on the frozen host after --failover-timeout and go to the other; a
+    POST sent to it waits out its own timeout (504) and is never sent to the other."""
+    frozen, other, port = two_hosts
+    assert through(port)[0] == 200
+    processes = frozen.processes()
+    for process in processes:
+        process.send_signal(signal.SIGSTOP)
+    posts: dict[str, int] = {}
+    senders = [threading.Thread(target=lambda tag=f"post{n}": posts.__setitem__(
+        tag, through(port, "POST", f"/stream?n=1&tag={tag}", timeout=60)[0]))
+        for n in range(4)]
+    try:
+        for sender in senders:  # round robin: some are sent to the frozen host
+            sender.start()
+        for _ in range(6):  # each within the client's timeout: nginx gives up on the host
+            assert through(port)[0] == 200
+        for sender in senders:  # frozen through the POSTs' timeout
+            sender.join(LIMIT + 10 + 30)
+    finally:
+        for process in reversed(processes):
+            process.send_signal(signal.SIGCONT)
+    # Those sent to the frozen host got nginx's 504, none a second chance elsewhere.
+    assert 504 in posts.values() and set(posts.values()) <= {200, 504}, posts
+    assert sorted(posted(other)) == sorted(tag for tag, status in posts.items()
+                                           if status == 200)
+    assert len(set(posted(frozen))) == len(posted(frozen))  # at most once there too
+
+
+def posted(host: Host) -> list[str]:
+    return [tag for tag in host.tags() if tag.startswith("post")]
+
+
+def test_draining_host_behind_nginx_fails_no_request(two_hosts: tuple[Host, Host, int]) -> None:
+    leaving, staying, port = two_hosts
+    outcomes: list[int] = []
+    stop = threading.Event()
+
+    def traffic() -> None:
+        while not stop.is_set():
+            try:
+                outcomes.append(through(port)[0])
+            except OSError:
+                outcomes.append(0)
+
+    client = threading.Thread(target=traffic)
+    client.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(outcomes) < 20:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        leaving.server.signal(signal.SIGTERM)
+        assert leaving.server.proc.wait(30) == 0
+        count = len(outcomes)
+        deadline = time.monotonic() + 10
+        while len(outcomes) < count + 20:  # and on, through the host that stays
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        client.join(20)
+    assert "draining for 2 s" in leaving.server.log()
+    failed = [outcome for outcome in outcomes if outcome != 200]
+    assert not failed, f"{len(failed)} failed of {len(outcomes)}: {set(failed)}"
+    assert staying.server.proc.poll() is None
+
+
+def test_bad_upstreams_are_refused() -> None:
+    for bad in ("a b", "host:", "host:0", "host:70000", "[::1", "[nothost]:80", "x;y"):
+        result = generate("--server-name", "x", "--upstream", bad)
+        assert result.returncode == 2, bad
+        assert "--upstream" in result.stderr and "Traceback" not in result.stderr
+    twice = generate("--server-name", "x", "-p", "8069", "--upstream", "a",
+                     "--upstream", "a:8069")
+    assert twice.returncode == 2 and "given twice" in twice.stderr
+
+
+def test_ipv6_upstreams() -> None:
+    result = generate("--server-name", "x", "--workers", "2", "--upstream", "[::1]:9000",
+                      "--upstream", "::2")
+    assert result.returncode == 0, result.stderr
+    assert "server [::1]:9000 max_fails" in result.stdout
+    assert "server [::2]:8069 max_fails" in result.stdout
+    assert "server [::1]:8072 max_fails" in result.stdout  # gevent_port on each host
+    assert "non_idempotent" not in result.stdout

@@ -55,6 +55,10 @@ def next_message(sock: socket.socket) -> dict[str, str]:
     return dict(field.split("=", 1) for field in fields)
 
 
+def test_the_stop_timeout_leaves_room_for_the_drain() -> None:
+    assert "TimeoutStopSec=103" in unit("--limit-time-real", "60", "--drain-delay", "12.5")
+
+
 @pytest.mark.parametrize("mode", list(MODES))
 def test_ready_reloading_stopping(server_factory: type, notify_socket: socket.socket,
                                   mode: str) -> None:

@@ -36,7 +36,7 @@ def check(loaded: Loaded, out: TextIO = sys.stdout) -> int:
         print(f"note: {note}", file=out)
     print("", file=out)
     for line in [*describe_processes(settings), describe_memory(settings),
-                 _dashboard_line(settings), *report.lines]:
+                 *describe_stop(settings), _dashboard_line(settings), *report.lines]:
         print(line, file=out)
     print("\neffective settings:", file=out)
     for key in SPECS:
@@ -83,6 +83,15 @@ def describe_memory(settings: Settings) -> str:
             f"(limit_memory_soft) is recycled after its request, one above {hard} "
             "(limit_memory_hard) has its request stopped; Odoo 15-18 compare virtual memory "
             "(VMS) instead, which is larger: the same numbers let a worker grow more here")
+
+
+def describe_stop(settings: Settings) -> list[str]:
+    """What a TERM does, when it is more than the graceful stop."""
+    if not settings.drain_delay:
+        return []
+    return [f"stop: draining for {settings.drain_delay:g} s (drain_delay): /web/health "
+            f"answers 503 'draining' while requests are still served, then a graceful stop "
+            f"(up to {settings.limit_time_real or 120} s, limit_time_real)"]
 
 
 def _limit(size: int) -> str:

@@ -135,6 +135,12 @@ class Settings:
         kinds.POSITIVE, 65536, "--limit-request", section="Limits",
         help="Requests a worker serves before it is recycled (with jitter).",
     )
+    drain_delay: float = opt(
+        kinds.SECONDS, 0.0, "--drain-delay", section="Limits",
+        help="Seconds a stop (TERM, INT) keeps serving while /web/health answers 503 "
+        "'draining', so a load balancer that polls it moves traffic away; then the graceful "
+        "stop. A second TERM ends the wait.",
+    )
     # -- HTTP ---------------------------------------------------------------------------------
     limit_request_line: int = opt(
         kinds.POSITIVE, 8190, "--limit-request-line", section="HTTP",

@@ -1,15 +1,25 @@
-"""The nginx site `prefork nginx` prints, from the server's configuration."""
+"""The nginx site `prefork nginx` prints, from the server's configuration: for this host,
+or with `--upstream` for several hosts, with failover between them (prefork.ops.upstreams)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from prefork.config import Settings
+from prefork.ops.upstreams import (
+    FAILOVER_TIMEOUT,
+    READ_METHODS,
+    READS_LOCATION,
+    Upstream,
+    failover,
+    upstream_block,
+)
 
 HSTS = "max-age=31536000; includeSubDomains"
 GZIP_TYPES = ("text/css text/plain text/xml application/javascript application/json "
               "application/xml image/svg+xml")
 WEBSOCKET_TIMEOUT = 3600  # seconds: a websocket is idle for long stretches
+KEEPALIVE = 32  # idle connections each nginx worker keeps to the HTTP upstream
 
 
 @dataclass(frozen=True)
@@ -19,6 +29,8 @@ class Site:
     tls_cert: str = ""
     tls_key: str = ""
     tls_listen: int = 443
+    upstreams: tuple[Upstream, ...] = ()  # the hosts to balance over; none: this one
+    failover_timeout: int = FAILOVER_TIMEOUT  # seconds a read waits before the next host
 
 
 def render(settings: Settings, site: Site) -> str:
@@ -27,7 +39,8 @@ def render(settings: Settings, site: Site) -> str:
     if ":" in backend:
         backend = f"[{backend}]"
     tls = bool(site.tls_cert)
-    parts = [_header(settings, site), _upstreams(backend, settings), _map()]
+    upstreams = _cluster(settings, site) if site.upstreams else _upstreams(backend, settings)
+    parts = [_header(settings, site), upstreams, _map()]
     if tls:
         parts.append(_redirect(site))
     parts.append(_server(settings, site, tls))
@@ -46,8 +59,19 @@ def _header(settings: Settings, site: Site) -> str:
 
 def _upstreams(backend: str, settings: Settings) -> str:
     return (f"upstream prefork_http {{\n    server {backend}:{settings.http_port};\n"
-            f"    keepalive 32;\n}}\n"
+            f"    keepalive {KEEPALIVE};\n}}\n"
             f"upstream prefork_realtime {{\n    server {backend}:{realtime_port(settings)};\n}}\n")
+
+
+def _cluster(settings: Settings, site: Site) -> str:
+    """Every host's HTTP port, and its realtime port: gevent_port, or in threaded mode its
+    HTTP port. Websockets are long: the realtime upstream balances open connections, and
+    a client that loses its host reconnects to another."""
+    http = [h.address(h.port) for h in site.upstreams]
+    realtime = http if not settings.multiprocessing else [
+        h.address(settings.gevent_port) for h in site.upstreams]
+    return (upstream_block("prefork_http", http, keepalive=KEEPALIVE)
+            + upstream_block("prefork_realtime", realtime, method="least_conn"))
 
 
 def realtime_port(settings: Settings) -> int:
@@ -78,30 +102,70 @@ def _server(settings: Settings, site: Site, tls: bool) -> str:
              f"client_max_body_size {body if body else 0};  # limit_request_body",
              "gzip on;", f"gzip_types {GZIP_TYPES};", "gzip_proxied any;",
              "gzip_min_length 1024;"]
-    # /websocket is a prefix: it also routes the bus's side routes (/websocket/health...).
-    locations = [_realtime(path) for path in ("/websocket", "/web/websocket")]
-    locations.append(_location("/longpolling", "prefork_realtime", [  # Odoo <= 15 clients
-        "proxy_http_version 1.1;", 'proxy_set_header Connection "";',
-        "proxy_read_timeout 120s;  # a poll waits up to 50 s"]))
-    read_timeout = (settings.limit_time_real or 3600) + 10
-    locations.append(_location("/", "prefork_http", [
-        "proxy_http_version 1.1;", 'proxy_set_header Connection "";  # keep-alive upstream',
-        f"proxy_read_timeout {read_timeout}s;  # limit_time_real + 10",
-        "proxy_redirect off;"]))
-    inner = "\n".join("    " + line for line in head) + "\n\n" + "\n".join(locations)
+    inner = "\n".join("    " + line for line in head) + "\n\n" + "\n".join(
+        _cluster_locations(settings, site) if site.upstreams else _locations(settings))
     return f"server {{\n{inner}}}\n"
 
 
-def _realtime(path: str) -> str:
+def _locations(settings: Settings) -> list[str]:
+    # /websocket is a prefix: it also routes the bus's side routes (/websocket/health...).
+    locations = [_realtime(path, _websocket_timeouts(WEBSOCKET_TIMEOUT))
+                 for path in ("/websocket", "/web/websocket")]
+    locations.append(_location("/longpolling", "prefork_realtime", [  # Odoo <= 15 clients
+        "proxy_http_version 1.1;", 'proxy_set_header Connection "";',
+        "proxy_read_timeout 120s;  # a poll waits up to 50 s"]))
+    locations.append(_location("/", "prefork_http", [
+        *_keepalive(),
+        f"proxy_read_timeout {_request_timeout(settings)}s;  # limit_time_real + 10",
+        "proxy_redirect off;"]))
+    return locations
+
+
+def _cluster_locations(settings: Settings, site: Site) -> list[str]:
+    """The same routes with failover; reads go to a location of their own, with the short
+    read timeout that tells a frozen host (nginx takes no variable there)."""
+    short = site.failover_timeout
+    ping = settings.websocket_ping_interval
+    # The realtime process pings every websocket: silence beyond a ping and its answer
+    # means a frozen host, and the client reconnects elsewhere.
+    silent = int(ping + settings.websocket_ping_timeout) + 10 if ping else WEBSOCKET_TIMEOUT
+    websocket = [*failover(silent, short), f"proxy_send_timeout {WEBSOCKET_TIMEOUT}s;"]
+    locations = [_realtime(path, websocket) for path in ("/websocket", "/web/websocket")]
+    locations.append(_location("/longpolling", "prefork_realtime", [
+        "proxy_http_version 1.1;", 'proxy_set_header Connection "";',
+        *failover(120, short)]))
+    locations.append(_location("/", "prefork_http", [
+        *_keepalive(), *failover(_request_timeout(settings), short), "proxy_redirect off;"],
+        before=[f"error_page 418 = {READS_LOCATION};",
+                f"if ($request_method ~ ^({READ_METHODS})$) {{ return 418; }}"]))
+    locations.append(_location(READS_LOCATION, "prefork_http", [
+        *_keepalive(), *failover(short, short), "proxy_redirect off;"]))
+    return locations
+
+
+def _keepalive() -> list[str]:
+    return ["proxy_http_version 1.1;", 'proxy_set_header Connection "";  # keep-alive upstream']
+
+
+def _request_timeout(settings: Settings) -> int:
+    """prefork stops a request at limit_time_real: nginx waits a little longer."""
+    return (settings.limit_time_real or 3600) + 10
+
+
+def _websocket_timeouts(seconds: int) -> list[str]:
+    return [f"proxy_read_timeout {seconds}s;", f"proxy_send_timeout {seconds}s;"]
+
+
+def _realtime(path: str, timeouts: list[str]) -> str:
     return _location(path, "prefork_realtime", [
         "proxy_http_version 1.1;", "proxy_set_header Upgrade $http_upgrade;",
-        "proxy_set_header Connection $connection_upgrade;",
-        f"proxy_read_timeout {WEBSOCKET_TIMEOUT}s;", f"proxy_send_timeout {WEBSOCKET_TIMEOUT}s;"])
+        "proxy_set_header Connection $connection_upgrade;", *timeouts])
 
 
-def _location(path: str, upstream: str, extra: list[str]) -> str:
+def _location(path: str, upstream: str, extra: list[str],
+              before: list[str] | None = None) -> str:
     # proxy_set_header is not inherited by a location that sets any: each sets them all.
-    lines = [f"proxy_pass http://{upstream};", *extra,
+    lines = [*(before or []), f"proxy_pass http://{upstream};", *extra,
              "proxy_set_header Host $host;",
              "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
              "proxy_set_header X-Forwarded-Proto $scheme;",

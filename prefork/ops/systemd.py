@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import sys
 
 from prefork.config import Settings
 
-STOP_MARGIN = 30  # seconds beyond limit_time_real before systemd kills what is left
+STOP_MARGIN = 30  # seconds beyond drain_delay + limit_time_real before systemd kills the rest
 
 
 def render(settings: Settings, config_path: str | None, user: str, group: str) -> str:
     command = [sys.executable, "-m", "prefork", "run"]
     if config_path:
         command += ["-c", os.path.abspath(config_path)]
-    stop = (settings.limit_time_real or 120) + STOP_MARGIN
+    stop = stop_timeout(settings)
     lines = [
         "[Unit]",
         "Description=prefork application server",
@@ -34,8 +35,9 @@ def render(settings: Settings, config_path: str | None, user: str, group: str) -
         f"WorkingDirectory={os.getcwd()}",
         "ExecStart=" + shlex.join(command),
         "ExecReload=/bin/kill -HUP $MAINPID",
-        "# TERM to the master alone: it stops its workers gracefully; what is left after",
-        "# TimeoutStopSec (limit_time_real + 30 s) is killed.",
+        "# TERM to the master alone: it drains (drain_delay), then stops its workers",
+        "# gracefully; what is left after TimeoutStopSec (drain_delay + limit_time_real",
+        "# + 30 s) is killed.",
         "KillMode=mixed",
         f"TimeoutStopSec={stop}",
         "Restart=on-failure",
@@ -52,3 +54,9 @@ def render(settings: Settings, config_path: str | None, user: str, group: str) -
         "WantedBy=multi-user.target",
     ]
     return "\n".join(lines) + "\n"
+
+
+def stop_timeout(settings: Settings) -> int:
+    """Seconds systemd waits for a stop: the drain, then the graceful stop, which
+    limit_time_real bounds (the master's own grace is 120 s without it)."""
+    return math.ceil(settings.drain_delay) + (settings.limit_time_real or 120) + STOP_MARGIN

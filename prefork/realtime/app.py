@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from prefork.realtime import longpolling, side_routes, websocket
@@ -21,9 +21,11 @@ def is_realtime_path(path: str) -> bool:
 
 
 class RealtimeApp:
-    def __init__(self, services: Services, database_ok: Any) -> None:
+    def __init__(self, services: Services, database_ok: Callable[[], bool],
+                 draining: Callable[[], bool]) -> None:
         self.services = services
-        self.database_ok = database_ok  # () -> bool: the dispatcher is connected
+        self.database_ok = database_ok  # the dispatcher is connected
+        self.draining = draining  # a stop is announced (drain_delay)
 
     async def __call__(self, scope: Mapping[str, Any], receive: ASGIReceive,
                        send: ASGISend) -> None:
@@ -48,9 +50,9 @@ class RealtimeApp:
         elif path == "/longpolling/im_status":
             await side_routes.presence(services, scope, receive, send, anonymous_result=None)
         elif path == "/websocket/health":
-            await side_routes.health(services, self.database_ok(), send)
+            await side_routes.health(services, self.database_ok(), self.draining(), send)
         elif path == "/longpolling/health":
-            await side_routes.odoo_health(send)
+            await side_routes.odoo_health(self.draining(), send)
         elif path.rstrip("/") in WEBSOCKET_PATHS:
             await respond(send, 426, b"this endpoint speaks WebSocket only\n", "text/plain",
                           [(b"upgrade", b"websocket"), (b"connection", b"Upgrade"),

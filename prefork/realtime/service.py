@@ -10,7 +10,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import uvicorn
 
@@ -39,7 +39,9 @@ class _Server(uvicorn.Server):
 
 
 class RealtimeService:
-    def __init__(self, settings: Settings, conninfo: str) -> None:
+    def __init__(self, settings: Settings, conninfo: str,
+                 draining: Callable[[], bool]) -> None:
+        """`draining`: a stop is announced (drain_delay): the health routes answer 503."""
         if not log.isEnabledFor(logging.DEBUG):  # uvicorn logs every websocket at INFO
             logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
         hub = Hub()
@@ -50,7 +52,7 @@ class RealtimeService:
                                      chores=[Heartbeat(settings, master)])
         self.services = Services(hub, Gate(settings), self.dispatcher.history,
                                  lambda: self.dispatcher.last, settings)
-        app = RealtimeApp(self.services, lambda: self.dispatcher.connected)
+        app = RealtimeApp(self.services, lambda: self.dispatcher.connected, draining)
         proxy = settings.proxy_mode
         self.config = uvicorn.Config(
             app, http="httptools", ws=Engine, lifespan="off",

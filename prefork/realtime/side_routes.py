@@ -38,17 +38,24 @@ NO_PRESENCE = {"code": 200, "message": "Not available",
                         "message": "prefork keeps no presence: it lives in an Odoo database"}}
 
 
-async def odoo_health(send: ASGISend) -> None:
-    """Odoo 15's /longpolling/health answer."""
-    await respond(send, 200, b'{"status": "pass"}', extra=NO_STORE)
+async def odoo_health(draining: bool, send: ASGISend) -> None:
+    """Odoo 15's /longpolling/health answer; 503 and "draining" while a stop is announced
+    (drain_delay), as /web/health."""
+    if draining:
+        await respond(send, 503, b'{"status": "draining"}', extra=NO_STORE)
+    else:
+        await respond(send, 200, b'{"status": "pass"}', extra=NO_STORE)
 
 
-async def health(services: Services, database_ok: bool, send: ASGISend) -> None:
+async def health(services: Services, database_ok: bool, draining: bool,
+                 send: ASGISend) -> None:
     """Odoo's {"status": "pass"}, with what prefork knows: 503 and "fail" while the bus has
-    no database (a load balancer then sends clients elsewhere)."""
-    body = {"status": "pass" if database_ok else "fail", "bus_connected": database_ok,
+    no database, 503 and "draining" while a stop is announced (drain_delay): a load
+    balancer then sends clients elsewhere."""
+    status = "draining" if draining else "pass" if database_ok else "fail"
+    body = {"status": status, "bus_connected": database_ok,
             "websockets": len(services.clients)}
-    await respond(send, 200 if database_ok else 503, json.dumps(body).encode(),
+    await respond(send, 200 if status == "pass" else 503, json.dumps(body).encode(),
                   extra=NO_STORE)
 
 

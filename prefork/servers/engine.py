@@ -40,17 +40,20 @@ def make_loop(settings: Settings, dispatch: Dispatch, *, inline: bool,
 
 
 def make_handler(settings: Settings, app: WSGIApp, loop: EventLoop, *, multiprocess: bool,
-                 draining: Callable[[], bool], database: Database | None = None,
+                 draining: Callable[[], bool], drain_announced: Callable[[], bool],
+                 database: Database | None = None,
                  alarm: LimitAlarm | None = None) -> WSGIHandler:
     """The WSGI handler; with a database, requests get their transaction and /web/health
-    can report on it; with an alarm, a limit can stop a request (HTTP workers)."""
+    can report on it; with an alarm, a limit can stop a request (HTTP workers).
+    `draining`: the server stops, keep-alive ends; `drain_announced`: a stop is coming
+    (drain_delay), /web/health says so while requests are served as usual."""
     if dashboard_password(settings):
         app = Dashboard(app, settings)  # inside the database middleware: it reads the jobs
     hooks: list[RequestHook] = [SessionBinder(make_store(settings), settings)]
     if database is not None:
         app = transactions = DatabaseMiddleware(app, database)
         hooks.append(transactions.bind)
-    own: dict[str, WSGIApp] = {HEALTH_PATH: HealthCheck(database)}
+    own: dict[str, WSGIApp] = {HEALTH_PATH: HealthCheck(database, drain_announced)}
     counters = metrics.current()
     if counters is not None:
         own[METRICS_PATH] = MetricsEndpoint(settings.metrics_allow)

@@ -131,6 +131,7 @@ class Master:
         self.signals: queue.SimpleQueue[int] = queue.SimpleQueue()
         self.stopping = False
         self.stop_deadline = 0.0
+        self.drain_until = 0.0  # the monotonic time an announced stop (drain_delay) begins
         self.exit_code = 0
         self.boot_failures = 0
         self.next_spawn = 0.0
@@ -175,6 +176,7 @@ class Master:
     def _turn(self) -> None:
         self._sleep()
         self._handle_signals()
+        self._end_drain(time.monotonic())
         self._reap()
         self._watchdog()
         self._maintain()
@@ -288,17 +290,26 @@ class Master:
             handler()
 
     def handle_term(self) -> None:
+        """Graceful stop, after the drain if drain_delay is set; again during the drain:
+        the graceful stop now; again during the graceful stop: SIGKILL for every worker."""
         if self.stopping:
             log.warning("stop requested again: killing %d worker(s) now", len(self.workers))
             self._kill_all()
-            return
-        log.info("stopping gracefully (up to %ds for requests in progress)", self._grace())
-        self._begin_stop(0)
+        elif self.drain_until:
+            log.info("stop requested again: ending the drain now")
+            self._stop_gracefully()
+        elif self.settings.drain_delay and not self.handed_over:
+            self._begin_drain(self.settings.drain_delay)
+        else:
+            self._stop_gracefully()
 
     handle_int = handle_term
 
     def handle_hup(self) -> None:
         if self.stopping:
+            return
+        if self.drain_until:
+            log.warning("HUP ignored: the server is draining before it stops")
             return
         if self.reload is not None:
             try:
@@ -334,7 +345,7 @@ class Master:
             time.sleep(QUIT_SPACING)  # dumps are written asynchronously: keep them apart
 
     def handle_usr2(self) -> None:
-        if self.upgrade_pid is not None or self.stopping:
+        if self.upgrade_pid is not None or self.stopping or self.drain_until:
             log.warning("USR2 ignored: an upgrade is already running or the master is stopping")
             return
         env = {**os.environ, **handover_env(self._all_listeners()), UPGRADE_ENV: str(os.getpid())}
@@ -697,6 +708,25 @@ class Master:
     def _grace(self) -> int:
         return self.settings.limit_time_real or 120
 
+    def _begin_drain(self, delay: float) -> None:
+        """Announce the stop: every process's health routes answer 503 'draining' (the
+        scoreboard's shared word) while they serve on; the stop begins after `delay`.
+        Not after an upgrade: the new master answers on the same sockets."""
+        self.drain_until = time.monotonic() + delay
+        self.scoreboard.set_draining()
+        sdnotify.notify("STOPPING=1", f"STATUS=draining for {delay:g} s before stopping")
+        log.info("draining for %g s: /web/health answers 503 'draining', requests are still "
+                 "served; then a graceful stop (TERM again to stop now)", delay)
+
+    def _end_drain(self, now: float) -> None:
+        if self.drain_until and not self.stopping and now >= self.drain_until:
+            log.info("drain over")
+            self._stop_gracefully()
+
+    def _stop_gracefully(self) -> None:
+        log.info("stopping gracefully (up to %ds for requests in progress)", self._grace())
+        self._begin_stop(0)
+
     def _begin_stop(self, code: int) -> None:
         self.stopping = True
         if self.upgrade_pid is None:  # not when a new master (USR2) takes the service over
@@ -790,9 +820,12 @@ class Master:
 
     def state(self) -> dict[str, Any]:
         now = time.monotonic()
+        master = _process_row(self.process, "master", self.started_at, 0, "", 0.0)
+        if self.drain_until and not self.stopping:
+            master["state"] = "draining"
         return {
             "version": __version__,
-            "master": _process_row(self.process, "master", self.started_at, 0, "", 0.0),
+            "master": master,
             "config": self.loaded.config_path,
             "mode": "multi-processing",
             "target_workers": self.target,

@@ -8,7 +8,7 @@ import asyncio
 import logging
 import socket
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from prefork.config import Settings
@@ -22,9 +22,11 @@ _HOP_BY_HOP = {"CONTENT-LENGTH", "TRANSFER-ENCODING"}
 
 
 class RealtimeThread:
-    def __init__(self, settings: Settings, conninfo: str) -> None:
+    def __init__(self, settings: Settings, conninfo: str,
+                 draining: Callable[[], bool]) -> None:
         self.settings = settings
         self.conninfo = conninfo
+        self.draining = draining
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
@@ -43,7 +45,7 @@ class RealtimeThread:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        self._service = RealtimeService(self.settings, self.conninfo)
+        self._service = RealtimeService(self.settings, self.conninfo, self.draining)
         self._service.start_dispatcher()
         self._ready.set()
         await self._stopping.wait()

@@ -49,7 +49,9 @@ class ThreadedServer:
         self.database = database
         self.cron = CronThreads(settings, pg_conninfo, self._cron_timed_out) \
             if pg_conninfo else None
-        self.realtime = RealtimeThread(settings, pg_conninfo) if pg_conninfo else None
+        self._drain_until: float | None = None  # monotonic: an announced stop begins
+        self.realtime = RealtimeThread(settings, pg_conninfo, self._draining) \
+            if pg_conninfo else None
         self.argv = list(argv)
         self.listeners: list[socket.socket] = []
         self._inflight: dict[int, tuple[float, str]] = {}  # thread id -> (start, request)
@@ -57,7 +59,8 @@ class ThreadedServer:
         self._reload_deadline = 0.0
         self.loop = make_loop(settings, self._dispatch, inline=False)
         self.handler = make_handler(settings, app, self.loop, multiprocess=False,
-                                    draining=lambda: self.loop.draining, database=database)
+                                    draining=lambda: self.loop.draining,
+                                    drain_announced=self._draining, database=database)
         self._jobs: queue.SimpleQueue[tuple[Connection, Request] | None] = queue.SimpleQueue()
         self._signals: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._stop_deadline: float | None = None
@@ -82,15 +85,17 @@ class ThreadedServer:
         sampler = Sampler(self.database)
         access = self.handler.access_log
         while not self._finished():
-            self.loop.run_once(TICK if access is None else access.timeout(TICK))
+            tick = self._tick()
+            self.loop.run_once(tick if access is None else access.timeout(tick))
             if access is not None:  # its buffer leaves when idle, or once a second
                 access.after_turn()
             sampler.maybe_sample()
             self._handle_signals()
+            self._end_drain()
             self._check_limits()
-            if self._reload_reason and not self._reload_deadline and self._stop_deadline is None:
+            if self._reload_reason and not self._reload_deadline and self._serving():
                 self._begin_reload()
-            if self._reload_deadline and self._reload_ready():
+            if self._reload_deadline and self._serving() and self._reload_ready():
                 self._reexec()
         access_log.shutdown()
         return 0
@@ -128,7 +133,7 @@ class ThreadedServer:
         return [item for item in running if limit and item[0] > limit]
 
     def _check_limits(self) -> None:
-        if self._reload_reason or self._stop_deadline is not None:
+        if self._reload_reason or not self._serving():
             return
         for elapsed, line in self._overdue()[:1]:
             self._reload_reason = (f"real-time: request '{line}' running {elapsed:.1f}s > "
@@ -178,14 +183,48 @@ class ThreadedServer:
         self._signals.put(signum)
 
     def _handle_signals(self) -> None:
+        """The first TERM or INT drains (drain_delay) or stops gracefully; one during the
+        drain stops gracefully; one during the graceful stop abandons what is running."""
         while not self._signals.empty():
             signum = self._signals.get()
-            if self._stop_deadline is None:
-                self._begin_stop(signum)
-            else:
+            if self._stop_deadline is not None:
                 log.warning("%s received again: stopping now, %d request(s) abandoned",
                             signal.Signals(signum).name, self.loop.busy)
                 self._stop_deadline = 0.0
+            elif self._drain_until is not None:
+                log.info("%s received again: ending the drain now", signal.Signals(signum).name)
+                self._begin_stop(signum)
+            elif self.settings.drain_delay:
+                self._begin_drain(signum)
+            else:
+                self._begin_stop(signum)
+
+    def _draining(self) -> bool:
+        """A stop is announced: the health routes answer 503 'draining' from now on."""
+        return self._drain_until is not None
+
+    def _serving(self) -> bool:
+        """Neither draining nor stopping: a limit reload may replace the process."""
+        return self._drain_until is None and self._stop_deadline is None
+
+    def _tick(self) -> float:
+        if self._drain_until is None or self._stop_deadline is not None:
+            return TICK
+        return max(0.0, min(TICK, self._drain_until - time.monotonic()))
+
+    def _begin_drain(self, signum: int) -> None:
+        delay = self.settings.drain_delay
+        self._drain_until = time.monotonic() + delay
+        sdnotify.notify("STOPPING=1", f"STATUS=draining for {delay:g} s before stopping")
+        log.info("%s received: draining for %g s: /web/health answers 503 'draining', "
+                 "requests are still served; then a graceful stop (%s again to stop now)",
+                 signal.Signals(signum).name, delay, signal.Signals(signum).name)
+
+    def _end_drain(self) -> None:
+        if (self._drain_until is not None and self._stop_deadline is None
+                and time.monotonic() >= self._drain_until):
+            log.info("drain over")
+            self._begin_stop(signal.SIGTERM)
 
     def _begin_stop(self, signum: int) -> None:
         sdnotify.notify("STOPPING=1")

@@ -106,6 +106,7 @@ class HTTPWorker:
             return exitcodes.BOOT_FAILED
         self.handler = make_handler(self.settings, app, self.loop, multiprocess=True,
                                     draining=lambda: self.exit_code is not None,
+                                    drain_announced=self.slot.draining,
                                     database=self.database, alarm=self.alarm)
         for sock in self.listeners:
             self.loop.add_listener(sock)

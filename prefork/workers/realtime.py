@@ -64,7 +64,7 @@ class RealtimeProcess:
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self._request_stop, exitcodes.STOPPED)
-        service = RealtimeService(self.settings, self.conninfo)
+        service = RealtimeService(self.settings, self.conninfo, self.slot.draining)
         service.start_dispatcher()
         serving = asyncio.ensure_future(service.serve(self.listener))
         beating = asyncio.ensure_future(self._beat())

@@ -9,7 +9,9 @@ and how many bytes of responses it keeps for how many clients that read slowly.
 Each field is written by one process only (the worker, except `pid` and `state` FREE/BOOTING,
 written by the master before the fork, and two written by the master only: the shed request,
 a count and a sequence number the worker compares with the last one it acted on, and the
-limit the master stops the worker's request for, written before its SIGUSR1). Reads are
+limit the master stops the worker's request for, written before its SIGUSR1). After the
+slots, one word for every process, written by the master alone: whether the server is
+draining (a stop announced to load balancers, prefork.config drain_delay). Reads are
 not atomic across fields; a torn read costs one tick of the watchdog at most, because every
 decision is re-checked on the next.
 """
@@ -54,6 +56,7 @@ _END = struct.Struct("=qd")  # requests served, a zero start time
 _INT = struct.Struct("=i")
 _DOUBLE = struct.Struct("=d")
 _LONG = struct.Struct("=q")
+_SHARED_SIZE = 8  # the word after the slots: draining (0 or 1)
 
 
 @dataclass(frozen=True)
@@ -75,12 +78,13 @@ class SlotView:
 class Slot:
     """One worker's slot; the worker holds it for its lifetime."""
 
-    __slots__ = ("_base", "_mem", "begin_request", "end_request", "index")
+    __slots__ = ("_base", "_mem", "_shared", "begin_request", "end_request", "index")
 
     def __init__(self, mem: mmap.mmap, index: int) -> None:
         self._mem = mem
         self.index = index
         self._base = index * SLOT_SIZE
+        self._shared = len(mem) - _SHARED_SIZE
         # A request's start and end, written on every request: C calls, no Python frame.
         # begin_request(now, request line in latin-1: cut or padded with NULs)
         self.begin_request: Callable[[float, bytes], None] = partial(
@@ -132,6 +136,10 @@ class Slot:
         limit: int = _INT.unpack_from(self._mem, self._base + _OFF_LIMIT)[0]
         return limit
 
+    def draining(self) -> bool:
+        """Worker side: the master announces its stop (Scoreboard.set_draining)."""
+        return bool(_INT.unpack_from(self._mem, self._shared)[0])
+
     def set_value(self, value: int) -> None:
         _LONG.pack_into(self._mem, self._base + _OFF_VALUE, value)
 
@@ -167,7 +175,7 @@ class Scoreboard:
     """All slots, mapped shared and anonymous: visible to every process forked after it."""
 
     def __init__(self, slots: int = MAX_SLOTS) -> None:
-        self._mem = mmap.mmap(-1, slots * SLOT_SIZE, flags=mmap.MAP_SHARED)
+        self._mem = mmap.mmap(-1, slots * SLOT_SIZE + _SHARED_SIZE, flags=mmap.MAP_SHARED)
         self._free = list(range(slots - 1, -1, -1))
 
     def acquire(self, pid: int = 0) -> Slot:
@@ -176,6 +184,11 @@ class Scoreboard:
         slot = Slot(self._mem, self._free.pop())
         slot.reset(pid)
         return slot
+
+    def set_draining(self) -> None:
+        """Master side: from now on every worker's /web/health answers 'draining'; never
+        cleared, the stop that follows ends the processes."""
+        _INT.pack_into(self._mem, len(self._mem) - _SHARED_SIZE, 1)
 
     def release(self, slot: Slot) -> None:
         slot.set_state(FREE)
