@@ -29,15 +29,16 @@ from prefork.db.errors import DatabaseUnavailable, is_unavailable
 log = logging.getLogger("prefork.db")
 
 CLOSE_TIMEOUT = 1.0  # seconds a stopping process waits for its pool's threads
-IDLE_WITHIN = 60.0  # seconds of idling after which a pool holds no more than it needs
-IDLE_STEP_MIN = 5.0
+IDLE_WITHIN = 30.0  # seconds of idling after which a pool is back to its minimum ...
+IDLE_STEP_MIN = 5.0  # ... give or take one step (so within a minute in all)
 
 
 def idle_step(size: int) -> float:
     """psycopg_pool's max_idle for a pool that grows to `size` connections: it closes one
     per period in which some connection stayed idle throughout, so such a pool is back to
-    its minimum IDLE_WITHIN seconds after it went idle (at most one more period), and one
-    in steady use, with no connection idle for a whole period, keeps what it has."""
+    its minimum IDLE_WITHIN seconds after it went idle (plus at most one period: the first
+    may have begun while it was busy), and one in steady use, with no connection idle for a
+    whole period, keeps what it has."""
     return max(IDLE_WITHIN / max(size, 1), IDLE_STEP_MIN)
 
 
