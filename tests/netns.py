@@ -26,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 
 IP = shutil.which("ip")
-SUBNETS = ipaddress.ip_network("10.231.0.0/16")  # one /24 of it per network
+SUBNETS = ipaddress.IPv4Network("10.231.0.0/16")  # one /24 of it per network
 TEST_HOST = 254  # the test's own address on the bridge: .254
 EXIT_WAIT = 10.0  # seconds a killed process may take to go
 
@@ -54,7 +54,7 @@ def used_networks() -> list[ipaddress.IPv4Network]:
     assert IP is not None
     out = subprocess.run([IP, "-j", "-4", "route", "show", "table", "all"],
                          capture_output=True, text=True, timeout=30, check=True).stdout
-    return [ipaddress.ip_network(route["dst"], strict=False)
+    return [ipaddress.IPv4Network(route["dst"], strict=False)
             for route in json.loads(out or "[]") if route.get("dst") not in (None, "default")]
 
 

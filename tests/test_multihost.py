@@ -243,7 +243,7 @@ class Cluster:
 
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.conninfo, autocommit=True) as conn:
-            cursor = conn.execute(sql, params or None)  # type: ignore[arg-type]
+            cursor = conn.execute(sql, params or None)
             return cursor.fetchall() if cursor.description else []
 
     def stop(self) -> None:
