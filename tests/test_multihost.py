@@ -106,7 +106,7 @@ def database_host(network: Network, embedded_user: str,
         try:
             conninfo = f"host={db.address} user=postgres dbname=postgres connect_timeout=2"
             eventually(lambda: accepts(conninfo), START_TIMEOUT,
-                       f"PostgreSQL on {db.address}: {(logs / 'postgres.log').read_text()}")
+                       f"PostgreSQL on {db.address} (its log: {logs / 'postgres.log'})")
             eventually(lambda: listening(db.address, REDIS_PORT), START_TIMEOUT,
                        f"Redis on {db.address}")
             yield conninfo
