@@ -7,9 +7,12 @@ failed requests" through reloads, upgrades and worker deaths.
 from __future__ import annotations
 
 import http.client
+import re
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
+
+PID_RE = re.compile(rb'"pid": (\d+)')  # the serving process, in the test apps' JSON bodies
 
 
 @dataclass
@@ -24,7 +27,8 @@ class Load:
     """`clients` threads; keep_alive reuses one connection per thread, else one per request."""
 
     def __init__(self, port: int, clients: int = 4, path: str = "/echo",
-                 keep_alive: bool = False) -> None:
+                 keep_alive: bool = False, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.port = port
         self.path = path
         self.keep_alive = keep_alive
@@ -52,7 +56,7 @@ class Load:
         conn: http.client.HTTPConnection | None = None
         while not self._stop.is_set():
             if conn is None:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
             try:
                 conn.request("GET", self.path)
                 response = conn.getresponse()
@@ -72,9 +76,9 @@ class Load:
         with self._lock:
             if ok:
                 self.result.ok += 1
-                pid = body.split(b'"pid": ', 1)[-1].split(b"}", 1)[0]
-                if pid.isdigit():
-                    self.result.pids.add(int(pid))
+                pid = PID_RE.search(body)
+                if pid:
+                    self.result.pids.add(int(pid.group(1)))
             else:
                 self.result.failed += 1
                 self.result.errors[error or "bad status"] += 1
