@@ -90,7 +90,7 @@ class EmbeddedSupervisor:
         """The pg_ctl started by _start() exited with `status` (as os.waitpid gives it)."""
         code = self._forget_starter(status)
         pid = self.embedded.postmaster_pid()
-        if code == 0 and pid:
+        if pid:  # also when pg_ctl gave up waiting on a server still replaying its WAL
             self.restarts += 1
             log.warning("embedded PostgreSQL started again (pid %d; %d restart(s) since the "
                         "master started)", pid, self.restarts)
