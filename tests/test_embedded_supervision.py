@@ -12,6 +12,9 @@ import subprocess
 import time
 from pathlib import Path
 
+import psutil
+
+from prefork.db.embedded import EmbeddedPostgres
 from prefork.servers.embedded_supervisor import CHECK_INTERVAL, STABLE_AFTER, EmbeddedSupervisor
 from tests.conftest import PREFORK, ROOT, Server
 from tests.test_db import APP, _eventually, get
@@ -199,3 +202,25 @@ def test_a_failed_start_is_retried_and_the_alert_stays_until_it_runs() -> None:
     server.pid = 300  # started by someone else meanwhile: adopted, not started twice
     assert [event for event, _ in supervisor.poll(3.0)] == ["cleared"]
     assert server.spawned == 1 and supervisor.pid == 300 and supervisor.restarts == 0
+
+
+def test_lock_files_naming_a_zombie_are_removed_and_others_kept(tmp_path: Path) -> None:
+    """A killed postmaster not reaped yet is a zombie, which PostgreSQL takes for a running
+    server (kill(pid, 0) succeeds): its lock files would refuse every start."""
+    embedded = EmbeddedPostgres(str(tmp_path))
+    embedded.pgdata.mkdir()
+    zombie = subprocess.Popen(["true"])
+    try:
+        assert _eventually(lambda: psutil.Process(zombie.pid).status() == psutil.STATUS_ZOMBIE)
+        pidfile, socket_lock = embedded.pgdata / "postmaster.pid", tmp_path / ".s.PGSQL.5432.lock"
+        for lock in (pidfile, socket_lock):
+            lock.write_text(f"{zombie.pid}\n{embedded.pgdata}\n")
+        assert embedded.postmaster_pid() is None
+        embedded._remove_stale_locks(tmp_path)
+        assert not pidfile.exists() and not socket_lock.exists()
+    finally:
+        zombie.wait()
+    pidfile.write_text(f"{os.getpid()}\n")  # a running process: kept
+    assert embedded.postmaster_pid() == os.getpid()
+    embedded._remove_stale_locks(tmp_path)
+    assert pidfile.exists()

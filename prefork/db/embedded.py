@@ -158,7 +158,7 @@ class EmbeddedPostgres:
         process that the caller reaps (it exits 0 once the server accepts connections)."""
         if self._socket_dir is None:
             raise EmbeddedError("the embedded PostgreSQL was never started by this process")
-        self._remove_stale_pidfile()
+        self._remove_stale_locks(self._socket_dir)
         command = [str(Path(_import_pgserver()._commands.POSTGRES_BIN_PATH) / "pg_ctl"),
                    "-D", str(self.pgdata), *self._start_args(self._socket_dir)]
         return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -183,25 +183,17 @@ class EmbeddedPostgres:
         return (fatal or lines or [""])[-1]
 
     def _recorded_pid(self) -> int | None:
-        try:
-            first = (self.pgdata / "postmaster.pid").read_text().split("\n", 1)[0]
-        except FileNotFoundError:
-            return None
-        except OSError:
-            return 0  # unreadable for now: taken for a server starting
-        try:
-            return int(first)
-        except ValueError:
-            return 0  # being written by a server starting
+        return _lock_pid(self.pgdata / "postmaster.pid")
 
-    def _remove_stale_pidfile(self) -> None:
-        """PostgreSQL takes over a postmaster.pid whose process is gone, but not one naming
-        a zombie (a killed postmaster its new parent has not reaped yet, or never will)."""
-        pid = self._recorded_pid()
-        if pid and not _alive(pid):
-            (self.pgdata / "postmaster.pid").unlink(missing_ok=True)
-            log.info("removed the stale %s (pid %d is gone)", self.pgdata / "postmaster.pid",
-                     pid)
+    def _remove_stale_locks(self, socket_dir: Path) -> None:
+        """PostgreSQL takes over a lock file (postmaster.pid, the socket's) whose process is
+        gone, but not one naming a zombie: a killed postmaster its new parent has not reaped
+        yet, or never will (a container's init that reaps nothing)."""
+        for lock in (self.pgdata / "postmaster.pid", socket_dir / f"{SOCKET_NAME}.lock"):
+            pid = _lock_pid(lock)
+            if pid and not _alive(pid):
+                lock.unlink(missing_ok=True)
+                log.info("removed the stale %s (pid %d is gone)", lock, pid)
 
     def _own_pgdata(self, user: ServerUser) -> None:
         """data_dir/postgres, owned by `user`, mode 0700: the one directory prefork changes."""
@@ -259,6 +251,21 @@ def _start(pgserver: Any, pgdata: Path) -> Any:
     server = pgserver.get_server(pgdata, cleanup_mode=None)
     server.ensure_postgres_running()  # a handle cached from an earlier start
     return server.get_postmaster_info()
+
+
+def _lock_pid(lock: Path) -> int | None:
+    """The pid a PostgreSQL lock file names; None without the file, 0 while a starting
+    server writes it."""
+    try:
+        first = lock.read_text().split("\n", 1)[0]
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return 0  # unreadable for now: taken for a server starting
+    try:
+        return int(first)
+    except ValueError:
+        return 0
 
 
 def _alive(pid: int) -> bool:
