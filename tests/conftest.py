@@ -135,6 +135,19 @@ def pg_ctl(pgdata: Path, *args: str) -> None:
                                         **(as_owner if AS_ROOT else {}))
 
 
+@contextmanager
+def embedded_down(pgdata: Path) -> Iterator[None]:
+    """A running prefork's embedded server stopped for the block, and kept down although
+    its master starts it again (PostgreSQL refuses a data directory others may write to);
+    after the block, the master's next attempt starts it."""
+    pgdata.chmod(0o777)
+    try:
+        pg_ctl(pgdata, "-w", "-m", "fast", "stop")
+        yield
+    finally:
+        pgdata.chmod(0o700)
+
+
 @pytest.fixture
 def fresh_database(database_uri: str) -> Iterator[str]:
     """A new, empty database on the test server; dropped afterwards."""

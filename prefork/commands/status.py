@@ -66,6 +66,11 @@ def render(state: dict[str, Any], now: float) -> list[str]:
     ]
     for process in [master, *state["processes"]]:
         lines.append(_row(_cells(process, now)))
+    database = state.get("database") or {}
+    if database.get("embedded"):
+        pid = f" (pid {database['pid']})" if database["pid"] else ""
+        lines += ["", f"embedded PostgreSQL: {database['state']}{pid}, restarted "
+                      f"{database['restarts']} time(s) by the master; its log: {database['log']}"]
     exits = state["exits"][-10:]
     if exits:
         lines += ["", "recent exits:"]

@@ -5,6 +5,8 @@ installed, and stops it when it exits; the next start reuses the data. It listen
 socket only (no TCP port to collide with). pgserver's own reference counting of handles is not
 used (a master killed with SIGKILL would leave its pid counted forever): prefork decides when
 to stop it, and a master that hands over to a new one (USR2) or re-executes leaves it running.
+While it serves, the master watches it and starts it again when it dies
+(servers/embedded_supervisor.py).
 
 As root, pgserver's get_server() is not used (it chmods every directory above the data and
 its binaries, and adds a user with a login shell): prefork runs pgserver's initdb and pg_ctl
@@ -16,11 +18,14 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import subprocess
 import tempfile
 import time
 import warnings
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from prefork.db import roles
 from prefork.db.embedded_user import (
@@ -39,6 +44,7 @@ READY_TIMEOUT = 60.0  # seconds pg_ctl and the wait for postmaster.pid's "ready"
 SOCKET_NAME = ".s.PGSQL.5432"
 SOCKET_DIR_PREFIX = "prefork-pg-"  # in the temporary directory, when data_dir's path is too long
 SUN_PATH_MAX = 108  # bytes in a Unix socket address, with its terminating NUL (Linux)
+LOG_TAIL = 16384  # bytes of its log read back to say why it stopped or did not start
 
 
 class EmbeddedError(Exception):
@@ -50,6 +56,7 @@ class EmbeddedPostgres:
         self.pgdata = Path(data_dir) / "postgres"
         self._root_user = root_user  # who runs it as root, unless data_dir/postgres has an owner
         self._user: ServerUser | None = None  # set when prefork runs as root
+        self._socket_dir: Path | None = None  # where it listens: kept across restarts
         self._started = False
 
     @property
@@ -69,6 +76,7 @@ class EmbeddedPostgres:
             raise EmbeddedError(f"cannot start the embedded PostgreSQL in {self.pgdata}: "
                                 f"{exc} (its log: {self.log_file})") from exc
         self._started = True
+        self._socket_dir = info.socket_dir
         log.info("embedded PostgreSQL running (data %s, socket %s, pid %s)", self.pgdata,
                  info.socket_dir, info.pid)
         return str(info.get_uri())
@@ -117,9 +125,75 @@ class EmbeddedPostgres:
         if not (self.pgdata / "PG_VERSION").exists():
             self._run(pgserver._commands.initdb, "--auth=trust", "--auth-local=trust",
                       "--encoding=utf8", "-U", "postgres")
-        self._pg_ctl("-w", "-o", '-h ""', "-o", f"-k {self._socket_dir(user)}",
-                     "-l", str(self.log_file), "start")
+        self._pg_ctl(*self._start_args(self._new_socket_dir(user)))
         return self._wait_ready(pgserver.utils.PostmasterInfo)
+
+    def _start_args(self, socket_dir: Path) -> tuple[str, ...]:
+        """pg_ctl's arguments to start it: on a Unix socket in socket_dir only (no TCP)."""
+        return ("-w", "-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(self.log_file),
+                "start")
+
+    # -- while it serves (the master's supervisor) -------------------------------------------
+
+    def postmaster_pid(self) -> int | None:
+        """The running postmaster's pid, from postmaster.pid, 0 while a starting server
+        writes the file; None when it is not running (no file, or its process gone: a
+        postmaster killed with SIGKILL leaves the file)."""
+        pid = self._recorded_pid()
+        if pid is None or (pid and not _alive(pid)):
+            return None
+        return pid
+
+    def death_reason(self, log_offset: int) -> str:
+        """Why postmaster_pid() found no server, for a log line; what its log got after
+        `log_offset` (its size while it was seen running) tells why it stopped."""
+        if self._recorded_pid() is not None:
+            return ("its process is gone and postmaster.pid stayed (killed with SIGKILL, by "
+                    "the OOM killer or a person)")
+        last = self.log_since(log_offset)
+        return "it stopped (postmaster.pid removed)" + (f"; its log: {last}" if last else "")
+
+    def spawn_start(self) -> subprocess.Popen[bytes]:
+        """Start it again where it listened, without waiting: pg_ctl -w runs in a child
+        process that the caller reaps (it exits 0 once the server accepts connections)."""
+        if self._socket_dir is None:
+            raise EmbeddedError("the embedded PostgreSQL was never started by this process")
+        self._remove_stale_locks(self._socket_dir)
+        command = [str(Path(_import_pgserver()._commands.POSTGRES_BIN_PATH) / "pg_ctl"),
+                   "-D", str(self.pgdata), *self._start_args(self._socket_dir)]
+        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, **self._user_args())
+
+    def log_size(self) -> int:
+        try:
+            return self.log_file.stat().st_size
+        except OSError:
+            return 0
+
+    def log_since(self, offset: int) -> str:
+        """The last FATAL or PANIC line its log got after `offset`, else its last line."""
+        try:
+            with open(self.log_file, "rb") as handle:
+                handle.seek(max(offset, self.log_size() - LOG_TAIL))
+                lines = handle.read().decode(errors="replace").splitlines()
+        except OSError:
+            return ""
+        lines = [line.strip() for line in lines if line.strip()]
+        fatal = [line for line in lines if "FATAL:" in line or "PANIC:" in line]
+        return (fatal or lines or [""])[-1]
+
+    def _recorded_pid(self) -> int | None:
+        return _lock_pid(self.pgdata / "postmaster.pid")
+
+    def _remove_stale_locks(self, socket_dir: Path) -> None:
+        """PostgreSQL takes over a lock file (postmaster.pid, the socket's) whose process is
+        gone, but not one naming a zombie: a killed postmaster its new parent has not reaped
+        yet, or never will (a container's init that reaps nothing)."""
+        for lock in (self.pgdata / "postmaster.pid", socket_dir / f"{SOCKET_NAME}.lock"):
+            pid = _lock_pid(lock)
+            if pid and not _alive(pid):
+                lock.unlink(missing_ok=True)
+                log.info("removed the stale %s (pid %d is gone)", lock, pid)
 
     def _own_pgdata(self, user: ServerUser) -> None:
         """data_dir/postgres, owned by `user`, mode 0700: the one directory prefork changes."""
@@ -132,7 +206,7 @@ class EmbeddedPostgres:
         os.chown(self.pgdata, user.uid, user.gid)
         self.pgdata.chmod(0o700)
 
-    def _socket_dir(self, user: ServerUser) -> Path:
+    def _new_socket_dir(self, user: ServerUser) -> Path:
         if len(os.fsencode(self.pgdata / SOCKET_NAME)) < SUN_PATH_MAX:
             return self.pgdata
         directory = Path(tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX))  # mode 0700, new
@@ -140,7 +214,7 @@ class EmbeddedPostgres:
         return directory
 
     def _made_socket_dir(self) -> Path | None:
-        """The socket directory _socket_dir() made for a running server, if it made one."""
+        """The socket directory _new_socket_dir() made for a running server, if it made one."""
         if self._user is None:
             return None
         info = _import_pgserver().utils.PostmasterInfo.read_from_pgdata(self.pgdata)
@@ -164,9 +238,12 @@ class EmbeddedPostgres:
 
     def _run(self, command: Any, *args: str) -> None:
         """One of pgserver's command functions, as the server's user when prefork is root."""
-        as_user = {} if self._user is None else {**self._user.subprocess_args(),
-                                                 "cwd": self.pgdata}
-        command(list(args), pgdata=self.pgdata, timeout=READY_TIMEOUT, **as_user)
+        command(list(args), pgdata=self.pgdata, timeout=READY_TIMEOUT, **self._user_args())
+
+    def _user_args(self) -> dict[str, Any]:
+        if self._user is None:
+            return {}
+        return {**self._user.subprocess_args(), "cwd": self.pgdata}
 
 
 def _start(pgserver: Any, pgdata: Path) -> Any:
@@ -174,6 +251,31 @@ def _start(pgserver: Any, pgdata: Path) -> Any:
     server = pgserver.get_server(pgdata, cleanup_mode=None)
     server.ensure_postgres_running()  # a handle cached from an earlier start
     return server.get_postmaster_info()
+
+
+def _lock_pid(lock: Path) -> int | None:
+    """The pid a PostgreSQL lock file names; None without the file, 0 while a starting
+    server writes it."""
+    try:
+        first = lock.read_text().split("\n", 1)[0]
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return 0  # unreadable for now: taken for a server starting
+    try:
+        return int(first)
+    except ValueError:
+        return 0
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs; a zombie (killed, not reaped yet) does not."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True
 
 
 def _import_pgserver() -> Any:

@@ -40,6 +40,7 @@ from prefork.logs import log_stream
 from prefork.ops import sdnotify
 from prefork.ops.webhook import Webhook
 from prefork.pidfile import remove_pidfile, write_pidfile
+from prefork.servers.embedded_supervisor import EmbeddedSupervisor
 from prefork.servers.exits import ExitRecord, KillOrder, classify, mib
 from prefork.servers.health import Alert, HealthMonitor
 from prefork.servers.parking import Candidate, Parked, Parking
@@ -146,6 +147,9 @@ class Master:
         s = self.settings
         self.health = HealthMonitor(s.alert_window, s.alert_crashes, s.alert_limit_kills)
         self.webhook = Webhook(s.alert_webhook) if s.alert_webhook else None
+        embedded = database.embedded if database is not None else None
+        self.embedded = (EmbeddedSupervisor(embedded, s.alert_window)
+                         if embedded is not None else None)
         self.started_at = time.time()
         self.process = psutil.Process()
         self._wakeup = WakeupPipe()
@@ -181,6 +185,7 @@ class Master:
         self._watchdog()
         self._maintain()
         self._alert(self.health.check(time.time()))
+        self._supervise_database()
         self._announce_ready()
         self._balance(time.monotonic())
         self._publish_state()
@@ -436,6 +441,13 @@ class Master:
                 self.webhook.send({"event": event, "server": socket.gethostname(),
                                    "master_pid": os.getpid(), **alert.as_dict()})
 
+    def _supervise_database(self) -> None:
+        """The embedded PostgreSQL this master started, while it serves and has not handed
+        over (USR2): the new master watches it then, and this one again if the upgrade
+        fails."""
+        if self.embedded is not None and not self.stopping and not self.handed_over:
+            self._alert(self.embedded.poll(time.monotonic()))
+
     def _announce_ready(self) -> None:
         """Tell systemd (Type=notify) once every HTTP worker of the generation serves: at
         start, after a reload, and from a new master after an upgrade (with its pid)."""
@@ -583,6 +595,8 @@ class Master:
                 return
             if pid == self.upgrade_pid:
                 self._upgrade_failed(status)
+            elif self.embedded is not None and self.embedded.owns(pid):
+                self._alert(self.embedded.reaped(status, time.monotonic()))
             elif pid in self.workers:
                 worker = self.workers.pop(pid)
                 self._receive_handover(worker)  # what it handed over just before exiting
@@ -776,6 +790,8 @@ class Master:
         return self.upgrade_pid is not None
 
     def _cleanup(self) -> None:
+        if self.embedded is not None:
+            self.embedded.settle()  # a start in progress ends before the server is stopped
         remove_state(self.state_file)
         remove_pidfile(self.settings.pidfile)
         log.info("master stopped")
@@ -832,10 +848,15 @@ class Master:
             "listeners": [display_address(s) for s in self._all_listeners() if s.fileno() >= 0],
             "processes": [self._worker_row(w, now) for w in self.workers.values()],
             "exits": [record.as_dict() for record in self.exits],
-            "alerts": [alert.as_dict() for alert in self.health.active.values()],
+            "alerts": [alert.as_dict() for alert in self._active_alerts()],
+            "database": self.embedded.state() if self.embedded is not None else {},
             "memory_history": {role: list(points)
                                for role, points in self.memory_history.items()},
         }
+
+    def _active_alerts(self) -> list[Alert]:
+        embedded = self.embedded.alert if self.embedded is not None else None
+        return [*self.health.active.values(), *([embedded] if embedded else [])]
 
     def _worker_row(self, worker: WorkerProc, now: float) -> dict[str, Any]:
         view = worker.slot.read()
