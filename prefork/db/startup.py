@@ -109,7 +109,8 @@ def _start_embedded(settings: Settings) -> DatabaseRuntime:
 
 def _prepare_postgres(settings: Settings, runtime: DatabaseRuntime, as_server: bool) -> None:
     target = runtime.target
-    with wait_for_postgres(target, settings.db_connect_timeout) as conn:
+    role = roles.MASTER if as_server else roles.CLI
+    with wait_for_postgres(target, settings.db_connect_timeout, role) as conn:
         try:
             migrate_postgres(conn)
         except (psycopg.Error, SchemaError) as exc:
@@ -131,13 +132,14 @@ def _join(conn: psycopg.Connection[tuple[object, ...]], settings: Settings) -> H
     return me
 
 
-def wait_for_postgres(target: Target, timeout: float) -> psycopg.Connection[tuple[object, ...]]:
+def wait_for_postgres(target: Target, timeout: float,
+                      role: str = roles.MASTER) -> psycopg.Connection[tuple[object, ...]]:
     """Connect, retrying until `timeout` seconds have passed; raises DatabaseStartError."""
     deadline = time.monotonic() + timeout
     announced = False
     while True:
         try:
-            return roles.connect(target.conninfo, roles.MASTER, autocommit=True)
+            return roles.connect(target.conninfo, role, autocommit=True)
         except psycopg.OperationalError as exc:
             reason = one_line(exc)
             permanent = any(word in reason for word in _PERMANENT)
