@@ -222,9 +222,11 @@ def test_a_cron_worker_killed_mid_job_releases_it_and_another_runs_the_slot(
     os.kill(first, signal.SIGKILL)
     server.wait_log(rf"cron worker #\d \(pid {first}\) exited: crash, killed by signal SIGKILL")
     eventually(lambda: query(cron_db, "SELECT count(*) FROM cron_hits")[0][0] == 1, 30)
-    runs = query(cron_db, "SELECT status, slot FROM prefork.cron_run WHERE job = 'slow.once' "
-                          "ORDER BY id")
-    assert [status for status, _ in runs] == [None, "ok"]  # the killed attempt never finished
+    runs = query(cron_db, "SELECT status, slot, error FROM prefork.cron_run "
+                          "WHERE job = 'slow.once' ORDER BY id")
+    # The killed attempt is closed as lost by the worker that claimed the job next.
+    assert [status for status, _, _ in runs] == ["lost", "ok"]
+    assert "stopped renewing the lease" in runs[0][2]
     assert runs[0][1] == runs[1][1]  # the same slot, run again: at least once
     assert query(cron_db, "SELECT pid FROM cron_hits")[0][0] != first
 
