@@ -28,6 +28,8 @@ from prefork.db.errors import one_line
 
 log = logging.getLogger("prefork.cron")
 
+# Longer than the master's grace (servers/master.py CRON_GRACE, 5 s) before it kills a cron
+# worker past its limit: on a live host the kill, which ends the lease at once, comes first.
 GRACE = 10              # seconds past limit_time_real_cron before PostgreSQL ends a lease
 UNLIMITED_LEASE = 60    # seconds: the lease of a job without a time limit, renewed while it runs
 RENEWALS_PER_LEASE = 3  # a renewal may be late twice before the lease is lost
