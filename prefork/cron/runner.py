@@ -262,13 +262,12 @@ class CronRunner:
                 self._fence(claim, conn, lease)
             return Outcome("ok", time.monotonic() - started)
         except LeaseLost as exc:
-            if claim.done:  # recorded as a timeout meanwhile: stopped, so not committed
-                return Outcome("timeout", time.monotonic() - started)
-            return self._lost(claim, time.monotonic() - started, str(exc))
+            return self._not_committed(claim, time.monotonic() - started, str(exc))
         except Exception:
             text = traceback.format_exc()
-            if self._confirm(claim, lease):  # the error may be the lease's end itself
-                return self._lost(claim, time.monotonic() - started, lease.lost)
+            lost = self._confirm(claim, lease)  # the error may be the lease's end itself
+            if lost:
+                return self._not_committed(claim, time.monotonic() - started, lost)
             log.error("cron job %r failed; rolled back:\n%s", claim.name, text.rstrip())
             return Outcome("failed", time.monotonic() - started, text)
         finally:
@@ -282,13 +281,20 @@ class CronRunner:
         commit, PostgreSQL ends that session before the lease (whose timer starts later),
         so no other worker can have run the slot by the time a commit goes through."""
         bound_idle_in_transaction(conn, self.lease_length)
-        lost = self._confirm(claim, lease)
+        with self._finishing:
+            lost = "its timeout was recorded" if claim.done else lease.confirm()
+            claim.committing = not lost  # from here on, the timer leaves the outcome to us
         if lost:
             raise LeaseLost(lost)
 
     def _confirm(self, claim: Claim, lease: Lease) -> str:
         with self._finishing:
             return "its timeout was recorded" if claim.done else lease.confirm()
+
+    def _not_committed(self, claim: Claim, elapsed: float, why: str) -> Outcome:
+        if claim.done:  # recorded as a timeout meanwhile: stopped, so not committed
+            return Outcome("timeout", elapsed)
+        return self._lost(claim, elapsed, why)
 
     def _lost(self, claim: Claim, elapsed: float, why: str) -> Outcome:
         log.error("cron job %r lost its lease after %.1fs (%s); rolled back, not committed: "
@@ -350,7 +356,7 @@ class CronRunner:
     def _timed_out(self, claim: Claim, lease: Lease, started: float) -> None:
         elapsed = time.monotonic() - started
         with self._finishing:
-            if claim.done:  # finished meanwhile
+            if claim.done or claim.committing:  # finished, or finishing, meanwhile
                 return
             lost = lease.confirm()  # a worker resumed past its lease: the job is not its own
         if lost:

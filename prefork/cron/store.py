@@ -28,6 +28,7 @@ CHANNEL = "prefork_cron"
 SYNC_LOCK_KEY = 0x70726566_63726F6E  # "prefcron"
 MAX_ATTEMPTS = 2
 MAX_RETRY_DELAY = 3600.0
+HELD_RECHECK = 10.0  # seconds: how soon an idle worker looks again at a job another holds
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Claim:
     first_failure: datetime | None
     run_id: int = 0
     done: bool = False  # finished, by the runner or by its timeout timer
+    committing: bool = False  # its lease confirmed, its job's transaction committing
 
 
 @dataclass(frozen=True)
@@ -213,9 +215,17 @@ def seconds_to_next(conn: Any, unknown: Iterable[str] = ()) -> float | None:
     so counting it would wake this worker at once, again and again, for as long as the job
     runs. FOR KEY SHARE SKIP LOCKED skips exactly such rows, and the lock it takes itself
     ends with the rollback below (a claim meanwhile passes that row by, but this worker,
-    having seen it due, claims it next)."""
-    row = conn.execute("SELECT extract(epoch FROM next_run - now()) FROM prefork.cron_job "
-                       "WHERE active AND declared AND name <> ALL(%s) ORDER BY next_run "
-                       "LIMIT 1 FOR KEY SHARE SKIP LOCKED", (list(unknown),)).fetchone()
+    having seen it due, claims it next). Such a held job is looked at again within
+    HELD_RECHECK seconds all the same: its lease may end (its worker frozen or gone), and
+    nothing announces that."""
+    row = conn.execute(
+        "SELECT (SELECT extract(epoch FROM next_run - now()) FROM prefork.cron_job "
+        "WHERE active AND declared AND name <> ALL(%s) ORDER BY next_run "
+        "LIMIT 1 FOR KEY SHARE SKIP LOCKED), EXISTS (SELECT 1 FROM prefork.cron_job "
+        "WHERE active AND declared AND name <> ALL(%s) AND next_run <= now())",
+        (list(unknown), list(unknown))).fetchone()
     conn.rollback()
-    return None if row is None or row[0] is None else max(0.0, float(row[0]))
+    seconds = None if row[0] is None else max(0.0, float(row[0]))
+    if row[1] and seconds != 0.0:  # a due job, held by another worker
+        return HELD_RECHECK if seconds is None else min(seconds, HELD_RECHECK)
+    return seconds
