@@ -81,7 +81,7 @@ def run_due_jobs(uri: str, workers: int) -> float:
     """Seconds for `workers` cron workers to run JOBS due no-op jobs."""
     with server(uri, free_port(), "--workers", "1", "--max-cron-threads", str(workers),
                 BENCH_CRON_JOBS=str(JOBS)):
-        wait(lambda: scalar(uri, "SELECT count(*) FROM prefork.cron_job") == JOBS + 2)
+        wait(lambda: scalar(uri, "SELECT count(*) FROM prefork.cron_job") == JOBS + 3)
         with psycopg.connect(uri, autocommit=True) as conn:
             conn.execute("UPDATE prefork.cron_job SET next_run = now() WHERE name LIKE 'noop.%'")
             started = time.monotonic()
@@ -97,7 +97,7 @@ def wakeup(rounds: int = 10) -> None:
     uri = fresh_database()
     with server(uri, free_port(), "--workers", "1", "--max-cron-threads", "1",
                 "--cron-poll-interval", "2"):
-        wait(lambda: scalar(uri, "SELECT count(*) FROM prefork.cron_job") == 2)
+        wait(lambda: scalar(uri, "SELECT count(*) FROM prefork.cron_job") == 3)
         for label, notify in (("NOTIFY (prefork cron run / trigger)", True),
                               ("poll fallback, cron_poll_interval = 2 s", False)):
             latencies = [trigger_latency(uri, notify) for _ in range(rounds)]
@@ -127,7 +127,7 @@ def http_during_cron(duration: int = 6) -> None:
     uri = fresh_database()
     port = free_port()
     with server(uri, port, "--workers", "2", "--max-cron-threads", "1"):
-        wait(lambda: scalar(uri, "SELECT count(*) FROM prefork.cron_job") == 2)
+        wait(lambda: scalar(uri, "SELECT count(*) FROM prefork.cron_job") == 3)
         wrk(port, 10, 2, False)
         rate, p50, p99 = wrk(port, 10, duration, False)
         print(f"| no cron job running | {rate:,.0f} | {p50:.2f} | {p99:.2f} |", flush=True)

@@ -1,9 +1,11 @@
-"""Jobs for bench/cron_jobs.py: BENCH_CRON_JOBS no-op jobs, a marker job and a CPU burner."""
+"""Jobs for bench/cron_jobs.py and bench/cron_idle.py: BENCH_CRON_JOBS no-op jobs, a marker
+job, a CPU burner and a 30 s sleeper."""
 
 from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 from prefork.cron import JobContext, cron
 
@@ -26,3 +28,10 @@ def burn(ctx: JobContext) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         sum(range(10000))
+
+
+@cron(every="1h", name="bench.long")
+def long(ctx: JobContext) -> None:
+    """Waits 30 s in its transaction; says which process runs it (in BENCH_CRON_DIR)."""
+    (Path(os.environ["BENCH_CRON_DIR"]) / "bench.long.pid").write_text(str(os.getpid()))
+    time.sleep(30)

@@ -232,7 +232,9 @@ class Server:
 
 
 def start_server(tmp_path: Path, *args: str, env: dict[str, str] | None = None,
-                 wait: bool = True, cwd: Path = ROOT) -> Server:
+                 wait: bool = True, cwd: Path = ROOT, session: bool = False) -> Server:
+    """`session`: in a session (and process group) of its own, which os.killpg reaches
+    whole, master and workers, as a host would be frozen."""
     log_path = tmp_path / f"server-{time.monotonic_ns()}.log"
     command = [PREFORK, "run", "--http-interface", "127.0.0.1",
                "-p", "0", "--gevent-port", "0", "--data-dir", str(tmp_path / "data"), *args]
@@ -242,7 +244,7 @@ def start_server(tmp_path: Path, *args: str, env: dict[str, str] | None = None,
     full_env.update(env or {})
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
-                                cwd=cwd, env=full_env)
+                                cwd=cwd, env=full_env, start_new_session=session)
     server = Server(proc, log_path)
     if wait:
         match = server.wait_log(READY_RE.pattern)
@@ -256,8 +258,9 @@ def server_factory(tmp_path: Path) -> Iterator[type]:
 
     class Factory:
         @staticmethod
-        def start(*args: str, env: dict[str, str] | None = None, wait: bool = True) -> Server:
-            server = start_server(tmp_path, *args, env=env, wait=wait)
+        def start(*args: str, env: dict[str, str] | None = None, wait: bool = True,
+                  session: bool = False) -> Server:
+            server = start_server(tmp_path, *args, env=env, wait=wait, session=session)
             started.append(server)
             return server
 

@@ -2,10 +2,13 @@
 mode): claim a due job, run it in its own transaction, reschedule it; sleep until the next
 due job, a NOTIFY, or cron_poll_interval.
 
-Three connections per runner: `lock` holds the claimed row's lock for the job's duration,
-`job` runs the job's transaction, `listen` waits for NOTIFY. A job that runs past
-limit_time_real_cron is recorded as a timeout by a timer thread on the lock connection
-(rescheduled to its next slot, counted as a failure) before the runner's owner stops it.
+Three connections per runner: `lock` holds the claimed row's lock for the job's duration
+(the job's lease, renewed by a thread: lease.py), `job` runs the job's transaction, `listen`
+waits for NOTIFY. A job that runs past limit_time_real_cron is recorded as a timeout by a
+timer thread on the lock connection (rescheduled to its next slot, counted as a failure)
+before the runner's owner stops it. A job's transaction commits only after its lease is
+confirmed: a worker that lost its lease (frozen past it, cut off) rolls its job back, since
+another worker may have run the slot meanwhile, and records the attempt as lost.
 """
 
 from __future__ import annotations
@@ -19,9 +22,16 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import psycopg
+from psycopg.pq import TransactionStatus
 
 from prefork import metrics
 from prefork.config import Settings
+from prefork.cron.lease import (
+    Lease,
+    bound_idle_in_transaction,
+    lease_seconds,
+    set_session_timeouts,
+)
 from prefork.cron.registry import REGISTRY, Job
 from prefork.cron.store import (
     CHANNEL,
@@ -30,6 +40,7 @@ from prefork.cron.store import (
     Policy,
     claim_due,
     finish,
+    record_run,
     seconds_to_next,
     start_run,
     sync_jobs,
@@ -116,6 +127,7 @@ class CronRunner:
         self.should_stop = should_stop
         self.policy = policy_of(settings)
         self.limit = cron_limits(settings)[0]
+        self.lease_length = lease_seconds(self.limit)
         self.poll = settings.cron_poll_interval
         self._finishing = threading.Lock()
         self._conns: dict[str, psycopg.Connection[Any]] = {}
@@ -132,9 +144,18 @@ class CronRunner:
                 self._conns[role] = roles.connect(self.conninfo, roles.CRON,
                                                   autocommit=role != "lock")
             self._conns["listen"].execute(f"LISTEN {CHANNEL}")
+            self._set_timeouts()
         except psycopg.Error:
             self.close()  # none half-open: the next attempt starts afresh
             raise
+
+    def _set_timeouts(self) -> None:
+        """PostgreSQL ends an unrenewed lease; with a job limit, also a frozen worker's job
+        transaction (and its row locks), which a healthy job never keeps idle that long."""
+        set_session_timeouts(self._conns["lock"], idle_in_transaction=self.lease_length)
+        if self.limit:
+            set_session_timeouts(self._conns["job"], idle_in_transaction=self.lease_length,
+                                 statement=self.lease_length)
 
     def close(self) -> None:
         conns, self._conns = self._conns, {}
@@ -196,6 +217,7 @@ class CronRunner:
 
     def run_one(self) -> str | None:
         """Claim one due job and run it (or pass it by); its name, None when none is due."""
+        self.connect()  # again after a lost lease
         lock = self._conns["lock"]
         claim = claim_due(lock, self.unknown)
         if claim is None:
@@ -204,17 +226,29 @@ class CronRunner:
             lock.rollback()
             self.unknown.add(claim.name)
         elif not start_run(self._conns["job"], claim, self.worker):
-            self._finish(claim, Outcome("lost", 0.0, "started by workers that died, "
-                                                      "not started again"))
+            self._finish(claim, Outcome("lost", 0.0, "this slot already lost its attempts "
+                                                      "(workers that died or lost their "
+                                                      "lease); not started again"))
         else:
-            self._finish(claim, self._execute(claim))
+            self._run_leased(claim)
         return claim.name
 
-    def _execute(self, claim: Claim) -> Outcome:
+    def _run_leased(self, claim: Claim) -> None:
+        lease = Lease(self._conns["lock"], self.lease_length, self._finishing)
+        lease.start()
+        try:
+            self._finish(claim, self._execute(claim, lease), lease)
+        finally:
+            lease.stop()
+        if lease.lost:
+            self.close()  # the lock connection is gone; the next claim reconnects
+
+    def _execute(self, claim: Claim, lease: Lease) -> Outcome:
         job = self.jobs[claim.name]
         timer = None
         if self.limit:
-            timer = threading.Timer(self.limit, self._timed_out, (claim, time.monotonic()))
+            timer = threading.Timer(self.limit, self._timed_out,
+                                    (claim, lease, time.monotonic()))
             timer.daemon = True
             timer.start()
         self.hooks.job_started(claim.name)
@@ -225,9 +259,15 @@ class CronRunner:
                 job.function(JobContext(conn, claim.name,
                                         lambda text: self.hooks.progress(claim.name, text),
                                         self.settings))
+                self._fence(claim, conn, lease)
             return Outcome("ok", time.monotonic() - started)
+        except LeaseLost as exc:
+            return self._not_committed(claim, time.monotonic() - started, str(exc))
         except Exception:
             text = traceback.format_exc()
+            lost = self._confirm(claim, lease)  # the error may be the lease's end itself
+            if lost:
+                return self._not_committed(claim, time.monotonic() - started, lost)
             log.error("cron job %r failed; rolled back:\n%s", claim.name, text.rstrip())
             return Outcome("failed", time.monotonic() - started, text)
         finally:
@@ -235,12 +275,38 @@ class CronRunner:
                 timer.cancel()
             self.hooks.job_finished(claim.name)
 
-    def _finish(self, claim: Claim, outcome: Outcome) -> bool:
+    def _fence(self, claim: Claim, conn: Any, lease: Lease) -> None:
+        """Raise LeaseLost unless the lease still holds, just before the job commits. The
+        job's session is bounded first: if this worker froze between the check and its
+        commit, PostgreSQL ends that session before the lease (whose timer starts later),
+        so no other worker can have run the slot by the time a commit goes through."""
+        bound_idle_in_transaction(conn, self.lease_length)
+        with self._finishing:
+            lost = "its timeout was recorded" if claim.done else lease.confirm()
+            claim.committing = not lost  # from here on, the timer leaves the outcome to us
+        if lost:
+            raise LeaseLost(lost)
+
+    def _confirm(self, claim: Claim, lease: Lease) -> str:
+        with self._finishing:
+            return "its timeout was recorded" if claim.done else lease.confirm()
+
+    def _not_committed(self, claim: Claim, elapsed: float, why: str) -> Outcome:
+        if claim.done:  # recorded as a timeout meanwhile: stopped, so not committed
+            return Outcome("timeout", elapsed)
+        return self._lost(claim, elapsed, why)
+
+    def _lost(self, claim: Claim, elapsed: float, why: str) -> Outcome:
+        log.error("cron job %r lost its lease after %.1fs (%s); rolled back, not committed: "
+                  "another worker may run its slot", claim.name, elapsed, why)
+        return Outcome("lost", elapsed, f"lease lost: {why}; rolled back, not committed")
+
+    def _finish(self, claim: Claim, outcome: Outcome, lease: Lease | None = None) -> bool:
         with self._finishing:
             if claim.done:
                 return False
             claim.done = True
-            alert = finish(self._conns["lock"], claim, outcome, self.policy)
+            alert = self._settle(claim, outcome, lease)
         counters = metrics.current()
         if counters is not None:
             counters.cron_runs.labels(claim.name, outcome.status).inc()
@@ -249,15 +315,62 @@ class CronRunner:
             log.error("ALERT %s", alert)
         return True
 
-    def _timed_out(self, claim: Claim, started: float) -> None:
-        elapsed = time.monotonic() - started
-        detail = f"ran {elapsed:.1f}s > limit_time_real_cron {self.limit}s"
+    def _settle(self, claim: Claim, outcome: Outcome, lease: Lease | None) -> str | None:
+        """Reschedule the job and close its attempt; only the attempt when the lease is
+        gone (the job's row is then another worker's). Called with the guard."""
+        if lease is None:  # no attempt started: nothing to renew, nothing to fence
+            return finish(self._conns["lock"], claim, outcome, self.policy)
+        lease.stop()
+        if lease.lost:
+            self._record_run(claim, outcome)
+            return None
         try:
-            recorded = self._finish(claim, Outcome("timeout", elapsed, detail))
+            return finish(self._conns["lock"], claim, outcome, self.policy)
         except psycopg.Error as exc:
-            log.error("cron job %r timed out and could not be recorded: %s", claim.name, exc)
-            recorded = True
-        if recorded:
+            lease.lost = f"its lock connection failed: {one_line(exc)}"
+        log.error("cron job %r: %s; not rescheduled, its slot may run again", claim.name,
+                  lease.lost)
+        self._record_run(claim, Outcome(outcome.status, outcome.duration, (
+            f"{outcome.error}\n" if outcome.error else "") + f"not rescheduled ({lease.lost}):"
+            " its slot may run again"))
+        return None
+
+    def _record_run(self, claim: Claim, outcome: Outcome) -> None:
+        """The attempt's status without its lease: on the job connection when it is idle,
+        else on a new one (the job may still be running: a timeout; PostgreSQL may have
+        ended the job's session with the lease)."""
+        job = self._conns["job"]
+        try:
+            if not job.closed and job.info.transaction_status == TransactionStatus.IDLE:
+                record_run(job, claim, outcome)
+                return
+        except psycopg.Error:
+            pass
+        try:
+            with psycopg.connect(self.conninfo, autocommit=True) as conn:
+                record_run(conn, claim, outcome)
+        except psycopg.Error as exc:  # the next claim of the job closes it as lost
+            log.warning("cron job %r: its attempt could not be recorded: %s", claim.name,
+                        one_line(exc))
+
+    def _timed_out(self, claim: Claim, lease: Lease, started: float) -> None:
+        elapsed = time.monotonic() - started
+        with self._finishing:
+            if claim.done or claim.committing:  # finished, or finishing, meanwhile
+                return
+            lost = lease.confirm()  # a worker resumed past its lease: the job is not its own
+        if lost:
+            outcome = self._lost(claim, elapsed, lost)
+        else:
+            outcome = Outcome("timeout", elapsed,
+                              f"ran {elapsed:.1f}s > limit_time_real_cron {self.limit}s")
+        if not self._finish(claim, outcome, lease):
+            return
+        if not lost:
             log.error("cron job %r stopped: %s; rescheduled for its next slot", claim.name,
-                      detail)
-            self.hooks.timed_out(claim.name)
+                      outcome.error)
+        self.hooks.timed_out(claim.name)
+
+
+class LeaseLost(Exception):
+    """The job's lease ended before its transaction could commit."""

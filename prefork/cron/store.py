@@ -4,9 +4,14 @@ Claiming: a cron worker selects one due job `FOR UPDATE SKIP LOCKED` on its lock
 and keeps that transaction open while the job runs on another connection, so any number of
 workers on any number of hosts run each due slot once, and none waits on another's lock (no
 lock errors, no noise). The row is updated and the lock released in one commit at the end.
-If the worker dies mid-job, its session ends, the lock goes, the slot is still due, and
-another worker runs it again: at least once. A slot already started MAX_ATTEMPTS times
-without finishing is not started again; it is counted as a failure ("lost") and moved on.
+That open transaction is the job's lease (lease.py): if the worker dies, freezes or loses
+the network, PostgreSQL ends its session (at once, or after the lease length), the lock goes,
+the slot is still due, and another worker runs it again: at least once.
+
+Every attempt (a prefork.cron_run row) ends with a status: ok, failed, timeout or lost. An
+attempt still unfinished when its job is claimed again is an orphan (no live worker can hold
+it: the claimer holds the row lock) and is closed as lost then. A slot that already lost
+MAX_ATTEMPTS attempts is not started again; it is counted as a failure and moved on.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ CHANNEL = "prefork_cron"
 SYNC_LOCK_KEY = 0x70726566_63726F6E  # "prefcron"
 MAX_ATTEMPTS = 2
 MAX_RETRY_DELAY = 3600.0
+HELD_RECHECK = 10.0  # seconds: how soon an idle worker looks again at a job another holds
 
 
 @dataclass
@@ -35,6 +41,7 @@ class Claim:
     first_failure: datetime | None
     run_id: int = 0
     done: bool = False  # finished, by the runner or by its timeout timer
+    committing: bool = False  # its lease confirmed, its job's transaction committing
 
 
 @dataclass(frozen=True)
@@ -92,14 +99,23 @@ def claim_due(lock_conn: Any, unknown: Iterable[str] = ()) -> Claim | None:
     return Claim(row[0], Schedule.from_text(row[1]), row[2], row[3], row[4], row[5])
 
 
+ORPHAN = ("its worker stopped renewing the lease before the attempt finished (it died, "
+          "froze, or lost the database); found unfinished when the job was claimed again")
+
+
 def start_run(job_conn: Any, claim: Claim, worker: str) -> bool:
-    """Record the attempt (committed at once); False when this slot was already started
-    MAX_ATTEMPTS times by workers that died."""
-    row = job_conn.execute(  # one round trip; job_conn commits each statement
+    """Close the job's orphaned attempts as lost and record this one (committed at once);
+    False when this slot already lost MAX_ATTEMPTS attempts."""
+    # One round trip; job_conn commits each statement. The count reads the snapshot from
+    # before the sweep: the orphans closed now are counted as unfinished.
+    row = job_conn.execute(
+        "WITH orphans AS (UPDATE prefork.cron_run SET finished_at = clock_timestamp(), "
+        "status = 'lost', error = %s WHERE job = %s AND finished_at IS NULL) "
         "INSERT INTO prefork.cron_run (job, slot, worker) SELECT %s, %s, %s "
         "WHERE (SELECT count(*) FROM prefork.cron_run WHERE job = %s AND slot = %s "
-        "AND finished_at IS NULL) < %s RETURNING id",
-        (claim.name, claim.slot, worker, claim.name, claim.slot, MAX_ATTEMPTS)).fetchone()
+        "AND (finished_at IS NULL OR status = 'lost')) < %s RETURNING id",
+        (ORPHAN, claim.name, claim.name, claim.slot, worker, claim.name, claim.slot,
+         MAX_ATTEMPTS)).fetchone()
     if row is None:
         return False
     claim.run_id = row[0]
@@ -118,18 +134,15 @@ def finish(lock_conn: Any, claim: Claim, outcome: Outcome, policy: Policy) -> st
     when the job was deactivated."""
     plan = next_state(claim, outcome, policy)
     error = outcome.error or None
-    # One statement for both tables; a lost slot (no run of its own) closes its attempts.
-    lock_conn.execute(
+    lock_conn.execute(  # both tables in one statement; run_id 0 (none started): no run
         "WITH job AS (UPDATE prefork.cron_job SET next_run = %s, last_run = %s, "
         "last_status = %s, last_duration = %s, last_error = %s, failures = %s, "
         "first_failure = %s, active = active AND %s, runs = runs + 1 WHERE name = %s) "
         "UPDATE prefork.cron_run SET finished_at = clock_timestamp(), status = %s, "
-        "duration = %s, error = %s WHERE CASE WHEN %s > 0 THEN id = %s "
-        "ELSE job = %s AND slot = %s AND finished_at IS NULL END",
+        "duration = %s, error = %s WHERE id = %s",
         (plan["next_run"], claim.now, outcome.status, outcome.duration, error,
          plan["failures"], plan["first_failure"], plan["active"], claim.name,
-         outcome.status, outcome.duration, error, claim.run_id, claim.run_id, claim.name,
-         claim.slot))
+         outcome.status, outcome.duration, error, claim.run_id))
     lock_conn.commit()
     if plan["active"]:
         return None
@@ -137,6 +150,14 @@ def finish(lock_conn: Any, claim: Claim, outcome: Outcome, policy: Policy) -> st
             f"failures since {plan['first_failure']:%Y-%m-%d %H:%M:%S}; last: "
             f"{outcome.status} {outcome.error.strip().splitlines()[-1] if outcome.error else ''}"
             ).rstrip()
+
+
+def record_run(conn: Any, claim: Claim, outcome: Outcome) -> None:
+    """Close the attempt alone, on any connection: its lease is gone, so the job's row is
+    another worker's to update."""
+    conn.execute("UPDATE prefork.cron_run SET finished_at = coalesce(finished_at, "
+                 "clock_timestamp()), status = %s, duration = %s, error = %s WHERE id = %s",
+                 (outcome.status, outcome.duration, outcome.error or None, claim.run_id))
 
 
 def next_state(claim: Claim, outcome: Outcome, policy: Policy) -> dict[str, Any]:
@@ -194,9 +215,17 @@ def seconds_to_next(conn: Any, unknown: Iterable[str] = ()) -> float | None:
     so counting it would wake this worker at once, again and again, for as long as the job
     runs. FOR KEY SHARE SKIP LOCKED skips exactly such rows, and the lock it takes itself
     ends with the rollback below (a claim meanwhile passes that row by, but this worker,
-    having seen it due, claims it next)."""
-    row = conn.execute("SELECT extract(epoch FROM next_run - now()) FROM prefork.cron_job "
-                       "WHERE active AND declared AND name <> ALL(%s) ORDER BY next_run "
-                       "LIMIT 1 FOR KEY SHARE SKIP LOCKED", (list(unknown),)).fetchone()
+    having seen it due, claims it next). Such a held job is looked at again within
+    HELD_RECHECK seconds all the same: its lease may end (its worker frozen or gone), and
+    nothing announces that."""
+    row = conn.execute(
+        "SELECT (SELECT extract(epoch FROM next_run - now()) FROM prefork.cron_job "
+        "WHERE active AND declared AND name <> ALL(%s) ORDER BY next_run "
+        "LIMIT 1 FOR KEY SHARE SKIP LOCKED), EXISTS (SELECT 1 FROM prefork.cron_job "
+        "WHERE active AND declared AND name <> ALL(%s) AND next_run <= now())",
+        (list(unknown), list(unknown))).fetchone()
     conn.rollback()
-    return None if row is None or row[0] is None else max(0.0, float(row[0]))
+    seconds = None if row[0] is None else max(0.0, float(row[0]))
+    if row[1] and seconds != 0.0:  # a due job, held by another worker
+        return HELD_RECHECK if seconds is None else min(seconds, HELD_RECHECK)
+    return seconds

@@ -75,7 +75,15 @@ STEPS = [
         "CREATE INDEX bus_message_unsequenced ON prefork.bus_message (pk) WHERE id IS NULL",
         "CREATE INDEX bus_message_created ON prefork.bus_message (created_at)",
     ), ()),
-    Step(4, "the host registry", (
+    # Attempts left unfinished (killed workers, before or after this step) are closed as lost
+    # when their job is next claimed (prefork/cron/store.py), not here: a worker of the
+    # previous version may be running one while this migrates.
+    Step(4, "every cron attempt ends with a status", (
+        "ALTER TABLE prefork.cron_run ADD CONSTRAINT cron_run_status "
+        "CHECK (status IN ('ok', 'failed', 'timeout', 'lost'))",
+        "CREATE INDEX cron_run_unfinished ON prefork.cron_run (job) WHERE finished_at IS NULL",
+    ), ()),
+    Step(5, "the host registry", (
         """CREATE TABLE prefork.host (
             host text NOT NULL,
             http_port integer NOT NULL,

@@ -71,3 +71,18 @@ def _many(number: int) -> None:
 if os.environ.get("CRONTEST_MANY"):
     for _number in range(200):
         _many(_number)
+
+
+def _lease_jobs() -> None:
+    @cron(every="4s", name="lease.slot")
+    def lease_slot(ctx: JobContext) -> None:
+        """Says which process runs it, then works for 2 s and records its slot (the job's
+        next_run, not updated before the attempt finishes)."""
+        (Path(os.environ["CRONTEST_DIR"]) / "lease.slot.pid").write_text(str(os.getpid()))
+        time.sleep(2)
+        ctx.conn.execute("INSERT INTO cron_hits (job, note, pid) SELECT name, next_run::text, "
+                         "%s FROM prefork.cron_job WHERE name = %s", (os.getpid(), ctx.name))
+
+
+if os.environ.get("CRONTEST_LEASE"):
+    _lease_jobs()
