@@ -347,7 +347,7 @@ class CronRunner:
         except psycopg.Error:
             pass
         try:
-            with psycopg.connect(self.conninfo, autocommit=True) as conn:
+            with roles.connect(self.conninfo, roles.CRON, autocommit=True) as conn:
                 record_run(conn, claim, outcome)
         except psycopg.Error as exc:  # the next claim of the job closes it as lost
             log.warning("cron job %r: its attempt could not be recorded: %s", claim.name,
