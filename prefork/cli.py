@@ -137,9 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     site.add_argument("--legacy-longpolling", action="store_true",
                       help="deprecated, no effect: /longpolling (clients of Odoo 15 and "
                       "older) is always routed")
-    site.add_argument("--upstream", action="append", default=[], metavar="HOST[:PORT]",
+    site.add_argument("--upstream", action="append", default=[],
+                      metavar="HOST[:PORT[:REALTIME_PORT]]",
                       help="a prefork host to balance over (repeat for each; PORT: "
-                      "http_port by default, the realtime port is gevent_port on each host; "
+                      "http_port by default, REALTIME_PORT: gevent_port by default; "
                       "IPv6 as [::1]:8069); without it, this host alone")
     site.add_argument("--failover-timeout", type=int, default=FAILOVER_TIMEOUT,
                       metavar="SECONDS", help="with --upstream: seconds a GET or HEAD waits "

@@ -21,6 +21,8 @@ import psutil
 import psycopg
 import pytest
 
+from prefork.db.cluster import budget_warning
+from prefork.db.hosts import HostInfo
 from prefork.db.roles import host_name
 from tests.conftest import PREFORK, ROOT, Server
 
@@ -54,10 +56,11 @@ def prefork(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=60)
 
 
-def start(server_factory: type, dsn: str, port: int, *args: str) -> Server:
+def start(server_factory: type, dsn: str, port: int, *args: str,
+          env: dict[str, str] | None = None) -> Server:
     """A server of its own data_dir (a host), on `port`."""
     server: Server = server_factory.start(*APP, "-p", str(port), "--db-uri", dsn,
-                                          "--data-dir", data_dir(port), *args)
+                                          "--data-dir", data_dir(port), *args, env=env)
     return server
 
 
@@ -109,10 +112,17 @@ def test_redis_sessions_need_one_secret_compared_by_fingerprint(
     first_port, second_port = free_port(), free_port()
     first = start(server_factory, fresh_database, first_port, *redis,
                   "--session-secret", SECRET)
+    # The second's secret comes from its service's environment, as the guide suggests.
     second = start(server_factory, fresh_database, second_port, *redis,
-                   "--session-secret", SECRET + "!")
+                   env={"PREFORK_SESSION_SECRET": SECRET + "!"})
     second.wait_log(r"cluster: 1 other host\(s\) share this database .* sign\(s\) session "
                     r"cookies with a different or no session_secret \(the fingerprints differ\)")
+    # prefork status, from a shell without that environment, judges by what the running
+    # server wrote in the registry, not by its own settings.
+    status = prefork("status", "-p", str(second_port), "--db-uri", fresh_database, *redis,
+                     "--data-dir", data_dir(second_port))
+    assert "the fingerprints differ" in status.stdout, status.stdout
+    assert "session_secret is not set here" not in status.stdout
     rows = hosts(fresh_database)
     assert rows[first_port]["session_key"] != rows[second_port]["session_key"]
     assert all(len(row["session_key"]) == 16 for row in rows.values())
@@ -129,7 +139,7 @@ def test_redis_sessions_need_one_secret_compared_by_fingerprint(
                     "--data-dir", str(tmp_path / "third"))
     assert "session_secret is not set here" in unset.stdout
     for output in (first.log(), second.log(), same.stdout + same.stderr,
-                   unset.stdout + unset.stderr):
+                   unset.stdout + unset.stderr, status.stdout):
         assert SECRET not in output and "staple" not in output
 
 
@@ -166,3 +176,15 @@ def test_a_killed_host_goes_stale_and_stops_counting(server_factory: type,
     check = prefork("check", "-p", str(second_port), "--db-uri", fresh_database,
                     "--data-dir", data_dir(second_port))
     assert "other live hosts on this database: none" in check.stdout
+
+
+def test_hosts_over_the_limit_each_are_also_over_it_together() -> None:
+    def host(port: int, connections: int) -> HostInfo:
+        return HostInfo("web", port, 1, "0.1.0", "multiprocessing", 8072, "redis",
+                        "r:6379/0", "ab" * 8, connections)
+
+    # Each alone can open 199 of 97: the cluster's line is still given (status, dashboard).
+    warning = budget_warning(host(1, 199), [host(2, 199)], 100, 3)
+    assert warning is not None and "can open 398 connections together" in warning
+    assert budget_warning(host(1, 40), [host(2, 40)], 100, 3) is None
+    assert budget_warning(host(1, 199), [], 100, 3) is None  # one host: capacity's warning

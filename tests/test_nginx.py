@@ -351,13 +351,30 @@ def test_draining_host_behind_nginx_fails_no_request(two_hosts: tuple[Host, Host
 
 
 def test_bad_upstreams_are_refused() -> None:
-    for bad in ("a b", "host:", "host:0", "host:70000", "[::1", "[nothost]:80", "x;y"):
+    for bad in ("a b", "host:", "host:0", "host:70000", "[::1", "[nothost]:80", "x;y",
+                "host:80:", "host:80:0", "[::1]:80:x"):
         result = generate("--server-name", "x", "--upstream", bad)
         assert result.returncode == 2, bad
         assert "--upstream" in result.stderr and "Traceback" not in result.stderr
     twice = generate("--server-name", "x", "-p", "8069", "--upstream", "a",
                      "--upstream", "a:8069")
-    assert twice.returncode == 2 and "given twice" in twice.stderr
+    assert twice.returncode == 2 and "is already --upstream 'a'" in twice.stderr
+
+
+def test_hosts_on_one_address_need_their_own_realtime_ports() -> None:
+    """Two servers on one machine: their HTTP ports differ, and so must their realtime
+    ports, which default to the one gevent_port of the configuration."""
+    clash = generate("--server-name", "x", "--workers", "2", "--upstream", "127.0.0.1:9001",
+                     "--upstream", "127.0.0.1:9002")
+    assert clash.returncode == 2
+    assert ("--upstream '127.0.0.1:9002': 127.0.0.1:8072 is already --upstream "
+            "'127.0.0.1:9001''s port" in clash.stderr) and "Traceback" not in clash.stderr
+    result = generate("--server-name", "x", "--workers", "2", "--upstream",
+                      "127.0.0.1:9001:9101", "--upstream", "web2:9002:9102")
+    assert result.returncode == 0, result.stderr
+    realtime = result.stdout.split("upstream prefork_realtime")[1].split("}")[0]
+    assert "server 127.0.0.1:9101 max_fails" in realtime
+    assert "server web2:9102 max_fails" in realtime
 
 
 def test_ipv6_upstreams() -> None:

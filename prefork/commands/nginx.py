@@ -19,7 +19,9 @@ def nginx(loaded: Loaded, site: Site, upstreams: list[str]) -> int:
         return _usage(f"--failover-timeout {site.failover_timeout}: expected a whole number "
                       "of seconds >= 1")
     try:
-        hosts = parse_upstreams(upstreams, loaded.settings.http_port)
+        s = loaded.settings
+        hosts = parse_upstreams(upstreams, s.http_port,
+                                s.gevent_port if s.multiprocessing else 0)
         site = dataclasses.replace(site, upstreams=hosts)
     except UpstreamError as exc:
         return _usage(str(exc))

@@ -43,12 +43,12 @@ def session_warnings(me: HostInfo, others: list[HostInfo]) -> list[str]:
 
 def budget_warning(me: HostInfo, others: list[HostInfo], max_connections: int,
                    reserved: int) -> str | None:
-    """The cluster's connection budget against the server's; None when it fits or when
-    this host alone exceeds it (capacity.capacity_warning says that)."""
+    """The cluster's connection budget against the server's; None when it fits (a host
+    that alone exceeds it is also told so by capacity.capacity_warning, at its start)."""
     hosts = [me, *others]
     total = sum(h.connections for h in hosts)
     available = max_connections - reserved
-    if not others or total <= available or me.connections > available:
+    if not others or total <= available:
         return None
     parts = " + ".join(f"{h.connections} ({h.name})" for h in hosts)
     return (f"the {len(hosts)} hosts on this database can open {total} connections together "

@@ -56,7 +56,8 @@ class HostInfo:
     mode: str               # multiprocessing or threaded
     gevent_port: int
     session_store: str      # file, memory or redis
-    session_location: str   # where: the data_dir, or Redis's host:port/db (no credentials)
+    session_location: str   # where: the sessions directory, or Redis's host:port/db (no
+    #                         credentials)
     session_key: str        # fingerprint of session_secret; empty when none is set
     connections: int        # the configuration's connection budget
     seen_ago: float = 0.0   # seconds since the row was last written
@@ -98,7 +99,8 @@ def fingerprint(secret: str) -> str:
 def _session_place(settings: Settings) -> tuple[str, str]:
     store = settings.session_store
     if store in UNSHARED:
-        return store, os.path.abspath(settings.data_dir) if store == "file" else ""
+        where = os.path.join(os.path.abspath(settings.data_dir), "sessions")
+        return store, where if store == "file" else ""
     parts = urlsplit(store)
     database = parts.path.strip("/") or "0"
     return "redis", f"{parts.hostname or 'localhost'}:{parts.port or 6379}/{database}"

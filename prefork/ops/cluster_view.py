@@ -12,7 +12,7 @@ from prefork.db import roles
 from prefork.db.capacity import server_limits
 from prefork.db.cluster import cluster_warnings
 from prefork.db.errors import one_line
-from prefork.db.hosts import describe, members, read_hosts
+from prefork.db.hosts import HostInfo, describe, members, read_hosts
 from prefork.db.target import POSTGRESQL, resolve_target
 
 CONNECT_TIMEOUT = 3  # seconds `prefork status` waits for the database
@@ -24,9 +24,18 @@ def cluster_view(conn: Any, settings: Settings, master_pid: int) -> dict[str, An
     if not row or not row[0]:
         return {"hosts": [], "warnings": []}
     hosts = read_hosts(conn)
-    me = describe(settings, master_pid)
+    me = running(hosts, settings, master_pid)
     warnings = cluster_warnings(me, members(hosts, me), *server_limits(conn))
     return {"hosts": [h.to_json() | {"live": h.live} for h in hosts], "warnings": warnings}
+
+
+def running(hosts: list[HostInfo], settings: Settings, master_pid: int) -> HostInfo:
+    """The running server's own row: what it wrote, not what this process's settings say
+    (`prefork status` may run without the secret the service has in its environment); the
+    settings' description until the row exists."""
+    me = describe(settings, master_pid)
+    return next((h for h in hosts if (h.host, h.http_port, h.pid) == (me.host, me.http_port,
+                                                                       master_pid)), me)
 
 
 def read_cluster(settings: Settings, master_pid: int) -> dict[str, Any]:

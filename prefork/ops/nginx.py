@@ -69,7 +69,7 @@ def _cluster(settings: Settings, site: Site) -> str:
     a client that loses its host reconnects to another."""
     http = [h.address(h.port) for h in site.upstreams]
     realtime = http if not settings.multiprocessing else [
-        h.address(settings.gevent_port) for h in site.upstreams]
+        h.address(h.realtime or settings.gevent_port) for h in site.upstreams]
     return (upstream_block("prefork_http", http, keepalive=KEEPALIVE)
             + upstream_block("prefork_realtime", realtime, method="least_conn"))
 

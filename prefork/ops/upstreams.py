@@ -1,5 +1,6 @@
-"""The hosts `prefork nginx --upstream HOST[:PORT]` balances over, and how nginx fails over
-between them.
+"""The hosts `prefork nginx --upstream HOST[:PORT[:REALTIME_PORT]]` balances over, and how
+nginx fails over between them. Without REALTIME_PORT a host's realtime port is the
+configuration's (gevent_port); two hosts on one address need theirs given.
 
 nginx (1.9.13 and later) passes a request to the next host on `error`, `timeout` and the
 listed `http_5xx` answers, except a non-idempotent one (POST, LOCK, PATCH) once it was sent
@@ -28,7 +29,8 @@ READS_LOCATION = "@prefork_reads"
 # Requests that get the short read timeout: reads, which nginx retries on the next host.
 READ_METHODS = "GET|HEAD"
 _NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?\Z")
-_EXPECTED = "expected HOST[:PORT], an IPv6 address in brackets ([::1]:8069), a port 1-65535"
+_EXPECTED = ("expected HOST[:PORT[:REALTIME_PORT]], an IPv6 address in brackets "
+             "([::1]:8069:8072), ports 1-65535")
 
 
 class UpstreamError(ValueError):
@@ -39,27 +41,41 @@ class UpstreamError(ValueError):
 class Upstream:
     host: str  # as nginx writes it: a name, an IPv4 address or an [IPv6] address
     port: int  # its HTTP port
+    realtime: int = 0  # its realtime port; 0: the configuration's
 
     def address(self, port: int) -> str:
         return f"{self.host}:{port}"
 
 
 def parse_upstream(text: str, http_port: int) -> Upstream:
-    """HOST, HOST:PORT, [IPv6] or [IPv6]:PORT (a bare IPv6 address has no port); without
-    a port, `http_port`."""
-    host, port = _split(text.strip())
+    """HOST, HOST:PORT, HOST:PORT:REALTIME_PORT, and the same with an [IPv6] address (a
+    bare IPv6 address has no port); without a port, `http_port`."""
+    host, ports = _split(text.strip())
     if host.startswith("["):
         _check_ipv6(text, host[1:-1])
     elif not _NAME.match(host):
         raise UpstreamError(f"--upstream {text!r}: {_EXPECTED}")
-    return Upstream(host, _port(text, port) or http_port)
+    port, _, realtime = ports.partition(":")
+    if _ and not realtime:
+        raise UpstreamError(f"--upstream {text!r}: {_EXPECTED}")
+    return Upstream(host, _port(text, port) or http_port, _port(text, realtime))
 
 
-def parse_upstreams(texts: list[str], http_port: int) -> tuple[Upstream, ...]:
+def parse_upstreams(texts: list[str], http_port: int,
+                    gevent_port: int) -> tuple[Upstream, ...]:
+    """The hosts, each once, and no two listening on one address and port; `gevent_port`:
+    the default realtime port (0: each host's HTTP port, threaded mode)."""
     hosts = [parse_upstream(text, http_port) for text in texts]
-    for index, upstream in enumerate(hosts):
-        if upstream in hosts[:index]:
-            raise UpstreamError(f"--upstream {texts[index]!r} is given twice")
+    taken: dict[str, str] = {}
+    for text, upstream in zip(texts, hosts, strict=True):
+        for address in {upstream.address(upstream.port),
+                        upstream.address(upstream.realtime or gevent_port or upstream.port)}:
+            if address in taken:
+                raise UpstreamError(
+                    f"--upstream {text!r}: {address} is already --upstream "
+                    f"{taken[address]!r}'s port; hosts on one address need ports of their "
+                    "own: HOST:PORT:REALTIME_PORT")
+            taken[address] = text
     return tuple(hosts)
 
 
@@ -70,12 +86,20 @@ def _split(text: str) -> tuple[str, str]:
         if rest and not rest.startswith(":"):
             raise UpstreamError(f"--upstream {text!r}: {_EXPECTED}")
         return text[:end + 1], rest[1:] if rest else ""
-    if text.count(":") > 1:  # a bare IPv6 address
+    if _is_ipv6(text):  # a bare IPv6 address: no port
         return f"[{text}]", ""
-    host, _, port = text.partition(":")
-    if _ and not port:
+    host, _, ports = text.partition(":")
+    if _ and not ports:
         raise UpstreamError(f"--upstream {text!r}: {_EXPECTED}")
-    return host, port
+    return host, ports
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_ipv6(text: str, address: str) -> None:

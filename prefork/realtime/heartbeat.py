@@ -39,5 +39,5 @@ class Heartbeat:
         for warning in sorted(warnings - self._warned):
             log.warning("cluster: %s", warning)
         if self._warned and not warnings:
-            log.info("cluster: the hosts on this database agree again")
+            log.info("cluster: no more warnings about the hosts on this database")
         self._warned = warnings
