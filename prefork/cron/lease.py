@@ -24,6 +24,7 @@ from typing import Any
 import psycopg
 from psycopg.pq import TransactionStatus
 
+from prefork.db import roles
 from prefork.db.errors import one_line
 
 log = logging.getLogger("prefork.cron")
@@ -43,22 +44,15 @@ def lease_seconds(limit: int) -> int:
 def set_session_timeouts(conn: Any, *, idle_in_transaction: float,
                          statement: float = 0) -> None:
     """Session-level timeouts in seconds (0 = none), kept for the connection's life."""
-    conn.execute("SELECT set_config('idle_in_transaction_session_timeout', %s, false), "
-                 "set_config('statement_timeout', %s, false)",
-                 (_ms(idle_in_transaction), _ms(statement)))
-    if not conn.autocommit:
-        conn.commit()
+    roles.apply(conn, {"idle_in_transaction_session_timeout": roles.millis(idle_in_transaction),
+                       "statement_timeout": roles.millis(statement)})
 
 
 def bound_idle_in_transaction(conn: Any, seconds: float) -> None:
     """For the rest of the current transaction only: PostgreSQL ends the session when the
     transaction waits longer than `seconds` for its client."""
     conn.execute("SELECT set_config('idle_in_transaction_session_timeout', %s, true)",
-                 (_ms(seconds),))
-
-
-def _ms(seconds: float) -> str:
-    return str(int(seconds * 1000))
+                 (roles.millis(seconds),))
 
 
 class Lease:

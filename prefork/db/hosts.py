@@ -115,6 +115,11 @@ def leave(conn: Any, info: HostInfo) -> None:
 
 
 def read_hosts(conn: Any) -> list[HostInfo]:
+    """Every row; none on a database no server of this version has prepared yet (what
+    `prefork check` may look at before the first start)."""
+    row = conn.execute("SELECT to_regclass('prefork.host') IS NOT NULL").fetchone()
+    if not row or not row[0]:
+        return []
     return hosts_of(conn.execute(READ).fetchall())
 
 

@@ -61,9 +61,6 @@ def database_report(settings: Settings) -> Report:
 def _cluster(conn: psycopg.Connection[tuple[object, ...]], settings: Settings,
              lines: list[str], limits: tuple[int, int]) -> list[str]:
     """What this configuration would find wrong with the hosts already on the database."""
-    row = conn.execute("SELECT to_regclass('prefork.host') IS NOT NULL").fetchone()
-    if not row or not row[0]:
-        return []
     me = describe(settings, 0)
     others = members(read_hosts(conn), me)
     names = ", ".join(h.name for h in others) or "none"

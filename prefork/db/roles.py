@@ -51,20 +51,31 @@ def server_settings(bound: float) -> dict[str, str]:
               "tcp_keepalives_interval": str(KEEPALIVE_INTERVAL),
               "tcp_keepalives_count": str(KEEPALIVE_COUNT)}
     if bound > 0:
-        limit = str(int((bound + GRACE) * 1000))
+        limit = millis(bound + GRACE)
         values["statement_timeout"] = limit
         values["idle_in_transaction_session_timeout"] = limit
     return values
 
 
-def setup_statement(bound: float) -> tuple[str, list[str]]:
-    """One statement that applies server_settings(bound) to the session.
+def millis(seconds: float) -> str:
+    """A duration setting's value in milliseconds, as PostgreSQL reads one without unit."""
+    return str(int(seconds * 1000))
+
+
+def setup_statement(values: dict[str, str]) -> tuple[str, list[str]]:
+    """One statement that gives the session these settings, for its whole life.
 
     Sent after connecting rather than as a startup `options` parameter, which connection
     poolers such as PgBouncer refuse by default."""
-    values = server_settings(bound)
     calls = ", ".join("set_config(%s, %s, false)" for _ in values)
     return f"SELECT {calls}", [item for pair in values.items() for item in pair]
+
+
+def apply(conn: Any, values: dict[str, str]) -> None:
+    """Give the session these settings, leaving it with no transaction open."""
+    conn.execute(*setup_statement(values))
+    if not conn.autocommit:
+        conn.commit()
 
 
 def role_conninfo(conninfo: str, role: str) -> str:
@@ -79,9 +90,7 @@ def role_conninfo(conninfo: str, role: str) -> str:
 
 def prepare(conn: Any, bound: float = 0) -> None:
     """Apply the role's session settings to a new connection, leaving it idle."""
-    conn.execute(*setup_statement(bound))
-    if not conn.autocommit:
-        conn.commit()
+    apply(conn, server_settings(bound))
 
 
 def connect(conninfo: str, role: str, bound: float = 0,
@@ -97,7 +106,7 @@ def connect(conninfo: str, role: str, bound: float = 0,
 
 
 async def prepare_async(conn: Any, bound: float = 0) -> None:
-    await conn.execute(*setup_statement(bound))
+    await conn.execute(*setup_statement(server_settings(bound)))
     if not conn.autocommit:
         await conn.commit()
 

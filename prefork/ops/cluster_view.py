@@ -20,9 +20,6 @@ CONNECT_TIMEOUT = 3  # seconds `prefork status` waits for the database
 
 def cluster_view(conn: Any, settings: Settings, master_pid: int) -> dict[str, Any]:
     """{"hosts": [...], "warnings": [...]}; no hosts before the registry exists."""
-    row = conn.execute("SELECT to_regclass('prefork.host') IS NOT NULL").fetchone()
-    if not row or not row[0]:
-        return {"hosts": [], "warnings": []}
     hosts = read_hosts(conn)
     me = running(hosts, settings, master_pid)
     warnings = cluster_warnings(me, members(hosts, me), *server_limits(conn))

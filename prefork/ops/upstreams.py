@@ -103,11 +103,9 @@ def _is_ipv6(text: str) -> bool:
 
 
 def _check_ipv6(text: str, address: str) -> None:
-    try:
-        ipaddress.IPv6Address(address)
-    except ValueError:
+    if not _is_ipv6(address):
         raise UpstreamError(f"--upstream {text!r}: {address!r} is not an IPv6 address; "
-                            f"{_EXPECTED}") from None
+                            f"{_EXPECTED}")
 
 
 def _port(text: str, port: str) -> int:

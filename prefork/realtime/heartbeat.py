@@ -18,8 +18,7 @@ log = logging.getLogger("prefork.cluster")
 
 class Heartbeat:
     def __init__(self, settings: Settings, master_pid: int) -> None:
-        self.settings = settings
-        self.master_pid = master_pid
+        self.me = describe(settings, master_pid)  # a HUP replaces this process
         self._next = 0.0
         self._warned: set[str] = set()
 
@@ -29,11 +28,10 @@ class Heartbeat:
         if now < self._next:
             return
         self._next = now + BEAT
-        me = describe(self.settings, self.master_pid)
-        await conn.execute(REGISTER, me.values())
+        await conn.execute(REGISTER, self.me.values())
         hosts = hosts_of(await (await conn.execute(READ)).fetchall())
         limits = limits_of(await (await conn.execute(LIMITS)).fetchall())
-        self._report(set(cluster_warnings(me, members(hosts, me), *limits)))
+        self._report(set(cluster_warnings(self.me, members(hosts, self.me), *limits)))
 
     def _report(self, warnings: set[str]) -> None:
         for warning in sorted(warnings - self._warned):
