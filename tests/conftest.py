@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import os
 import pwd
+import random
 import re
 import shutil
 import signal
@@ -170,6 +172,25 @@ def _uri(conninfo: str) -> str:
     else:
         netloc += f"{host}:{params.get('port', 5432)}"
     return f"postgresql://{netloc}/{params['dbname']}{query}"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on, chosen below the kernel's ephemeral range: a port the
+    kernel handed out (bind to 0) can be taken again, between this call and the bind that
+    needs it, as the local port of any outgoing connection (every database connection of
+    a starting server), and the later listen then fails with EADDRINUSE."""
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        port = random.randrange(10000, max(low, 10001))
+        with socket.socket() as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port below {low} on {host}")
 
 
 class Server:

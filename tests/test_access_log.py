@@ -8,7 +8,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from prefork.access_log import (
     _pieces,
     open_access_log,
 )
-from tests.conftest import MODES, Server
+from tests.conftest import MODES, Server, free_port
 from tests.load import Load
 from tests.test_master import wait_for
 
@@ -468,11 +467,6 @@ def test_no_line_when_off(server_factory: type, option: str) -> None:
     assert server.stop() == 0
     assert "prefork.access" not in server.log()
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _answers(server: Server) -> bool:

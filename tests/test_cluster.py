@@ -9,7 +9,6 @@ import json
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import urllib.request
@@ -24,7 +23,7 @@ import pytest
 from prefork.db.cluster import budget_warning
 from prefork.db.hosts import HostInfo
 from prefork.db.roles import host_name
-from tests.conftest import PREFORK, ROOT, Server
+from tests.conftest import PREFORK, ROOT, Server, free_port
 
 APP = ("--app", "tests.apps.dbapp:app", "--workers", "1", "--max-cron-threads", "0")
 SECRET = "correct horse battery staple"
@@ -36,11 +35,6 @@ def _remove_base() -> Iterator[None]:
     yield
     shutil.rmtree(BASE, ignore_errors=True)
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def hosts(dsn: str) -> dict[int, dict[str, Any]]:

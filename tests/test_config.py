@@ -11,7 +11,7 @@ import pytest
 from prefork.config import ConfigError, load_settings
 from prefork.config.loader import Assignment
 from prefork.config.reference import render
-from tests.conftest import PREFORK
+from tests.conftest import PREFORK, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = """\
@@ -286,14 +286,6 @@ x_sendfile = False
 xmlrpc_interface = 127.0.0.1
 xmlrpc_port = {port}
 """
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def setting_line(out: str, key: str) -> str:

@@ -23,18 +23,13 @@ import pytest
 from websockets.sync.client import connect
 
 from prefork.bus.store import write
-from tests.conftest import PREFORK, ROOT, Server
+from tests.conftest import PREFORK, ROOT, Server, free_port
 
 NGINX = shutil.which("nginx") or next(
     (p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
 pytestmark = pytest.mark.skipif(NGINX is None,
                                 reason="nginx is not installed (.ci/run installs it)")
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def generate(*args: str) -> subprocess.CompletedProcess[str]:
@@ -105,7 +100,10 @@ def running_nginx(tmp_path: Path, site: str, listen: int) -> Iterator[None]:
                 socket.create_connection(("127.0.0.1", listen), timeout=1).close()
                 break
             except OSError:
-                assert time.monotonic() < deadline, "nginx did not start"
+                log = tmp_path / "error.log"
+                said = log.read_text()[-2000:] if log.exists() else "no error.log"
+                assert proc.poll() is None and time.monotonic() < deadline, \
+                    f"nginx did not start: {said}"
                 time.sleep(0.05)
         yield
     finally:

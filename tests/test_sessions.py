@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PREFORK, ROOT, Server
+from tests.conftest import PREFORK, ROOT, Server, free_port
 from tests.test_master import wait_workers
 
 APP = ("--app", "tests.apps.sessionapp:app", "--max-cron-threads", "0")
@@ -239,9 +239,7 @@ def redis_server(tmp_path: Path) -> Iterator[tuple[int, Any]]:
     start again on the same port."""
     if REDIS is None:
         pytest.skip("redis-server is not installed")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     procs: list[subprocess.Popen[bytes]] = []
 
     def start() -> None:
