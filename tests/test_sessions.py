@@ -163,6 +163,16 @@ def test_a_tampered_or_unknown_cookie_gets_a_new_session(server_factory: type) -
     assert request(server, "/", f"{name}={'A' * 43}.{mac}")[1]["session"] == {}
 
 
+def test_foreign_cookies_in_front_keep_the_session(server_factory: type) -> None:
+    """Another app on the domain set a JSON cookie: the browser sends it before ours
+    (SimpleCookie dropped the whole header then, and the user was signed out)."""
+    server = server_factory.start(*APP, "--workers", "1")
+    ours = cookie_of(request(server, "/login?user=ada")[2])
+    header = f'pref={{"theme":"dark"}}; consent="a b"; ;flag; {ours}; tz=Europe/Brussels'
+    status, body, again = request(server, "/", header)
+    assert status == 200 and body["session"] == {"user": "ada"} and again == ""
+
+
 def test_concurrent_writes_from_four_workers_never_corrupt(server_factory: type,
                                                            tmp_path: Path) -> None:
     server = server_factory.start(*APP, "--workers", "4", "--no-access-log")
