@@ -19,6 +19,7 @@ import time
 import psutil
 
 from prefork.config import Settings
+from prefork.datadir import private_dir
 
 log = logging.getLogger("prefork")
 
@@ -99,7 +100,7 @@ def setup(settings: Settings) -> Metrics | None:
     try:
         _remove_stale(root)
         shutil.rmtree(path, ignore_errors=True)
-        os.makedirs(path)
+        private_dir(path)
         os.environ[DIR_ENV] = path
         _current = Metrics()
     except OSError as exc:

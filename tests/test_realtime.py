@@ -6,13 +6,14 @@ import http.client
 import json
 import os
 import signal
+import socket
 import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -752,3 +753,35 @@ def test_clients_catching_up_at_once_queue_for_a_small_pool(server_factory: type
         time.sleep(0.01)
     assert results == [list(range(1, 2001))] * 30
     assert 2 < peak <= 6, peak
+
+
+def test_clients_that_never_read_are_closed_past_the_queue_limit(server_factory: type) -> None:
+    """Three clients stop reading while 12 MiB of messages go out: each is closed with 1013
+    once 1 MiB waits for it (they reconnect from their last id), the realtime process keeps
+    no more than that for them, and a client that reads gets every message."""
+    server = start(server_factory, "--workers", "1", "--websocket-queue-limit", "1M")
+    name, big = channel(), "x" * (64 << 10)
+    pid = realtime_pid(server)
+    stuck, clients = [], ExitStack()
+    for _ in range(3):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)  # before connect
+        sock.connect(("127.0.0.1", server.realtime_port))
+        stuck.append(clients.enter_context(connect(  # it reads no more than one frame
+            f"ws://127.0.0.1:{server.realtime_port}/websocket", sock=sock, max_queue=1,
+            open_timeout=10)))
+        subscribe(stuck[-1], [name])
+    with clients, websocket(server) as reader:
+        subscribe(reader, [name])
+        time.sleep(0.5)  # the subscriptions are in
+        before = psutil.Process(pid).memory_info().rss
+        got: list[dict[str, Any]] = []
+        reading = threading.Thread(target=lambda: got.extend(receive(reader, 200, 60)))
+        reading.start()
+        for n in range(200):
+            assert publish(server, name, {"n": n, "pad": big}) == 200
+        reading.join(60)
+        assert [m["message"]["n"] for m in got] == list(range(200))
+        grown = psutil.Process(pid).memory_info().rss - before
+        assert [closed_with(ws, timeout=30) for ws in stuck] == [1013] * 3
+    assert grown < 24 << 20, f"{grown >> 20} MiB"  # unbounded: 3 x 12.5 MiB of frames

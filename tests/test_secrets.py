@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import stat
 import time
 import urllib.error
 import urllib.request
@@ -143,3 +144,31 @@ def test_dashboard_password_opens_it_and_admin_does_not(server_factory: type,
     assert ("warning: dashboard_password starts like Odoo's $pbkdf2-sha512$ hash but is not "
             "one") in result.stdout
     assert "dashboard at /prefork/: off" in result.stdout
+
+
+def test_what_prefork_keeps_in_data_dir_is_for_its_user_alone(server_factory: type,
+                                                               tmp_path: Path) -> None:
+    """Request lines (run/), sessions and their key, metrics: 0700 directories, 0600
+    files, whatever the umask; a data_dir left looser is named at start and by check."""
+    data = tmp_path / "new" / "data"  # its parent is missing too
+    server = server_factory.start("--app", "tests.apps.sessionapp:app", "--workers", "1",
+                                  "--max-cron-threads", "0", "--data-dir", str(data))
+    assert server.get("/login?user=ada")[0] == 200
+    deadline = time.monotonic() + 10
+    while not list((data / "run").glob("*.json")) or not list(data.glob("sessions/*/*/*")):
+        assert time.monotonic() < deadline, sorted(data.rglob("*"))
+        time.sleep(0.1)
+    modes = {path: stat.S_IMODE(path.stat().st_mode) for path in [data.parent, *data.rglob("*")]}
+    loose = {str(path): f"{mode:o}" for path, mode in modes.items()
+             if mode != (0o700 if path.is_dir() else 0o600)
+             and "metrics" not in path.relative_to(data.parent).parts[:-1]}
+    assert loose == {}  # prometheus_client's own files are in a 0700 directory
+    assert {"run", "sessions", "session.secret", "metrics"} <= {p.name for p in data.iterdir()}
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    server.stop()
+    data.chmod(0o755)
+    (data / "session.secret").chmod(0o644)
+    checked = prefork("check", "--data-dir", str(data), "--db-uri", "sqlite:///x.db")
+    warned = [line for line in checked.stdout.splitlines() if "other users can read" in line]
+    assert len(warned) == 2 and f"chmod 700 {data}" in warned[0], checked.stdout
+    assert f"chmod 600 {data / 'session.secret'}" in warned[1]

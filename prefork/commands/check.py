@@ -12,6 +12,7 @@ from prefork.config import Settings
 from prefork.config.loader import Loaded, in_mib
 from prefork.config.secrets import shown
 from prefork.config.settings import SPECS
+from prefork.datadir import loose_modes
 from prefork.db.report import database_report
 from prefork.ops.adminpass import dashboard_password
 from prefork.ops.forwarded import seen
@@ -25,7 +26,7 @@ def check(loaded: Loaded, out: TextIO = sys.stdout) -> int:
     problems += report.problems
     print(f"prefork {__version__}: configuration check", file=out)
     print(f"configuration file: {loaded.config_path or '(none)'}", file=out)
-    warnings = [*loaded.warnings, *report.warnings]
+    warnings = [*loaded.warnings, *report.warnings, *loose_modes(settings.data_dir)]
     forwarded = seen(loaded.settings.data_dir) if not loaded.settings.proxy_mode else ""
     if forwarded:
         warnings.append(f"proxy_mode is off but requests arrived with X-Forwarded-For "

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
-from prefork import compiled, metrics
+from prefork import compiled, datadir, metrics
 from prefork.cli import parse
 from prefork.commands.preflight import import_problems
 from prefork.config import Settings
 from prefork.config.loader import Loaded
 from prefork.cron.threads import CronImportError
 from prefork.db.startup import DatabaseRuntime, DatabaseStartError, start_database
+from prefork.db.target import EMBEDDED, resolve_target
 from prefork.logs import LogfileError, setup_logging
 from prefork.pidfile import PidfileError, pidfile
 from prefork.servers.master import Master
@@ -37,6 +39,13 @@ def run(loaded: Loaded, argv: Sequence[str], *, stop_after_init: bool = False) -
     for note in loaded.notes:
         log.info("%s", note)
     _report_build()
+    try:
+        for warning in _prepare_data_dir(settings):
+            log.warning("%s", warning)
+    except OSError as exc:
+        log.error("cannot create data_dir %s: %s; set data_dir (-D) to a directory the "
+                  "server's user may write", settings.data_dir, exc.strerror or exc)
+        return 2
     if stop_after_init:
         return initialise(settings)
     metrics.setup(settings)  # before any fork: every process writes under one directory
@@ -139,6 +148,12 @@ def _load_app(settings: Settings) -> WSGIApp | None:
     except Exception:
         log.exception("cannot import the application %r", settings.app)
         raise _ImportFailed from None
+
+
+def _prepare_data_dir(settings: Settings) -> list[str]:
+    # As root the embedded PostgreSQL runs as its own user, who must pass through data_dir.
+    embedded_as_root = os.geteuid() == 0 and resolve_target(settings).kind == EMBEDDED
+    return datadir.prepare(settings.data_dir, searchable=embedded_as_root)
 
 
 def _report_build() -> None:

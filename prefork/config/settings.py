@@ -309,6 +309,12 @@ class Settings:
         help="Seconds per message a websocket client may sustain after a burst (see "
         "websocket_rate_limit_burst; Odoo's default).",
     )
+    websocket_queue_limit: int = opt(
+        kinds.SIZE, 4 * MiB, "--websocket-queue-limit", section="Realtime",
+        help="Memory the messages waiting for one websocket client may take (a client that "
+        "does not read); past it the client is closed with 1013 and reconnects from its "
+        "last message id. 0 = no limit.",
+    )
     websocket_worker_version: str = opt(
         kinds.TEXT, "", "--websocket-worker-version", section="Realtime",
         help="The current version of Odoo 17+ websocket workers (the ?version= they send); "

@@ -27,6 +27,7 @@ from typing import Any
 
 import psutil
 
+from prefork.datadir import DIR_MODE, SEARCHABLE_MODE, private_dir
 from prefork.db import roles
 from prefork.db.embedded_user import (
     DEFAULT_USER,
@@ -66,8 +67,8 @@ class EmbeddedPostgres:
     def start(self) -> str:
         """Start (or reuse) the server; returns its connection string."""
         pgserver = _import_pgserver()
-        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-        as_root = os.geteuid() == 0
+        as_root = os.geteuid() == 0  # then its own user must pass through data_dir
+        private_dir(str(self.pgdata.parent), SEARCHABLE_MODE if as_root else DIR_MODE)
         try:
             info = self._start_as_root(pgserver) if as_root else _start(pgserver, self.pgdata)
         except UserError as exc:

@@ -10,6 +10,8 @@ import os
 import time
 from collections.abc import Callable
 
+from prefork.datadir import write_private
+
 log = logging.getLogger("prefork.server")
 
 MARKER = "forwarded-headers-seen"
@@ -20,9 +22,8 @@ def recorder(data_dir: str) -> Callable[[str], None]:
         log.warning("a request from %s carries X-Forwarded-For but proxy_mode is off: behind "
                     "a reverse proxy set proxy_mode = True", peer)
         try:
-            os.makedirs(data_dir, exist_ok=True)
-            with open(os.path.join(data_dir, MARKER), "w") as f:
-                f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} from {peer}\n")
+            write_private(os.path.join(data_dir, MARKER),
+                          f"{time.strftime('%Y-%m-%d %H:%M:%S')} from {peer}\n".encode())
         except OSError:
             pass  # the log line says it already
     return record

@@ -4,9 +4,10 @@ The client sends `{"event_name": "subscribe", "data": {"channels": [...], "last"
 the server sends JSON arrays of `{"id": N, "message": {...}}`. Close codes are Odoo's:
 1000 with reason OUTDATED_VERSION a browser's worker older than websocket_worker_version,
 1001 server going away, 1008 origin refused, 1009 message over 1 MiB (enforced by the
-protocol engine), 1013 rate limit exceeded, a client too slow to read what it is sent, or
-its history unavailable (it retries later and catches up), 4001 a session that was valid at
-the connection has expired, 4002 connection lifetime reached. Pings (websocket_ping_interval,
+protocol engine), 1013 rate limit exceeded, a client too slow to read what it is sent (more
+than websocket_queue_limit bytes waiting for it), or its history unavailable (it retries
+later and catches up), 4001 a session that was valid at the connection has expired, 4002
+connection lifetime reached. Pings (websocket_ping_interval,
 45 s) and their timeout (websocket_ping_timeout, 15 s, then 1011) are the protocol engine's.
 A message that is not a well-formed event is logged and ignored (see protocol.py).
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
@@ -40,7 +42,7 @@ log = logging.getLogger("prefork.realtime")
 
 CLEAN, GOING_AWAY, POLICY, TRY_LATER = 1000, 1001, 1008, 1013
 SESSION_EXPIRED, LIFETIME = 4001, 4002
-MAX_QUEUED_FRAMES = 1000
+MAX_QUEUED_FRAMES = 1000  # besides websocket_queue_limit: a deque entry costs ~60 bytes
 LIFETIME_JITTER = 0.1
 
 ASGISend = Any
@@ -61,6 +63,7 @@ class Services:
         self.rate_burst = settings.websocket_rate_limit_burst
         self.rate_delay = settings.websocket_rate_limit_delay
         self.worker_version = settings.websocket_worker_version
+        self.queue_limit = settings.websocket_queue_limit or None
         self.ignored = QuietLog(log)
         self.unavailable = QuietLog(log)
         self.clients: set[Client] = set()
@@ -74,7 +77,7 @@ class Services:
 
 
 class Client:
-    __slots__ = ("_closing", "_frames", "_headers", "_lifetime", "_rate", "_send",
+    __slots__ = ("_closing", "_frames", "_headers", "_lifetime", "_queued", "_rate", "_send",
                  "_session_check", "_writer", "identity", "services", "subscriber")
 
     def __init__(self, services: Services, send: ASGISend, identity: Any,
@@ -85,6 +88,7 @@ class Client:
         self._send = send
         self.subscriber = Subscriber(self._queue)
         self._frames: deque[str] = deque()
+        self._queued = 0  # bytes waiting for the client: the frame being sent, then _frames
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
         self._rate = RateLimit(services.rate_burst, services.rate_delay)
@@ -163,23 +167,32 @@ class Client:
             return
         frame = "[" + ",".join(m.item for m in messages) + "]"
         if self._writer is not None:
-            if len(self._frames) >= MAX_QUEUED_FRAMES:
-                self.close(TRY_LATER)
+            self._queued += sys.getsizeof(frame)
+            limit = self.services.queue_limit
+            if len(self._frames) >= MAX_QUEUED_FRAMES or (limit and self._queued > limit):
+                self.close(TRY_LATER)  # it reconnects with its last id and catches up
                 return
             self._frames.append(frame)
             return
         blocked = send_eagerly(self._send({"type": "websocket.send", "text": frame}))
         if blocked is not None:
-            self._writer = asyncio.ensure_future(self._write(blocked))
+            self._queued = sys.getsizeof(frame)
+            self._writer = asyncio.ensure_future(self._write(blocked, self._queued))
 
-    async def _write(self, blocked: Coroutine[Any, Any, None]) -> None:
+    async def _write(self, blocked: Coroutine[Any, Any, None], size: int) -> None:
+        """Send what waits, one frame at a time. Sizes are the frames' memory
+        (sys.getsizeof: 1, 2 or 4 bytes a character, as CPython keeps the text)."""
         try:
             await blocked
             while self._frames and not self._closing:
-                await self._send({"type": "websocket.send", "text": self._frames.popleft()})
+                self._queued -= size
+                frame = self._frames.popleft()
+                size = sys.getsizeof(frame)
+                await self._send({"type": "websocket.send", "text": frame})
         except Exception:  # the client went away; the receive loop ends the connection
             self._frames.clear()
         finally:
+            self._queued = 0
             self._writer = None
 
     def close(self, code: int, reason: str = "") -> None:

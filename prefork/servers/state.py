@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from prefork.config import Settings
+from prefork.datadir import write_private
 
 STALE_AFTER = 5.0  # seconds: the master rewrites the file every second
 
@@ -21,11 +22,7 @@ def state_path(settings: Settings) -> str:
 
 
 def write_state(path: str, state: dict[str, Any]) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    temporary = f"{path}.{os.getpid()}.tmp"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(state, handle)
-    os.replace(temporary, path)
+    write_private(path, json.dumps(state).encode())  # it holds request lines: 0600
 
 
 def read_state(path: str) -> dict[str, Any] | None:

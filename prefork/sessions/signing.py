@@ -17,6 +17,7 @@ import secrets
 import tempfile
 
 from prefork.config import Settings
+from prefork.datadir import private_dir
 
 SECRET_FILE = "session.secret"
 _ID_LENGTH = 43  # token_urlsafe(32)
@@ -62,7 +63,7 @@ def _read_or_create(path: str) -> bytes:
             return f.read().strip()
     except FileNotFoundError:
         pass
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    private_dir(os.path.dirname(path))
     fd, temp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".secret-")
     try:
         os.write(fd, secrets.token_urlsafe(48).encode())

@@ -14,6 +14,7 @@ import tempfile
 import time
 from typing import Any
 
+from prefork.datadir import private_dir
 from prefork.sessions.stores.base import Found, Store, decode, encode
 
 TOUCH_INTERVAL = 60.0
@@ -60,7 +61,7 @@ class FileStore(Store):
         try:
             fd, temp = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX)
         except FileNotFoundError:  # the shard's first session
-            os.makedirs(directory, exist_ok=True)
+            private_dir(directory)
             fd, temp = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX)
         try:
             with os.fdopen(fd, "wb") as f:
