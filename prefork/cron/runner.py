@@ -47,6 +47,7 @@ from prefork.cron.store import (
 )
 from prefork.db import roles
 from prefork.db.errors import one_line
+from prefork.quiet_log import QuietLog
 from prefork.usercode import import_user_module
 
 log = logging.getLogger("prefork.cron")
@@ -132,7 +133,7 @@ class CronRunner:
         self._finishing = threading.Lock()
         self._conns: dict[str, psycopg.Connection[Any]] = {}
         self.unknown: set[str] = set()  # due jobs declared elsewhere: left to their hosts
-        self._next_warning = 0.0
+        self._unavailable = QuietLog(log)
 
     # -- connections ------------------------------------------------------------------------
 
@@ -191,12 +192,9 @@ class CronRunner:
 
     def _database_lost(self, exc: Exception) -> None:
         self.close()
-        now = time.monotonic()
-        if now >= self._next_warning:
-            self._next_warning = now + 60
-            log.warning("%s: database unavailable, retrying: %s", self.worker,
-                        one_line(exc))
-        deadline = now + RECONNECT_DELAY
+        self._unavailable.warning("%s: database unavailable, retrying: %s", self.worker,
+                                  one_line(exc))
+        deadline = time.monotonic() + RECONNECT_DELAY
         while not self.should_stop() and time.monotonic() < deadline:
             self.hooks.beat()
             time.sleep(min(0.2, WAIT_SLICE))

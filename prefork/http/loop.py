@@ -28,6 +28,7 @@ from prefork.http.parser import Limits
 from prefork.http.poller import Poller
 from prefork.http.request import Request
 from prefork.http.responses import CONTINUE, DateCache, error_response
+from prefork.quiet_log import QuietLog
 from prefork.sockets import no_delay
 from prefork.wakeup import WakeupPipe
 
@@ -57,6 +58,7 @@ class EventLoop:
                  inline: bool, pace_accepting: bool = False,
                  budget: SendBudget | None = None) -> None:
         self.limits = limits
+        self._accept_failed = QuietLog(log, 10.0)  # EMFILE: once per accept attempt
         # Inline only: what the loop may keep of responses for clients that read slowly.
         self.budget = budget if inline else None
         self.timeouts = timeouts
@@ -271,7 +273,7 @@ class EventLoop:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # EMFILE and friends: log, keep serving the others
-                log.warning("accept failed: %s", exc)
+                self._accept_failed.warning("accept failed: %s", exc)
                 return
             sock = socket.socket(family, socket.SOCK_STREAM, 0, fd)
             sock.setblocking(False)

@@ -31,12 +31,13 @@ from prefork import metrics
 from prefork.bus.store import Message
 from prefork.config.settings import Settings
 from prefork.db.errors import one_line
+from prefork.quiet_log import QuietLog
 from prefork.realtime import protocol
 from prefork.realtime.auth import SESSION_CHECK, Anonymous, Gate, same_site
 from prefork.realtime.hub import Hub, Subscriber
 from prefork.realtime.protocol import Ignored, RateLimit
-from prefork.realtime.quiet_log import QuietLog
 from prefork.sessions.stores import StoreUnavailable
+from prefork.wsgi.unavailable import UNAVAILABLE_LOG_EVERY
 
 log = logging.getLogger("prefork.realtime")
 
@@ -65,7 +66,8 @@ class Services:
         self.worker_version = settings.websocket_worker_version
         self.queue_limit = settings.websocket_queue_limit or None
         self.ignored = QuietLog(log)
-        self.unavailable = QuietLog(log)
+        self.unavailable = QuietLog(log, UNAVAILABLE_LOG_EVERY)
+        self.refused = QuietLog(log)
         self.clients: set[Client] = set()
 
     def starting_point(self, last: int) -> int:
@@ -117,7 +119,7 @@ class Client:
         except Ignored as ignored:
             self.services.ignored.warning("websocket: ignored a client message: %s", ignored)
         except StoreUnavailable as exc:
-            log.warning("websocket: %s", exc)
+            self.services.unavailable.warning("websocket: %s", exc)
         except Exception:  # a hook's bug: Odoo logs it and keeps the connection too
             log.exception("websocket: a client message failed in a bus hook")
 
@@ -226,14 +228,14 @@ async def serve(services: Services, scope: Mapping[str, Any], receive: ASGIRecei
         return
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
     if not same_site(headers, services.proxy_mode):
-        log.warning("websocket refused: origin %r does not match host %r",
-                    headers.get("origin"), headers.get("host"))
+        services.refused.warning("websocket refused: origin %r does not match host %r",
+                                 headers.get("origin"), headers.get("host"))
         await send({"type": "websocket.close", "code": POLICY})  # HTTP 403 before accept
         return
     try:
         identity = await services.gate.connect(headers)
     except StoreUnavailable as exc:
-        log.warning("websocket: %s", exc)
+        services.unavailable.warning("websocket: %s", exc)
         await send({"type": "websocket.accept"})
         await send({"type": "websocket.close", "code": TRY_LATER})
         return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from prefork import metrics
@@ -57,7 +56,7 @@ def make_handler(settings: Settings, app: WSGIApp, loop: EventLoop, *, multiproc
     counters = metrics.current()
     if counters is not None:
         own[METRICS_PATH] = MetricsEndpoint(settings.metrics_allow)
-    elsewhere = (RealtimeElsewhere(settings.gevent_port, settings.http_port, time.monotonic)
+    elsewhere = (RealtimeElsewhere(settings.gevent_port, settings.http_port)
                  if multiprocess else None)
     app = ServerRoutes(app, own, elsewhere)
     environ = EnvironBuilder(settings.http_interface or "0.0.0.0", settings.http_port,

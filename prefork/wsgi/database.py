@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prefork.db.errors import is_unavailable, one_line
 from prefork.db.pool import Database
 from prefork.db.transaction import RequestTransaction
+from prefork.quiet_log import QuietLog
 from prefork.wsgi.handler import Response, WSGIApp, direct
 
 log = logging.getLogger("prefork.db")
@@ -44,7 +44,7 @@ class DatabaseMiddleware:
     def __init__(self, app: WSGIApp, database: Database) -> None:
         self.app = direct(app)
         self.database = database
-        self._next_log = 0.0
+        self._quiet = QuietLog(log, LOG_INTERVAL)
 
     def bind(self, environ: dict[str, Any], response: Response) -> None:
         """The request hook: gives the request its transaction."""
@@ -79,10 +79,7 @@ class DatabaseMiddleware:
 
     def _unavailable(self, exc: Exception, start_response: Callable[..., Any]) -> list[bytes]:
         self.database.discard_broken()
-        now = time.monotonic()
-        if now >= self._next_log:
-            self._next_log = now + LOG_INTERVAL
-            log.warning("database unavailable, answering 503: %s", one_line(exc))
+        self._quiet.warning("database unavailable, answering 503: %s", one_line(exc))
         start_response("503 Service Unavailable", UNAVAILABLE_HEADERS, sys.exc_info())
         return [UNAVAILABLE_BODY]
 

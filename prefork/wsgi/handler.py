@@ -19,9 +19,10 @@ from prefork.access_log import AccessLog
 from prefork.http.connection import ClientGone, Connection
 from prefork.http.request import Request
 from prefork.http.responses import DateCache
+from prefork.quiet_log import QuietLog
 from prefork.wsgi.environ import EnvironBuilder
 from prefork.wsgi.limit_exceeded import LimitAlarm, LimitExceeded, answer
-from prefork.wsgi.unavailable import Unavailable, response_bytes
+from prefork.wsgi.unavailable import UNAVAILABLE_LOG_EVERY, Unavailable, response_bytes
 
 log = logging.getLogger("prefork.wsgi")
 
@@ -195,6 +196,7 @@ class WSGIHandler:
         self.date = date
         self.send_timeout = send_timeout
         self.access_log = access_log  # prefork.access_log's writer, None: no access log
+        self.unavailable = QuietLog(log, UNAVAILABLE_LOG_EVERY)  # a 503 per request: Redis away
         self.draining = draining
         self.memory_errors = 0
         # An HTTP worker's: its limits' signals may interrupt the application (threaded
@@ -225,7 +227,7 @@ class WSGIHandler:
         except ClientGone:
             response.keep_alive = False
         except Unavailable as exc:
-            log.warning("503 for %s %s: %s", request.method, request.target, exc)
+            self.unavailable.warning("503 for %s %s: %s", request.method, request.target, exc)
             response.keep_alive = False
             if not response.headers_sent:
                 response.status = 503

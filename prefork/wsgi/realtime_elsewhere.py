@@ -9,6 +9,8 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from prefork.quiet_log import QuietLog
+
 log = logging.getLogger("prefork.worker")
 
 WARN_EVERY = 60.0  # seconds between two log lines about misrouted clients, per worker
@@ -44,21 +46,17 @@ def misrouted(environ: dict[str, Any]) -> bool:
 class RealtimeElsewhere:
     """The WSGI application of misrouted() requests (see prefork/wsgi/routes.py)."""
 
-    def __init__(self, gevent_port: int, http_port: int, clock: Callable[[], float]) -> None:
+    def __init__(self, gevent_port: int, http_port: int) -> None:
         self.body = directions(gevent_port, http_port)
-        self.clock = clock
-        self.next_warning = 0.0
+        self.quiet = QuietLog(log, WARN_EVERY)
 
     def __call__(self, environ: dict[str, Any],
                  start_response: Callable[..., Any]) -> Iterable[bytes]:
         upgrade = environ.get("HTTP_UPGRADE", "").lower() == "websocket"
-        now = self.clock()
-        if now >= self.next_warning:
-            self.next_warning = now + WARN_EVERY
-            log.warning("%s %s reached an HTTP worker: route it to the realtime port "
-                        "(see the response sent to the client)",
-                        "WebSocket upgrade" if upgrade else "long-polling request",
-                        environ.get("PATH_INFO"))
+        self.quiet.warning("%s %s reached an HTTP worker: route it to the realtime port "
+                           "(see the response sent to the client)",
+                           "WebSocket upgrade" if upgrade else "long-polling request",
+                           environ.get("PATH_INFO"))
         start_response("400 Bad Request", [("Content-Type", "text/plain; charset=utf-8"),
                                            ("Content-Length", str(len(self.body))),
                                            ("Connection", "close")])

@@ -1,9 +1,11 @@
 """A service a request needs is away for a moment (the session store): the server answers
-503 with Retry-After, logs one line, and the worker serves on."""
+503 with Retry-After, logs a line (at most one per 10 s, with a count of the others),
+and the worker serves on."""
 
 from __future__ import annotations
 
 RETRY_AFTER = 5  # seconds
+UNAVAILABLE_LOG_EVERY = 10.0  # seconds between two 503 lines of a process (the same outage)
 
 
 class Unavailable(Exception):
