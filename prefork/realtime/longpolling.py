@@ -96,7 +96,12 @@ async def read_rpc(scope: Mapping[str, Any], receive: ASGIReceive,
         await respond(send, 405, b"use POST with a JSON-RPC body\n", "text/plain",
                       [(b"allow", b"POST")])
         return None
-    body = await _read_body(receive)
+    try:
+        body = await _read_body(receive)
+    except _TooLarge:
+        await respond(send, 413, b'{"error": "a JSON-RPC body is at most 1 MiB"}\n',
+                      extra=[(b"connection", b"close")])
+        return None
     try:
         request = json.loads(body) if body is not None else None
     except (ValueError, RecursionError):
@@ -112,7 +117,13 @@ def headers_of(scope: Mapping[str, Any]) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
 
 
+class _TooLarge(Exception):
+    """A request body over MAX_BODY."""
+
+
 async def _read_body(receive: ASGIReceive) -> bytes | None:
+    """The whole body; None when the client went away; _TooLarge past MAX_BODY (the rest
+    is not read: the connection closes after the answer)."""
     chunks, size = [], 0
     while True:
         event = await receive()
@@ -121,7 +132,7 @@ async def _read_body(receive: ASGIReceive) -> bytes | None:
         chunk = event.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY:
-            return None
+            raise _TooLarge
         chunks.append(chunk)
         if not event.get("more_body"):
             return b"".join(chunks)
