@@ -36,3 +36,28 @@ class QuietLog:
             args = (*args, self._skipped)
         self._skipped = 0
         self.logger.log(level, message, *args)
+
+
+class QuietFilter(logging.Filter):
+    """The same for a logger prefork does not write to itself (uvicorn's, which warns
+    "Invalid HTTP request received." once per garbage request): each distinct warning
+    (by its format string, a fixed set in that code) passes at most once per `every`
+    seconds. Errors always pass."""
+
+    def __init__(self, every: float = 60.0) -> None:
+        super().__init__()
+        self.every = every
+        self._kinds: dict[str, list[float]] = {}  # msg -> [next time, skipped]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.WARNING or not isinstance(record.msg, str):
+            return True
+        now = time.monotonic()
+        kind = self._kinds.setdefault(record.msg, [0.0, 0])
+        if now < kind[0]:
+            kind[1] += 1
+            return False
+        if kind[1]:
+            record.msg += f" (and {int(kind[1])} more such line(s) since the last one, not logged)"
+        kind[0], kind[1] = now + self.every, 0
+        return True

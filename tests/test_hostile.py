@@ -8,6 +8,7 @@ never read in test_realtime.py and test_slow_readers.py."""
 from __future__ import annotations
 
 import json
+import socket
 import urllib.error
 import urllib.request
 
@@ -60,5 +61,10 @@ def test_hostile_messages_and_bodies_are_answered_and_the_process_serves_on(
     status, body = poll(server, json.dumps({"params": {"channels": [name], "last": 0,
                                                         "options": {"peek": True}}}).encode())
     assert status == 200 and json.loads(body)["result"]["notifications"]  # still serving
+    for _ in range(40):  # uvicorn warns once per garbage request: once a minute now
+        with socket.create_connection(("127.0.0.1", server.realtime_port), timeout=10) as sock:
+            sock.sendall(b"\x16\x03\x01 not HTTP\r\n\r\n")
+            sock.recv(1024)
     log = server.log()
+    assert log.count("Invalid HTTP request received.") == 1
     assert "Traceback" not in log and "ignored a client message: JSON nested too deeply" in log

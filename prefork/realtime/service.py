@@ -16,6 +16,7 @@ import uvicorn
 
 from prefork.config import Settings
 from prefork.db.capacity import catchup_pool_size
+from prefork.quiet_log import QuietFilter
 from prefork.realtime.app import RealtimeApp
 from prefork.realtime.auth import Gate
 from prefork.realtime.dispatcher import Dispatcher
@@ -42,8 +43,11 @@ class RealtimeService:
     def __init__(self, settings: Settings, conninfo: str,
                  draining: Callable[[], bool]) -> None:
         """`draining`: a stop is announced (drain_delay): the health routes answer 503."""
+        uvicorn_log = logging.getLogger("uvicorn.error")
         if not log.isEnabledFor(logging.DEBUG):  # uvicorn logs every websocket at INFO
-            logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+            uvicorn_log.setLevel(logging.WARNING)
+        if not any(isinstance(f, QuietFilter) for f in uvicorn_log.filters):
+            uvicorn_log.addFilter(QuietFilter())  # a warning per garbage request
         hub = Hub()
         # In multi-processing mode this process's parent is the master.
         master = os.getppid() if settings.multiprocessing else os.getpid()
