@@ -1,11 +1,15 @@
-"""The dashboard at /prefork/ in a real headless Chromium: processes, memory chart, exits,
-the alert banner, cron jobs, database and bus, on a phone-sized screen too."""
+"""The dashboard at /prefork/: its password (rate-limited, then a signed cookie) and the
+page in a real headless Chromium: processes, memory chart, exits, the alert banner, cron
+jobs, database and bus, on a phone-sized screen too."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
+import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -14,6 +18,9 @@ from typing import Any
 import pytest
 
 from prefork.ops.adminpass import matches
+from prefork.ops.dashboard_auth import DashboardAuth
+from prefork.ops.dashboard_cookie import NAME, DashboardCookie, cookie_key
+from prefork.ops.guess_limit import FailureLimit
 from tests.conftest import Server
 from tests.test_demo_chat import CHROMIUM, launch_chromium
 from tests.test_master import get, wait_workers
@@ -54,36 +61,186 @@ PNG_COLOURS = """async (png) => {
 }"""
 
 
+SECRET = "dashboard-test-secret"
+
+
 def _ab64(raw: bytes) -> str:
     return base64.b64encode(raw).decode().rstrip("=").replace("+", ".")
 
 
-def test_admin_passwd_plain_and_odoo_hash() -> None:
+def odoo_hash(password: str, rounds: int = 1000) -> str:
     salt = b"0123456789abcdef"
-    digest = hashlib.pbkdf2_hmac("sha512", b"s3cret", salt, 600)
-    hashed = f"$pbkdf2-sha512$600${_ab64(salt)}${_ab64(digest)}"
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, rounds)
+    return f"$pbkdf2-sha512${rounds}${_ab64(salt)}${_ab64(digest)}"
+
+
+def basic(password: str) -> str:
+    return "Basic " + base64.b64encode(f"admin:{password}".encode()).decode()
+
+
+def test_admin_passwd_plain_and_odoo_hash() -> None:
+    hashed = odoo_hash("s3cret", rounds=600)
     assert matches(hashed, "s3cret") and not matches(hashed, "wrong")
     assert matches("plain", "plain") and not matches("plain", "plai")
     assert not matches("", "")  # no password configured: no access
+    short = hashed[:-8]  # a digest of the wrong length, rounds no C long holds, no digest
+    for configured in (short, hashed.replace("$600$", f"${2**64}$"), "$pbkdf2-sha512$1$x"):
+        assert not matches(configured, "s3cret")
+    for given in ("\ud800", "é" * 1000, "\x00"):  # never raises on what a client sends
+        assert not matches(hashed, given) and not matches("plain", given)
 
 
-def test_the_dashboard_needs_the_password(server_factory: type) -> None:
-    server: Server = server_factory.start("--app", "tests.apps.testapp:app", "--workers", "1",
-                                          "--max-cron-threads", "0", "--admin-passwd", "pw")
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_failed_checks_are_limited_per_address_without_hashing() -> None:
+    checked: list[str] = []
+    clock = Clock()
+
+    def matcher(configured: str, given: str) -> bool:
+        checked.append(given)
+        return given == configured
+
+    auth = DashboardAuth("pw", b"secret", matcher, FailureLimit(clock=clock))
+
+    def attempt(address: str, header: str, cookie: str = "") -> tuple[bool, int, str]:
+        environ = {"REMOTE_ADDR": address, "HTTP_AUTHORIZATION": header,
+                   "HTTP_COOKIE": cookie, "wsgi.url_scheme": "http"}
+        return auth.check(environ)
+
+    assert attempt("10.0.0.1", basic("pw"))[0]  # a success: no count kept
+    for index in range(10):
+        clock.now += 1
+        assert attempt("10.0.0.2", basic(f"guess{index}")) == (False, 0, "")
+    clock.now += 1
+    assert attempt("10.0.0.2", basic("pw")) == (False, 50, "")  # the first frees at +60 s
+    assert len(checked) == 11  # the 11th was refused without a check
+    allowed, wait, cookie = attempt("10.0.0.3", basic("pw"))  # another address, served
+    assert allowed and not wait and cookie.startswith(f"{NAME}=")
+    assert attempt("10.0.0.2", basic("pw"))[1] == 50  # others' success clears nothing
+    polled = attempt("10.0.0.2", basic("pw"), cookie.split(";")[0])
+    assert polled == (True, 0, "") and len(checked) == 12  # the cookie: no password check
+    for header in ["Bearer x", "Basic !!!", "Basic " + base64.b64encode(b"\xff:").decode(),
+                   "Basic " + base64.b64encode(b"no-colon").decode()] * 3:
+        attempt("10.0.0.4", header)  # malformed: failures that need no hash
+    assert attempt("10.0.0.4", basic("pw"))[1] == 60 and len(checked) == 12
+    clock.now += 50
+    assert attempt("10.0.0.2", basic("pw"))[0]  # one slot freed
+    small = FailureLimit(capacity=3, clock=clock)
+    for index in range(5):
+        small.take(f"10.1.0.{index}")
+    assert small.tracked() == 3  # the oldest addresses forgotten
+
+
+def test_the_cookie_is_signed_expires_and_follows_the_password() -> None:
+    clock = Clock()
+    cookie = DashboardCookie(cookie_key(b"secret", "pw"), clock=clock)
+    issued = cookie.issue(secure=True)
+    value = issued.split(";")[0]
+    assert issued.endswith("; Path=/prefork/; Max-Age=3600; HttpOnly; SameSite=Strict; Secure")
+    assert "Secure" not in cookie.issue(secure=False)
+    assert cookie.valid(f"session_id=abc; {value}")
+    other = DashboardCookie(cookie_key(b"secret", "new password"), clock=clock)
+    forged = value[:-1] + ("A" if value[-1] != "A" else "B")
+    for header in ("", value[:-1], forged, f"{NAME}=99999999999.{value.split('.')[1]}",
+                   f"{NAME}=١٢.{value.split('.')[1]}", other.issue(secure=False).split(";")[0]):
+        assert not cookie.valid(header), header
+    clock.now += 3600
+    assert not cookie.valid(value)  # expired
+
+
+def sign_in(server: Server, **headers: str) -> tuple[int, dict[str, str], bytes]:
+    return server.get("/prefork/api", Authorization=basic("s3cret"), **headers)
+
+
+def cookie_value(expires: int, password: str) -> str:
+    key = cookie_key(SECRET.encode(), password)
+    return f"{NAME}={DashboardCookie(key).value(expires)}"
+
+
+def test_threaded_dashboard_limits_guesses_and_signs_in_with_a_cookie(
+        server_factory: type) -> None:
+    server: Server = server_factory.start(
+        "--app", "tests.apps.testapp:app", "--proxy-mode", "--session-secret", SECRET,
+        "--admin-passwd", odoo_hash("s3cret"))  # threaded mode, behind a proxy
+    status, headers, _ = sign_in(server, **{"X-Forwarded-Proto": "https"})
+    assert status == 200 and "Secure" in headers["Set-Cookie"], headers
+    cookie = headers["Set-Cookie"].split(";")[0]
+    status, headers, body = server.get("/prefork/api", Cookie=cookie)  # the page's polling
+    assert status == 200 and "Set-Cookie" not in headers
+    assert json.loads(body)["state"]["mode"] == "threaded"
+    expired = cookie_value(int(time.time()) - 1, "s3cret")
+    other_password = cookie_value(int(time.time()) + 600, "old password")
+    for refused in (cookie[:-2] + "xx", expired, other_password):
+        assert server.get("/prefork/api", Cookie=refused)[0] == 401, refused
+    attacker = {"X-Forwarded-For": "203.0.113.5"}
+    for index in range(10):
+        assert server.get("/prefork/", Authorization=basic(f"guess{index}"), **attacker
+                          )[0] == 401
+    status, headers, _ = sign_in(server, **attacker)  # even the right password
+    assert status == 429 and 1 <= int(headers["Retry-After"]) <= 60, headers
+    assert sign_in(server, **{"X-Forwarded-For": "203.0.113.6"})[0] == 200
+
+
+def test_the_dashboard_needs_the_password_then_any_worker_takes_its_cookie(
+        server_factory: type) -> None:
+    server: Server = server_factory.start("--app", "tests.apps.testapp:app", "--workers", "2",
+                                          "--max-cron-threads", "0", "--admin-passwd", "s3cret")
     url = f"http://127.0.0.1:{server.port}/prefork/api"
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(url, timeout=10)
     assert refused.value.code == 401
     assert refused.value.headers["WWW-Authenticate"] == 'Basic realm="prefork"'
     refused.value.close()
-    wrong = urllib.request.Request(url, headers={
-        "Authorization": "Basic " + base64.b64encode(b"admin:nope").decode()})
+    wrong = urllib.request.Request(url, headers={"Authorization": basic("nope")})
     with pytest.raises(urllib.error.HTTPError) as refused_again:
         urllib.request.urlopen(wrong, timeout=10)
     assert refused_again.value.code == 401
     refused_again.value.close()
+    status, headers, _ = sign_in(server)
+    assert status == 200 and "Secure" not in headers["Set-Cookie"]
+    assert served_by_workers(server, headers["Set-Cookie"].split(";")[0]) == 2
     off = server_factory.start("--app", "tests.apps.testapp:app")  # no admin_passwd
     assert b'"path": "/prefork/"' in off.get("/prefork/")[2]  # the application's answer
+
+
+def served_by_workers(server: Server, cookie: str) -> int:
+    """How many workers answered the dashboard to the cookie alone: concurrent clients,
+    each connection asking its worker's pid first (keep-alive: the same worker)."""
+    pids: set[int] = set()
+    wrong: list[int] = []
+
+    def client() -> None:
+        for _ in range(5):
+            conn = server.http(timeout=15)
+            try:
+                conn.request("GET", "/echo")
+                pid = json.loads(conn.getresponse().read())["pid"]
+                conn.request("GET", "/prefork/api", headers={"Cookie": cookie})
+                response = conn.getresponse()
+                body = response.read()
+                if response.status == 200 and "state" in json.loads(body):
+                    pids.add(pid)
+                else:
+                    wrong.append(response.status)
+            finally:
+                conn.close()
+
+    for _ in range(5):
+        threads = [threading.Thread(target=client) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        if len(pids) >= 2:
+            break
+    assert wrong == []
+    return len(pids)
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed")
@@ -108,6 +265,9 @@ def test_dashboard_in_chromium(server_factory: type, tmp_path: Path) -> None:
             page = context.new_page()
             page.goto(f"http://127.0.0.1:{server.port}/prefork/")
             expect(page.locator("#mode")).to_have_text("multi-processing", timeout=10000)
+            signed_in = [c for c in context.cookies() if c["name"] == NAME]
+            assert [(c["path"], c["httpOnly"], c["sameSite"]) for c in signed_in] == \
+                [("/prefork/", True, "Strict")], signed_in
             processes = page.locator("#processes tbody")
             for role in ("master", "http worker #1", "http worker #2", "cron worker #1",
                          "realtime process"):

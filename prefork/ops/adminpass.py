@@ -67,20 +67,28 @@ def is_odoo_default(configured: str) -> bool:
 
 
 def matches(configured: str, given: str) -> bool:
+    """Constant time in what is given (compare_digest), never raises: a client's text or
+    a broken hash is just no match."""
     if not configured:
         return False
     if configured.startswith(HASH_PREFIX):
         return _pbkdf2(configured, given)
-    return hmac.compare_digest(configured.encode(), given.encode())
+    return hmac.compare_digest(_utf8(configured), _utf8(given))
 
 
 def _pbkdf2(configured: str, given: str) -> bool:
     try:
         _, _, rounds, salt, digest = configured.split("$")
-        expected = hashlib.pbkdf2_hmac("sha512", given.encode(), _ab64(salt), int(rounds))
+        expected = hashlib.pbkdf2_hmac("sha512", _utf8(given), _ab64(salt), int(rounds))
+        # compare_digest: a digest of another length is refused without a shortcut on the
+        # bytes given.
         return hmac.compare_digest(expected, _ab64(digest))
-    except ValueError:
+    except (ValueError, OverflowError):  # also rounds beyond what pbkdf2_hmac takes
         return False
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")  # lone surrogates: bytes, not an error
 
 
 def _ab64(text: str) -> bytes:

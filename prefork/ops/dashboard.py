@@ -1,11 +1,10 @@
 """The health dashboard at /prefork/ (HTTP Basic, any user name, the password of
-`adminpass.dashboard_password`):
+`adminpass.dashboard_password`, then a sign-in cookie: see dashboard_auth):
 a page that asks /prefork/api every 2 seconds for the master's state (processes, memory
 over the last hour, exits, alerts), the cron jobs and the database and bus status."""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import time
@@ -17,9 +16,11 @@ import psutil
 
 from prefork import __version__
 from prefork.config import Settings
-from prefork.ops.adminpass import dashboard_password, matches
+from prefork.ops.adminpass import dashboard_password
 from prefork.ops.cluster_view import cluster_view
+from prefork.ops.dashboard_auth import Access, DashboardAuth
 from prefork.servers.state import read_state, state_path
+from prefork.sessions import signing
 from prefork.wsgi.handler import WSGIApp, direct
 
 PREFIX = "/prefork"
@@ -33,7 +34,7 @@ class Dashboard:
     def __init__(self, app: WSGIApp, settings: Settings) -> None:
         self.app = direct(app)
         self.settings = settings
-        self.password = dashboard_password(settings)
+        self.auth = DashboardAuth(dashboard_password(settings), signing.secret(settings))
         self.page = resources.files("prefork.ops").joinpath("dashboard_page.html").read_bytes()
         self.started = time.time()
         self.process = psutil.Process()  # kept: cpu_percent() measures since the last call
@@ -43,28 +44,20 @@ class Dashboard:
         path = environ.get("PATH_INFO", "")
         if path != PREFIX and not path.startswith(PREFIX + "/"):
             return self.app(environ, start_response)
-        if not self._authorized(environ.get("HTTP_AUTHORIZATION", "")):
-            return _send(start_response, "401 Unauthorized", b"dashboard password required\n",
-                         "text/plain", [("WWW-Authenticate", 'Basic realm="prefork"')])
-        if path in (PREFIX, PREFIX + "/"):
-            if path == PREFIX:
-                return _send(start_response, "301 Moved Permanently", b"", "text/plain",
-                             [("Location", PREFIX + "/")])
-            return _send(start_response, "200 OK", self.page, "text/html; charset=utf-8")
+        access = self.auth.check(environ)
+        if not access.allowed:
+            return _refuse(start_response, access)
+        cookie = [("Set-Cookie", access.set_cookie)] if access.set_cookie else []
+        if path == PREFIX:
+            return _send(start_response, "301 Moved Permanently", b"", "text/plain",
+                         [("Location", PREFIX + "/"), *cookie])
+        if path == PREFIX + "/":
+            return _send(start_response, "200 OK", self.page, "text/html; charset=utf-8",
+                         cookie)
         if path == PREFIX + "/api":
             body = json.dumps(self._api(environ.get("prefork.db")), default=str).encode()
-            return _send(start_response, "200 OK", body, "application/json")
-        return _send(start_response, "404 Not Found", b"not found\n", "text/plain")
-
-    def _authorized(self, header: str) -> bool:
-        scheme, _, encoded = header.partition(" ")
-        if scheme.lower() != "basic":
-            return False
-        try:
-            _, _, password = base64.b64decode(encoded).decode().partition(":")
-        except ValueError:
-            return False
-        return matches(self.password, password)
+            return _send(start_response, "200 OK", body, "application/json", cookie)
+        return _send(start_response, "404 Not Found", b"not found\n", "text/plain", cookie)
 
     def _api(self, tx: Any) -> dict[str, Any]:
         state = read_state(state_path(self.settings)) or self._threaded_state()
@@ -102,6 +95,15 @@ class Dashboard:
                "state": "ready"}
         return {"version": __version__, "mode": "threaded", "master": row, "processes": [],
                 "exits": [], "alerts": [], "memory_history": {}}
+
+
+def _refuse(start_response: Callable[..., Any], access: Access) -> Iterable[bytes]:
+    if access.retry_after:
+        return _send(start_response, "429 Too Many Requests",
+                     b"too many wrong dashboard passwords from this address, retry later\n",
+                     "text/plain", [("Retry-After", str(access.retry_after))])
+    return _send(start_response, "401 Unauthorized", b"dashboard password required\n",
+                 "text/plain", [("WWW-Authenticate", 'Basic realm="prefork"')])
 
 
 def _send(start_response: Callable[..., Any], status: str, body: bytes, content_type: str,
