@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import signal
@@ -120,3 +121,23 @@ def test_threaded_real_time_limit_reloads_the_process(server_factory: type) -> N
     assert results and isinstance(results[0], OSError)  # its connection died with the threads
     server.wait_log(r"(?s)re-executing.*HTTP service running")
     assert server.get("/echo")[0] == 200
+
+
+def test_threaded_hup_reloads_the_configuration(server_factory: type, tmp_path: Path) -> None:
+    """Odoo's threaded server restarts itself on HUP: the same process and port, the
+    configuration file read again (here: a new dashboard password)."""
+    conf = tmp_path / "prefork.conf"
+    conf.write_text("[options]\ndashboard_password = first-pass\n")
+    server = server_factory.start("--app", "tests.apps.testapp:app", "-c", str(conf))
+    assert server.get("/prefork/api", Authorization=_basic("first-pass"))[0] == 200
+    conf.write_text("[options]\ndashboard_password = second-pass\n")
+    server.signal(signal.SIGHUP)
+    server.wait_log(r"(?s)SIGHUP: the configuration is read again.*re-executing.*"
+                    r"HTTP service running")
+    assert server.proc.poll() is None
+    assert server.get("/prefork/api", Authorization=_basic("first-pass"))[0] == 401
+    assert server.get("/prefork/api", Authorization=_basic("second-pass"))[0] == 200
+
+
+def _basic(password: str) -> str:
+    return "Basic " + base64.b64encode(f"admin:{password}".encode()).decode()

@@ -140,8 +140,11 @@ class ThreadedServer:
                                    f"limit {self.settings.limit_time_real}s")
 
     def _begin_reload(self) -> None:
-        log.warning("threaded mode limit reached (%s): reloading the whole process",
-                    self._reload_reason)
+        if self._reload_reason.startswith("SIGHUP"):
+            log.info("%s: reloading the whole process", self._reload_reason)
+        else:
+            log.warning("threaded mode limit reached (%s): reloading the whole process",
+                        self._reload_reason)
         self.loop.stop_accepting(keep_listeners=True)
         self._reload_deadline = time.monotonic() + RELOAD_GRACE
 
@@ -175,7 +178,7 @@ class ThreadedServer:
     # -- signals and stopping -------------------------------------------------------------
 
     def _install_signals(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._enqueue_signal)
         signal.set_wakeup_fd(self.loop.wake_fd, warn_on_full_buffer=False)
 
@@ -187,7 +190,9 @@ class ThreadedServer:
         drain stops gracefully; one during the graceful stop abandons what is running."""
         while not self._signals.empty():
             signum = self._signals.get()
-            if self._stop_deadline is not None:
+            if signum == signal.SIGHUP:
+                self._hangup()
+            elif self._stop_deadline is not None:
                 log.warning("%s received again: stopping now, %d request(s) abandoned",
                             signal.Signals(signum).name, self.loop.busy)
                 self._stop_deadline = 0.0
@@ -198,6 +203,12 @@ class ThreadedServer:
                 self._begin_drain(signum)
             else:
                 self._begin_stop(signum)
+
+    def _hangup(self) -> None:
+        """HUP: Odoo's threaded server restarts itself; here the process is replaced as for
+        a limit (the same sockets, the configuration read again) once requests finish."""
+        if self._serving() and not self._reload_reason:
+            self._reload_reason = "SIGHUP: the configuration is read again"
 
     def _draining(self) -> bool:
         """A stop is announced: the health routes answer 503 'draining' from now on."""
