@@ -231,3 +231,19 @@ def test_absolute_form_authority_wins_over_host(target: str, authority: str, pat
                                     "http://a@b@/x", "http://exa%mple/"])
 def test_absolute_form_without_a_valid_authority_is_refused(target: str) -> None:
     assert _refusal(f"GET {target} HTTP/1.1\r\nHost: h\r\n\r\n".encode()) == 400
+
+
+@pytest.mark.parametrize(("raw", "status"), [
+    # A wrong request line in a head over the size limit: the line's 400, not the 431.
+    (b"G:ET / HTTP/1.1\r\nHost: h\r\n" + b"X: v\r\n" * 400 + b"\r\n", 400),
+    # A request line over its limit in a head with a control character: the 414.
+    (b"GET /" + b"a" * 200 + b" HTTP/1.1\r\nHost: h\r\nX: \x01\r\n\r\n", 414),
+])
+def test_a_head_is_refused_alike_whole_or_in_pieces(raw: bytes, status: int) -> None:
+    """Fed in pieces, a head is refused for its request line as soon as that line is in;
+    fed whole, it must get the same answer (found by tests/test_fuzz.py)."""
+    limits = Limits(request_line=120, fields=8, field_size=200)
+    for step in (0, 1, 7, 64):
+        with pytest.raises(HTTPError) as caught:
+            parse_all(raw, limits, step)
+        assert caught.value.status == status, step

@@ -208,6 +208,7 @@ class RequestParser:
             self._check_partial_head()
             return None
         if end + 4 > self._head_limit:
+            self._check_request_line()  # its verdict comes first, as when the head trickles in
             raise HTTPError(431, "request header fields too large")
         text = buf[:end].decode("latin-1")
         del buf[: end + 4]
@@ -227,11 +228,12 @@ class RequestParser:
 
     def _parse_any_head(self, text: str) -> Request:
         """The general path: every head the common expression does not match, accepted or
-        refused with the precise reason."""
-        if _CTL_RE.search(text.replace("\r\n", "\t")):
-            raise bad_request("control character or bare CR/LF in the request head")
+        refused with the precise reason. The request line is judged first: a head that
+        arrives in pieces is refused for its line before the rest has come."""
         line, _, fields = text.partition("\r\n")
         request = self._parse_request_line(line)
+        if _CTL_RE.search(text.replace("\r\n", "\t")):
+            raise bad_request("control character or bare CR/LF in the request head")
         if fields:
             self._parse_fields(request, fields.split("\r\n"), False)
         elif request.version == "HTTP/1.1":
@@ -240,16 +242,20 @@ class RequestParser:
 
     def _check_partial_head(self) -> None:
         """Refuse a head that is already wrong before it is complete."""
-        buf, limits = self._buf, self._limits
-        line_end = buf.find(b"\r\n", 0, limits.request_line)
+        self._check_request_line()
+        if len(self._buf) > self._limits.head:
+            raise HTTPError(431, "request header fields too large")
+
+    def _check_request_line(self) -> None:
+        """Refuse the buffered request line once it is too long, or complete and wrong."""
+        buf, limit = self._buf, self._limits.request_line
+        line_end = buf.find(b"\r\n", 0, limit)
         if line_end < 0:
-            if len(buf) >= limits.request_line:
+            if len(buf) >= limit:
                 raise HTTPError(414, "request line too long")
         elif not self._line_checked:
             self._parse_request_line(buf[:line_end].decode("latin-1"))
             self._line_checked = True
-        if len(buf) > limits.head:
-            raise HTTPError(431, "request header fields too large")
 
     def _parse_request_line(self, line: str) -> Request:
         if len(line) + 2 > self._limits.request_line:
