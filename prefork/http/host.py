@@ -10,8 +10,11 @@ from __future__ import annotations
 import re
 
 # reg-name: unreserved, pct-encoded and sub-delims (which are why '=' and ',' are allowed);
-# no '@' (userinfo would let a value name two hosts), no space, no '/' or '?'.
-_REG_NAME = r"(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*"
+# no '@' (userinfo would let a value name two hosts), no space, no '/' or '?'. Written as
+# runs of plain characters between escapes: an alternation per character is 6x slower,
+# and this runs for every request.
+_PLAIN = r"[A-Za-z0-9\-._~!$&'()*+,;=]*"
+_REG_NAME = rf"{_PLAIN}(?:%[0-9A-Fa-f]{{2}}{_PLAIN})*"
 _IP_LITERAL = r"\[(?:[0-9A-Fa-f:.]+|v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+)\]"
 HOST_RE = re.compile(rf"(?:{_IP_LITERAL}|{_REG_NAME})(?::[0-9]{{0,5}})?")
 # An absolute-form target's authority ends at the first '/', '?' or '#'; userinfo, when
