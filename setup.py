@@ -17,6 +17,7 @@ COMPILED = [
     "prefork/db/transaction.py",
     "prefork/http/connection.py",
     "prefork/http/errors.py",
+    "prefork/http/host.py",
     "prefork/http/loop.py",
     "prefork/http/pacing.py",
     "prefork/http/parser.py",

@@ -35,6 +35,10 @@ class Metrics:
 
         self.requests = Counter("prefork_http_requests", "HTTP responses, by status code",
                                 ["status"])
+        self.refused = Counter("prefork_http_refused",
+                               "Requests refused before the application (malformed, over a "
+                               "size limit, not received in time), by status code",
+                               ["status"])
         self.duration = Histogram("prefork_http_request_duration_seconds",
                                   "Time to answer an HTTP request", buckets=DURATION_BUCKETS)
         self.exits = Counter("prefork_worker_exits", "Process exits, by reason",
@@ -62,12 +66,30 @@ class Metrics:
         # per metric) cost 16% of a hello-world worker's throughput. deque.append and
         # popleft are atomic, so threaded mode's serving threads need no lock either.
         self._served: collections.deque[tuple[int, float]] = collections.deque()
+        self._refused: collections.deque[int] = collections.deque()
 
     def request(self, status: int, seconds: float) -> None:
         self._served.append((status, seconds))
 
+    def refusal(self, status: int) -> None:
+        """A request the HTTP engine answered itself (see prefork.http.loop._refuse)."""
+        self._refused.append(status)
+
     def flush(self) -> None:
-        """Add what was served since the last flush to the shared files."""
+        """Add what was served and refused since the last flush to the shared files."""
+        self._flush_refused()
+        self._flush_served()
+
+    def _flush_refused(self) -> None:
+        refused = self._refused
+        statuses: dict[int, int] = {}
+        for _ in range(len(refused)):
+            status = refused.popleft()
+            statuses[status] = statuses.get(status, 0) + 1
+        for status, count in statuses.items():
+            self.refused.labels(str(status)).inc(count)
+
+    def _flush_served(self) -> None:
         statuses: dict[int, int] = {}
         buckets = [0] * (len(DURATION_BUCKETS) + 1)  # the last one is +Inf
         total = 0.0

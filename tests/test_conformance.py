@@ -2,6 +2,12 @@
 
 Every valid case must be echoed exactly (pipelined ones too); every invalid case must get a
 4xx (or 501) and a closed connection, and must never reach the application.
+
+One difference from the corpus's expectations, which are gunicorn's: an HTTP/1.1 request
+without Host is valid there and refused here with 400, as RFC 9112 3.2 requires. Such a
+valid case is checked twice: as it is (the requests before the first one without Host are
+echoed, and that one gets the 400), and with a Host field added to each such request (all of
+them echoed, with that field first), so that what else the case tests is still tested.
 """
 
 from __future__ import annotations
@@ -96,9 +102,48 @@ def _expected_body(body: str | dict[str, str]) -> bytes:
     return body.encode("latin-1")
 
 
+def _first_without_host(expected: list[dict[str, Any]]) -> int | None:
+    """The index of the first HTTP/1.1 request without Host (RFC 9112 3.2: a 400)."""
+    for index, want in enumerate(expected):
+        if want["version"] == [1, 1] and all(name != "HOST" for name, _ in want["headers"]):
+            return index
+    return None
+
+
+ADDED_HOST = "conformance.test"
+
+
+def _with_host(raw: bytes, expected: list[dict[str, Any]]) -> tuple[bytes, list[dict[str, Any]]]:
+    """The case with `Host: ADDED_HOST` after the request line of each HTTP/1.1 request
+    that has no Host, and the expectations that go with it."""
+    start, out = 0, []
+    for want in expected:
+        version = "HTTP/{}.{}".format(*want["version"])
+        line = f"{want['method']} {want['uri']['raw']} {version}".encode("latin-1")
+        at = raw.index(line, start)
+        start = raw.index(b"\n", at) + 1
+        if want["version"] == [1, 1] and all(name != "HOST" for name, _ in want["headers"]):
+            raw = raw[:start] + f"Host: {ADDED_HOST}\r\n".encode() + raw[start:]
+            want = {**want, "headers": [["HOST", ADDED_HOST], *want["headers"]]}
+        out.append(want)
+    return raw, out
+
+
 def _check_valid(case: dict[str, Any], raw: bytes, server: Server) -> None:
-    responses = parse_responses(exchange(server, raw))
     expected = case["expect"]
+    refused = _first_without_host(expected)
+    if refused is not None:
+        responses = parse_responses(exchange(server, raw))
+        assert len(responses) == refused + 1, "the request without Host ends the connection"
+        status, headers, body = responses.pop()
+        assert (status, headers.get("Connection")) == (400, "close")
+        assert b'"method"' not in body, "a request without Host reached the application"
+        raw, expected = _with_host(raw, expected)
+    _check_echoed(raw, expected, server)
+
+
+def _check_echoed(raw: bytes, expected: list[dict[str, Any]], server: Server) -> None:
+    responses = parse_responses(exchange(server, raw))
     assert len(responses) == len(expected), f"{len(responses)} responses for {len(expected)}"
     for (status, _, body), want in zip(responses, expected, strict=True):
         assert status == 200

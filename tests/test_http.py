@@ -25,7 +25,7 @@ def test_keep_alive_serves_many_requests_on_one_connection(server: Server) -> No
 
 def test_pipelined_requests_are_answered_in_order(server: Server) -> None:
     raw = b"".join(b"GET /p%d HTTP/1.1\r\nHost: t\r\n\r\n" % i for i in range(10))
-    responses = parse_responses(exchange(server, raw + b"GET /last HTTP/1.1\r\n"
+    responses = parse_responses(exchange(server, raw + b"GET /last HTTP/1.1\r\nHost: t\r\n"
                                          b"Connection: close\r\n\r\n"))
     paths = [json.loads(body)["path"] for _, _, body in responses]
     assert paths == [f"/p{i}" for i in range(10)] + ["/last"]
@@ -123,8 +123,8 @@ def test_large_body_arrives_whole(server: Server) -> None:
 
 
 def test_wsgi_input_stops_at_the_end_of_the_body(server: Server) -> None:
-    raw = (b"POST /read-part?n=3 HTTP/1.1\r\nContent-Length: 5\r\n\r\nabcde"
-           b"GET /echo HTTP/1.1\r\nConnection: close\r\n\r\n")
+    raw = (b"POST /read-part?n=3 HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nabcde"
+           b"GET /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     first, second = parse_responses(exchange(server, raw))
     assert json.loads(first[2]) == {"part": "abc", "rest": "de"}
     assert json.loads(second[2])["method"] == "GET"
@@ -135,11 +135,12 @@ def test_limits_map_to_their_statuses(server_factory: type) -> None:
                                   "100", "--limit-request-field-size", "100",
                                   "--limit-request-fields", "5", "--limit-request-body", "10")
     cases = {
-        b"GET /" + b"a" * 200 + b" HTTP/1.1\r\n\r\n": 414,
-        b"GET / HTTP/1.1\r\nX: " + b"b" * 200 + b"\r\n\r\n": 431,
-        b"GET / HTTP/1.1\r\n" + b"X: c\r\n" * 6 + b"\r\n": 431,
-        b"POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n": 413,
-        b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n": 400,
+        b"GET /" + b"a" * 200 + b" HTTP/1.1\r\nHost: t\r\n\r\n": 414,
+        b"GET / HTTP/1.1\r\nHost: t\r\nX: " + b"b" * 200 + b"\r\n\r\n": 431,
+        b"GET / HTTP/1.1\r\nHost: t\r\n" + b"X: c\r\n" * 6 + b"\r\n": 431,
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\n": 413,
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n": 400,
     }
     for raw, status in cases.items():
         ((got, headers, _),) = parse_responses(exchange(server, raw))
@@ -163,7 +164,7 @@ def test_slow_client_does_not_block_the_threads(server_factory: type) -> None:
     server = server_factory.start("--app", "tests.apps.testapp:app", "--http-threads", "1")
     slow = [server.connect() for _ in range(5)]
     for sock in slow:
-        sock.sendall(b"POST /echo HTTP/1.1\r\nContent-Length: 100\r\n\r\npartial")
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\npartial")
     started = time.monotonic()
     assert server.get("/echo")[0] == 200
     assert time.monotonic() - started < 2
@@ -179,7 +180,7 @@ def test_app_exception_gives_500_and_logs_the_traceback(server: Server) -> None:
 
 
 def test_exception_after_headers_closes_the_connection(server: Server) -> None:
-    data = exchange(server, b"GET /error-after-start HTTP/1.1\r\n\r\n", half_close=False)
+    data = exchange(server, b"GET /error-after-start HTTP/1.1\r\nHost: t\r\n\r\n", half_close=False)
     assert data.startswith(b"HTTP/1.1 200 OK")
     assert not data.endswith(b"0\r\n\r\n"), "a broken stream must not look complete"
     server.wait_log("boom while streaming")
@@ -190,7 +191,7 @@ def test_client_disconnect_mid_response_is_survived(
     server, marker = _server_marking_close(server_factory, tmp_path)
     sock = server.connect()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.sendall(b"GET /stream?n=2000&size=10000&delay=0.001&tag=cut HTTP/1.1\r\n\r\n")
+    sock.sendall(b"GET /stream?n=2000&size=10000&delay=0.001&tag=cut HTTP/1.1\r\nHost: t\r\n\r\n")
     sock.recv(1000)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     sock.close()  # reset mid-response
@@ -218,7 +219,42 @@ def test_access_log_line(server: Server) -> None:
 
 
 def test_204_has_no_body_and_no_length(server: Server) -> None:
-    data = exchange(server, b"GET /empty HTTP/1.1\r\n\r\n", half_close=False, timeout=1)
+    data = exchange(server, b"GET /empty HTTP/1.1\r\nHost: t\r\n\r\n", half_close=False, timeout=1)
     head = data.split(b"\r\n\r\n")[0]
     assert head.startswith(b"HTTP/1.1 204") and b"Content-Length" not in head
     assert b"Transfer-Encoding" not in head
+
+
+def _one_answer(server: Server, raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    (answer,) = parse_responses(exchange(server, raw))
+    return answer
+
+
+def test_host_rules_of_rfc9112(server: Server) -> None:
+    """HTTP/1.1 without Host, with two, or with a value that is no authority: 400 and a
+    closed connection, the application never called; HTTP/1.0 without Host is served."""
+    for raw in (b"GET /echo HTTP/1.1\r\n\r\n",
+                b"GET /echo HTTP/1.1\r\nAccept: */*\r\n\r\n",
+                b"GET /echo HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+                b"GET /echo HTTP/1.1\r\nHost: evil.example@good.example\r\n\r\n",
+                b"GET /echo HTTP/1.1\r\nHost: a b\r\n\r\n"):
+        status, headers, body = _one_answer(server, raw)
+        assert (status, headers.get("Connection")) == (400, "close"), raw
+        assert b'"method"' not in body and b"Traceback" not in body
+    status, _, body = _one_answer(server, b"GET /echo HTTP/1.0\r\n\r\n")
+    assert status == 200 and "HTTP_HOST" not in json.loads(body)["environ_headers"]
+
+
+def test_absolute_form_authority_is_the_host(server: Server) -> None:
+    """RFC 9112 3.2.2: the application sees the target's authority as HTTP_HOST, not the
+    Host header; the request's own fields are left as received."""
+    raw = (b"GET http://shop.example:8080/echo?a=1 HTTP/1.1\r\nHost: other.example\r\n"
+           b"Connection: close\r\n\r\n")
+    status, _, body = _one_answer(server, raw)
+    report = json.loads(body)
+    assert status == 200 and (report["path"], report["query"]) == ("/echo", "a=1")
+    assert report["environ_headers"]["HTTP_HOST"] == "shop.example:8080"
+    assert ["HOST", "other.example"] in report["headers"]
+    raw = b"GET http://user@shop.example/echo HTTP/1.0\r\n\r\n"  # HTTP/1.0 needs no Host
+    report = json.loads(_one_answer(server, raw)[2])
+    assert report["environ_headers"]["HTTP_HOST"] == "shop.example"

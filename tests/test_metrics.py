@@ -8,10 +8,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect
 
-from tests.conftest import PREFORK, ROOT, Server
+from tests.conftest import MODES, PREFORK, ROOT, Server, exchange, parse_responses
 from tests.test_master import wait_for, wait_workers
 
 APP = ("--app", "tests.apps.testapp:app")
@@ -68,6 +69,42 @@ def test_metrics_are_summed_over_the_workers(server_factory: type, tmp_path: Pat
     assert result.returncode == 0, result.stderr
     wait_for(lambda: value(scrape(server)[1], "prefork_cron_runs_total",
                            job="prefork.session_gc", status="ok") == 1, 30)
+
+
+# What the HTTP engine refuses before any application runs, one request per status.
+REFUSALS = {
+    400: b"GET /echo HTTP/1.1\r\n\r\n",  # no Host
+    413: b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1001\r\n\r\n",
+    414: b"GET /" + b"a" * 300 + b" HTTP/1.1\r\nHost: t\r\n\r\n",
+    431: b"GET /echo HTTP/1.1\r\nHost: t\r\n" + b"X: a\r\n" * 11 + b"\r\n",
+    408: b"GET /echo HTTP/1.1\r\nHost: t\r\n",  # the head never ends
+}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_refused_requests_are_counted_by_status(server_factory: type, mode: str) -> None:
+    """prefork_http_refused counts, by status, the requests the parser and the limits
+    refused; prefork_http_requests (the application's answers) does not count them."""
+    server = server_factory.start(*APP, *MODES[mode], "--max-cron-threads", "0",
+                                  "--limit-request-line", "256", "--limit-request-fields", "10",
+                                  "--limit-request-body", "1000", "--http-header-timeout", "1")
+    for status, raw in REFUSALS.items():
+        for _ in range(2):
+            ((got, _, _),) = parse_responses(exchange(server, raw, half_close=False))
+            assert got == status
+    assert server.get("/echo")[0] == 200
+    expected = {str(status): 2.0 for status in REFUSALS}
+
+    def refused() -> dict[str, float]:
+        samples = scrape(server)[1]
+        return {status: value(samples, "prefork_http_refused_total", status=status)
+                for status in expected}
+
+    wait_for(lambda: refused() == expected, message=f"refused: {refused()}")
+    wait_for(lambda: value(scrape(server)[1], "prefork_http_requests_total", status="200") > 0)
+    samples = scrape(server)[1]
+    for status in expected:
+        assert value(samples, "prefork_http_requests_total", status=status) == 0
 
 
 def test_websockets_and_bus_are_counted(server_factory: type) -> None:

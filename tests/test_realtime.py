@@ -458,8 +458,6 @@ def test_an_outdated_worker_is_told_so(server_factory: type) -> None:
 
 
 def test_a_wrong_websocket_version_gets_426_naming_13(bus_server: Server) -> None:
-    import socket
-
     sock = socket.create_connection(("127.0.0.1", bus_server.realtime_port), timeout=10)
     sock.sendall(b"GET /websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
                  b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -785,3 +783,32 @@ def test_clients_that_never_read_are_closed_past_the_queue_limit(server_factory:
         grown = psutil.Process(pid).memory_info().rss - before
         assert [closed_with(ws, timeout=30) for ws in stuck] == [1013] * 3
     assert grown < 24 << 20, f"{grown >> 20} MiB"  # unbounded: 3 x 12.5 MiB of frames
+
+
+def _raw_answer(port: int, raw: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(raw)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+@pytest.mark.parametrize("host", [b"", b"Host: a\r\nHost: b\r\n", b"Host: user@evil\r\n"])
+def test_the_realtime_endpoints_refuse_a_bad_host_with_400(any_mode: Server,
+                                                           host: bytes) -> None:
+    """RFC 9112 3.2 on the realtime port as on http_port: HTTP/1.1 without Host, with two,
+    or with one that is no authority gets 400 from long polling and the websocket
+    handshake alike, and the connection is closed."""
+    body = b'{"jsonrpc": "2.0", "method": "call", "id": 1, "params": {"channels": []}}'
+    poll = (b"POST /longpolling/poll HTTP/1.1\r\n" + host + b"Content-Type: application/json"
+            b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    handshake = (b"GET /websocket HTTP/1.1\r\n" + host + b"Upgrade: websocket\r\n"
+                 b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                 b"Sec-WebSocket-Version: 13\r\n\r\n")
+    for raw in (poll, handshake):
+        head = _raw_answer(any_mode.realtime_port, raw).partition(b"\r\n\r\n")[0].lower()
+        assert head.startswith(b"http/1.1 400"), (raw, head)
+        assert b"\r\nconnection: close" in head
+    good = b"GET /websocket/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    assert _raw_answer(any_mode.realtime_port, good).startswith(b"HTTP/1.1 200")

@@ -56,9 +56,11 @@ class Timeouts:
 class EventLoop:
     def __init__(self, limits: Limits, timeouts: Timeouts, dispatch: Dispatch, *,
                  inline: bool, pace_accepting: bool = False,
-                 budget: SendBudget | None = None) -> None:
+                 budget: SendBudget | None = None,
+                 refused: Callable[[int], None] | None = None) -> None:
         self.limits = limits
         self._accept_failed = QuietLog(log, 10.0)  # EMFILE: once per accept attempt
+        self._refused = refused  # told the status of each request the loop answers itself
         # Inline only: what the loop may keep of responses for clients that read slowly.
         self.budget = budget if inline else None
         self.timeouts = timeouts
@@ -389,6 +391,8 @@ class EventLoop:
 
     def _refuse(self, conn: Connection, exc: HTTPError) -> None:
         log.info("%s - refused: %s %s", conn.peer[0], exc.status, exc.reason)
+        if self._refused is not None:
+            self._refused(exc.status)
         try:
             conn.sock.send(error_response(exc.status, exc.reason, self.date.line()))
             conn.sock.shutdown(socket.SHUT_WR)

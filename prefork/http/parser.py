@@ -11,6 +11,8 @@ Invariants:
   Transfer-Encoding whose last coding is not chunked, bad chunk sizes, obs-fold, bare CR or LF)
   raises HTTPError(400): the caller answers and closes, so no smuggled bytes are ever parsed.
 - Size limits raise before the oversized part is buffered: 414 (line), 431 (head), 413 (body).
+- An HTTP/1.1 request has exactly one valid Host (RFC 9112 3.2), else HTTPError(400); an
+  absolute-form target's authority is the request's host (`Request.authority`, 3.2.2).
 
 httptools/llhttp is not used for this: its fixed method table rejects valid token methods,
 it refuses obs-text in targets and whitespace before ';' in chunk extensions (all valid in the
@@ -29,6 +31,7 @@ from typing import Any, BinaryIO, cast
 import httptools
 
 from prefork.http.errors import HTTPError, bad_request
+from prefork.http.host import HOST_RE, target_authority
 from prefork.http.request import Request
 
 _TCHAR = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
@@ -205,6 +208,7 @@ class RequestParser:
             self._check_partial_head()
             return None
         if end + 4 > self._head_limit:
+            self._check_request_line()  # its verdict comes first, as when the head trickles in
             raise HTTPError(431, "request header fields too large")
         text = buf[:end].decode("latin-1")
         del buf[: end + 4]
@@ -218,31 +222,40 @@ class RequestParser:
                           EMPTY_BODY, 0, False, text[:match.end(3)])
         if fields:
             self._parse_fields(request, fields[2:].split("\r\n"), True)
+        elif minor == "1":
+            raise bad_request("missing Host header")
         return request
 
     def _parse_any_head(self, text: str) -> Request:
         """The general path: every head the common expression does not match, accepted or
-        refused with the precise reason."""
-        if _CTL_RE.search(text.replace("\r\n", "\t")):
-            raise bad_request("control character or bare CR/LF in the request head")
+        refused with the precise reason. The request line is judged first: a head that
+        arrives in pieces is refused for its line before the rest has come."""
         line, _, fields = text.partition("\r\n")
         request = self._parse_request_line(line)
+        if _CTL_RE.search(text.replace("\r\n", "\t")):
+            raise bad_request("control character or bare CR/LF in the request head")
         if fields:
             self._parse_fields(request, fields.split("\r\n"), False)
+        elif request.version == "HTTP/1.1":
+            raise bad_request("missing Host header")
         return request
 
     def _check_partial_head(self) -> None:
         """Refuse a head that is already wrong before it is complete."""
-        buf, limits = self._buf, self._limits
-        line_end = buf.find(b"\r\n", 0, limits.request_line)
+        self._check_request_line()
+        if len(self._buf) > self._limits.head:
+            raise HTTPError(431, "request header fields too large")
+
+    def _check_request_line(self) -> None:
+        """Refuse the buffered request line once it is too long, or complete and wrong."""
+        buf, limit = self._buf, self._limits.request_line
+        line_end = buf.find(b"\r\n", 0, limit)
         if line_end < 0:
-            if len(buf) >= limits.request_line:
+            if len(buf) >= limit:
                 raise HTTPError(414, "request line too long")
         elif not self._line_checked:
             self._parse_request_line(buf[:line_end].decode("latin-1"))
             self._line_checked = True
-        if len(buf) > limits.head:
-            raise HTTPError(431, "request header fields too large")
 
     def _parse_request_line(self, line: str) -> Request:
         if len(line) + 2 > self._limits.request_line:
@@ -253,9 +266,9 @@ class RequestParser:
         method, target, major, minor = match.groups()
         if major != "1" or minor not in "01":
             raise bad_request("unsupported HTTP version")
-        path, query = _split_target(method, target)
+        path, query, authority = _split_target(method, target)
         return Request(method, target, path, query, _VERSIONS[minor], [], minor == "1",
-                       EMPTY_BODY, 0, False, line)
+                       EMPTY_BODY, 0, False, line, authority)
 
     def _check_fields(self, lines: list[str]) -> None:
         """Each line a token, a colon and a value, within the size limit."""
@@ -286,6 +299,8 @@ class RequestParser:
                 if name == "HOST":  # every request has one: no call for it
                     if host:
                         raise bad_request("duplicate Host header")
+                    if HOST_RE.fullmatch(value) is None:
+                        raise bad_request("invalid Host header")
                     host = True
                 elif name == "CONTENT-TYPE":
                     if content_type:
@@ -298,6 +313,8 @@ class RequestParser:
             elif "_" in name:
                 continue
             append((name, value))
+        if not host and request.version == "HTTP/1.1":
+            raise bad_request("missing Host header")
         if codings:
             self._apply_transfer_coding(request, codings)
 
@@ -430,22 +447,28 @@ class RequestParser:
         return request
 
 
-def _split_target(method: str, target: str) -> tuple[str, str]:
-    """(path, query) of a request target, refusing forms the method does not allow."""
+def _split_target(method: str, target: str) -> tuple[str, str, str]:
+    """(path, query, authority) of a request target, refusing forms the method does not
+    allow; the authority of an absolute-form target only, else empty."""
     if target[0] == "/":
         path = target.split("#", 1)[0]
         path, _, query = path.partition("?")
-        return path, query
+        return path, query, ""
     if target == "*":
         if method != "OPTIONS":
             raise bad_request("'*' target is only allowed with OPTIONS")
-        return "*", ""
+        return "*", "", ""
     if method == "CONNECT":
         if not _AUTHORITY_RE.fullmatch(target):
             raise bad_request("invalid CONNECT target")
-        return target, ""
-    if _ABSOLUTE_RE.match(target):
-        return _split_absolute(target)
+        return target, "", ""
+    scheme = _ABSOLUTE_RE.match(target)
+    if scheme is not None:
+        authority = target_authority(target, scheme.end())
+        if authority is None:
+            raise bad_request("invalid authority in the request target")
+        path, query = _split_absolute(target)
+        return path, query, authority
     raise bad_request("invalid request target")
 
 

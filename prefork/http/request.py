@@ -26,3 +26,6 @@ class Request:
     content_length: int
     expect_continue: bool = False
     line: str = ""  # the request line as received, for logs and the scoreboard
+    # An absolute-form target's host[:port]: it, not the Host header, names the host
+    # (RFC 9112 3.2.2). Empty for the other forms.
+    authority: str = ""

@@ -23,6 +23,7 @@ from prefork.realtime.dispatcher import Dispatcher
 from prefork.realtime.engine import Engine
 from prefork.realtime.heartbeat import Heartbeat
 from prefork.realtime.hub import Hub
+from prefork.realtime.require_host import RequireHost
 from prefork.realtime.websocket import GOING_AWAY, Services
 
 log = logging.getLogger("prefork.realtime")
@@ -56,7 +57,8 @@ class RealtimeService:
                                      chores=[Heartbeat(settings, master)])
         self.services = Services(hub, Gate(settings), self.dispatcher.history,
                                  lambda: self.dispatcher.last, settings)
-        app = RealtimeApp(self.services, lambda: self.dispatcher.connected, draining)
+        app = RequireHost(RealtimeApp(self.services, lambda: self.dispatcher.connected,
+                                      draining))
         proxy = settings.proxy_mode
         self.config = uvicorn.Config(
             app, http="httptools", ws=Engine, lifespan="off",

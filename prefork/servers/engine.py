@@ -34,8 +34,9 @@ def make_loop(settings: Settings, dispatch: Dispatch, *, inline: bool,
     timeouts = Timeouts(settings.http_header_timeout, settings.http_keepalive_timeout,
                         settings.http_send_timeout)
     budget = SendBudget(settings.http_send_buffer_worker, settings.http_send_buffer)
+    counters = metrics.current()
     return EventLoop(limits, timeouts, dispatch, inline=inline, pace_accepting=pace_accepting,
-                     budget=budget)
+                     budget=budget, refused=counters.refusal if counters is not None else None)
 
 
 def make_handler(settings: Settings, app: WSGIApp, loop: EventLoop, *, multiprocess: bool,

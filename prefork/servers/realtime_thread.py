@@ -78,7 +78,9 @@ def rebuild(request: Request) -> bytes:
     request.body.close()
     lines = [f"{request.method} {request.target} {request.version}"]
     lines += [f"{name}: {value}" for name, value in request.headers
-              if name not in _HOP_BY_HOP]
+              if name not in _HOP_BY_HOP and not (name == "HOST" and request.authority)]
+    if request.authority:  # what a WSGI application gets as HTTP_HOST too
+        lines.append(f"Host: {request.authority}")
     if body or request.method == "POST":
         lines.append(f"Content-Length: {len(body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body

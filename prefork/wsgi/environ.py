@@ -68,6 +68,8 @@ class EnvironBuilder:
             if key in environ:
                 value = environ[key] + ("; " if key == "HTTP_COOKIE" else ",") + value
             environ[key] = value
+        if request.authority:  # absolute-form: the target's authority, not the Host header
+            environ["HTTP_HOST"] = request.authority
         if self._proxy_mode:
             _apply_forwarded(environ)
         elif self._untrusted_proxy is not None and "HTTP_X_FORWARDED_FOR" in environ:
