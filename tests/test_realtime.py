@@ -769,7 +769,9 @@ def test_clients_that_never_read_are_closed_past_the_queue_limit(server_factory:
             f"ws://127.0.0.1:{server.realtime_port}/websocket", sock=sock, max_queue=1,
             open_timeout=10)))
         subscribe(stuck[-1], [name])
-    with clients, websocket(server) as reader:
+    reader = clients.enter_context(connect(  # frames batch several 64 KiB messages
+        f"ws://127.0.0.1:{server.realtime_port}/websocket", max_size=None, open_timeout=10))
+    with clients:
         subscribe(reader, [name])
         time.sleep(0.5)  # the subscriptions are in
         before = psutil.Process(pid).memory_info().rss
@@ -782,6 +784,7 @@ def test_clients_that_never_read_are_closed_past_the_queue_limit(server_factory:
         assert [m["message"]["n"] for m in got] == list(range(200))
         grown = psutil.Process(pid).memory_info().rss - before
         assert [closed_with(ws, timeout=30) for ws in stuck] == [1013] * 3
+    assert "websocket: closed a client too slow to read (1013)" in server.log()
     assert grown < 24 << 20, f"{grown >> 20} MiB"  # unbounded: 3 x 12.5 MiB of frames
 
 
@@ -812,3 +815,21 @@ def test_the_realtime_endpoints_refuse_a_bad_host_with_400(any_mode: Server,
         assert b"\r\nconnection: close" in head
     good = b"GET /websocket/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     assert _raw_answer(any_mode.realtime_port, good).startswith(b"HTTP/1.1 200")
+
+
+def test_an_absolute_form_handshake_is_routed_by_its_path(any_mode: Server) -> None:
+    """RFC 9112 3.2.2: `GET http://host/websocket` is the websocket route (it got 403: the
+    whole target was taken for the path), its authority the Host; a bad authority is 400."""
+    def answer(target: bytes) -> bytes:
+        raw = (b"GET " + target + b" HTTP/1.1\r\nHost: header.example\r\nUpgrade: websocket"
+               b"\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               b"Sec-WebSocket-Version: 13\r\n\r\n")
+        with socket.create_connection(("127.0.0.1", any_mode.realtime_port), timeout=10) as sock:
+            sock.sendall(raw)
+            head = b""
+            while b"\r\n\r\n" not in head and (chunk := sock.recv(4096)):
+                head += chunk
+        return head.split(b"\r\n", 1)[0]
+
+    assert answer(b"http://127.0.0.1:8069/websocket") == b"HTTP/1.1 101 Switching Protocols"
+    assert answer(b"http://user@/websocket").startswith(b"HTTP/1.1 400")

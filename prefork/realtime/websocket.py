@@ -68,6 +68,7 @@ class Services:
         self.ignored = QuietLog(log)
         self.unavailable = QuietLog(log, UNAVAILABLE_LOG_EVERY)
         self.refused = QuietLog(log)
+        self.slow = QuietLog(log)
         self.clients: set[Client] = set()
 
     def starting_point(self, last: int) -> int:
@@ -172,6 +173,10 @@ class Client:
             self._queued += sys.getsizeof(frame)
             limit = self.services.queue_limit
             if len(self._frames) >= MAX_QUEUED_FRAMES or (limit and self._queued > limit):
+                self.services.slow.warning(
+                    "websocket: closed a client too slow to read (1013): %d frame(s), %d "
+                    "bytes waiting for it (websocket_queue_limit)", len(self._frames),
+                    self._queued)
                 self.close(TRY_LATER)  # it reconnects with its last id and catches up
                 return
             self._frames.append(frame)

@@ -157,7 +157,8 @@ class ThreadedServer:
         """Replace this process (threads included) with a fresh server on the same sockets."""
         env = {**os.environ, **handover_env(self.listeners)}
         command = [sys.executable, "-m", "prefork", *self.argv]
-        log.warning("re-executing: %s", " ".join(command[2:]) or "prefork")
+        level = logging.INFO if self._reload_reason.startswith("SIGHUP") else logging.WARNING
+        log.log(level, "re-executing: %s", " ".join(command[2:]) or "prefork")
         access_log.shutdown()
         logging.shutdown()
         os.execve(sys.executable, command, env)
