@@ -13,29 +13,47 @@ import logging
 import time
 
 
+class Interval:
+    """The gate both share: admit() is None while the interval runs (the line is counted),
+    else the number of lines skipped since the last one admitted."""
+
+    __slots__ = ("_next", "_skipped", "every")
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self._next, self._skipped = 0.0, 0
+
+    def admit(self) -> int | None:
+        now = time.monotonic()
+        if now < self._next:
+            self._skipped += 1
+            return None
+        skipped, self._next, self._skipped = self._skipped, now + self.every, 0
+        return skipped
+
+
+def counted(message: str, skipped: int) -> str:
+    """`message` with the count of the lines left out before it, if any (the text added
+    holds no '%': `message` may be a %-format still to be filled)."""
+    return f"{message} (and {skipped} more such line(s) since the last one, not logged)" \
+        if skipped else message
+
+
 class QuietLog:
     """Logs at most one line per `every` seconds; the next line counts the ones skipped."""
 
-    __slots__ = ("_next", "_skipped", "every", "logger")
+    __slots__ = ("_interval", "logger")
 
     def __init__(self, logger: logging.Logger, every: float = 60.0) -> None:
-        self.logger, self.every = logger, every
-        self._next, self._skipped = 0.0, 0
+        self.logger, self._interval = logger, Interval(every)
 
     def warning(self, message: str, *args: object) -> None:
         self.log(logging.WARNING, message, *args)
 
     def log(self, level: int, message: str, *args: object) -> None:
-        now = time.monotonic()
-        if now < self._next:
-            self._skipped += 1
-            return
-        self._next = now + self.every
-        if self._skipped:
-            message += " (and %d more such line(s) since the last one, not logged)"
-            args = (*args, self._skipped)
-        self._skipped = 0
-        self.logger.log(level, message, *args)
+        skipped = self._interval.admit()
+        if skipped is not None:
+            self.logger.log(level, counted(message, skipped), *args)
 
 
 class QuietFilter(logging.Filter):
@@ -47,17 +65,16 @@ class QuietFilter(logging.Filter):
     def __init__(self, every: float = 60.0) -> None:
         super().__init__()
         self.every = every
-        self._kinds: dict[str, list[float]] = {}  # msg -> [next time, skipped]
+        self._kinds: dict[str, Interval] = {}  # by format string
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno != logging.WARNING or not isinstance(record.msg, str):
             return True
-        now = time.monotonic()
-        kind = self._kinds.setdefault(record.msg, [0.0, 0])
-        if now < kind[0]:
-            kind[1] += 1
+        interval = self._kinds.get(record.msg)
+        if interval is None:
+            interval = self._kinds[record.msg] = Interval(self.every)
+        skipped = interval.admit()
+        if skipped is None:
             return False
-        if kind[1]:
-            record.msg += f" (and {int(kind[1])} more such line(s) since the last one, not logged)"
-        kind[0], kind[1] = now + self.every, 0
+        record.msg = counted(record.msg, skipped)
         return True

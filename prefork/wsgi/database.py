@@ -28,6 +28,7 @@ from prefork.db.pool import Database
 from prefork.db.transaction import RequestTransaction
 from prefork.quiet_log import QuietLog
 from prefork.wsgi.handler import Response, WSGIApp, direct
+from prefork.wsgi.unavailable import RETRY_AFTER, UNAVAILABLE_LOG_EVERY
 
 log = logging.getLogger("prefork.db")
 
@@ -35,16 +36,15 @@ UNAVAILABLE_BODY = b"503 Service Unavailable: the database is unavailable, try a
 UNAVAILABLE_HEADERS = [
     ("Content-Type", "text/plain; charset=utf-8"),
     ("Content-Length", str(len(UNAVAILABLE_BODY))),
-    ("Retry-After", "5"),
+    ("Retry-After", str(RETRY_AFTER)),
 ]
-LOG_INTERVAL = 10.0  # at most one "database unavailable" line per process this often
 
 
 class DatabaseMiddleware:
     def __init__(self, app: WSGIApp, database: Database) -> None:
         self.app = direct(app)
         self.database = database
-        self._quiet = QuietLog(log, LOG_INTERVAL)
+        self._quiet = QuietLog(log, UNAVAILABLE_LOG_EVERY)
 
     def bind(self, environ: dict[str, Any], response: Response) -> None:
         """The request hook: gives the request its transaction."""
