@@ -15,6 +15,8 @@ import os
 import shutil
 import struct
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import psutil
 
@@ -82,12 +84,8 @@ class Metrics:
 
     def _flush_refused(self) -> None:
         refused = self._refused
-        statuses: dict[int, int] = {}
-        for _ in range(len(refused)):
-            status = refused.popleft()
-            statuses[status] = statuses.get(status, 0) + 1
-        for status, count in statuses.items():
-            self.refused.labels(str(status)).inc(count)
+        _by_status(self.refused, collections.Counter(
+            refused.popleft() for _ in range(len(refused))))
 
     def _flush_served(self) -> None:
         statuses: dict[int, int] = {}
@@ -99,8 +97,7 @@ class Metrics:
             statuses[status] = statuses.get(status, 0) + 1
             buckets[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
             total += seconds
-        for status, count in statuses.items():
-            self.requests.labels(str(status)).inc(count)
+        _by_status(self.requests, statuses)
         if statuses:
             # prometheus_client keeps a histogram as per-bucket counts and a sum (observe()
             # adds one observation at a time); a batch goes to the same values.
@@ -108,6 +105,11 @@ class Metrics:
                 if count:
                     value.inc(count)
             self.duration._sum.inc(total)
+
+
+def _by_status(counter: Any, statuses: Mapping[int, int]) -> None:
+    for status, count in statuses.items():
+        counter.labels(str(status)).inc(count)
 
 
 def setup(settings: Settings) -> Metrics | None:

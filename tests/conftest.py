@@ -15,9 +15,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
@@ -191,6 +192,20 @@ def free_port(host: str = "127.0.0.1") -> int:
                 continue
         return port
     raise RuntimeError(f"no free port below {low} on {host}")
+
+
+def in_rounds(client: Callable[[], None], clients: int, done: Callable[[], bool],
+              rounds: int = 5) -> None:
+    """`clients` threads running `client` at once, round after round, until `done()` or
+    `rounds` rounds (to reach every worker, which new connections find by chance)."""
+    for _ in range(rounds):
+        threads = [threading.Thread(target=client) for _ in range(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        if done():
+            break
 
 
 class Server:

@@ -8,7 +8,6 @@ import base64
 import hashlib
 import json
 import re
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -21,7 +20,7 @@ from prefork.ops.adminpass import matches
 from prefork.ops.dashboard_auth import DashboardAuth
 from prefork.ops.dashboard_cookie import NAME, DashboardCookie, cookie_key
 from prefork.ops.guess_limit import FailureLimit
-from tests.conftest import Server
+from tests.conftest import Server, in_rounds
 from tests.test_demo_chat import CHROMIUM, launch_chromium
 from tests.test_master import get, wait_workers
 
@@ -231,14 +230,7 @@ def served_by_workers(server: Server, cookie: str) -> int:
             finally:
                 conn.close()
 
-    for _ in range(5):
-        threads = [threading.Thread(target=client) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
-        if len(pids) >= 2:
-            break
+    in_rounds(client, 4, lambda: len(pids) >= 2)
     assert wrong == []
     return len(pids)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PREFORK, ROOT, Server, free_port
+from tests.conftest import PREFORK, ROOT, Server, free_port, in_rounds
 from tests.test_master import wait_workers
 
 APP = ("--app", "tests.apps.sessionapp:app", "--max-cron-threads", "0")
@@ -94,14 +94,7 @@ def served_pids_of_page(server: Server, cookie: str, user: str) -> set[int]:
             match = re.search(r'id="served-by">pid (\d+)', page)
             pids.add(int(match.group(1)) if match else 0)
 
-    for _ in range(5):
-        threads = [threading.Thread(target=client) for _ in range(6)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
-        if len(pids) >= 2:
-            break
+    in_rounds(client, 6, lambda: len(pids) >= 2)
     assert wrong == []
     return pids
 
