@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 import socket
 
+from prefork.addresses import Address, http_address, of_socket, realtime_address
+from prefork.config import Settings
+from prefork.unix_socket import UnixListenError, bind_unix
+
 BACKLOG = 2048
 INHERIT_ENV = "PREFORK_INHERIT_FDS"
 SD_LISTEN_FDS_START = 3
@@ -14,30 +18,58 @@ class ListenError(Exception):
     """A socket could not be bound; the message names the address and the option."""
 
 
-def listen(interface: str, port: int, *, reuse_port: bool = False,
-           option: str = "http_port") -> socket.socket:
-    """A bound, listening TCP socket; an interface containing ':' is IPv6. `option` names
-    the setting the port comes from, for the error."""
-    family = socket.AF_INET6 if ":" in interface else socket.AF_INET
-    host = interface or ("::" if family == socket.AF_INET6 else "0.0.0.0")
+def listen_http(settings: Settings) -> socket.socket:
+    address = http_address(settings)
+    return listen(address, settings, "http_interface" if address.unix else "http_port")
+
+
+def listen_realtime(settings: Settings) -> socket.socket:
+    address = realtime_address(settings)
+    return listen(address, settings, "gevent_interface" if address.unix else "gevent_port")
+
+
+def listen(address: Address, settings: Settings, option: str) -> socket.socket:
+    """A bound, listening socket; `option` names the setting the address comes from, for
+    the error."""
+    try:
+        if address.unix:
+            return _listen_unix(address.path, settings)
+        return _listen_tcp(address, settings.reuse_port)
+    except (OSError, UnixListenError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ListenError(f"cannot listen on {address.display()} ({option}): {reason}") \
+            from None
+
+
+def _listen_unix(path: str, settings: Settings) -> socket.socket:
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        raise UnixListenError(f"the directory {directory} does not exist")
+    return bind_unix(path, int(settings.unix_socket_mode, 8), settings.unix_socket_group,
+                     BACKLOG)
+
+
+def _listen_tcp(address: Address, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    host = address.host or ("::" if family == socket.AF_INET6 else "0.0.0.0")
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         no_delay(sock)  # before listen(): no connection is accepted without it
-        sock.bind((host.strip("[]"), port))
+        sock.bind((host.strip("[]"), address.port))
         sock.listen(BACKLOG)
-    except OSError as exc:
+    except OSError:
         sock.close()
-        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        raise ListenError(f"cannot listen on {address} ({option}): "
-                          f"{exc.strerror or exc}") from None
+        raise
     return sock
 
 
-def inherited_listeners() -> list[socket.socket]:
-    """Sockets handed over by a previous master (USR2) or by systemd socket activation.
+def inherited_listeners() -> tuple[list[socket.socket], bool]:
+    """Sockets handed over by a previous master (USR2, or threaded mode's HUP) or by
+    systemd socket activation, and whether systemd gave them (their files are then its own
+    to remove).
 
     Consumes the environment variables so that processes started later do not see them.
     """
@@ -50,7 +82,7 @@ def inherited_listeners() -> list[socket.socket]:
         fds = list(range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count))
     for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
         os.environ.pop(name, None)
-    return [socket.socket(fileno=fd) for fd in fds]
+    return [socket.socket(fileno=fd) for fd in fds], not inherited
 
 
 def no_delay(sock: socket.socket) -> None:
@@ -70,5 +102,4 @@ def handover_env(listeners: list[socket.socket]) -> dict[str, str]:
 
 
 def display_address(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return of_socket(sock).display()

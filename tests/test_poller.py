@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from prefork.addresses import Address
+from prefork.config import Settings
 from prefork.http import poller
 from prefork.http.connection import Connection
 from prefork.http.loop import EventLoop, Timeouts
@@ -60,7 +62,7 @@ def test_accepted_connections_have_tcp_nodelay(made_by: str) -> None:
     """Set on the listener (by prefork.sockets.listen, or by the loop for a socket made
     elsewhere: systemd's, a previous master's) and inherited by accepted connections."""
     if made_by == "prefork":
-        listener = listen("127.0.0.1", 0)
+        listener = listen(Address("127.0.0.1", 0), Settings(), "http_port")
     else:
         listener = socket.create_server(("127.0.0.1", 0))
         assert not listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)

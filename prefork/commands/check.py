@@ -7,6 +7,7 @@ import sys
 from typing import TextIO
 
 from prefork import __version__
+from prefork.addresses import http_address, realtime_address
 from prefork.commands.preflight import import_problems
 from prefork.config import Settings
 from prefork.config.loader import Loaded, in_mib
@@ -16,7 +17,8 @@ from prefork.datadir import loose_modes
 from prefork.db.report import database_report
 from prefork.ops.adminpass import dashboard_password
 from prefork.ops.forwarded import seen
-from prefork.sockets import ListenError, listen
+from prefork.sockets import ListenError, listen_http, listen_realtime
+from prefork.unix_socket import SocketFiles
 
 
 def check(loaded: Loaded, out: TextIO = sys.stdout) -> int:
@@ -50,8 +52,8 @@ def check(loaded: Loaded, out: TextIO = sys.stdout) -> int:
 
 
 def describe_processes(settings: Settings) -> list[str]:
-    http = f"{settings.http_interface or '0.0.0.0'}:{settings.http_port}"
-    realtime = f"{settings.http_interface or '0.0.0.0'}:{settings.gevent_port}"
+    http = http_address(settings).display()
+    realtime = realtime_address(settings).display()
     if not settings.multiprocessing:
         return [
             "mode: threaded (workers = 0), one process",
@@ -65,7 +67,7 @@ def describe_processes(settings: Settings) -> list[str]:
         "  1 master process",
         f"  {workers} HTTP worker process(es) on {http}",
         f"  {settings.max_cron_threads} cron worker process(es) (max_cron_threads)",
-        f"  1 realtime process (websocket/long-polling) on {realtime} (gevent_port)",
+        f"  1 realtime process (websocket/long-polling) on {realtime}",
     ]
 
 
@@ -101,14 +103,19 @@ def _limit(size: int) -> str:
 
 def _environment_problems(settings: Settings) -> list[str]:
     problems = []
-    ports = [("http_port", settings.http_port)]
+    opens = [listen_http]
     if settings.multiprocessing:  # threaded mode serves the realtime endpoints on http_port
-        ports.append(("gevent_port", settings.gevent_port))
-    for option, port in ports:
+        opens.append(listen_realtime)
+    files = SocketFiles()  # a Unix socket's file is removed again
+    for open_socket in opens:
         try:
-            listen(settings.http_interface, port, option=option).close()
+            sock = open_socket(settings)
         except ListenError as exc:
             problems.append(str(exc))
+        else:
+            files.claim(sock)
+            sock.close()
+    files.remove()
     if not _writable_dir(settings.data_dir):
         problems.append(f"data_dir {settings.data_dir!r} is not writable")
     for option, creates_dir in (("logfile", True), ("pidfile", False)):

@@ -6,6 +6,7 @@ Each kind states what it expects in words, so every error can say
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,6 +80,34 @@ def _text(text: str) -> str:
     return text
 
 
+# sun_path holds 108 bytes on Linux, the terminating NUL included.
+UNIX_PATH_MAX = 107
+UNIX_PREFIX = "unix:"
+
+
+def _interface(text: str) -> str:
+    """An address as it is, or `unix:PATH` with PATH made absolute (from the working
+    directory), so that every process and the generated nginx site name one file."""
+    if not text.startswith(UNIX_PREFIX):
+        if "/" in text:
+            raise ValueError(text)
+        return text
+    path = text[len(UNIX_PREFIX):]
+    if not path or "\0" in path:
+        raise ValueError(text)
+    path = os.path.abspath(os.path.expanduser(path))
+    if len(os.fsencode(path)) > UNIX_PATH_MAX:
+        raise ValueError(text)
+    return UNIX_PREFIX + path
+
+
+def _file_mode(text: str) -> str:
+    """Kept as text (0660), as it is written and shown; int(value, 8) where it is used."""
+    if not re.fullmatch(r"(0o)?[0-7]{1,4}", text):
+        raise ValueError(text)
+    return f"{int(text.removeprefix('0o'), 8):04o}"
+
+
 def _app_ref(text: str) -> str:
     if text and not re.fullmatch(r"[\w.]+(:[\w.]+)?", text):
         raise ValueError(text)
@@ -142,6 +171,9 @@ SECONDS = Kind("a number of seconds >= 0", _seconds, unit="seconds")
 SIZE = Kind("a size in bytes, optionally with a suffix K, M or G (e.g. 640M)", _size, unit="bytes")
 BOOLEAN = Kind("True or False", _boolean)
 TEXT = Kind("text", _text)
+INTERFACE = Kind("an IP address, empty (all IPv4 interfaces), or unix:PATH (a Unix socket, "
+                 f"at most {UNIX_PATH_MAX} bytes)", _interface)
+FILE_MODE = Kind("an octal file mode such as 0660", _file_mode)
 APP = Kind("a WSGI application as 'module:callable'", _app_ref)
 SESSION_STORE = Kind("file, memory, or a Redis URL (redis://host:port/db)", _session_store)
 NETWORKS = Kind("comma-separated addresses or networks (127.0.0.1, 10.0.0.0/8, ::1)",

@@ -87,9 +87,10 @@ class Settings:
     )
     # -- network ----------------------------------------------------------------------------
     http_interface: str = opt(
-        kinds.TEXT, "", "--http-interface", section="Network",
+        kinds.INTERFACE, "", "--http-interface", section="Network",
         help="Address to listen on; empty listens on all IPv4 interfaces, an address "
-        "containing ':' is IPv6.",
+        "containing ':' is IPv6, and unix:PATH listens on a Unix socket (http_port is then "
+        "unused).",
     )
     http_port: int = opt(
         kinds.PORT, 8069, "-p", "--http-port", section="Network", help="HTTP port.",
@@ -99,6 +100,21 @@ class Settings:
         aliases=("longpolling_port",),
         help="Port of the realtime process (websocket and long-polling). "
         "'longpolling_port' is a deprecated alias.",
+    )
+    gevent_interface: str = opt(
+        kinds.INTERFACE, "", "--gevent-interface", section="Network",
+        help="Address of the realtime process: empty uses http_interface (127.0.0.1 when "
+        "that is a Unix socket) with gevent_port; unix:PATH listens on a Unix socket.",
+    )
+    unix_socket_mode: str = opt(
+        kinds.FILE_MODE, "0660", "--unix-socket-mode", section="Network",
+        help="Permissions of the Unix sockets prefork creates (the reverse proxy needs "
+        "read and write).",
+    )
+    unix_socket_group: str = opt(
+        kinds.TEXT, "", "--unix-socket-group", section="Network",
+        help="Group (name or number) given the Unix sockets prefork creates, e.g. the "
+        "reverse proxy's (www-data); empty keeps the server's own.",
     )
     reuse_port: bool = opt(
         kinds.BOOLEAN, False, "--reuse-port", section="Network",

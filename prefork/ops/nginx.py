@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from prefork.addresses import http_address, realtime_address
 from prefork.config import Settings
 from prefork.ops.upstreams import (
     FAILOVER_TIMEOUT,
@@ -34,12 +35,8 @@ class Site:
 
 
 def render(settings: Settings, site: Site) -> str:
-    backend = settings.http_interface if settings.http_interface not in ("", "0.0.0.0", "::") \
-        else "127.0.0.1"
-    if ":" in backend:
-        backend = f"[{backend}]"
     tls = bool(site.tls_cert)
-    upstreams = _cluster(settings, site) if site.upstreams else _upstreams(backend, settings)
+    upstreams = _cluster(settings, site) if site.upstreams else _upstreams(settings)
     parts = [_header(settings, site), upstreams, _map()]
     if tls:
         parts.append(_redirect(site))
@@ -57,10 +54,15 @@ def _header(settings: Settings, site: Site) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _upstreams(backend: str, settings: Settings) -> str:
-    return (f"upstream prefork_http {{\n    server {backend}:{settings.http_port};\n"
+def _upstreams(settings: Settings) -> str:
+    """This host's services, on TCP or Unix sockets (nginx's `server unix:PATH`)."""
+    http = http_address(settings)
+    # Threaded mode serves the realtime endpoints on the HTTP socket: nothing listens on
+    # gevent_port there.
+    realtime = realtime_address(settings) if settings.multiprocessing else http
+    return (f"upstream prefork_http {{\n    server {http.upstream()};\n"
             f"    keepalive {KEEPALIVE};\n}}\n"
-            f"upstream prefork_realtime {{\n    server {backend}:{realtime_port(settings)};\n}}\n")
+            f"upstream prefork_realtime {{\n    server {realtime.upstream()};\n}}\n")
 
 
 def _cluster(settings: Settings, site: Site) -> str:
@@ -72,12 +74,6 @@ def _cluster(settings: Settings, site: Site) -> str:
         h.address(h.realtime or settings.gevent_port) for h in site.upstreams]
     return (upstream_block("prefork_http", http, keepalive=KEEPALIVE)
             + upstream_block("prefork_realtime", realtime, method="least_conn"))
-
-
-def realtime_port(settings: Settings) -> int:
-    """Threaded mode serves the realtime endpoints on http_port: nothing listens on
-    gevent_port there."""
-    return settings.gevent_port if settings.multiprocessing else settings.http_port
 
 
 def _map() -> str:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from prefork import metrics
 from prefork.access_log import open_access_log
+from prefork.addresses import UNIX_SERVER_NAME, UNIX_SERVER_PORT, http_address, realtime_address
 from prefork.config import Settings
 from prefork.db.pool import Database
 from prefork.http.connection import SendBudget
@@ -57,13 +58,15 @@ def make_handler(settings: Settings, app: WSGIApp, loop: EventLoop, *, multiproc
     counters = metrics.current()
     if counters is not None:
         own[METRICS_PATH] = MetricsEndpoint(settings.metrics_allow)
-    elsewhere = (RealtimeElsewhere(settings.gevent_port, settings.http_port)
-                 if multiprocess else None)
+    http = http_address(settings)
+    elsewhere = (RealtimeElsewhere(realtime_address(settings), http) if multiprocess else None)
     app = ServerRoutes(app, own, elsewhere)
-    environ = EnvironBuilder(settings.http_interface or "0.0.0.0", settings.http_port,
-                             settings.proxy_mode, recorder(settings.data_dir))
+    server_name, server_port = ((UNIX_SERVER_NAME, UNIX_SERVER_PORT) if http.unix
+                                else (http.host or "0.0.0.0", http.port))
+    environ = EnvironBuilder(server_name, server_port, settings.proxy_mode,
+                             recorder(settings.data_dir))
     environ.configure(multithread=not multiprocess, multiprocess=multiprocess)
-    if multiprocess and not settings.proxy_mode:
+    if multiprocess and not settings.proxy_mode and not realtime_address(settings).unix:
         # Where pages should open websockets; absent in threaded mode and behind a proxy,
         # where /websocket is on the same origin.
         environ.constant("prefork.realtime_port", settings.gevent_port)

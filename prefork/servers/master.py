@@ -30,7 +30,8 @@ import psutil
 from setproctitle import setproctitle
 
 from prefork import __version__, metrics
-from prefork.config import ConfigError
+from prefork.addresses import http_address, of_socket, realtime_address
+from prefork.config import ConfigError, Settings
 from prefork.config.loader import Loaded
 from prefork.cron.runner import cron_limits
 from prefork.db.pool import Database
@@ -45,7 +46,14 @@ from prefork.servers.exits import ExitRecord, KillOrder, classify, mib
 from prefork.servers.health import Alert, HealthMonitor
 from prefork.servers.parking import Candidate, Parked, Parking
 from prefork.servers.state import remove_state, state_path, write_state
-from prefork.sockets import display_address, handover_env, inherited_listeners, listen
+from prefork.sockets import (
+    display_address,
+    handover_env,
+    inherited_listeners,
+    listen_http,
+    listen_realtime,
+)
+from prefork.unix_socket import SocketFiles
 from prefork.wakeup import WakeupPipe
 from prefork.workers.cron import CronWorker
 from prefork.workers.handoff import channel_pair, receive_connections
@@ -129,6 +137,7 @@ class Master:
         self.exits: deque[ExitRecord] = deque(maxlen=KEPT_EXITS)
         self.listeners: list[socket.socket] = []
         self.realtime_listener: socket.socket | None = None
+        self.socket_files = SocketFiles()  # removed at the end, unless handed over
         self.signals: queue.SimpleQueue[int] = queue.SimpleQueue()
         self.stopping = False
         self.stop_deadline = 0.0
@@ -257,26 +266,30 @@ class Master:
 
     def _open_listeners(self) -> None:
         s = self.settings
-        inherited = inherited_listeners()
+        inherited, from_systemd = inherited_listeners()
         if inherited:
             log.info("using %d inherited listening socket(s)", len(inherited))
             # From an upgrade, the old master names the realtime socket; from systemd, its
-            # port tells it.
+            # address tells it.
             realtime_fd = int(os.environ.pop(REALTIME_FD_ENV, "") or -1)
+            wanted = realtime_address(s)
             realtime = [sock for sock in inherited if sock.fileno() == realtime_fd
-                        or (realtime_fd < 0 and _port(sock) == s.gevent_port)]
+                        or (realtime_fd < 0 and wanted.same_socket(sock))]
             self.listeners = [sock for sock in inherited if sock not in realtime]
             self.realtime_listener = realtime[0] if realtime else None
         else:
-            self.listeners = [listen(s.http_interface, s.http_port, reuse_port=s.reuse_port)]
+            self.listeners = [listen_http(s)]
         if self._realtime_target() and self.realtime_listener is None:
-            self.realtime_listener = listen(s.http_interface, s.gevent_port,
-                                            reuse_port=s.reuse_port, option="gevent_port")
+            self.realtime_listener = listen_realtime(s)
+        for sock in self._all_listeners():
+            if not (from_systemd and sock in inherited):
+                self.socket_files.claim(sock)
         if self.realtime_listener is not None:
             log.info("realtime service (websocket, long-polling) on %s",
                      display_address(self.realtime_listener))
-            # Port 0 asks for any free port: workers direct clients to the one chosen.
-            self.settings = dataclasses.replace(s, gevent_port=_port(self.realtime_listener))
+            if self.realtime_listener.family != socket.AF_UNIX:
+                # Port 0 asks for any free port: workers direct clients to the one chosen.
+                self.settings = dataclasses.replace(s, gevent_port=_port(self.realtime_listener))
 
     # -- signals -----------------------------------------------------------------------------
 
@@ -374,22 +387,30 @@ class Master:
             if warning not in self.loaded.warnings:  # the start (or last HUP) logged the rest
                 log.warning("%s", warning)
         new = loaded.settings
-        if (new.http_port, new.http_interface) != (self.settings.http_port,
-                                                   self.settings.http_interface):
+        if http_address(new) != http_address(self.settings):
             log.warning("http_port/http_interface changes need a restart or an upgrade (USR2); "
                         "keeping %s", display_address(self.listeners[0]))
         if self.database is not None and resolve_target(new) != resolve_target(self.settings):
             log.warning("database settings changes need a restart or an upgrade (USR2); "
                         "keeping %s", self.database.target.describe())
         if self.realtime_listener is not None:
-            port = _port(self.realtime_listener)
-            if new.gevent_port not in (0, port):
-                log.warning("gevent_port changes need a restart or an upgrade (USR2); "
-                            "keeping %d", port)
-            new = dataclasses.replace(new, gevent_port=port)
+            new = self._keep_realtime_address(new)
         self.loaded = loaded
         self.settings = new
         self.target = new.workers
+
+    def _keep_realtime_address(self, new: Settings) -> Settings:
+        """`new` with the realtime address of the running listener, which a reload keeps."""
+        assert self.realtime_listener is not None
+        running = of_socket(self.realtime_listener)
+        wanted = realtime_address(new)
+        if not (wanted.same_socket(self.realtime_listener) or (wanted.port == 0
+                                                               and not wanted.unix)):
+            log.warning("gevent_port/gevent_interface changes need a restart or an upgrade "
+                        "(USR2); keeping %s", running.display())
+        if running.unix:
+            return dataclasses.replace(new, gevent_interface=self.settings.gevent_interface)
+        return dataclasses.replace(new, gevent_port=running.port)
 
     # -- workers -----------------------------------------------------------------------------
 
@@ -794,6 +815,8 @@ class Master:
             self.embedded.settle()  # a start in progress ends before the server is stopped
         remove_state(self.state_file)
         remove_pidfile(self.settings.pidfile)
+        if not self.handed_over:
+            self.socket_files.remove()
         log.info("master stopped")
 
     # -- state file ---------------------------------------------------------------------------

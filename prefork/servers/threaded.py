@@ -30,7 +30,8 @@ from prefork.realtime.app import is_realtime_path
 from prefork.servers.engine import make_handler, make_loop
 from prefork.servers.exits import mib
 from prefork.servers.realtime_thread import RealtimeThread
-from prefork.sockets import display_address, handover_env, inherited_listeners, listen
+from prefork.sockets import display_address, handover_env, inherited_listeners, listen_http
+from prefork.unix_socket import SocketFiles
 from prefork.workers.limits import over_soft_limit
 from prefork.wsgi.handler import WSGIApp
 
@@ -54,6 +55,7 @@ class ThreadedServer:
             if pg_conninfo else None
         self.argv = list(argv)
         self.listeners: list[socket.socket] = []
+        self.socket_files = SocketFiles()
         self._inflight: dict[int, tuple[float, str]] = {}  # thread id -> (start, request)
         self._reload_reason = ""
         self._reload_deadline = 0.0
@@ -67,9 +69,19 @@ class ThreadedServer:
 
     def serve(self) -> int:
         s = self.settings
-        self.listeners = inherited_listeners() or [listen(s.http_interface, s.http_port)]
+        inherited, from_systemd = inherited_listeners()
+        self.listeners = inherited or [listen_http(s)]
         for sock in self.listeners:
             self.loop.add_listener(sock)
+            if not from_systemd:
+                self.socket_files.claim(sock)  # a re-exec (HUP) never reaches the removal
+        try:
+            return self._serve()
+        finally:
+            self.socket_files.remove()
+
+    def _serve(self) -> int:
+        s = self.settings
         if self.database is not None:
             self.database.bind(roles.THREADED, s.limit_time_real, users=s.http_threads)
         db.install(self.database)

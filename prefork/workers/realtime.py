@@ -20,6 +20,7 @@ from typing import NoReturn
 
 import psutil
 
+from prefork.addresses import of_socket
 from prefork.config import Settings
 from prefork.realtime.service import RealtimeService
 from prefork.workers import exitcodes
@@ -52,8 +53,9 @@ class RealtimeProcess:
         run_to_exit("realtime process", self.slot, self._run)
 
     def _run(self) -> int:
-        port = self.listener.getsockname()[1]
-        prepare_process(f"realtime :{port}", self._on_term, realtime_limits(self.settings)[1])
+        address = of_socket(self.listener)
+        where = address.display() if address.unix else f":{address.port}"
+        prepare_process(f"realtime {where}", self._on_term, realtime_limits(self.settings)[1])
         asyncio.run(self._serve())
         return self.exit_code if self.exit_code is not None else exitcodes.STOPPED
 

@@ -44,6 +44,8 @@ class EnvironBuilder:
         self._base[key] = value
 
     def build(self, request: Request, peer: tuple[str, int]) -> dict[str, Any]:
+        """`peer` is ("", 0) for a client on a Unix socket, which has no address (as
+        gunicorn's REMOTE_ADDR); proxy_mode gives the forwarded one."""
         environ = self._base.copy()
         path = request.path
         environ["REQUEST_METHOD"] = request.method
@@ -52,7 +54,7 @@ class EnvironBuilder:
         environ["RAW_URI"] = environ["REQUEST_URI"] = request.target
         environ["SERVER_PROTOCOL"] = request.version
         environ["REMOTE_ADDR"] = peer[0]
-        environ["REMOTE_PORT"] = str(peer[1])
+        environ["REMOTE_PORT"] = str(peer[1]) if peer[1] else ""  # none: a Unix socket
         environ["CONTENT_LENGTH"] = str(request.content_length) if request.content_length else ""
         environ["wsgi.input"] = request.body
         environ["prefork.headers"] = request.headers

@@ -251,7 +251,7 @@ class WSGIHandler:
             if self.metrics is not None:
                 self.metrics.request(response.status, elapsed)
             if self.access_log is not None:
-                self.access_log.write(conn.peer[0], request.method, request.target,
+                self.access_log.write(conn.peer[0] or "-", request.method, request.target,
                                       request.version, response.status, response.bytes_sent,
                                       elapsed)
 

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from prefork.addresses import Address
 from prefork.quiet_log import QuietLog
 
 log = logging.getLogger("prefork.worker")
@@ -17,14 +18,16 @@ WARN_EVERY = 60.0  # seconds between two log lines about misrouted clients, per 
 LONGPOLLING_PREFIX = "/longpolling/"
 
 
-def directions(gevent_port: int, http_port: int) -> bytes:
+def directions(realtime: Address, http: Address) -> bytes:
+    # nginx names a Unix socket in proxy_pass between "unix:" and ":".
+    target = f"unix:{realtime.path}:" if realtime.unix else f"127.0.0.1:{realtime.port}"
     return f"""\
-WebSocket and long-polling requests are served by prefork's realtime process on port \
-{gevent_port}, not by the HTTP workers on port {http_port}.
-Connect to port {gevent_port}, or route these paths to it in nginx:
+WebSocket and long-polling requests are served by prefork's realtime process on \
+{_where(realtime)}, not by the HTTP workers on {_where(http)}.
+Connect to {_where(realtime)}, or route these paths to it in nginx:
 
     location /websocket {{
-        proxy_pass http://127.0.0.1:{gevent_port};
+        proxy_pass http://{target};
         proxy_http_version 1.1;
         proxy_set_header Upgrade $http_upgrade;
         proxy_set_header Connection "upgrade";
@@ -34,6 +37,10 @@ Connect to port {gevent_port}, or route these paths to it in nginx:
 
 (the same for /web/websocket, and /longpolling for clients of Odoo 15 and older).
 """.encode()
+
+
+def _where(address: Address) -> str:
+    return f"the Unix socket {address.path}" if address.unix else f"port {address.port}"
 
 
 def misrouted(environ: dict[str, Any]) -> bool:
@@ -46,8 +53,8 @@ def misrouted(environ: dict[str, Any]) -> bool:
 class RealtimeElsewhere:
     """The WSGI application of misrouted() requests (see prefork/wsgi/routes.py)."""
 
-    def __init__(self, gevent_port: int, http_port: int) -> None:
-        self.body = directions(gevent_port, http_port)
+    def __init__(self, realtime: Address, http: Address) -> None:
+        self.body = directions(realtime, http)
         self.quiet = QuietLog(log, WARN_EVERY)
 
     def __call__(self, environ: dict[str, Any],
