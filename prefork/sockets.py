@@ -82,7 +82,7 @@ def inherited_listeners() -> tuple[list[socket.socket], bool]:
         fds = list(range(SD_LISTEN_FDS_START, SD_LISTEN_FDS_START + count))
     for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
         os.environ.pop(name, None)
-    return [socket.socket(fileno=fd) for fd in fds], not inherited
+    return [socket.socket(fileno=fd) for fd in fds], bool(fds) and not inherited
 
 
 def no_delay(sock: socket.socket) -> None:
