@@ -76,3 +76,17 @@ def test_ready_reloading_stopping(server_factory: type, notify_socket: socket.so
     server.signal(signal.SIGTERM)
     assert next_message(notify_socket) == {"STOPPING": "1"}
     assert server.proc.wait(30) == 0
+
+
+def test_unix_sockets_under_run_get_a_runtime_directory(tmp_path: Path) -> None:
+    text = unit("--workers", "2", "--http-interface", "unix:/run/shop/http.sock",
+                "--gevent-interface", "unix:/run/shop-bus/bus.sock")
+    assert "RuntimeDirectory=shop shop-bus\nRuntimeDirectoryMode=0755\n" in text
+    assert "RuntimeDirectory" not in unit("--http-interface", "unix:/srv/shop/http.sock")
+    verify = shutil.which("systemd-analyze")
+    if verify is not None:
+        path = tmp_path / "prefork.service"
+        path.write_text(text)
+        result = subprocess.run([verify, "verify", str(path)], capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 0, result.stdout + result.stderr

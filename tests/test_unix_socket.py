@@ -312,3 +312,13 @@ def test_nginx_in_front_of_unix_sockets(mode: str, started: list[Server], tmp_pa
             while not any(item["message"] == {"through": "a unix socket"}
                           for item in json.loads(ws.recv(timeout=10))):
                 assert time.monotonic() < deadline
+
+
+def test_a_missing_directory_is_named(tmp_path: Path, sockets_dir: Path) -> None:
+    path = sockets_dir / "absent" / "app.sock"
+    ran = subprocess.run([PREFORK, "run", *APP, "--workers", "1", "--http-interface",
+                          f"unix:{path}", "--data-dir", str(tmp_path / "data")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 1
+    assert f"the directory {path.parent} does not exist" in ran.stderr
+    assert "Traceback" not in ran.stderr

@@ -7,8 +7,10 @@ import os
 import shlex
 import sys
 
+from prefork.addresses import http_address, realtime_address
 from prefork.config import Settings
 
+RUN = "/run"
 STOP_MARGIN = 30  # seconds beyond drain_delay + limit_time_real before systemd kills the rest
 
 
@@ -35,6 +37,7 @@ def render(settings: Settings, config_path: str | None, user: str, group: str) -
         f"WorkingDirectory={os.getcwd()}",
         "ExecStart=" + shlex.join(command),
         "ExecReload=/bin/kill -HUP $MAINPID",
+        *_runtime_directories(settings),
         "# TERM to the master alone: it drains (drain_delay), then stops its workers",
         "# gracefully; what is left after TimeoutStopSec (drain_delay + limit_time_real",
         "# + 30 s) is killed.",
@@ -54,6 +57,21 @@ def render(settings: Settings, config_path: str | None, user: str, group: str) -
         "WantedBy=multi-user.target",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _runtime_directories(settings: Settings) -> list[str]:
+    """A Unix socket in a directory of /run (/run/prefork/http.sock): systemd creates that
+    directory for the service's user at each start (/run itself is root's)."""
+    wanted = [http_address(settings)]
+    if settings.multiprocessing:
+        wanted.append(realtime_address(settings))
+    names = sorted({os.path.basename(os.path.dirname(a.path)) for a in wanted
+                    if a.unix and os.path.dirname(os.path.dirname(a.path)) == RUN})
+    if not names:
+        return []
+    return ["# The Unix sockets' directory, made for User= at each start (it must not "
+            "outlive the service:", "# an upgrade (USR2) keeps it, a stop removes it).",
+            "RuntimeDirectory=" + " ".join(names), "RuntimeDirectoryMode=0755"]
 
 
 def stop_timeout(settings: Settings) -> int:
