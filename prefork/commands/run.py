@@ -15,6 +15,7 @@ from prefork.config.loader import Loaded
 from prefork.cron.threads import CronImportError
 from prefork.db.startup import DatabaseRuntime, DatabaseStartError, start_database
 from prefork.db.target import EMBEDDED, resolve_target
+from prefork.dev.reload import inert_note
 from prefork.logs import LogfileError, setup_logging
 from prefork.pidfile import PidfileError, pidfile
 from prefork.servers.master import Master
@@ -36,7 +37,7 @@ def run(loaded: Loaded, argv: Sequence[str], *, stop_after_init: bool = False) -
         return 2
     for warning in loaded.warnings:
         log.warning("%s", warning)
-    for note in loaded.notes:
+    for note in [*loaded.notes, *inert_note(settings)]:
         log.info("%s", note)
     _report_build()
     try:

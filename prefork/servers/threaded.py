@@ -22,6 +22,7 @@ from prefork.config import Settings
 from prefork.cron.threads import CronThreads
 from prefork.db import roles
 from prefork.db.pool import Database
+from prefork.dev.reload import CodeReload, dev_warning
 from prefork.http.connection import Connection
 from prefork.http.request import Request
 from prefork.ops import sdnotify
@@ -37,6 +38,9 @@ from prefork.wsgi.handler import WSGIApp
 log = logging.getLogger("prefork.server")
 
 TICK = 1.0
+DEV_TICK = 0.1  # the loop's longest wait with dev reload: how soon a change is seen
+# Reloads asked for (HUP, a code change), logged at INFO; a limit's at WARNING.
+PLANNED = ("SIGHUP", "dev reload")
 RELOAD_GRACE = 5.0  # seconds other requests get to finish before a limit reload
 
 
@@ -64,6 +68,7 @@ class ThreadedServer:
         self._jobs: queue.SimpleQueue[tuple[Connection, Request] | None] = queue.SimpleQueue()
         self._signals: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._stop_deadline: float | None = None
+        self.code_reload: CodeReload | None = None
 
     def serve(self) -> int:
         s = self.settings
@@ -82,6 +87,9 @@ class ThreadedServer:
         sdnotify.notify("READY=1", f"MAINPID={os.getpid()}", "STATUS=serving (threaded mode)")
         log.info("HTTP service running on %s (threaded mode, %d threads)",
                  display_address(self.listeners[0]), s.http_threads)
+        if s.dev_reload:
+            self.code_reload = CodeReload.open(s)
+            log.warning("%s", dev_warning(s, self.code_reload))
         sampler = Sampler(self.database)
         access = self.handler.access_log
         while not self._finished():
@@ -93,6 +101,7 @@ class ThreadedServer:
             self._handle_signals()
             self._end_drain()
             self._check_limits()
+            self._reload_code()
             if self._reload_reason and not self._reload_deadline and self._serving():
                 self._begin_reload()
             if self._reload_deadline and self._serving() and self._reload_ready():
@@ -139,8 +148,16 @@ class ThreadedServer:
             self._reload_reason = (f"real-time: request '{line}' running {elapsed:.1f}s > "
                                    f"limit {self.settings.limit_time_real}s")
 
+    def _reload_code(self) -> None:
+        """A code change that compiles: the process is replaced as for HUP."""
+        if self.code_reload is None:
+            return
+        changed = self.code_reload.due(time.monotonic())
+        if changed and self._serving() and not self._reload_reason:
+            self._reload_reason = f"dev reload: {self.code_reload.named(changed)} changed"
+
     def _begin_reload(self) -> None:
-        if self._reload_reason.startswith("SIGHUP"):
+        if self._reload_reason.startswith(PLANNED):
             log.info("%s: reloading the whole process", self._reload_reason)
         else:
             log.warning("threaded mode limit reached (%s): reloading the whole process",
@@ -157,7 +174,7 @@ class ThreadedServer:
         """Replace this process (threads included) with a fresh server on the same sockets."""
         env = {**os.environ, **handover_env(self.listeners)}
         command = [sys.executable, "-m", "prefork", *self.argv]
-        level = logging.INFO if self._reload_reason.startswith("SIGHUP") else logging.WARNING
+        level = logging.INFO if self._reload_reason.startswith(PLANNED) else logging.WARNING
         log.log(level, "re-executing: %s", " ".join(command[2:]) or "prefork")
         access_log.shutdown()
         logging.shutdown()
@@ -220,9 +237,10 @@ class ThreadedServer:
         return self._drain_until is None and self._stop_deadline is None
 
     def _tick(self) -> float:
+        tick = TICK if self.code_reload is None else DEV_TICK
         if self._drain_until is None or self._stop_deadline is not None:
-            return TICK
-        return max(0.0, min(TICK, self._drain_until - time.monotonic()))
+            return tick
+        return max(0.0, min(tick, self._drain_until - time.monotonic()))
 
     def _begin_drain(self, signum: int) -> None:
         delay = self.settings.drain_delay
