@@ -19,7 +19,7 @@ from prefork.dev.reload import inert_note
 from prefork.logs import LogfileError, setup_logging
 from prefork.pidfile import PidfileError, pidfile
 from prefork.servers.master import Master
-from prefork.servers.threaded import ThreadedServer
+from prefork.servers.threaded import ThreadedServer, wait_for_fix
 from prefork.sockets import ListenError
 from prefork.usercode import UserImportError
 from prefork.wsgi.handler import WSGIApp
@@ -110,6 +110,8 @@ def _serve(loaded: Loaded, argv: Sequence[str]) -> int:
         log.error("%s", exc)
         return 2
     except _ImportFailed:
+        if settings.dev_reload and not settings.multiprocessing:
+            return wait_for_fix(settings, argv)
         return 1
     except OSError as exc:  # a file or directory the configuration names (data_dir, ...)
         log.error("cannot start: %s", exc)

@@ -100,9 +100,6 @@ def reload_effect(settings: Settings) -> str:
     """What a code change does in this configuration."""
     if not settings.multiprocessing:
         return "re-executes the threaded server on the same sockets, as HUP does"
-    if settings.preload_app:
-        return ("starts a new master, as USR2 does (preload_app: the master holds the "
-                "application it imported)")
     return "replaces the workers gracefully, as HUP does (the configuration is not re-read)"
 
 

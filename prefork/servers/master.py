@@ -391,17 +391,13 @@ class Master:
         log.warning("%s", dev_warning(self.settings, self.code_reload))
 
     def _reload_code(self, now: float) -> None:
-        """Act on a code change that compiles: new workers, or with preload_app a new
-        master, which imports the application again (this one holds the old code)."""
+        """A code change that compiles: new workers, which import it (the loader refuses
+        preload_app with dev reload: the master would hold the old code)."""
         if self.code_reload is None:
             return
         changed = self.code_reload.due(now)
-        if not changed or self.stopping or self.drain_until or self.upgrade_pid is not None:
-            return
-        log.info("dev reload: %s changed", self.code_reload.named(changed))
-        if self.settings.preload_app:
-            self.handle_usr2()
-        else:
+        if changed and not (self.stopping or self.drain_until or self.handed_over):
+            log.info("dev reload: %s changed", self.code_reload.named(changed))
             self._start_generation()
 
     def _apply_reload(self, loaded: Loaded) -> None:

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Sequence
 from types import FrameType
+from typing import NoReturn
 
 from prefork import access_log, db
 from prefork.config import Settings
@@ -171,14 +172,9 @@ class ThreadedServer:
         return self.loop.busy <= stuck or time.monotonic() >= self._reload_deadline
 
     def _reexec(self) -> None:
-        """Replace this process (threads included) with a fresh server on the same sockets."""
-        env = {**os.environ, **handover_env(self.listeners)}
-        command = [sys.executable, "-m", "prefork", *self.argv]
         level = logging.INFO if self._reload_reason.startswith(PLANNED) else logging.WARNING
-        log.log(level, "re-executing: %s", " ".join(command[2:]) or "prefork")
-        access_log.shutdown()
-        logging.shutdown()
-        os.execve(sys.executable, command, env)
+        log.log(level, "re-executing: %s", " ".join(["prefork", *self.argv]))
+        reexec(self.argv, self.listeners)
 
     def _cron_timed_out(self, name: str) -> None:
         """On a cron thread's timer: the timeout is recorded; reload to stop the job."""
@@ -278,3 +274,29 @@ class ThreadedServer:
             log.warning("stop timeout: %d request(s) abandoned", self.loop.busy)
             return True
         return False
+
+
+def reexec(argv: Sequence[str], listeners: list[socket.socket]) -> NoReturn:
+    """Replace this process (threads included) with a fresh server on the same sockets."""
+    env = {**os.environ, **handover_env(listeners)}
+    access_log.shutdown()
+    logging.shutdown()
+    os.execve(sys.executable, [sys.executable, "-m", "prefork", *argv], env)
+
+
+def wait_for_fix(settings: Settings, argv: Sequence[str]) -> int:
+    """Threaded mode with dev reload, when the application raised at import: hold the
+    sockets (clients wait in the listen queue) until a change compiles, then start again;
+    1 when stopped (TERM, Ctrl-C) before."""
+    listeners = inherited_listeners() or [listen(settings.http_interface, settings.http_port)]
+    watching = CodeReload.open(settings)
+    log.error("dev reload: the application could not be imported (traceback above); waiting "
+              "for a change under %s", watching.root)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        while not (changed := watching.due(time.monotonic())):
+            time.sleep(DEV_TICK)
+    except KeyboardInterrupt:
+        return 1
+    log.info("dev reload: %s changed: starting again", watching.named(changed))
+    reexec(argv, listeners)
