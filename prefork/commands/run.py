@@ -50,6 +50,10 @@ def run(loaded: Loaded, argv: Sequence[str], *, stop_after_init: bool = False) -
     if stop_after_init:
         return initialise(settings)
     metrics.setup(settings)  # before any fork: every process writes under one directory
+    if settings.dev_reload:
+        # No bytecode cached by the server's own imports: a quick edit keeping the file's
+        # size would look unchanged to it (see prefork.dev.reload.forget_bytecode).
+        sys.dont_write_bytecode = True
     try:
         return _serve(loaded, argv)
     finally:

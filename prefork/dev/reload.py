@@ -9,6 +9,7 @@ reload past it; its fix does. Odoo's autoreload does the same compile() check.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import warnings
@@ -52,7 +53,10 @@ class CodeReload:
         if not self.pending or now < self.quiet_at:
             return []
         paths, self.pending = sorted(self.pending), set()
-        return paths if self._compiles(paths) else []
+        if not self._compiles(paths):
+            return []
+        forget_bytecode(paths)
+        return paths
 
     def named(self, paths: Sequence[str]) -> str:
         names = [os.path.relpath(path, self.root) for path in paths[:NAMED]]
@@ -94,6 +98,17 @@ def compile_error(path: str) -> str | None:
     except ValueError as exc:  # a null byte
         return f"{path} cannot be compiled: {exc}"
     return None
+
+
+def forget_bytecode(paths: Sequence[str]) -> None:
+    """Remove the cached bytecode of changed files: the import system trusts it while the
+    source keeps its size and its modification time in whole seconds, so an edit within
+    the second of the last compile (one -> two) would import the old code."""
+    for path in paths:
+        try:
+            os.unlink(importlib.util.cache_from_source(path))
+        except (OSError, ValueError):
+            pass  # none cached, or not a Python source
 
 
 def reload_effect(settings: Settings) -> str:

@@ -167,11 +167,13 @@ class Master:
         self._open_listeners()
         self._install_signals()
         write_pidfile(self.settings.pidfile)
+        if self.settings.dev_reload:  # watching before the line that says the server is up
+            self._watch_code()
         log.info("HTTP service running on %s (multi-processing mode, %d workers, master pid %d)",
                  ", ".join(display_address(s) for s in self.listeners), self.target,
                  os.getpid())
-        if self.settings.dev_reload:
-            self._watch_code()
+        if self.code_reload is not None:
+            log.warning("%s", dev_warning(self.settings, self.code_reload))
         while not self._finished():
             try:
                 self._turn()
@@ -388,7 +390,6 @@ class Master:
         if self.code_reload.fileno() >= 0:
             self.selector.register(self.code_reload.fileno(), selectors.EVENT_READ,
                                    self.code_reload)
-        log.warning("%s", dev_warning(self.settings, self.code_reload))
 
     def _reload_code(self, now: float) -> None:
         """A code change that compiles: new workers, which import it (the loader refuses

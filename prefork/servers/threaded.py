@@ -86,10 +86,11 @@ class ThreadedServer:
             self.realtime.start()
         self._install_signals()
         sdnotify.notify("READY=1", f"MAINPID={os.getpid()}", "STATUS=serving (threaded mode)")
+        if s.dev_reload:  # watching before the line that says the server is up
+            self.code_reload = CodeReload.open(s)
         log.info("HTTP service running on %s (threaded mode, %d threads)",
                  display_address(self.listeners[0]), s.http_threads)
-        if s.dev_reload:
-            self.code_reload = CodeReload.open(s)
+        if self.code_reload is not None:
             log.warning("%s", dev_warning(s, self.code_reload))
         sampler = Sampler(self.database)
         access = self.handler.access_log
