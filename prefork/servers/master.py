@@ -703,8 +703,9 @@ class Master:
 
     def _abandon_generation(self, previous: int, record: ExitRecord) -> None:
         """A new worker failed to start while the previous generation serves (the new code
-        raises at import, say): keep the previous one rather than retry, or give up and
-        stop what still serves; the next reload tries again."""
+        raises at import, say): keep that one serving. Retrying would fail the same way
+        and end, after MAX_BOOT_ATTEMPTS, by stopping the server, old workers included.
+        The next reload tries again."""
         abandoned = self.generation
         for worker in list(self.workers.values()):
             if worker.generation == abandoned and not worker.terminating:

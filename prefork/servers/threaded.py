@@ -32,7 +32,13 @@ from prefork.realtime.app import is_realtime_path
 from prefork.servers.engine import make_handler, make_loop
 from prefork.servers.exits import mib
 from prefork.servers.realtime_thread import RealtimeThread
-from prefork.sockets import display_address, handover_env, inherited_listeners, listen
+from prefork.sockets import (
+    ListenError,
+    display_address,
+    handover_env,
+    inherited_listeners,
+    listen,
+)
 from prefork.workers.limits import over_soft_limit
 from prefork.wsgi.handler import WSGIApp
 
@@ -289,7 +295,12 @@ def wait_for_fix(settings: Settings, argv: Sequence[str]) -> int:
     """Threaded mode with dev reload, when the application raised at import: hold the
     sockets (clients wait in the listen queue) until a change compiles, then start again;
     1 when stopped (TERM, Ctrl-C) before."""
-    listeners = inherited_listeners() or [listen(settings.http_interface, settings.http_port)]
+    try:
+        listeners = inherited_listeners() or [listen(settings.http_interface,
+                                                     settings.http_port)]
+    except ListenError as exc:
+        log.error("%s", exc)
+        return 1
     watching = CodeReload.open(settings)
     log.error("dev reload: the application could not be imported (traceback above); waiting "
               "for a change under %s", watching.root)
