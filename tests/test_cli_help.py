@@ -35,6 +35,12 @@ def test_each_commands_help_shows_every_option(command: str) -> None:
     assert "+/-10% jitter" in " ".join(text.split())
 
 
+def test_run_help_lists_dev_reload() -> None:
+    text = " ".join(helped("run").split())
+    assert "--dev DEV_MODE" in text
+    assert "for development only, never in production" in text
+
+
 @pytest.mark.parametrize("command", ["run", "check"])
 def test_run_and_check_help_say_odoo_bin_flags_are_accepted(command: str) -> None:
     text = " ".join(helped(command).split())

@@ -15,6 +15,7 @@ from prefork.config.secrets import shown
 from prefork.config.settings import SPECS
 from prefork.datadir import loose_modes
 from prefork.db.report import database_report
+from prefork.dev.reload import dev_warning, inert_note
 from prefork.ops.adminpass import dashboard_password
 from prefork.ops.forwarded import seen
 from prefork.sockets import ListenError, listen_http, listen_realtime
@@ -33,9 +34,11 @@ def check(loaded: Loaded, out: TextIO = sys.stdout) -> int:
     if forwarded:
         warnings.append(f"proxy_mode is off but requests arrived with X-Forwarded-For "
                         f"({forwarded}): behind a reverse proxy set proxy_mode = True")
+    if settings.dev_reload:
+        warnings.append(dev_warning(settings))
     for warning in warnings:
         print(f"warning: {warning}", file=out)
-    for note in loaded.notes:
+    for note in [*loaded.notes, *inert_note(settings)]:
         print(f"note: {note}", file=out)
     print("", file=out)
     for line in [*describe_processes(settings), describe_memory(settings),

@@ -15,10 +15,11 @@ from prefork.config.loader import Loaded
 from prefork.cron.threads import CronImportError
 from prefork.db.startup import DatabaseRuntime, DatabaseStartError, start_database
 from prefork.db.target import EMBEDDED, resolve_target
+from prefork.dev.reload import inert_note
 from prefork.logs import LogfileError, setup_logging
 from prefork.pidfile import PidfileError, pidfile
 from prefork.servers.master import Master
-from prefork.servers.threaded import ThreadedServer
+from prefork.servers.threaded import ThreadedServer, wait_for_fix
 from prefork.sockets import ListenError
 from prefork.usercode import UserImportError
 from prefork.wsgi.handler import WSGIApp
@@ -36,7 +37,7 @@ def run(loaded: Loaded, argv: Sequence[str], *, stop_after_init: bool = False) -
         return 2
     for warning in loaded.warnings:
         log.warning("%s", warning)
-    for note in loaded.notes:
+    for note in [*loaded.notes, *inert_note(settings)]:
         log.info("%s", note)
     _report_build()
     try:
@@ -49,6 +50,10 @@ def run(loaded: Loaded, argv: Sequence[str], *, stop_after_init: bool = False) -
     if stop_after_init:
         return initialise(settings)
     metrics.setup(settings)  # before any fork: every process writes under one directory
+    if settings.dev_reload:
+        # No bytecode cached by the server's own imports: a quick edit keeping the file's
+        # size would look unchanged to it (see prefork.dev.reload.forget_bytecode).
+        sys.dont_write_bytecode = True
     try:
         return _serve(loaded, argv)
     finally:
@@ -109,6 +114,8 @@ def _serve(loaded: Loaded, argv: Sequence[str]) -> int:
         log.error("%s", exc)
         return 2
     except _ImportFailed:
+        if settings.dev_reload and not settings.multiprocessing:
+            return wait_for_fix(settings, argv)
         return 1
     except OSError as exc:  # a file or directory the configuration names (data_dir, ...)
         log.error("cannot start: %s", exc)

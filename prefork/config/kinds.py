@@ -155,6 +155,22 @@ def _sslmode(text: str) -> str:
     return text
 
 
+# Odoo 15-18's --dev features (odoo/tools/config.py and where config['dev_mode'] is read):
+# 'all' adds pdb, reload, qweb and xml; werkzeug is Odoo 15's, access Odoo 17+'s (an
+# AccessError logged with its traceback), replica Odoo 18's (the read-only replica used
+# without db_replica_host). prefork acts on reload (and all); the rest load and do nothing.
+DEV_MODE_VALUES = ("all", "reload", "qweb", "xml", "werkzeug", "access", "replica", "pdb",
+                   "ipdb", "pudb", "wdb")
+
+
+def _dev_mode(text: str) -> str:
+    """'reload, xml' -> 'reload,xml': the features as Odoo's --dev lists them."""
+    features = [part.strip() for part in text.split(",") if part.strip()]
+    if any(feature not in DEV_MODE_VALUES for feature in features):
+        raise ValueError(text)
+    return ",".join(dict.fromkeys(features))
+
+
 def _db_uri(text: str) -> str:
     if text and not re.match(r"(postgres|postgresql)://|sqlite:///.", text):
         raise ValueError(text)
@@ -182,4 +198,5 @@ HOOK = Kind("a Python callable as 'module:callable'", _app_ref)
 LOG_LEVEL = Kind("one of debug, info, warning, error, critical (or Odoo's debug_rpc_answer, "
                  "debug_rpc, debug_sql, runbot, test, notset, warn)", _log_level)
 SSLMODE = Kind("one of " + ", ".join(_SSLMODES), _sslmode)
+DEV_MODE = Kind("a comma-separated list of " + ", ".join(DEV_MODE_VALUES), _dev_mode)
 DB_URI = Kind("a postgresql://... URI or sqlite:///path (sqlite:////absolute/path)", _db_uri)

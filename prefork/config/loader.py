@@ -256,11 +256,25 @@ MEMORY_SESSIONS_REFUSED = (
 )
 
 
+# Not a new master per change, as USR2 starts: it would import the new code, but the master
+# started from the terminal would exit and leave its successor running behind the shell.
+DEV_PRELOAD_REFUSED = (
+    "dev_mode = {dev} (from {dev_from}) cannot reload with preload_app (from {preload_from}): "
+    "the master imports the application once, before forking, and every worker it starts "
+    "runs that code, so a change would never be served; turn preload_app off while "
+    "developing (it only shares memory between workers), or run workers = 0"
+)
+
+
 def _check_consistency(settings: Settings, origin: dict[str, str]) -> None:
     if settings.multiprocessing and settings.db_uri.startswith("sqlite:"):
         raise ConfigError(SQLITE_REFUSED)
     if settings.multiprocessing and settings.session_store == "memory":
         raise ConfigError(MEMORY_SESSIONS_REFUSED)
+    if settings.multiprocessing and settings.preload_app and settings.dev_reload:
+        raise ConfigError(DEV_PRELOAD_REFUSED.format(
+            dev=settings.dev_mode, dev_from=origin.get("dev_mode", "default"),
+            preload_from=origin.get("preload_app", "default")))
     soft, hard = settings.limit_memory_soft, settings.limit_memory_hard
     if hard and soft > hard:  # a hard limit of 0 is none (as in Odoo)
         raise ConfigError(

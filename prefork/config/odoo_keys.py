@@ -157,6 +157,9 @@ ODOO_KEYS: tuple[OdooKey, ...] = (
     ignored("archive_dir", "Odoo 19's archived attachments", "--archive-dir"),
     ignored("screencasts", _ODOO_TESTS, "--screencasts"),
     ignored("screenshots", _ODOO_TESTS, "--screenshots"),
+    # -- development
+    same("dev_mode", "--dev", "prefork acts on reload (and all, which includes it): a code "
+         "change replaces the workers; Odoo's other features are accepted and do nothing"),
     # -- operations
     same("admin_passwd", note="Odoo: the database manager's master password; prefork: the "
          "dashboard's when dashboard_password is empty, never Odoo's default 'admin'"),
@@ -193,7 +196,6 @@ ODOO_KEYS: tuple[OdooKey, ...] = (
     ignored("geoip_country_db", "Odoo's GeoIP lookups", "--geoip-country-db"),
     ignored("bin_path", "Odoo's external tools (wkhtmltopdf)"),
     ignored("root_path", "where Odoo's sources are"),
-    ignored("dev_mode", "Odoo's developer mode", "--dev"),
     ignored("shell_interface", "odoo-bin shell", "--shell-interface"),
     ignored("stop_after_init", "use `prefork run --stop-after-init`", "--stop-after-init!"),
     ignored("save", "odoo-bin --save writes the configuration file", "-s --save!"),

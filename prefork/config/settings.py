@@ -443,10 +443,25 @@ class Settings:
         help="Log one line per request (remote address, request line, status, bytes, "
         "duration), in the log's format; buffered, written within a second.",
     )
+    # -- development -------------------------------------------------------------------------
+    dev_mode: str = opt(
+        kinds.DEV_MODE, "", "--dev", section="Development",
+        help="Odoo's developer features, comma-separated (--dev reload, --dev all). 'reload' "
+        "(or 'all') replaces the workers, or re-executes the threaded server, when a Python "
+        "file of the application changes and compiles; for development only, never in "
+        "production. Odoo's other values (qweb, xml, werkzeug, access, replica, pdb, ipdb, "
+        "pudb, wdb) are accepted and do nothing in prefork.",
+    )
 
     @property
     def multiprocessing(self) -> bool:
         return self.workers != 0
+
+    @property
+    def dev_reload(self) -> bool:
+        """Reload on code change: Odoo's --dev reload, which --dev all includes."""
+        features = self.dev_mode.split(",")
+        return "reload" in features or "all" in features
 
 
 def option_specs() -> list[OptionSpec]:

@@ -37,6 +37,7 @@ from prefork.cron.runner import cron_limits
 from prefork.db.pool import Database
 from prefork.db.startup import DatabaseRuntime
 from prefork.db.target import resolve_target
+from prefork.dev.reload import CodeReload, dev_warning
 from prefork.logs import log_stream
 from prefork.ops import sdnotify
 from prefork.ops.webhook import Webhook
@@ -131,7 +132,8 @@ class Master:
         self.app = app
         self.reload = reload
         self.target = self.settings.workers
-        self.generation = 1
+        self.generation = 1  # the generation of workers being started or serving
+        self.generations = 1  # the last generation number given (HUP, dev reload)
         self.workers: dict[int, WorkerProc] = {}
         self.scoreboard = Scoreboard()
         self.exits: deque[ExitRecord] = deque(maxlen=KEPT_EXITS)
@@ -165,6 +167,7 @@ class Master:
         self.selector = selectors.DefaultSelector()
         self.selector.register(self._wakeup.read_fd, selectors.EVENT_READ, None)
         self.parking = Parking(self.selector, self.settings.http_keepalive_timeout)
+        self.code_reload: CodeReload | None = None
 
     # -- main loop ---------------------------------------------------------------------------
 
@@ -173,9 +176,13 @@ class Master:
         self._open_listeners()
         self._install_signals()
         write_pidfile(self.settings.pidfile)
+        if self.settings.dev_reload:  # watching before the line that says the server is up
+            self._watch_code()
         log.info("HTTP service running on %s (multi-processing mode, %d workers, master pid %d)",
                  ", ".join(display_address(s) for s in self.listeners), self.target,
                  os.getpid())
+        if self.code_reload is not None:
+            log.warning("%s", dev_warning(self.settings, self.code_reload))
         while not self._finished():
             try:
                 self._turn()
@@ -189,6 +196,7 @@ class Master:
     def _turn(self) -> None:
         self._sleep()
         self._handle_signals()
+        self._reload_code(time.monotonic())
         self._end_drain(time.monotonic())
         self._reap()
         self._watchdog()
@@ -205,6 +213,8 @@ class Master:
             data = key.data
             if data is None:
                 self._wakeup.drain()
+            elif data is self.code_reload:
+                pass  # read by _reload_code, this turn
             elif isinstance(data, Parked):
                 self.parking.on_readable(data)
             else:
@@ -336,7 +346,11 @@ class Master:
                 log.error("reload refused, keeping the running configuration: %s", exc)
                 return
             self._apply_reload(loaded)
-        self.generation += 1
+        self._start_generation()
+
+    def _start_generation(self) -> None:
+        self.generations += 1
+        self.generation = self.generations
         sdnotify.reloading()
         self.announced_ready = False  # READY=1 again once the new generation serves
         log.info("reloading: starting %d new worker(s) (generation %d) before stopping the "
@@ -381,6 +395,24 @@ class Master:
 
     def handle_chld(self) -> None:
         """Children are reaped on every loop turn; the signal only wakes the loop."""
+
+    # -- dev reload --------------------------------------------------------------------------
+
+    def _watch_code(self) -> None:
+        self.code_reload = CodeReload.open(self.settings)
+        if self.code_reload.fileno() >= 0:
+            self.selector.register(self.code_reload.fileno(), selectors.EVENT_READ,
+                                   self.code_reload)
+
+    def _reload_code(self, now: float) -> None:
+        """A code change that compiles: new workers, which import it (the loader refuses
+        preload_app with dev reload: the master would hold the old code)."""
+        if self.code_reload is None:
+            return
+        changed = self.code_reload.due(now)
+        if changed and not (self.stopping or self.drain_until or self.handed_over):
+            log.info("dev reload: %s changed", self.code_reload.named(changed))
+            self._start_generation()
 
     def _apply_reload(self, loaded: Loaded) -> None:
         for warning in loaded.warnings:
@@ -564,6 +596,8 @@ class Master:
         self.parking.close_copies()
         os.close(self.selector.fileno())
         self._wakeup.close()
+        if self.code_reload is not None:
+            self.code_reload.close()
 
     def _terminate(self, worker: WorkerProc) -> None:
         worker.terminating = True
@@ -668,6 +702,10 @@ class Master:
         if state != BOOTING or worker.terminating or self.stopping:
             self.boot_failures = 0
             return
+        previous = self._previous_generation()
+        if previous:
+            self._abandon_generation(previous, record)
+            return
         self.boot_failures += 1
         if self.boot_failures >= MAX_BOOT_ATTEMPTS:
             log.error("workers failed to start %d times in a row; giving up. Last error:"
@@ -678,6 +716,27 @@ class Master:
         self.next_spawn = time.monotonic() + delay
         log.warning("worker failed to start (%d/%d); next attempt in %.1fs",
                     self.boot_failures, MAX_BOOT_ATTEMPTS, delay)
+
+    def _previous_generation(self) -> int:
+        """The newest older generation still serving during a reload; 0 when none."""
+        return max((w.generation for w in self.workers.values()
+                    if w.generation != self.generation and not w.terminating), default=0)
+
+    def _abandon_generation(self, previous: int, record: ExitRecord) -> None:
+        """A new worker failed to start while the previous generation serves (the new code
+        raises at import, say): keep that one serving. Retrying would fail the same way
+        and end, after MAX_BOOT_ATTEMPTS, by stopping the server, old workers included.
+        The next reload tries again."""
+        abandoned = self.generation
+        for worker in list(self.workers.values()):
+            if worker.generation == abandoned and not worker.terminating:
+                self._terminate(worker)
+        self.generation = previous
+        self.boot_failures = 0
+        reason = record.error.strip().splitlines()[-1] if record.error.strip() else record.detail
+        log.error("reload abandoned: %s of generation %d could not start (%s); generation "
+                  "%d keeps serving. Fix the error, then reload (HUP, or a code change with "
+                  "dev reload)", record.role, abandoned, reason or record.reason, previous)
 
     def _limits(self, worker: WorkerProc) -> dict[str, int]:
         s = self.settings
@@ -811,6 +870,8 @@ class Master:
         return self.upgrade_pid is not None
 
     def _cleanup(self) -> None:
+        if self.code_reload is not None:
+            self.code_reload.close()
         if self.embedded is not None:
             self.embedded.settle()  # a start in progress ends before the server is stopped
         remove_state(self.state_file)

@@ -16,12 +16,14 @@ import threading
 import time
 from collections.abc import Sequence
 from types import FrameType
+from typing import NoReturn
 
 from prefork import access_log, db
 from prefork.config import Settings
 from prefork.cron.threads import CronThreads
 from prefork.db import roles
 from prefork.db.pool import Database
+from prefork.dev.reload import CodeReload, dev_warning
 from prefork.http.connection import Connection
 from prefork.http.request import Request
 from prefork.ops import sdnotify
@@ -30,7 +32,13 @@ from prefork.realtime.app import is_realtime_path
 from prefork.servers.engine import make_handler, make_loop
 from prefork.servers.exits import mib
 from prefork.servers.realtime_thread import RealtimeThread
-from prefork.sockets import display_address, handover_env, inherited_listeners, listen_http
+from prefork.sockets import (
+    ListenError,
+    display_address,
+    handover_env,
+    inherited_listeners,
+    listen_http,
+)
 from prefork.unix_socket import SocketFiles
 from prefork.workers.limits import over_soft_limit
 from prefork.wsgi.handler import WSGIApp
@@ -38,6 +46,9 @@ from prefork.wsgi.handler import WSGIApp
 log = logging.getLogger("prefork.server")
 
 TICK = 1.0
+DEV_TICK = 0.1  # the loop's longest wait with dev reload: how soon a change is seen
+# Reloads asked for (HUP, a code change), logged at INFO; a limit's at WARNING.
+PLANNED = ("SIGHUP", "dev reload")
 RELOAD_GRACE = 5.0  # seconds other requests get to finish before a limit reload
 
 
@@ -66,6 +77,7 @@ class ThreadedServer:
         self._jobs: queue.SimpleQueue[tuple[Connection, Request] | None] = queue.SimpleQueue()
         self._signals: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._stop_deadline: float | None = None
+        self.code_reload: CodeReload | None = None
 
     def serve(self) -> int:
         s = self.settings
@@ -92,8 +104,12 @@ class ThreadedServer:
             self.realtime.start()
         self._install_signals()
         sdnotify.notify("READY=1", f"MAINPID={os.getpid()}", "STATUS=serving (threaded mode)")
+        if s.dev_reload:  # watching before the line that says the server is up
+            self.code_reload = CodeReload.open(s)
         log.info("HTTP service running on %s (threaded mode, %d threads)",
                  display_address(self.listeners[0]), s.http_threads)
+        if self.code_reload is not None:
+            log.warning("%s", dev_warning(s, self.code_reload))
         sampler = Sampler(self.database)
         access = self.handler.access_log
         while not self._finished():
@@ -105,6 +121,7 @@ class ThreadedServer:
             self._handle_signals()
             self._end_drain()
             self._check_limits()
+            self._reload_code()
             if self._reload_reason and not self._reload_deadline and self._serving():
                 self._begin_reload()
             if self._reload_deadline and self._serving() and self._reload_ready():
@@ -151,8 +168,16 @@ class ThreadedServer:
             self._reload_reason = (f"real-time: request '{line}' running {elapsed:.1f}s > "
                                    f"limit {self.settings.limit_time_real}s")
 
+    def _reload_code(self) -> None:
+        """A code change that compiles: the process is replaced as for HUP."""
+        if self.code_reload is None:
+            return
+        changed = self.code_reload.due(time.monotonic())
+        if changed and self._serving() and not self._reload_reason:
+            self._reload_reason = f"dev reload: {self.code_reload.named(changed)} changed"
+
     def _begin_reload(self) -> None:
-        if self._reload_reason.startswith("SIGHUP"):
+        if self._reload_reason.startswith(PLANNED):
             log.info("%s: reloading the whole process", self._reload_reason)
         else:
             log.warning("threaded mode limit reached (%s): reloading the whole process",
@@ -166,14 +191,9 @@ class ThreadedServer:
         return self.loop.busy <= stuck or time.monotonic() >= self._reload_deadline
 
     def _reexec(self) -> None:
-        """Replace this process (threads included) with a fresh server on the same sockets."""
-        env = {**os.environ, **handover_env(self.listeners)}
-        command = [sys.executable, "-m", "prefork", *self.argv]
-        level = logging.INFO if self._reload_reason.startswith("SIGHUP") else logging.WARNING
-        log.log(level, "re-executing: %s", " ".join(command[2:]) or "prefork")
-        access_log.shutdown()
-        logging.shutdown()
-        os.execve(sys.executable, command, env)
+        level = logging.INFO if self._reload_reason.startswith(PLANNED) else logging.WARNING
+        log.log(level, "re-executing: %s", " ".join(["prefork", *self.argv]))
+        reexec(self.argv, self.listeners)
 
     def _cron_timed_out(self, name: str) -> None:
         """On a cron thread's timer: the timeout is recorded; reload to stop the job."""
@@ -232,9 +252,10 @@ class ThreadedServer:
         return self._drain_until is None and self._stop_deadline is None
 
     def _tick(self) -> float:
+        tick = TICK if self.code_reload is None else DEV_TICK
         if self._drain_until is None or self._stop_deadline is not None:
-            return TICK
-        return max(0.0, min(TICK, self._drain_until - time.monotonic()))
+            return tick
+        return max(0.0, min(tick, self._drain_until - time.monotonic()))
 
     def _begin_drain(self, signum: int) -> None:
         delay = self.settings.drain_delay
@@ -272,3 +293,38 @@ class ThreadedServer:
             log.warning("stop timeout: %d request(s) abandoned", self.loop.busy)
             return True
         return False
+
+
+def reexec(argv: Sequence[str], listeners: list[socket.socket]) -> NoReturn:
+    """Replace this process (threads included) with a fresh server on the same sockets."""
+    env = {**os.environ, **handover_env(listeners)}
+    access_log.shutdown()
+    logging.shutdown()
+    os.execve(sys.executable, [sys.executable, "-m", "prefork", *argv], env)
+
+
+def wait_for_fix(settings: Settings, argv: Sequence[str]) -> int:
+    """Threaded mode with dev reload, when the application raised at import: hold the
+    sockets (clients wait in the listen queue) until a change compiles, then start again;
+    1 when stopped (TERM, Ctrl-C) before."""
+    try:
+        inherited, from_systemd = inherited_listeners()
+        listeners = inherited or [listen_http(settings)]
+    except ListenError as exc:
+        log.error("%s", exc)
+        return 1
+    files = SocketFiles()
+    for sock in listeners if not from_systemd else []:
+        files.claim(sock)
+    watching = CodeReload.open(settings)
+    log.error("dev reload: the application could not be imported (traceback above); waiting "
+              "for a change under %s", watching.root)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        while not (changed := watching.due(time.monotonic())):
+            time.sleep(DEV_TICK)
+    except KeyboardInterrupt:
+        files.remove()
+        return 1
+    log.info("dev reload: %s changed: starting again", watching.named(changed))
+    reexec(argv, listeners)
