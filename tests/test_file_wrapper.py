@@ -155,6 +155,8 @@ def fetch(server: Server, path: str, method: str = "GET"
         conn.request(method, path)
         response = conn.getresponse()
         body = response.read()
+        conn.request("GET", "/pid")  # answered once the server is done with the first
+        assert conn.getresponse().read() == str(pid).encode()
     finally:
         conn.close()
     return response.status, response.headers, body, read_calls(pid) - before
