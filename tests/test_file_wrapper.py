@@ -14,7 +14,6 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from prefork.http.connection import ClientGone, Connection, SendBudget
 from prefork.http.parser import Limits
 from prefork.wsgi.file_wrapper import FileWrapper, file_body
 from tests.apps.files import pattern
-from tests.conftest import Server, start_server
+from tests.conftest import Server
 from tests.test_master import wait_for
 from tests.test_slow_readers import _read_response, _stalled_request
 
@@ -121,16 +120,11 @@ SITES = {"django": django_site, "flask": flask_site}
 
 @pytest.fixture(params=[(site, mode) for site in SITES for mode in MODES],
                 ids=lambda param: "-".join(param))
-def site_server(request: pytest.FixtureRequest, tmp_path: Path, payload: Path
-                ) -> Iterator[Server]:
+def site_server(request: pytest.FixtureRequest, server_factory: type, tmp_path: Path,
+                payload: Path) -> Server:
     site, mode = request.param
     directory, app = SITES[site](tmp_path / site)
-    server = start_server(tmp_path, "--app", app, "--max-cron-threads", "0", *MODES[mode],
-                          env={"DOWNLOAD": str(payload)}, cwd=directory)
-    try:
-        yield server
-    finally:
-        server.stop()
+    return start_in(server_factory, directory, app, payload, *MODES[mode])
 
 
 def serving_pid(server: Server) -> int:
