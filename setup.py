@@ -31,6 +31,7 @@ COMPILED = [
     "prefork/workers/scoreboard.py",
     "prefork/wsgi/database.py",
     "prefork/wsgi/environ.py",
+    "prefork/wsgi/file_wrapper.py",
     "prefork/wsgi/handler.py",
     "prefork/wsgi/routes.py",
 ]

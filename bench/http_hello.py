@@ -46,13 +46,15 @@ def wait_port(port: int, timeout: float = 15.0) -> None:
 
 
 @contextmanager
-def running(command: list[str], port: int) -> Iterator[None]:
-    env = {**os.environ, "PYTHONPATH": f"{BENCH}:{ROOT}"}
+def running(command: list[str], port: int, env: dict[str, str] | None = None
+            ) -> Iterator[subprocess.Popen[bytes]]:
+    """The server `command` started, once it listens on `port`; stopped after the block."""
+    env = {**os.environ, **(env or {}), "PYTHONPATH": f"{BENCH}:{ROOT}"}
     proc = subprocess.Popen(command, cwd=BENCH, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         wait_port(port)
-        yield
+        yield proc
     finally:
         proc.terminate()
         proc.wait(15)

@@ -295,8 +295,9 @@ def server_factory(tmp_path: Path) -> Iterator[type]:
     class Factory:
         @staticmethod
         def start(*args: str, env: dict[str, str] | None = None, wait: bool = True,
-                  session: bool = False) -> Server:
-            server = start_server(tmp_path, *args, env=env, wait=wait, session=session)
+                  session: bool = False, cwd: Path = ROOT) -> Server:
+            server = start_server(tmp_path, *args, env=env, wait=wait, session=session,
+                                  cwd=cwd)
             started.append(server)
             return server
 

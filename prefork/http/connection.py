@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import fcntl
+import os
 import select
 import socket
 import struct
@@ -136,6 +137,18 @@ class Connection:
         self._sent(sent)
         return sent
 
+    def send_file(self, fd: int, offset: int, count: int) -> int | None:
+        """Send up to `count` bytes of the file `fd` from `offset` with sendfile(2), without
+        waiting; how many the socket took (0: the file ends before), None when it takes
+        nothing now. Kept bytes must have been sent first. Raises ClientGone, and OSError
+        for a file that cannot be read."""
+        try:
+            return os.sendfile(self.fd, fd, offset, count)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except (ConnectionError, TimeoutError) as exc:  # reset, broken pipe: not the file's
+            raise ClientGone(str(exc)) from None
+
     def _sent(self, count: int) -> None:
         """Forget the first `count` kept bytes."""
         kept = self.kept
@@ -173,7 +186,7 @@ class Connection:
                 deadline = 0.0
             else:
                 deadline = deadline or time.monotonic() + timeout
-                self._wait_writable(deadline)
+                self.wait_writable(deadline)
 
     def send_all(self, data: bytes, timeout: float) -> None:
         """Send everything or raise ClientGone; a stalled reader is dropped after `timeout`."""
@@ -200,7 +213,9 @@ class Connection:
             except (BlockingIOError, InterruptedError):
                 return
 
-    def _wait_writable(self, deadline: float) -> None:
+    def wait_writable(self, deadline: float) -> None:
+        """Wait for room in the socket until `deadline` (monotonic); raises ClientGone
+        once it has passed."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise ClientGone("send timeout")

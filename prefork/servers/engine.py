@@ -19,6 +19,7 @@ from prefork.sessions.binder import SessionBinder
 from prefork.sessions.stores import make_store
 from prefork.wsgi.database import DatabaseMiddleware
 from prefork.wsgi.environ import EnvironBuilder
+from prefork.wsgi.file_wrapper import FileWrapper
 from prefork.wsgi.handler import RequestHook, WSGIApp, WSGIHandler
 from prefork.wsgi.health import HEALTH_PATH, HealthCheck
 from prefork.wsgi.limit_exceeded import LimitAlarm
@@ -66,6 +67,7 @@ def make_handler(settings: Settings, app: WSGIApp, loop: EventLoop, *, multiproc
     environ = EnvironBuilder(server_name, server_port, settings.proxy_mode,
                              recorder(settings.data_dir))
     environ.configure(multithread=not multiprocess, multiprocess=multiprocess)
+    environ.constant("wsgi.file_wrapper", FileWrapper)
     if multiprocess and not settings.proxy_mode and not realtime_address(settings).unix:
         # Where pages should open websockets; absent in threaded mode and behind a proxy,
         # where /websocket is on the same origin.

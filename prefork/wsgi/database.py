@@ -2,8 +2,9 @@
 answer 503 when the database is unavailable.
 
 When the transaction ends:
-- a list or tuple body (most frameworks' buffered responses): as soon as the application
-  returns, before any byte is sent;
+- a list or tuple body (most frameworks' buffered responses), or a file in
+  wsgi.file_wrapper: as soon as the application returns, before any byte is sent (a
+  wrapped file is sent by the handler itself, with sendfile(2) when it can);
 - any other iterable: when it is exhausted; while a transaction is open one chunk is held
   back, so the client cannot have the whole response before the commit is done (a body
   that never uses the database streams untouched);
@@ -27,6 +28,7 @@ from prefork.db.errors import is_unavailable, one_line
 from prefork.db.pool import Database
 from prefork.db.transaction import RequestTransaction
 from prefork.quiet_log import QuietLog
+from prefork.wsgi.file_wrapper import FileWrapper
 from prefork.wsgi.handler import Response, WSGIApp, direct
 from prefork.wsgi.unavailable import RETRY_AFTER, UNAVAILABLE_LOG_EVERY
 
@@ -60,11 +62,11 @@ class DatabaseMiddleware:
             if not is_unavailable(exc):
                 raise
             return self._unavailable(exc, start_response)
-        if isinstance(result, (list, tuple)):
+        if isinstance(result, (list, tuple, FileWrapper)):
             return self._end_buffered(tx, result, start_response) if tx.used else result
         return _CommitAtEnd(result, tx)  # a generator may use the database as it runs
 
-    def _end_buffered(self, tx: RequestTransaction, result: list[bytes] | tuple[bytes, ...],
+    def _end_buffered(self, tx: RequestTransaction, result: Iterable[bytes],
                       start_response: Callable[..., Any]) -> Iterable[bytes]:
         try:
             tx.end(commit=tx.status < 500)

@@ -2,7 +2,9 @@
 
 Framing: the application's Content-Length when it gives one; a one-item list or tuple gets
 one computed; otherwise HTTP/1.1 responses are chunked and HTTP/1.0 ones end with the
-connection. Headers and the first body chunk leave in one send.
+connection. Headers and the first body chunk leave in one send. A regular file returned in
+wsgi.file_wrapper has a Content-Length (its size from its position, or the application's,
+never exceeded) and goes with sendfile(2) after the headers.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from prefork.http.request import Request
 from prefork.http.responses import DateCache
 from prefork.quiet_log import QuietLog
 from prefork.wsgi.environ import EnvironBuilder
+from prefork.wsgi.file_wrapper import FileBody, FileWrapper, file_body
 from prefork.wsgi.limit_exceeded import LimitAlarm, LimitExceeded, answer
 from prefork.wsgi.unavailable import UNAVAILABLE_LOG_EVERY, Unavailable, response_bytes
 
@@ -74,6 +77,7 @@ class Response:
     # A streamed body left to draw as a slow client reads, and what the application
     # returned (closed once the body has been drawn).
     rest: Iterator[bytes] | None = None
+    file: FileBody | None = None  # or a file sent with sendfile(2), as the client reads
     result: Iterable[bytes] | None = None
     # Headers to add at start_response, set by whoever needs to (a session that the
     # application touched); None for most requests, which then pay nothing.
@@ -219,7 +223,7 @@ class WSGIHandler:
                 self._run_app(response, request, conn)
             else:
                 self._run_interruptible(response, request, conn, self.alarm)
-            if conn.unsent or response.rest is not None:
+            if conn.unsent or response.rest is not None or response.file is not None:
                 conn.sending = _Rest(self, conn, request, response, started)
                 return response.keep_alive  # the loop sends the rest as the client reads
         except LimitExceeded as exc:
@@ -294,6 +298,8 @@ class WSGIHandler:
                 response.write(result[0], known_total=len(result[0]))
                 if response.bytes_sent != response.length:  # HEAD, or a short body
                     response.finish()
+            elif type(result) is FileWrapper and _sends_file(response, conn, result):
+                return
             else:
                 chunks = iter(result)
                 for chunk in chunks:
@@ -305,8 +311,63 @@ class WSGIHandler:
                             return
                 response.finish()
         finally:
-            if response.rest is None:
+            if response.rest is None and response.file is None:
                 _close(result)
+
+
+def _sends_file(response: Response, conn: Connection, wrapper: FileWrapper) -> bool:
+    """Send a wrapped regular file with sendfile(2) (False for another file-like: the caller
+    iterates it). What the client does not take now is left in `response.file` for the
+    event loop in an HTTP worker; threaded mode waits for the client."""
+    body = file_body(wrapper)
+    if body is None:
+        return False
+    response.write(b"", known_total=body.left)  # the headers
+    if not response.no_body:
+        if response.length is not None:
+            body.left = min(body.left, response.length)
+        if conn.budget is None:
+            _send_file_waiting(response, conn, body)
+        elif not _send_file_part(response, conn, body):
+            response.file = body
+            response.result = wrapper
+            return True
+    response.finish()
+    return True
+
+
+def _send_file_part(response: Response, conn: Connection, body: FileBody) -> bool:
+    """Send what the socket takes of the file now, at most `conn.ahead` bytes (other clients
+    get their turn between two parts); True once it is all sent."""
+    if conn.unsent:
+        conn.flush()
+        if conn.unsent:
+            return False
+    share = conn.ahead
+    while body.left and share > 0:
+        sent = conn.send_file(body.fd, body.offset, min(body.left, share))
+        if sent is None:
+            return False
+        if not sent:
+            body.left = 0  # the file is shorter than it was: finish() logs it, and closes
+            break
+        body.sent(sent)
+        response.bytes_sent += sent
+        share -= sent
+    return not body.left
+
+
+def _send_file_waiting(response: Response, conn: Connection, body: FileBody) -> None:
+    """Send the file, waiting for the client; one that takes nothing for the response's
+    send timeout is dropped (ClientGone)."""
+    deadline = 0.0
+    before = response.bytes_sent
+    while not _send_file_part(response, conn, body):
+        if response.bytes_sent != before:
+            before = response.bytes_sent
+            deadline = 0.0
+        deadline = deadline or time.monotonic() + response.timeout
+        conn.wait_writable(deadline)
 
 
 def _status_code(status: str) -> int:
@@ -354,6 +415,11 @@ class _Rest:
         try:
             if conn.unsent:
                 conn.flush()
+            if response.file is not None:
+                if not _send_file_part(response, conn, response.file):
+                    return None
+                self._close_body()
+                response.finish()
             chunks = response.rest
             if chunks is not None and conn.unsent <= conn.ahead // 2:
                 for chunk in chunks:
@@ -384,6 +450,7 @@ class _Rest:
     def _close_body(self) -> None:
         result, self.response.result = self.response.result, None
         self.response.rest = None
+        self.response.file = None
         if result is not None:
             try:
                 _close(result)
