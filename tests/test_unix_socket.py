@@ -322,3 +322,18 @@ def test_a_missing_directory_is_named(tmp_path: Path, sockets_dir: Path) -> None
     assert ran.returncode == 1
     assert f"the directory {path.parent} does not exist" in ran.stderr
     assert "Traceback" not in ran.stderr
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_a_file_download_on_a_unix_socket(mode: str, started: list[Server], tmp_path: Path,
+                                         sockets_dir: Path) -> None:
+    """wsgi.file_wrapper's sendfile(2) to a Unix socket's client, byte-exact."""
+    path = str(sockets_dir / "app.sock")
+    data = os.urandom(3 << 20)
+    (tmp_path / "blob").write_bytes(data)
+    server = start_server(tmp_path, "--app", "tests.apps.files:app", "--max-cron-threads",
+                          "0", *MODES[mode], "--http-interface", f"unix:{path}", wait=False)
+    started.append(server)
+    server.wait_log(READY, timeout=30)
+    status, body = get(path, f"/file?path={tmp_path / 'blob'}")
+    assert status == 200 and body == data
