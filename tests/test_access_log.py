@@ -361,7 +361,8 @@ def test_a_recycle_by_limit_request_loses_no_line(server_factory: type) -> None:
     with Load(server.port, clients=2, keep_alive=True) as load:
         wait_until(lambda: len(load.result.pids) >= 4, 60)  # three recycles under load
     assert load.result.failed == 0, load.result.errors
-    assert len(re.findall(r"exited: request-limit", server.log())) >= 3
+    # A successor serves before its predecessor has finished: the third exit may come later.
+    wait_until(lambda: len(re.findall(r"exited: request-limit", server.log())) >= 3, 10)
     wait_until(lambda: served_ok(server.log()) >= load.result.ok, 10)
     assert served_ok(server.log()) == load.result.ok
     assert server.stop() == 0
