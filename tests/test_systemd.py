@@ -90,3 +90,12 @@ def test_unix_sockets_under_run_get_a_runtime_directory(tmp_path: Path) -> None:
         result = subprocess.run([verify, "verify", str(path)], capture_output=True,
                                 text=True, timeout=60)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_unix_socket_in_tmp_gets_no_private_tmp() -> None:
+    """With PrivateTmp the socket would be made in the service's own /tmp, out of nginx's
+    reach."""
+    assert "PrivateTmp=true" in unit("--http-interface", "unix:/run/shop/http.sock")
+    text = unit("--workers", "2", "--http-interface", "unix:/tmp/shop/http.sock")
+    assert "PrivateTmp" not in text.replace("# No PrivateTmp", "")
+    assert "# No PrivateTmp: the socket /tmp/shop/http.sock must be where nginx" in text

@@ -51,7 +51,7 @@ def render(settings: Settings, config_path: str | None, user: str, group: str) -
         "LimitNOFILE=65536",
         "LimitCORE=0",
         "NoNewPrivileges=true",
-        "PrivateTmp=true",
+        *_private_tmp(settings),
         "",
         "[Install]",
         "WantedBy=multi-user.target",
@@ -59,18 +59,33 @@ def render(settings: Settings, config_path: str | None, user: str, group: str) -
     return "\n".join(lines) + "\n"
 
 
-def _runtime_directories(settings: Settings) -> list[str]:
-    """A Unix socket in a directory of /run (/run/prefork/http.sock): systemd creates that
-    directory for the service's user at each start (/run itself is root's)."""
+def _socket_paths(settings: Settings) -> list[str]:
     wanted = [http_address(settings)]
     if settings.multiprocessing:
         wanted.append(realtime_address(settings))
-    names = sorted({os.path.basename(os.path.dirname(a.path)) for a in wanted
-                    if a.unix and os.path.dirname(os.path.dirname(a.path)) == RUN})
+    return [address.path for address in wanted if address.unix]
+
+
+def _private_tmp(settings: Settings) -> list[str]:
+    """PrivateTmp, unless a Unix socket is in /tmp or /var/tmp: the service would make it
+    in a /tmp of its own, where nginx cannot reach it."""
+    shared = [path for path in _socket_paths(settings)
+              if path.startswith(("/tmp/", "/var/tmp/"))]
+    if not shared:
+        return ["PrivateTmp=true"]
+    return [f"# No PrivateTmp: the socket {shared[0]} must be where nginx can reach it "
+            "(better: /run/prefork/, see RuntimeDirectory)."]
+
+
+def _runtime_directories(settings: Settings) -> list[str]:
+    """A Unix socket in a directory of /run (/run/prefork/http.sock): systemd creates that
+    directory for the service's user at each start (/run itself is root's)."""
+    names = sorted({os.path.basename(os.path.dirname(path)) for path in _socket_paths(settings)
+                    if os.path.dirname(os.path.dirname(path)) == RUN})
     if not names:
         return []
-    return ["# The Unix sockets' directory, made for User= at each start (it must not "
-            "outlive the service:", "# an upgrade (USR2) keeps it, a stop removes it).",
+    return ["# The Unix sockets' directory: systemd makes it for User= at each start and",
+            "# removes it at the stop (an upgrade, USR2, keeps it).",
             "RuntimeDirectory=" + " ".join(names), "RuntimeDirectoryMode=0755"]
 
 
