@@ -188,8 +188,10 @@ class InotifyWatcher:
         return {path}  # a directory deleted or moved away: its modules are gone
 
     def _watch_new(self, path: str) -> set[str]:
+        """Watch a directory created or moved in; its Python files count as changed (an
+        empty new directory changes no code)."""
         try:
-            return {path, *self._watch_tree(path)}
+            return self._watch_tree(path)
         except OSError as exc:
             log.warning("dev reload: cannot watch the new directory %s (%s): changes in it "
                         "are not seen until the server restarts", path, exc.strerror or exc)
