@@ -23,17 +23,16 @@ class Address:
         return bool(self.path)
 
     def display(self) -> str:
-        if self.path:
-            return UNIX_PREFIX + self.path
-        host = self.host or "0.0.0.0"
-        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+        return self._named(self.host or "0.0.0.0")
 
     def upstream(self) -> str:
         """The address as an nginx `server` line names it: the loopback address for a
         server on every interface."""
+        return self._named(self.host if self.host not in ("", "0.0.0.0", "::") else "127.0.0.1")
+
+    def _named(self, host: str) -> str:
         if self.path:
             return UNIX_PREFIX + self.path
-        host = self.host if self.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
         return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
 
     def same_socket(self, sock: socket.socket) -> bool:

@@ -7,7 +7,7 @@ import socket
 
 from prefork.addresses import Address, http_address, of_socket, realtime_address
 from prefork.config import Settings
-from prefork.unix_socket import UnixListenError, bind_unix
+from prefork.unix_socket import SocketFiles, UnixListenError, bind_unix
 
 BACKLOG = 2048
 INHERIT_ENV = "PREFORK_INHERIT_FDS"
@@ -21,6 +21,17 @@ class ListenError(Exception):
 def listen_http(settings: Settings) -> socket.socket:
     address = http_address(settings)
     return listen(address, settings, "http_interface" if address.unix else "http_port")
+
+
+def http_listeners(settings: Settings, files: SocketFiles) -> list[socket.socket]:
+    """The inherited listening sockets, else a new HTTP one; `files` removes at the end
+    those whose files are not systemd's."""
+    inherited, from_systemd = inherited_listeners()
+    listeners = inherited or [listen_http(settings)]
+    if not from_systemd:
+        for sock in listeners:
+            files.claim(sock)
+    return listeners
 
 
 def listen_realtime(settings: Settings) -> socket.socket:

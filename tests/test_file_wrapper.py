@@ -283,10 +283,16 @@ def test_strace_shows_the_file_leaving_through_sendfile(
 
 # -- slow and vanishing clients ---------------------------------------------------------------
 
+@pytest.fixture(scope="module")
+def big(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """48 MiB, more than any socket buffer holds: written once for the module's tests."""
+    path = tmp_path_factory.mktemp("big") / "big.bin"
+    path.write_bytes(pattern(48 * MiB))
+    return path
+
+
 def test_a_slow_download_leaves_the_only_worker_serving_others(
-        server_factory: type, tmp_path: Path) -> None:
-    big = tmp_path / "big.bin"
-    big.write_bytes(pattern(48 * MiB))
+        server_factory: type, big: Path) -> None:
     server = server_factory.start(*PLAIN, "--workers", "1", "--http-send-timeout", "120")
     pid = serving_pid(server)
     slow = _stalled_request(server, f"/file?path={big}")
@@ -302,9 +308,7 @@ def test_a_slow_download_leaves_the_only_worker_serving_others(
 
 @pytest.mark.parametrize("mode", list(MODES))
 def test_clients_that_leave_mid_download_leave_no_open_file(
-        server_factory: type, tmp_path: Path, mode: str) -> None:
-    big = tmp_path / "big.bin"
-    big.write_bytes(pattern(48 * MiB))
+        server_factory: type, big: Path, mode: str) -> None:
     server = server_factory.start(*PLAIN, *MODES[mode], "--http-send-timeout", "120")
     pid = serving_pid(server)
     for _ in range(4):
@@ -320,9 +324,7 @@ def test_clients_that_leave_mid_download_leave_no_open_file(
 
 @pytest.mark.parametrize("mode", list(MODES))
 def test_a_client_that_stops_reading_a_file_is_dropped_after_the_send_timeout(
-        server_factory: type, tmp_path: Path, mode: str) -> None:
-    big = tmp_path / "big.bin"
-    big.write_bytes(pattern(48 * MiB))
+        server_factory: type, big: Path, mode: str) -> None:
     server = server_factory.start(*PLAIN, *MODES[mode], "--http-send-timeout", "1")
     pid = serving_pid(server)
     stalled = _stalled_request(server, f"/file?path={big}&tag=stalled")

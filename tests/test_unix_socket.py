@@ -61,15 +61,16 @@ def sockets_dir() -> Iterator[Path]:
 
 
 @pytest.fixture
-def started(tmp_path: Path) -> Iterator[list[Server]]:
+def started() -> Iterator[list[Server]]:
     servers: list[Server] = []
     yield servers
     for server in servers:
         server.stop(20)
 
 
-def serve(started: list[Server], tmp_path: Path, *args: str) -> Server:
-    server = start_server(tmp_path, *APP, *args, wait=False)
+def serve(started: list[Server], tmp_path: Path, *args: str,
+          app: tuple[str, ...] = APP) -> Server:
+    server = start_server(tmp_path, *app, *args, wait=False)
     started.append(server)
     server.wait_log(READY, timeout=30)
     return server
@@ -331,9 +332,7 @@ def test_a_file_download_on_a_unix_socket(mode: str, started: list[Server], tmp_
     path = str(sockets_dir / "app.sock")
     data = os.urandom(3 << 20)
     (tmp_path / "blob").write_bytes(data)
-    server = start_server(tmp_path, "--app", "tests.apps.files:app", "--max-cron-threads",
-                          "0", *MODES[mode], "--http-interface", f"unix:{path}", wait=False)
-    started.append(server)
-    server.wait_log(READY, timeout=30)
+    serve(started, tmp_path, *MODES[mode], "--http-interface", f"unix:{path}",
+          app=("--app", "tests.apps.files:app", "--max-cron-threads", "0"))
     status, body = get(path, f"/file?path={tmp_path / 'blob'}")
     assert status == 200 and body == data

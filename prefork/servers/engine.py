@@ -59,8 +59,8 @@ def make_handler(settings: Settings, app: WSGIApp, loop: EventLoop, *, multiproc
     counters = metrics.current()
     if counters is not None:
         own[METRICS_PATH] = MetricsEndpoint(settings.metrics_allow)
-    http = http_address(settings)
-    elsewhere = (RealtimeElsewhere(realtime_address(settings), http) if multiprocess else None)
+    http, realtime = http_address(settings), realtime_address(settings)
+    elsewhere = RealtimeElsewhere(realtime, http) if multiprocess else None
     app = ServerRoutes(app, own, elsewhere)
     server_name, server_port = ((UNIX_SERVER_NAME, UNIX_SERVER_PORT) if http.unix
                                 else (http.host or "0.0.0.0", http.port))
@@ -68,7 +68,7 @@ def make_handler(settings: Settings, app: WSGIApp, loop: EventLoop, *, multiproc
                              recorder(settings.data_dir))
     environ.configure(multithread=not multiprocess, multiprocess=multiprocess)
     environ.constant("wsgi.file_wrapper", FileWrapper)
-    if multiprocess and not settings.proxy_mode and not realtime_address(settings).unix:
+    if multiprocess and not settings.proxy_mode and not realtime.unix:
         # Where pages should open websockets; absent in threaded mode and behind a proxy,
         # where /websocket is on the same origin.
         environ.constant("prefork.realtime_port", settings.gevent_port)

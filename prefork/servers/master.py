@@ -297,9 +297,10 @@ class Master:
         if self.realtime_listener is not None:
             log.info("realtime service (websocket, long-polling) on %s",
                      display_address(self.realtime_listener))
-            if self.realtime_listener.family != socket.AF_UNIX:
+            bound = of_socket(self.realtime_listener)
+            if not bound.unix:
                 # Port 0 asks for any free port: workers direct clients to the one chosen.
-                self.settings = dataclasses.replace(s, gevent_port=_port(self.realtime_listener))
+                self.settings = dataclasses.replace(s, gevent_port=bound.port)
 
     # -- signals -----------------------------------------------------------------------------
 
@@ -984,9 +985,6 @@ def fork_worker() -> int:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     return pid
 
-
-def _port(sock: socket.socket) -> int:
-    return int(sock.getsockname()[1])
 
 
 def _process_row(process: psutil.Process | None, role: str, started_at: float, requests: int,

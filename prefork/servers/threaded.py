@@ -36,8 +36,7 @@ from prefork.sockets import (
     ListenError,
     display_address,
     handover_env,
-    inherited_listeners,
-    listen_http,
+    http_listeners,
 )
 from prefork.unix_socket import SocketFiles
 from prefork.workers.limits import over_soft_limit
@@ -81,12 +80,9 @@ class ThreadedServer:
 
     def serve(self) -> int:
         s = self.settings
-        inherited, from_systemd = inherited_listeners()
-        self.listeners = inherited or [listen_http(s)]
+        self.listeners = http_listeners(s, self.socket_files)  # a re-exec never removes
         for sock in self.listeners:
             self.loop.add_listener(sock)
-            if not from_systemd:
-                self.socket_files.claim(sock)  # a re-exec (HUP) never reaches the removal
         try:
             return self._serve()
         finally:
@@ -307,15 +303,12 @@ def wait_for_fix(settings: Settings, argv: Sequence[str]) -> int:
     """Threaded mode with dev reload, when the application raised at import: hold the
     sockets (clients wait in the listen queue) until a change compiles, then start again;
     1 when stopped (TERM, Ctrl-C) before."""
+    files = SocketFiles()
     try:
-        inherited, from_systemd = inherited_listeners()
-        listeners = inherited or [listen_http(settings)]
+        listeners = http_listeners(settings, files)
     except ListenError as exc:
         log.error("%s", exc)
         return 1
-    files = SocketFiles()
-    for sock in listeners if not from_systemd else []:
-        files.claim(sock)
     watching = CodeReload.open(settings)
     log.error("dev reload: the application could not be imported (traceback above); waiting "
               "for a change under %s", watching.root)
