@@ -1,0 +1,13 @@
+"""Cron leases against a real PostgreSQL: a renewed lease holds past its length, an unrenewed
+one ends; a frozen host loses its job to another host and cannot commit it when resumed."""
+
+from __future__ import annotations
+
+from prefork.cron.lease import GRACE, lease_seconds
+
+LIMIT = 3  # limit_time_real_cron of the servers below: their lease is LIMIT + GRACE
+
+
+def test_lease_lengths() -> None:
+    assert lease_seconds(LIMIT) == LIMIT + GRACE
+    assert lease_seconds(0) > 0  # a job without a limit has a lease too, renewed while it runs
