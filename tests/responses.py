@@ -29,7 +29,7 @@ def parse_responses(data: bytes, methods: list[str] | None = None
     while stream.tell() < len(data):
         response = http.client.HTTPResponse(_Source(stream))  # type: ignore[arg-type]
         if methods and index < len(methods):
-            response._method = methods[index]
+            response._method = methods[index]  # type: ignore[attr-defined]
         response.begin()
         out.append((response.status, dict(response.getheaders()), response.read()))
         index += 1

@@ -67,7 +67,8 @@ class Load:
                     conn = None
             except (OSError, http.client.HTTPException) as exc:
                 self._record(False, b"", type(exc).__name__)
-                conn.close()
+                if conn is not None:
+                    conn.close()
                 conn = None
         if conn is not None:
             conn.close()

@@ -32,7 +32,7 @@ def eventually(predicate: Callable[[], Any], timeout: float = 20.0) -> Any:
 
 def query(dsn: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        cursor = conn.execute(sql, params or None)  # type: ignore[arg-type]
+        cursor = conn.execute(sql, params or None)
         return cursor.fetchall() if cursor.description else []
 
 
@@ -49,7 +49,7 @@ def start(server_factory: ServerFactory, dsn: str, *args: str, **env: str) -> Se
 
 
 def registered(dsn: str, count: int) -> bool:
-    return query(dsn, "SELECT count(*) FROM prefork.cron_job")[0][0] >= count
+    return bool(query(dsn, "SELECT count(*) FROM prefork.cron_job")[0][0] >= count)
 
 
 def make_due(dsn: str, pattern: str) -> None:

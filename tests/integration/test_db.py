@@ -196,7 +196,7 @@ def test_no_database_connection_crosses_a_fork(server_factory: ServerFactory,
     master = server.proc.pid
     assert backends(fresh_database, "prefork master %") == []  # closed before the forks
     sockets = {pid: _socket_inodes(pid) for pid in [master, *seen]}
-    listeners = sockets[master] & set.intersection(*(sockets[pid] for pid in seen))
+    listeners = sockets[master] & set[str].intersection(*(sockets[pid] for pid in seen))
     for pid in seen:  # besides the listening socket, a worker shares nothing with others
         others = set().union(*(s for p, s in sockets.items() if p != pid))
         assert sockets[pid] & others <= listeners

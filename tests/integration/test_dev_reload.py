@@ -18,7 +18,7 @@ import pytest
 
 from prefork.dev import watch
 from prefork.dev.watch import InotifyWatcher, PollingWatcher, open_watcher
-from tests.integration.conftest import PREFORK, SERVER_BUGS, Server, start_server
+from tests.integration.conftest import PREFORK, Server, ServerFactory
 from tests.integration.test_master import wait_for, workers_of
 from tests.unit.test_dev_reload import SYNTAX_ERROR
 
@@ -43,24 +43,20 @@ def app_dir(tmp_path: Path) -> Path:
     return directory
 
 
+class DevServers:
+    """Starts the project's app (tests/apps is not watched: the project is)."""
+
+    def __init__(self, factory: ServerFactory, app_dir: Path) -> None:
+        self._factory, self._app_dir = factory, app_dir
+
+    def start(self, *args: str, wait: bool = True) -> Server:
+        return self._factory.start("--app", "devapp:app", "--max-cron-threads", "0", *args,
+                                   cwd=self._app_dir, wait=wait)
+
+
 @pytest.fixture
-def dev_server(tmp_path: Path, app_dir: Path) -> Iterator[type]:
-    started: list[Server] = []
-
-    class Factory:
-        @staticmethod
-        def start(*args: str, wait: bool = True) -> Server:
-            server = start_server(tmp_path, "--app", "devapp:app", "--max-cron-threads", "0",
-                                  *args, cwd=app_dir, wait=wait)
-            started.append(server)
-            return server
-
-    yield Factory
-    for server in started:
-        server.stop()
-    for server in started:
-        for marker in SERVER_BUGS:
-            assert marker not in server.log(), server.log()
+def dev_server(server_factory: ServerFactory, app_dir: Path) -> DevServers:
+    return DevServers(server_factory, app_dir)
 
 
 def body(server: Server) -> bytes:
@@ -102,7 +98,7 @@ def holds_inotify(pid: int) -> bool:
 
 
 def test_workers_are_replaced_on_an_edit_and_a_syntax_error_keeps_them(
-        dev_server: type, app_dir: Path) -> None:
+        dev_server: DevServers, app_dir: Path) -> None:
     server = dev_server.start("--workers", "2", "--dev", "reload")
     server.wait_log(r"dev reload is on \(dev_mode = reload\): a change to one of the 1 Python "
                     r"file\(s\) under \S+project \(watched with inotify\) replaces the workers")
@@ -131,7 +127,7 @@ def test_workers_are_replaced_on_an_edit_and_a_syntax_error_keeps_them(
 
 
 def test_new_workers_failing_at_import_leave_the_old_ones_serving(
-        dev_server: type, app_dir: Path) -> None:
+        dev_server: DevServers, app_dir: Path) -> None:
     server = dev_server.start("--workers", "2", "--dev", "reload")
     assert body(server) == b"one"
     (app_dir / "devapp.py").write_text(app_source("two", prelude="missing_name\n"))
@@ -146,7 +142,7 @@ def test_new_workers_failing_at_import_leave_the_old_ones_serving(
 
 
 def test_a_hup_whose_workers_cannot_start_keeps_the_previous_generation(
-        dev_server: type, app_dir: Path) -> None:
+        dev_server: DevServers, app_dir: Path) -> None:
     """Without dev reload: the fix is the master's, for any reload. It used to retry the new
     workers five times, then stop the whole server, the old workers with it."""
     import signal
@@ -160,7 +156,7 @@ def test_a_hup_whose_workers_cannot_start_keeps_the_previous_generation(
     assert server.proc.poll() is None
 
 
-def test_preload_app_with_dev_reload_is_refused(dev_server: type) -> None:
+def test_preload_app_with_dev_reload_is_refused(dev_server: DevServers) -> None:
     server = dev_server.start("--workers", "2", "--preload-app", "--dev", "all", wait=False)
     assert server.proc.wait(30) == 2
     assert ("prefork: error: dev_mode = all (from command line) cannot reload with "
@@ -172,7 +168,7 @@ def test_preload_app_with_dev_reload_is_refused(dev_server: type) -> None:
 
 
 @pytest.mark.parametrize("watcher", ["inotify", "polling"])
-def test_threaded_server_reexecutes_on_an_edit(dev_server: type, app_dir: Path,
+def test_threaded_server_reexecutes_on_an_edit(dev_server: DevServers, app_dir: Path,
                                                watcher: str) -> None:
     if watcher == "polling":
         (app_dir / "inotify_simple.py").write_text(NO_INOTIFY)
@@ -190,7 +186,7 @@ def test_threaded_server_reexecutes_on_an_edit(dev_server: type, app_dir: Path,
 
 
 def test_threaded_server_waits_for_a_fix_when_the_new_code_raises(
-        dev_server: type, app_dir: Path) -> None:
+        dev_server: DevServers, app_dir: Path) -> None:
     server = dev_server.start("--dev", "reload")
     (app_dir / "devapp.py").write_text(app_source("two", prelude="missing_name\n"))
     server.wait_log(r"dev reload: the application could not be imported \(traceback above\); "

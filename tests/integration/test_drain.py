@@ -35,7 +35,7 @@ def test_drain_answers_draining_while_serving_then_stops(server_factory: ServerF
     server = server_factory.start("--app", "tests.apps.testapp:app", *mode,
                                   "--max-cron-threads", "0", "--drain-delay", str(DRAIN))
     assert server.get("/web/health")[0] == 200
-    stop, outcomes = threading.Event(), []
+    stop, outcomes = threading.Event(), list[object]()
     loop = threading.Thread(target=client_loop, args=(server, stop, outcomes))
     loop.start()
     try:

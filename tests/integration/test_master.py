@@ -15,6 +15,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -241,7 +242,7 @@ def test_second_term_forces(server_factory: ServerFactory) -> None:
     thread.join(10)
 
 
-def _ignore_errors(function, *args):  # type: ignore[no-untyped-def]
+def _ignore_errors(function: Callable[..., object], *args: object) -> object:
     try:
         return function(*args)
     except (OSError, http.client.HTTPException):
@@ -482,7 +483,7 @@ def _connections_by_worker(server: Server, count: int) -> dict[int, list[socket.
 
 def _responses(sock: socket.socket, count: int) -> list[bytes]:
     """The bodies of the next `count` responses on `sock` (Content-Length framed)."""
-    data, bodies = b"", []
+    data, bodies = b"", list[bytes]()
     while len(bodies) < count:
         head_end = data.find(b"\r\n\r\n")
         if head_end >= 0:
@@ -565,8 +566,12 @@ def test_keep_alive_clients_spread_over_a_new_worker(server_factory: ServerFacto
     os.kill(server.proc.pid, signal.SIGTTIN)
     wait_workers(server, 2)
     seen: list[dict[int, int]] = []
-    wait_for(lambda: seen.append(spread()) or sorted(seen[-1].values()) == [4, 4], 10,
-             f"connections never spread evenly: {seen[-5:]}")
+
+    def even() -> bool:
+        seen.append(spread())
+        return sorted(seen[-1].values()) == [4, 4]
+
+    wait_for(even, 10, f"connections never spread evenly: {seen[-5:]}")
     for conn in connections:
         conn.close()
 
@@ -596,7 +601,7 @@ def test_systemd_socket_activation(tmp_path: Path) -> None:
     try:
         assert proc.stdout is not None
         port = int(proc.stdout.readline())
-        server = Server(proc, tmp_path / "server.log")  # type: ignore[arg-type]
+        server = Server(proc, tmp_path / "server.log")
         server.port = port
         server.wait_log("using 1 inherited listening socket")
         server.wait_log(rf"HTTP service running on 127\.0\.0\.1:{port}")

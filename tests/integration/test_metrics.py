@@ -111,8 +111,8 @@ def test_refused_requests_are_counted_by_status(server_factory: ServerFactory, m
     wait_for(lambda: refused() == expected, message=f"refused: {refused()}")
     wait_for(lambda: value(scrape(server)[1], "prefork_http_requests_total", status="200") > 0)
     samples = scrape(server)[1]
-    for status in expected:
-        assert value(samples, "prefork_http_requests_total", status=status) == 0
+    for refusal in expected:
+        assert value(samples, "prefork_http_requests_total", status=refusal) == 0
 
 
 def test_websockets_and_bus_are_counted(server_factory: ServerFactory) -> None:

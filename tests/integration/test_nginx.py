@@ -161,8 +161,8 @@ def test_long_polling_through_nginx_by_default(nginx_in_front: tuple[Server, int
     """Odoo <= 15 clients poll /longpolling/poll: routed without any flag, to the realtime
     process, or in threaded mode to http_port, where the realtime endpoints are."""
     _, port = nginx_in_front
-    with psycopg.connect(database_uri) as conn:
-        write(conn, "nginx.poll", {"polled": "through nginx"})
+    with psycopg.connect(database_uri) as db:
+        write(db, "nginx.poll", {"polled": "through nginx"})
     body = json.dumps({"jsonrpc": "2.0", "method": "call", "id": 1,
                        "params": {"channels": ["nginx.poll"], "last": 0}})
     deadline = time.monotonic() + 15

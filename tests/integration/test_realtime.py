@@ -61,7 +61,7 @@ def publish(server: Server, name: str, message: Any, **query: str) -> int:
 
 
 @contextmanager
-def websocket(server: Server, path: str = "/websocket", retry_for: float = 0.0,
+def websocket(server: Server, path: str = "/websocket", *, retry_for: float = 0.0,
               **headers: str) -> Iterator[ClientConnection]:
     url = f"ws://127.0.0.1:{server.realtime_port}{path}"
     deadline = time.monotonic() + retry_for
@@ -442,17 +442,17 @@ def test_an_outdated_worker_is_told_so(server_factory: ServerFactory) -> None:
     not asked."""
     server = start(server_factory, "--workers", "1", "--websocket-worker-version", "17.0-1")
     browser = {"User-Agent": "Mozilla/5.0"}
-    with websocket(server, "/websocket?version=16.0-3", **browser) as ws:
+    with websocket(server, "/websocket?version=16.0-3", retry_for=0, **browser) as ws:
         with pytest.raises(ConnectionClosed) as info:
             ws.recv(timeout=10)
         assert info.value.rcvd is not None
         assert (info.value.rcvd.code, info.value.rcvd.reason) == (1000, "OUTDATED_VERSION")
-    with websocket(server, "/websocket", **browser) as ws:
+    with websocket(server, "/websocket", retry_for=0, **browser) as ws:
         assert closed_with(ws) == 1000
     device = {"User-Agent": "Python/3.11 websockets/14"}
     for path, headers in (("/websocket?version=17.0-1", browser), ("/websocket", {}),
                           ("/websocket", device)):
-        with websocket(server, path, **headers) as ws:
+        with websocket(server, path, retry_for=0, **headers) as ws:
             subscribe(ws, [channel()])
             assert nothing_more(ws)
 

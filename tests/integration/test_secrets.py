@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import Server, ServerFactory
-from tests.integration.test_config import prefork, write
+from tests.integration.test_config import prefork
+from tests.unit.test_config import write
 
 SECRETS = {
     "admin_passwd": "odoo-master-4f1c",

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -43,7 +44,7 @@ def _slow_request(server: Server, seconds: float, out: list[object]) -> None:
 
 def test_term_finishes_in_flight_requests_then_exits(threaded_server: Server) -> None:
     server = threaded_server
-    results: list[object] = []
+    results: list[Any] = []
     thread = threading.Thread(target=_slow_request, args=(server, 1.5, results))
     thread.start()
     server.wait_log(r"GET /sleep|HTTP service", timeout=5)

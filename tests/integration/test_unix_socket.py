@@ -192,7 +192,7 @@ def test_systemd_socket_activation_on_a_unix_socket(tmp_path: Path, sockets_dir:
              "--workers", "2", "--http-interface", f"unix:{path}", "--gevent-port", "0",
              "--data-dir", str(tmp_path / "data")],
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    server = Server(proc, log_path)  # type: ignore[arg-type]
+    server = Server(proc, log_path)
     try:
         server.wait_log("Listening on", timeout=30)
         # systemd starts the service on the first connection, which waits in the backlog.

@@ -80,7 +80,7 @@ def writer(fd: int, clock: Clock, **options: object) -> BufferedAccessLog:
 def test_a_line_is_what_logging_wrote(log_file: tuple[Path, int], created: float) -> None:
     path, fd = log_file
     log = writer(fd, Clock(created))
-    log.write(*ARGS)  # type: ignore[arg-type]
+    log.write(*ARGS)
     log.close()
     assert path.read_text() == logging_line(created, 4242) + "\n"
 
@@ -92,7 +92,7 @@ def test_the_timestamp_follows_the_clock_across_seconds(log_file: tuple[Path, in
     expected = []
     for step in (0.0, 0.2, 0.3, 1.0, 61.05, -30.0, 3600.999):  # and once backwards
         clock.now += step
-        log.write(*ARGS)  # type: ignore[arg-type]
+        log.write(*ARGS)
         expected.append(logging_line(clock.now, 4242))
     log.close()
     assert path.read_text().splitlines() == expected
@@ -103,9 +103,9 @@ def test_lines_wait_in_the_buffer_until_it_is_full(log_file: tuple[Path, int]) -
     log = writer(fd, Clock(1000.0), buffer_size=1000)
     line_size = len(logging_line(1000.0, 4242)) + 1
     for _ in range(1000 // line_size):
-        log.write(*ARGS)  # type: ignore[arg-type]
+        log.write(*ARGS)
     assert path.read_text() == "" and log.pending == 1000 // line_size
-    log.write(*ARGS)  # type: ignore[arg-type]  # past 1000 bytes: one write of them all
+    log.write(*ARGS)  # past 1000 bytes: one write of them all
     assert log.pending == 0
     assert path.read_text().count("\n") == 1000 // line_size + 1
     log.close()
@@ -115,13 +115,13 @@ def test_written_when_idle_and_at_least_every_interval(log_file: tuple[Path, int
     path, fd = log_file
     clock = Clock(1000.0)
     log = writer(fd, clock, interval=1.0)
-    log.write(*ARGS)  # type: ignore[arg-type]
+    log.write(*ARGS)
     log.after_turn()  # the first turn writes what came since the start
     assert log.pending == 0
     assert log.timeout(1.0) == 1.0  # nothing waits: the loop may sleep a whole TICK
 
     clock.now += 0.01
-    log.write(*ARGS)  # type: ignore[arg-type]
+    log.write(*ARGS)
     assert log.timeout(1.0) == IDLE_WAIT  # a line waits: the loop turns soon enough
     clock.now += IDLE_WAIT / 2
     log.after_turn()
@@ -134,7 +134,7 @@ def test_written_when_idle_and_at_least_every_interval(log_file: tuple[Path, int
     flushed_at = []
     for step in range(1, 251):  # busy for 2.5 s: a request every 10 ms, a turn after each
         clock.now = busy_since + step * 0.01
-        log.write(*ARGS)  # type: ignore[arg-type]
+        log.write(*ARGS)
         log.after_turn()
         if not log.pending:
             flushed_at.append(clock.now - busy_since)
@@ -214,7 +214,7 @@ def test_a_failing_write_drops_lines_and_says_so_once(
     log = writer(write_end, Clock(1000.0))
     with caplog.at_level(logging.WARNING, logger="prefork"):
         for _ in range(3):
-            log.write(*ARGS)  # type: ignore[arg-type]
+            log.write(*ARGS)
             log.flush()
     log.close()
     warnings = [r.getMessage() for r in caplog.records if "access log" in r.getMessage()]
@@ -224,7 +224,7 @@ def test_a_failing_write_drops_lines_and_says_so_once(
 def test_shutdown_writes_every_open_log(log_file: tuple[Path, int]) -> None:
     path, fd = log_file
     log = writer(fd, Clock(1000.0))
-    log.write(*ARGS)  # type: ignore[arg-type]
+    log.write(*ARGS)
     access_log.shutdown()
     assert path.read_text().count("\n") == 1
     log.close()

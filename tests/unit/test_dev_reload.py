@@ -140,7 +140,9 @@ def test_a_reload_removes_the_changed_files_cached_bytecode(tmp_path: Path) -> N
 
     path = tmp_path / "m.py"
     path.write_text("A = 1\n")
-    cached = Path(py_compile.compile(str(path)))
+    compiled = py_compile.compile(str(path))
+    assert compiled is not None
+    cached = Path(compiled)
     feed = FeedWatcher()
     reload = CodeReload(feed, str(tmp_path))
     feed.next = {str(path)}

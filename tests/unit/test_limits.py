@@ -24,7 +24,7 @@ def getrusage_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         calls.append(who)
         return real(who)
 
-    monkeypatch.setattr(limits.resource, "getrusage", counting)
+    monkeypatch.setattr(resource, "getrusage", counting)
     return calls
 
 

@@ -12,7 +12,7 @@ from prefork.http.parser import _COMMON_HEAD_RE, SPOOL_SIZE, Limits, RequestPars
 from prefork.http.request import Request
 
 
-def parse_all(data: bytes, limits: Limits | None = None, step: int = 0) -> list:
+def parse_all(data: bytes, limits: Limits | None = None, step: int = 0) -> list[Request]:
     parser = RequestParser(limits or Limits())
     out = []
     pieces = [data[i:i + step] for i in range(0, len(data), step)] if step else [data]

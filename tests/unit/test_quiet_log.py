@@ -4,6 +4,7 @@ says how many were left out."""
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -13,7 +14,7 @@ from prefork import quiet_log
 def test_one_line_per_interval_then_the_count(monkeypatch: pytest.MonkeyPatch,
                                               caplog: pytest.LogCaptureFixture) -> None:
     now = [100.0]
-    monkeypatch.setattr(quiet_log.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
     quiet = quiet_log.QuietLog(logging.getLogger("test.quiet"), every=10.0)
     with caplog.at_level(logging.WARNING, "test.quiet"):
         for _ in range(500):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from prefork.bus.store import Message, rows_to_messages
 from prefork.realtime.hub import Hub, Subscriber
@@ -15,7 +16,7 @@ def _messages(*ids: int, channel: str = "c") -> list[Message]:
 
 
 def test_history_and_live_messages_merge_without_loss_or_duplicate() -> None:
-    hub, got = Hub(), []
+    hub, got = Hub(), list[int]()
     subscriber = Subscriber(lambda batch: got.extend(m.id for m in batch))
     hub.join(subscriber, ["c"], last=3)
     hub.publish(_messages(6, 7))  # delivered while the history is read: held
@@ -121,6 +122,7 @@ def test_client_messages_parse_or_are_ignored() -> None:
                  "[" * 100_000 + "]" * 100_000):
         with pytest.raises(Ignored):
             parse_event(text)
+    data: object
     for data in ("x", ["a"], None, {"channels": 5}, {"channels": ["a"], "last": "abc"},
                  {"channels": ["a"], "last": True}, {"channels": ["a"], "last": -1},
                  {"channels": [{"a": 1}]}, {"channels": [[]]}, {"channels": [[1.5]]}):
@@ -134,7 +136,8 @@ def test_channel_rule_without_and_with_a_hook(tmp_path: Path) -> None:
 
     record, spelled = '["db","res.partner",7]', "a"
     asked = [spelled, record, "[not-json"]
-    where = {"session_store": "memory", "session_secret": "k", "data_dir": str(tmp_path)}
+    where: dict[str, Any] = {"session_store": "memory", "session_secret": "k",
+                             "data_dir": str(tmp_path)}
     plain = Gate(Settings(**where))
     assert asyncio.run(plain.allowed(Anonymous(), asked)) == ["a", "broadcast"]
     assert asyncio.run(plain.allowed("signed-in", asked)) == ["a", "broadcast"]
