@@ -1,4 +1,5 @@
-"""The buffered access log: the writer itself, and real servers that must lose no line."""
+"""The buffered access log's writer in-process: line format, buffering, pipes, threads,
+failing writes, and how it joins the logging configuration."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""The host registry: servers on one database know each other, and say when sessions cannot
-follow a user between them or when together they can open more connections than PostgreSQL
-accepts. Two servers on loopback (different ports) are two hosts here."""
+"""The host registry's arithmetic: hosts each over the connection limit are over it
+together."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The request path compiled by mypyc (setup.py), and the same sources uncompiled."""
+"""The request path compiled by mypyc (setup.py): every listed module runs compiled, and a
+source edited after compiling is reported."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Configuration: the seed block, every error path, precedence, aliases, the generated doc."""
+"""Configuration in-process: the seed block, every error path, precedence, aliases, the
+generated reference (the command line's own runs are in tests/integration)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Scheduled jobs against a real PostgreSQL: cron workers in real prefork processes."""
+"""Scheduled jobs in-process: schedules, and failures backing off, deactivating and
+timeouts waiting for the next slot."""
 
 from __future__ import annotations
 

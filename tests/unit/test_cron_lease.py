@@ -1,5 +1,4 @@
-"""Cron leases against a real PostgreSQL: a renewed lease holds past its length, an unrenewed
-one ends; a frozen host loses its job to another host and cannot commit it when resumed."""
+"""Cron lease lengths: a job's limit plus the grace; a job without a limit has one too."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""The dashboard at /prefork/: its password (rate-limited, then a signed cookie) and the
-page in a real headless Chromium: processes, memory chart, exits, the alert banner, cron
-jobs, database and bus, on a phone-sized screen too."""
+"""The dashboard's password in-process: plain and Odoo-hashed admin_passwd, the per-address
+limit on failed checks, the signed cookie."""
 
 from __future__ import annotations
 

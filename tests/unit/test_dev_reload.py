@@ -1,8 +1,5 @@
-"""dev_mode = reload: real servers started from an application's directory, real edits.
-
-The end-to-end tests wait on what the server logs and answers, never on time: an edit is
-seen when the response changes, a refused reload when the log says so.
-"""
+"""dev_mode = reload in-process: Odoo's values, the watcher (inotify and polling), the
+debounce, compile checks, the watched root."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""The embedded PostgreSQL when prefork runs as root: it runs as an unprivileged user that the
-log names, and no directory outside data_dir changes mode or owner (pgserver's own way
-chmods every parent of the data and of its binaries). The root tests start `prefork run`
-through its console script; they are skipped unless the tests run as root."""
+"""Running the embedded PostgreSQL as root, in-process: which permission class a user
+reaches a path through, and the binaries such a user cannot reach."""
 
 from __future__ import annotations
 

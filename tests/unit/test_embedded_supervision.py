@@ -1,6 +1,5 @@
-"""The master supervises the embedded PostgreSQL it started: killed with SIGKILL (which
-leaves postmaster.pid behind), it is started again with back-off, the death and the start
-logged and alerted, and the workers' requests succeed again by themselves."""
+"""The master's supervision of the embedded PostgreSQL, in-process with a fake server:
+deaths in a row back off up to a minute; a failed start is retried and alerted."""
 
 from __future__ import annotations
 

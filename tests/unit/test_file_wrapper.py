@@ -1,9 +1,5 @@
-"""wsgi.file_wrapper: a regular file goes from its descriptor to the socket with
-sendfile(2), in both modes, from real Django and Flask applications and a plain one.
-
-That the bytes never went through Python shows in the serving process's read calls
-(/proc/PID/io syscr): read in blocks, a multi-MiB file costs one call per block (a thousand
-and more); sent with sendfile, a handful. strace shows the sendfile calls themselves."""
+"""wsgi.file_wrapper in-process: which bodies are files, the block fallback, a connection
+sending a file until its socket is full."""
 
 from __future__ import annotations
 

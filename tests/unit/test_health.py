@@ -1,5 +1,4 @@
-"""The master's health monitor: a crash loop raises an alert (log, state, webhook) that
-clears when the crashes stop; a receiver that fails is retried."""
+"""The health monitor in-process: limit kills raise their alert with the last traceback."""
 
 from __future__ import annotations
 

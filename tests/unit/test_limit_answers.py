@@ -1,6 +1,5 @@
-"""A request stopped by limit_time_cpu, limit_time_real or limit_memory_hard gets a complete
-error response before its worker is replaced: a browser re-sends a request whose connection
-closed without one (one click on a runaway page cost a worker per attempt)."""
+"""The answer a request stopped at a limit gets, built in-process: JSON only when Accept
+prefers it, complete and closing; the alarm raises only while armed."""
 
 from __future__ import annotations
 

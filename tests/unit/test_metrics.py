@@ -1,5 +1,4 @@
-"""/metrics: Prometheus text format summed over every process, scraped and parsed with
-prometheus_client's own parser."""
+"""The metrics tally in-process: it writes what prometheus_client's observe would have."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Operations: sizing (`prefork tune`, workers = auto)."""
+"""Sizing (`prefork tune`, workers = auto) from CPU, memory and cgroup limits, in-process."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Secrets: never printed by `check`, never echoed by an error, never logged; Odoo's default
-admin_passwd never opens the dashboard."""
+"""Secrets in-process: the forms a secret is shown in, and the webhook logged without
+its token."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""Clients that read their responses slowly, or not at all, cost a worker memory, never its
-time: the worker sends what the socket takes, keeps the rest (bounded) and serves others
-while its event loop sends the rest as the client reads."""
+"""A connection's send budget in-process: what the socket does not take is kept within
+the connection's and the process's budget."""
 
 from __future__ import annotations
 
