@@ -10,8 +10,8 @@ import sys
 import tempfile
 
 from prefork.config import Settings
-from prefork.servers.engine import make_handler, make_loop
 from prefork.sockets import listen
+from prefork.workers.engine import make_handler, make_loop
 from prefork.wsgi.handler import WSGIHandler
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])

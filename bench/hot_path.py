@@ -39,7 +39,7 @@ from prefork import metrics  # noqa: E402
 from prefork.config import Settings  # noqa: E402
 from prefork.db.pool import PostgresDatabase  # noqa: E402
 from prefork.http.connection import Connection  # noqa: E402
-from prefork.servers.engine import make_handler  # noqa: E402
+from prefork.workers.engine import make_handler  # noqa: E402
 from prefork.workers.http import HTTPWorker  # noqa: E402
 from prefork.workers.scoreboard import Scoreboard  # noqa: E402
 from prefork.wsgi.handler import WSGIHandler  # noqa: E402

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from prefork import compiled, datadir, metrics
-from prefork.cli import parse
+from prefork.commands.load import parse
 from prefork.commands.preflight import import_problems
 from prefork.config import Settings
 from prefork.config.loader import Loaded

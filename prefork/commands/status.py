@@ -9,8 +9,8 @@ from typing import Any, TextIO
 
 from prefork.config.loader import Loaded
 from prefork.ops.cluster_view import read_cluster
+from prefork.ops.state import read_state, state_path
 from prefork.servers.exits import mib
-from prefork.servers.state import read_state, state_path
 
 HEADER = ("ROLE", "PID", "STATE", "RSS", "CPU%", "REQUESTS", "AGE", "CURRENT REQUEST")
 WIDTHS = (18, 8, 9, 11, 6, 9, 9)

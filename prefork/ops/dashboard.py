@@ -19,7 +19,7 @@ from prefork.config import Settings
 from prefork.ops.adminpass import dashboard_password
 from prefork.ops.cluster_view import cluster_view
 from prefork.ops.dashboard_auth import Access, DashboardAuth
-from prefork.servers.state import read_state, state_path
+from prefork.ops.state import read_state, state_path
 from prefork.sessions import signing
 from prefork.wsgi.handler import WSGIApp, direct
 

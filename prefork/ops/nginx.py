@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from prefork.addresses import http_address, realtime_address
 from prefork.config import Settings
+from prefork.config.command_line import FAILOVER_TIMEOUT
 from prefork.ops.upstreams import (
-    FAILOVER_TIMEOUT,
     READ_METHODS,
     READS_LOCATION,
     Upstream,

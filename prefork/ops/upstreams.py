@@ -24,7 +24,6 @@ CONNECT_TIMEOUT = 3  # seconds: a host that does not answer a SYN is down, or un
 MAX_FAILS = 3  # failed attempts within FAIL_TIMEOUT that take a host out for FAIL_TIMEOUT
 FAIL_TIMEOUT = 10
 TRIES = 2  # hosts one request may be sent to
-FAILOVER_TIMEOUT = 15  # default seconds an idempotent request waits for its response
 READS_LOCATION = "@prefork_reads"
 # Requests that get the short read timeout: reads, which nginx retries on the next host.
 READ_METHODS = "GET|HEAD"

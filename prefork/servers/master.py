@@ -40,13 +40,13 @@ from prefork.db.target import resolve_target
 from prefork.dev.reload import CodeReload, dev_warning
 from prefork.logs import log_stream
 from prefork.ops import sdnotify
+from prefork.ops.state import remove_state, state_path, write_state
 from prefork.ops.webhook import Webhook
 from prefork.pidfile import remove_pidfile, write_pidfile
 from prefork.servers.embedded_supervisor import EmbeddedSupervisor
 from prefork.servers.exits import ExitRecord, KillOrder, classify, mib
 from prefork.servers.health import Alert, HealthMonitor
 from prefork.servers.parking import Candidate, Parked, Parking
-from prefork.servers.state import remove_state, state_path, write_state
 from prefork.sockets import (
     display_address,
     handover_env,

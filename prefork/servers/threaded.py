@@ -29,7 +29,6 @@ from prefork.http.request import Request
 from prefork.ops import sdnotify
 from prefork.ops.sampling import Sampler
 from prefork.realtime.app import is_realtime_path
-from prefork.servers.engine import make_handler, make_loop
 from prefork.servers.exits import mib
 from prefork.servers.realtime_thread import RealtimeThread
 from prefork.sockets import (
@@ -39,6 +38,7 @@ from prefork.sockets import (
     http_listeners,
 )
 from prefork.unix_socket import SocketFiles
+from prefork.workers.engine import make_handler, make_loop
 from prefork.workers.limits import over_soft_limit
 from prefork.wsgi.handler import WSGIApp
 

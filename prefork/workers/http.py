@@ -30,8 +30,8 @@ from prefork.http.connection import Connection, SendBudget
 from prefork.http.parser import EMPTY_BODY
 from prefork.http.request import Request
 from prefork.ops.sampling import Sampler
-from prefork.servers.engine import make_handler, make_loop
 from prefork.workers import exitcodes
+from prefork.workers.engine import make_handler, make_loop
 from prefork.workers.handoff import MAX_UNPARSED, nudge, receive_connections, send_connection
 from prefork.workers.limits import (
     RequestLimits,

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from prefork.cli import COMMANDS
+from prefork.config.command_line import COMMANDS
 from prefork.config.settings import SPECS
 from tests.integration.conftest import PREFORK, ROOT
 

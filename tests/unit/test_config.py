@@ -171,7 +171,7 @@ def test_the_odoo_table_holds_against_the_option_table() -> None:
 def test_no_odoo_flag_shadows_a_prefork_flag_of_another_meaning() -> None:
     import argparse
 
-    from prefork.cli import build_parser
+    from prefork.config.command_line import build_parser
     from prefork.config.odoo_keys import ODOO_KEYS
 
     parser = build_parser()
