@@ -69,12 +69,6 @@ def database_uri(database_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return database_server
 
 
-@pytest.fixture(autouse=True)
-def _NOT_REQUESTED(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    if "database_uri" not in request.fixturenames:
-        monkeypatch.setenv("PREFORK_DB_URI", "postgresql://postgres@127.0.0.1:1/notrequested")
-
-
 @pytest.fixture(scope="session")
 def embedded_user() -> Iterator[str | None]:
     """As root, the unprivileged user the session's embedded servers run as (PostgreSQL
