@@ -1,4 +1,4 @@
-"""Sessions shared by every worker and host (SPEC section 9).
+"""Sessions shared by every worker and host (docs/deployment.md, "Sessions").
 
     def app(environ, start_response):
         session = environ["prefork.session"]       # loaded on first use

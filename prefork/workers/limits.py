@@ -10,8 +10,9 @@ import time
 import psutil
 
 # The address-space backstop sits this far above limit_memory_hard: a request whose RSS
-# stays between the soft and the hard limit must always complete (SPEC section 4), and a
-# Python process maps much more than it touches (thread stacks, arenas, shared libraries).
+# stays between the soft and the hard limit must always complete (docs/deployment.md,
+# "Limits"), and a Python process maps much more than it touches (thread stacks, arenas,
+# shared libraries).
 AS_BACKSTOP_FACTOR = 2
 AS_BACKSTOP_MARGIN = 512 << 20
 

@@ -1,8 +1,8 @@
-"""Several hosts on one database (issue 21), built from network namespaces: a database host
-running PostgreSQL and Redis started here, two prefork hosts started through the installed
-script (2 HTTP workers, 1 cron worker and the realtime process each, Redis sessions with one
-shared session_secret), and nginx in front of both. Sessions, the bus and cron across the
-hosts, while one is killed, frozen or drained.
+"""Several hosts on one database (docs/multihost.md), built from network namespaces: a
+database host running PostgreSQL and Redis started here, two prefork hosts started through
+the installed script (2 HTTP workers, 1 cron worker and the realtime process each, Redis
+sessions with one shared session_secret), and nginx in front of both. Sessions, the bus and
+cron across the hosts, while one is killed, frozen or drained.
 
 Needs root (namespaces; PostgreSQL runs as the session's unprivileged user), nginx and
 redis-server: skipped with the reason otherwise. It uses none of PREFORK_TEST_DSN.
@@ -366,7 +366,7 @@ def ended(marker: Path, pid: int) -> bool:
 
 def test_a_frozen_host_loses_its_cron_job_to_the_other_and_no_slot_runs_twice(
         cluster: Cluster, tmp_path: Path) -> None:
-    """Needs cron leases (issue 21, item 2): the frozen host's lock is freed by PostgreSQL
+    """Needs cron leases (prefork/cron/lease.py): the frozen host's lock is freed by PostgreSQL
     after limit_time_real_cron + a grace."""
     cluster.query("CREATE TABLE slots (slot timestamptz NOT NULL, host text NOT NULL, "
                   "pid integer NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())")
@@ -398,7 +398,7 @@ DRAIN_DELAY = 5  # seconds: room to see host A answer while it drains
 
 
 def test_a_host_drained_behind_nginx_fails_no_request(cluster: Cluster) -> None:
-    """Needs drain_delay (issue 21, item 5)."""
+    """Needs drain_delay (docs/deployment.md, "Draining before a stop")."""
     a, _ = cluster.start(a=("--drain-delay", str(DRAIN_DELAY)), b=()).values()
     nginx = cluster.nginx
     with Load(nginx.port, clients=4, path="/", host=nginx.host) as load:
