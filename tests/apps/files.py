@@ -1,4 +1,5 @@
-"""Files through wsgi.file_wrapper, as a plain WSGI application (tests/test_file_wrapper.py).
+"""Files through wsgi.file_wrapper, as a plain WSGI application
+(tests/integration/test_file_wrapper.py).
 
 /file?path=P[&seek=N][&length=L]  P from position N, with Content-Length L when given
 /bytes?size=N                     N bytes of a BytesIO in the wrapper (no descriptor)

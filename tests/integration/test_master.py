@@ -24,7 +24,7 @@ import pytest
 from tests.integration.conftest import PREFORK, ROOT, Server, ServerFactory
 from tests.integration.load import Load
 
-# These tests are about HTTP workers; cron workers (tests/test_cron.py) would only add
+# These tests are about HTTP workers; cron workers (tests/integration/test_cron.py) would only add
 # processes to count and connections to open.
 APP = ("--app", "tests.apps.testapp:app", "--max-cron-threads", "0")
 
@@ -138,8 +138,8 @@ KILLED_MID_REQUEST = {
 
 @pytest.mark.parametrize("reason", list(KILLED_MID_REQUEST))
 def test_limit_stops_the_worker_mid_request(server_factory: ServerFactory, reason: str) -> None:
-    """The client of the runaway request gets the limit's error (tests/test_limit_answers.py);
-    the others, nothing."""
+    """The client of the runaway request gets the limit's error
+    (tests/integration/test_limit_answers.py); the others, nothing."""
     flags, path, logged = KILLED_MID_REQUEST[reason]
     server = server_factory.start(*APP, "--workers", "2", *flags)
     wait_workers(server, 2)

@@ -241,7 +241,7 @@ def test_absolute_form_without_a_valid_authority_is_refused(target: str) -> None
 ])
 def test_a_head_is_refused_alike_whole_or_in_pieces(raw: bytes, status: int) -> None:
     """Fed in pieces, a head is refused for its request line as soon as that line is in;
-    fed whole, it must get the same answer (found by tests/test_fuzz.py)."""
+    fed whole, it must get the same answer (found by tests/unit/test_fuzz.py)."""
     limits = Limits(request_line=120, fields=8, field_size=200)
     for step in (0, 1, 7, 64):
         with pytest.raises(HTTPError) as caught:
