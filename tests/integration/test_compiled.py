@@ -6,7 +6,12 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
+
 from tests.integration.conftest import ROOT, start_server
+
+# Every test here starts `prefork run`: it finds the test database through PREFORK_DB_URI.
+pytestmark = pytest.mark.usefixtures("database_uri")
 
 
 def test_the_same_sources_serve_uncompiled(tmp_path: Path) -> None:

@@ -371,6 +371,7 @@ def test_health_touches_no_database(server_factory: ServerFactory, fresh_databas
     assert (status, json.loads(body)) == (200, {"status": "pass", "db_server_status": True})
 
 
+@pytest.mark.usefixtures("database_uri")
 def test_check_compares_the_connection_budget_with_max_connections() -> None:
     def check(*args: str) -> str:
         result = subprocess.run([PREFORK, "check", "-p", "0", *args],

@@ -307,7 +307,7 @@ def flask_app(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def flask_server(tmp_path: Path, flask_app: Path) -> Iterator[Server]:
+def flask_server(tmp_path: Path, flask_app: Path, database_uri: str) -> Iterator[Server]:
     env = {"FLASK_SECRET_KEY": secrets.token_urlsafe(40)}
     server = start_server(tmp_path, "--app", "app:app", "--workers", "2",
                           "--max-cron-threads", "0", "--limit-request-body", "2M",

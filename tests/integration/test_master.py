@@ -590,6 +590,7 @@ os.execv(sys.argv[1], sys.argv[1:])  # the console script, then its arguments
 """
 
 
+@pytest.mark.usefixtures("database_uri")
 def test_systemd_socket_activation(tmp_path: Path) -> None:
     """A socket passed as fd 3 with LISTEN_FDS/LISTEN_PID (as systemd does) is used as is."""
     log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - closed below

@@ -38,6 +38,7 @@ def test_tune_reproduces_the_reference_sizes(machine: tuple[str, ...], workers: 
     assert options["limit_memory_soft"] < options["limit_memory_hard"]
 
 
+@pytest.mark.usefixtures("database_uri")
 def test_tune_output_is_a_valid_configuration(tmp_path: Path) -> None:
     result = prefork("tune", "--cpus", "2", "--ram", "4G")
     config = tmp_path / "prefork.conf"

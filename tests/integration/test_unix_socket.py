@@ -24,6 +24,9 @@ from prefork.bus.store import write
 from tests.integration.conftest import PREFORK, ROOT, Server, free_port, start_server
 from tests.integration.test_nginx import NGINX, generate, running_nginx
 
+# Every test here starts `prefork run`: it finds the test database through PREFORK_DB_URI.
+pytestmark = pytest.mark.usefixtures("database_uri")
+
 APP = ("--app", "tests.apps.testapp:app", "--max-cron-threads", "0")
 MODES = {"threaded": ("--workers", "0"), "workers": ("--workers", "2")}
 READY = r"HTTP service running on unix:"

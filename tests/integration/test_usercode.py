@@ -18,6 +18,9 @@ from websockets.sync.client import connect
 
 from tests.integration.conftest import PREFORK, Server, start_server
 
+# Every test here starts `prefork run`: it finds the test database through PREFORK_DB_URI.
+pytestmark = pytest.mark.usefixtures("database_uri")
+
 PROJECT = '''\
 """A project of the user's: an application, a scheduled job and a bus hook."""
 import os

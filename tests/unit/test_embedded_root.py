@@ -4,23 +4,11 @@ reaches a path through, and the binaries such a user cannot reach."""
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from prefork.db.embedded_user import ServerUser, UserError, check_reachable
-
-
-@pytest.fixture
-def base() -> Iterator[Path]:
-    """A directory others can search (pytest's tmp_path is 0700, which is refused)."""
-    path = Path(tempfile.mkdtemp(prefix="prefork-root-test-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def _stat(mode: int, uid: int = 0, gid: int = 0) -> os.stat_result:
