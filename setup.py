@@ -15,8 +15,10 @@ from setuptools import setup
 COMPILED = [
     "prefork/access_log.py",
     "prefork/db/transaction.py",
+    "prefork/http/body.py",
     "prefork/http/connection.py",
     "prefork/http/errors.py",
+    "prefork/http/grammar.py",
     "prefork/http/host.py",
     "prefork/http/loop.py",
     "prefork/http/pacing.py",

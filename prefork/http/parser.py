@@ -24,52 +24,36 @@ from __future__ import annotations
 
 import io
 import re
-import tempfile
 from dataclasses import dataclass
 from typing import Any, BinaryIO, cast
 
 import httptools
 
+from prefork.http.body import BodyReader, ChunkedReader, ContentLengthReader
 from prefork.http.errors import HTTPError, bad_request
+from prefork.http.grammar import CTL_RE, TCHAR, TOKEN_RE
 from prefork.http.host import HOST_RE, target_authority
 from prefork.http.request import Request
 
-_TCHAR = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
 # Methods are tokens without lower-case letters (as gunicorn): lower-case ones are almost
 # always a client bug or an attack probe.
-_METHOD = f"[{_TCHAR.replace('a-z', '')}]+"
+_METHOD = f"[{TCHAR.replace('a-z', '')}]+"
 _REQUEST_LINE_RE = re.compile(rf"({_METHOD}) ([^\x00-\x20\x7f]+) HTTP/(\d)\.(\d)")
-_TOKEN_RE = re.compile(rf"[{_TCHAR}]+")
 # The common head, matched in one pass: an origin-form request line of HTTP/1.0 or 1.1 (no
 # fragment), then fields whose names are tokens and whose values hold no control character
 # but HTAB. Whatever matches is parsed exactly as the general path would; whatever does not
 # takes that path, which accepts it or refuses it with the precise reason.
 _COMMON_HEAD_RE = re.compile(
     rf"({_METHOD}) (/[^\x00-\x20\x7f#]*) HTTP/1\.([01])"
-    rf"((?:\r\n[{_TCHAR}]+:[^\x00-\x08\x0a-\x1f\x7f]*)*)"
+    rf"((?:\r\n[{TCHAR}]+:[^\x00-\x08\x0a-\x1f\x7f]*)*)"
 )
-# No control character but HTAB (RFC 9110 5.5); CR and LF only as the CRLF line ends,
-# which are replaced before the search (a lookaround pattern is several times slower).
-_CTL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _VERSIONS = {"0": "HTTP/1.0", "1": "HTTP/1.1"}
 _AUTHORITY_RE = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+):\d{1,5}")
 _ABSOLUTE_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 _CL_RE = re.compile(r"\d{1,18}")
-_QUOTED = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
-_TOKEN_B = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-_CHUNK_SIZE_RE = re.compile(
-    rb"([0-9A-Fa-f]{1,16})(?:[ \t]*;[ \t]*" + _TOKEN_B
-    + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN_B + rb"|" + _QUOTED + rb"))?)*"
-)
 _KNOWN_CODINGS = frozenset({"chunked", "identity", "gzip", "x-gzip", "deflate", "compress"})
 _SPECIAL_FIELDS = frozenset(
     {"HOST", "CONTENT-TYPE", "CONTENT-LENGTH", "TRANSFER-ENCODING", "CONNECTION", "EXPECT"})
-_FORBIDDEN_TRAILERS = frozenset(
-    {"CONTENT-LENGTH", "TRANSFER-ENCODING", "HOST", "CONTENT-ENCODING",
-     "CONNECTION", "EXPECT", "AUTHORIZATION", "COOKIE", "TE", "TRAILER"}
-)
-_MAX_CHUNK_LINE = 4096
-SPOOL_SIZE = 1 << 20  # bodies larger than this are buffered in a temporary file
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,34 +69,6 @@ class Limits:
     def head(self) -> int:
         """Most bytes a complete head may take, terminator included."""
         return self.request_line + self.fields * self.field_size + 2
-
-
-class _Body:
-    """Collects a body in memory, moving to a temporary file past SPOOL_SIZE."""
-
-    __slots__ = ("_file", "_memory", "size")
-
-    def __init__(self) -> None:
-        self._memory = bytearray()
-        self._file: BinaryIO | None = None
-        self.size = 0
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.size += len(data)
-        if self._file is not None:
-            self._file.write(data)
-            return
-        self._memory += data
-        if len(self._memory) > SPOOL_SIZE:
-            self._file = tempfile.TemporaryFile()  # noqa: SIM115 - owned by the Request
-            self._file.write(self._memory)
-            self._memory = bytearray()
-
-    def stream(self) -> BinaryIO:
-        if self._file is None:
-            return io.BytesIO(self._memory)
-        self._file.seek(0)
-        return self._file
 
 
 class _EmptyBody(io.RawIOBase):
@@ -137,9 +93,8 @@ EMPTY_BODY = cast(BinaryIO, _EmptyBody())
 class RequestParser:
     """Parses the requests of one connection, one at a time."""
 
-    __slots__ = ("_body", "_buf", "_chunk_left", "_chunked", "_common_size",
-                 "_continue_pending", "_head_limit", "_length", "_limits", "_line_checked",
-                 "_request", "_state", "_trailer_count")
+    __slots__ = ("_body", "_buf", "_chunked", "_common_size", "_continue_pending",
+                 "_head_limit", "_length", "_limits", "_line_checked", "_request")
 
     def __init__(self, limits: Limits) -> None:
         self._limits = limits
@@ -150,12 +105,9 @@ class RequestParser:
 
     def _reset(self) -> None:
         self._request: Request | None = None
-        self._body: _Body | None = None
+        self._body: BodyReader | None = None
         self._length: int | None = None
         self._chunked = False
-        self._state = "head"
-        self._chunk_left = 0
-        self._trailer_count = 0
         self._continue_pending = False
         self._line_checked = False  # the request line of a partial head was already checked
 
@@ -192,10 +144,11 @@ class RequestParser:
                 self._line_checked = False
                 return request
             self._request = request
-            self._start_body(request)
-        if not self._read_body():
+            self._body = self._body_reader(request)
+        assert self._body is not None
+        if not self._body.read(self._buf):
             return None
-        return self._finish(request)
+        return self._finish(request, self._body)
 
     # -- head -----------------------------------------------------------------------------
 
@@ -218,8 +171,9 @@ class RequestParser:
             return self._parse_any_head(text)
         method, target, minor, fields = match.groups()
         path, _, query = target.partition("?")
-        request = Request(method, target, path, query, _VERSIONS[minor], [], minor == "1",
-                          EMPTY_BODY, 0, False, text[:match.end(3)])
+        request = Request(method=method, target=target, path=path, query=query,
+                          version=_VERSIONS[minor], headers=[], keep_alive=minor == "1",
+                          body=EMPTY_BODY, content_length=0, line=text[:match.end(3)])
         if fields:
             self._parse_fields(request, fields[2:].split("\r\n"), True)
         elif minor == "1":
@@ -232,7 +186,7 @@ class RequestParser:
         arrives in pieces is refused for its line before the rest has come."""
         line, _, fields = text.partition("\r\n")
         request = self._parse_request_line(line)
-        if _CTL_RE.search(text.replace("\r\n", "\t")):
+        if CTL_RE.search(text.replace("\r\n", "\t")):
             raise bad_request("control character or bare CR/LF in the request head")
         if fields:
             self._parse_fields(request, fields.split("\r\n"), False)
@@ -267,8 +221,9 @@ class RequestParser:
         if major != "1" or minor not in "01":
             raise bad_request("unsupported HTTP version")
         path, query, authority = _split_target(method, target)
-        return Request(method, target, path, query, _VERSIONS[minor], [], minor == "1",
-                       EMPTY_BODY, 0, False, line, authority)
+        return Request(method=method, target=target, path=path, query=query,
+                       version=_VERSIONS[minor], headers=[], keep_alive=minor == "1",
+                       body=EMPTY_BODY, content_length=0, line=line, authority=authority)
 
     def _check_fields(self, lines: list[str]) -> None:
         """Each line a token, a colon and a value, within the size limit."""
@@ -277,7 +232,7 @@ class RequestParser:
             if len(line) > field_size:
                 raise HTTPError(431, "header field too large")
             name, colon, _ = line.partition(":")
-            if not colon or not _TOKEN_RE.fullmatch(name):
+            if not colon or not TOKEN_RE.fullmatch(name):
                 raise bad_request("invalid header field")
 
     def _parse_fields(self, request: Request, lines: list[str], checked: bool) -> None:
@@ -346,103 +301,24 @@ class RequestParser:
 
     # -- body -----------------------------------------------------------------------------
 
-    def _start_body(self, request: Request) -> None:
-        self._body = _Body()
+    def _body_reader(self, request: Request) -> BodyReader:
+        """The reader of the body the head announced; a length over the limit is refused
+        before any of the body is buffered."""
+        limits = self._limits
+        reader: BodyReader
         if self._chunked:
-            self._state = "chunk-size"
+            reader = ChunkedReader(limits.body, limits.field_size, limits.fields)
         else:
             assert self._length is not None
-            if self._length > self._limits.body:
+            if self._length > limits.body:
                 raise HTTPError(413, "request body too large")
-            self._state = "length"
+            reader = ContentLengthReader(self._length)
         self._continue_pending = request.expect_continue and request.version == "HTTP/1.1"
+        return reader
 
-    def _read_body(self) -> bool:
-        if self._state == "length":
-            return self._read_length()
-        while self._state != "done":
-            before = len(self._buf)
-            step = getattr(self, "_read_" + self._state.replace("-", "_"))
-            if not step() and len(self._buf) == before:
-                return False
-        return True
-
-    def _read_length(self) -> bool:
-        assert self._length is not None and self._body is not None
-        wanted = self._length - self._body.size
-        taken = self._buf[:wanted]
-        del self._buf[:wanted]
-        self._body.write(taken)
-        if len(taken) < wanted:
-            return False
-        self._state = "done"
-        return True
-
-    def _read_chunk_size(self) -> bool:
-        end = self._buf.find(b"\r\n", 0, _MAX_CHUNK_LINE)
-        if end < 0:
-            if len(self._buf) >= _MAX_CHUNK_LINE:
-                raise bad_request("invalid chunk size line")
-            return False
-        match = _CHUNK_SIZE_RE.fullmatch(self._buf, 0, end)
-        if match is None:
-            raise bad_request("invalid chunk size")
-        size = int(match.group(1), 16)
-        del self._buf[: end + 2]
-        assert self._body is not None
-        if self._body.size + size > self._limits.body:
-            raise HTTPError(413, "request body too large")
-        self._chunk_left = size
-        self._state = "chunk-data" if size else "trailer"
-        return True
-
-    def _read_chunk_data(self) -> bool:
-        assert self._body is not None
-        taken = self._buf[: self._chunk_left]
-        del self._buf[: self._chunk_left]
-        self._body.write(taken)
-        self._chunk_left -= len(taken)
-        if self._chunk_left:
-            return False
-        self._state = "chunk-end"
-        return True
-
-    def _read_chunk_end(self) -> bool:
-        if len(self._buf) < 2:
-            if bytes(self._buf) not in (b"", b"\r"):
-                raise bad_request("chunk data longer than its size")
-            return False
-        if self._buf[:2] != b"\r\n":
-            raise bad_request("chunk data longer than its size")
-        del self._buf[:2]
-        self._state = "chunk-size"
-        return True
-
-    def _read_trailer(self) -> bool:
-        end = self._buf.find(b"\r\n", 0, self._limits.field_size)
-        if end < 0:
-            if len(self._buf) >= self._limits.field_size:
-                raise HTTPError(431, "trailer field too large")
-            return False
-        line = self._buf[:end].decode("latin-1")
-        del self._buf[: end + 2]
-        if not line:
-            self._state = "done"
-            return True
-        name, colon, _ = line.partition(":")
-        if not colon or not _TOKEN_RE.fullmatch(name) or _CTL_RE.search(line):
-            raise bad_request("invalid trailer field")
-        if name.upper() in _FORBIDDEN_TRAILERS:
-            raise bad_request(f"{name} is not allowed in a trailer")
-        self._trailer_count += 1
-        if self._trailer_count > self._limits.fields:
-            raise HTTPError(431, "too many trailer fields")
-        return True
-
-    def _finish(self, request: Request) -> Request:
-        assert self._body is not None
-        request.body = self._body.stream()
-        request.content_length = self._body.size
+    def _finish(self, request: Request, body: BodyReader) -> Request:
+        request.body = body.spool.stream()
+        request.content_length = body.spool.size
         self._reset()
         return request
 

@@ -7,8 +7,9 @@ from collections.abc import Callable
 
 import pytest
 
+from prefork.http.body import SPOOL_SIZE
 from prefork.http.errors import HTTPError
-from prefork.http.parser import _COMMON_HEAD_RE, SPOOL_SIZE, Limits, RequestParser
+from prefork.http.parser import _COMMON_HEAD_RE, Limits, RequestParser
 from prefork.http.request import Request
 
 
