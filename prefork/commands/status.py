@@ -9,7 +9,7 @@ from typing import Any, TextIO
 
 from prefork.config.loader import Loaded
 from prefork.ops.cluster_view import read_cluster
-from prefork.ops.state import read_state, state_path
+from prefork.ops.state import MasterState, ProcessRow, read_state, state_path
 from prefork.servers.exits import mib
 
 HEADER = ("ROLE", "PID", "STATE", "RSS", "CPU%", "REQUESTS", "AGE", "CURRENT REQUEST")
@@ -22,12 +22,12 @@ def status(loaded: Loaded, as_json: bool, out: TextIO = sys.stdout) -> int:
     if state is None:
         print(f"prefork: no running master found (state file {path})", file=sys.stderr)
         return 1
-    state["cluster"] = read_cluster(loaded.settings, state["master"]["pid"])
+    cluster = read_cluster(loaded.settings, state["master"]["pid"])
     if as_json:
-        json.dump(state, out, indent=2)
+        json.dump({**state, "cluster": cluster}, out, indent=2)
         out.write("\n")
         return 0
-    for line in render(state, time.time()) + cluster_lines(state["cluster"]):
+    for line in render(state, time.time()) + cluster_lines(cluster):
         print(line, file=out)
     return 0
 
@@ -53,7 +53,7 @@ def cluster_lines(cluster: dict[str, Any]) -> list[str]:
     return lines + [f"WARNING cluster: {warning}" for warning in cluster["warnings"]]
 
 
-def render(state: dict[str, Any], now: float) -> list[str]:
+def render(state: MasterState, now: float) -> list[str]:
     master = state["master"]
     lines = [
         f"prefork {state['version']}, {state['mode']} mode, master pid {master['pid']}, "
@@ -88,7 +88,7 @@ def render(state: dict[str, Any], now: float) -> list[str]:
     return lines
 
 
-def _cells(process: dict[str, Any], now: float) -> tuple[str, ...]:
+def _cells(process: ProcessRow, now: float) -> tuple[str, ...]:
     request = process["request"]
     if request:
         request = f"{request} ({process['request_seconds']:.1f}s)"

@@ -5,13 +5,39 @@ from __future__ import annotations
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from enum import StrEnum
 
+from prefork.ops.state import ExitRow
+from prefork.servers.kinds import WorkerLimits
 from prefork.workers import exitcodes
 from prefork.workers.scoreboard import SlotView
 
 MiB = 1 << 20
+
+
+class ExitReason(StrEnum):
+    """Why a process exited, as logs, `prefork status`, the dashboard and the
+    prefork_worker_exits_total metric name it."""
+
+    STOPPED = "stopped"  # told to stop
+    RELOAD = "reload"  # told to stop, replaced by a newer generation
+    CRASH = "crash"
+    BOOT_FAILED = "boot-failed"  # raised before it was ready
+    BOOT_TIMEOUT = "boot-timeout"  # not ready within limit_time_real
+    CPU_TIME = "cpu-time"
+    REAL_TIME = "real-time"
+    MEMORY_SOFT = "memory-soft"  # recycled itself after a request
+    MEMORY_HARD = "memory-hard"
+    REQUEST_LIMIT = "request-limit"
+    CRON_LIFETIME = "cron-lifetime"
+    CRON_TIMEOUT = "cron-timeout"
+    STOP_TIMEOUT = "stop-timeout"  # still running at the end of a graceful stop
+
+
+# Exits that are the normal life of a process: logged at INFO.
+ROUTINE = frozenset({ExitReason.STOPPED, ExitReason.RELOAD, ExitReason.REQUEST_LIMIT,
+                     ExitReason.CRON_LIFETIME})
 
 
 @dataclass
@@ -20,7 +46,7 @@ class ExitRecord:
 
     pid: int
     role: str
-    reason: str
+    reason: ExitReason
     detail: str
     request: str
     error: str = ""
@@ -34,15 +60,17 @@ class ExitRecord:
             line += f", request '{self.request}'"
         return line
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def as_row(self) -> ExitRow:
+        return ExitRow(pid=self.pid, role=self.role, reason=str(self.reason),
+                       detail=self.detail, request=self.request, error=self.error,
+                       at=self.at)
 
 
 @dataclass
 class KillOrder:
     """Why the master itself killed a worker; it overrides the exit status."""
 
-    reason: str
+    reason: ExitReason
     detail: str
 
 
@@ -50,36 +78,44 @@ def mib(value: int) -> str:
     return f"{value / MiB:.1f} MiB"
 
 
-def classify(status: int, view: SlotView, order: KillOrder | None, limits: dict[str, int],
-             replacing: bool) -> tuple[str, str]:
-    """(reason, detail) of an exit, from what the master ordered and what the status says."""
+def classify(status: int, view: SlotView, order: KillOrder | None, limits: WorkerLimits,
+             replacing: bool) -> tuple[ExitReason, str]:
+    """(reason, detail) of an exit, from what the master ordered and what the status says,
+    judged by the limits the process was forked with."""
     if order is not None:
         return order.reason, order.detail
     if os.WIFSIGNALED(status):
         signum = os.WTERMSIG(status)
         if signum == signal.SIGXCPU:
-            return "cpu-time", f"CPU time above limit {limits['limit_time_cpu']}s"
-        return "crash", f"killed by signal {signal.Signals(signum).name}"
+            return ExitReason.CPU_TIME, f"CPU time above limit {limits.time_cpu}s"
+        return ExitReason.CRASH, f"killed by signal {signal.Signals(signum).name}"
     code = os.WEXITSTATUS(status)
     if code == exitcodes.STOPPED:
-        return ("reload" if replacing else "stopped"), ""
+        return (ExitReason.RELOAD if replacing else ExitReason.STOPPED), ""
+    return _by_code(code, view, limits)
+
+
+def _by_code(code: int, view: SlotView, limits: WorkerLimits) -> tuple[ExitReason, str]:
+    """The exit codes a process chooses itself (prefork.workers.exitcodes)."""
     if code == exitcodes.MEMORY_SOFT:
-        return "memory-soft", f"RSS {mib(view.value)} > limit {mib(limits['limit_memory_soft'])}"
+        return (ExitReason.MEMORY_SOFT,
+                f"RSS {mib(view.value)} > limit {mib(limits.memory_soft)}")
     if code == exitcodes.MEMORY_HARD:
-        return "memory-hard", "an allocation failed under the address-space backstop"
+        return ExitReason.MEMORY_HARD, "an allocation failed under the address-space backstop"
     if code == exitcodes.CPU_TIME:
-        return "cpu-time", f"CPU time above limit {limits['limit_time_cpu']}s"
+        return ExitReason.CPU_TIME, f"CPU time above limit {limits.time_cpu}s"
     if code == exitcodes.REAL_TIME:
-        return "real-time", "request stopped at limit_time_real"
+        return ExitReason.REAL_TIME, "request stopped at limit_time_real"
     if code == exitcodes.MEMORY_RSS:
-        return "memory-hard", f"RSS above limit {mib(limits['limit_memory_hard'])}"
+        return ExitReason.MEMORY_HARD, f"RSS above limit {mib(limits.memory_hard)}"
     if code == exitcodes.REQUEST_LIMIT:
-        return "request-limit", f"served {view.value} requests"
+        return ExitReason.REQUEST_LIMIT, f"served {view.value} requests"
     if code == exitcodes.CRON_LIFETIME:
-        lifetime = limits['limit_time_worker_cron']
-        return "cron-lifetime", f"lived limit_time_worker_cron ({lifetime}s)"
+        return (ExitReason.CRON_LIFETIME,
+                f"lived limit_time_worker_cron ({limits.lifetime}s)")
     if code == exitcodes.CRON_TIMEOUT:
-        return "cron-timeout", "job ran past limit_time_real_cron (recorded, rescheduled)"
+        return (ExitReason.CRON_TIMEOUT,
+                "job ran past limit_time_real_cron (recorded, rescheduled)")
     if code == exitcodes.BOOT_FAILED:
-        return "boot-failed", view.error.strip().splitlines()[-1] if view.error else ""
-    return "crash", f"exit code {code}"
+        return ExitReason.BOOT_FAILED, view.error.strip().splitlines()[-1] if view.error else ""
+    return ExitReason.CRASH, f"exit code {code}"

@@ -9,12 +9,13 @@ import logging
 from collections import deque
 from dataclasses import asdict, dataclass
 
-from prefork.servers.exits import ExitRecord
+from prefork.servers.exits import ExitReason, ExitRecord
 
 log = logging.getLogger("prefork.master")
 
-CRASHES = frozenset({"crash", "boot-failed", "boot-timeout"})
-LIMIT_KILLS = frozenset({"memory-hard", "real-time", "cpu-time", "cron-timeout"})
+CRASHES = frozenset({ExitReason.CRASH, ExitReason.BOOT_FAILED, ExitReason.BOOT_TIMEOUT})
+LIMIT_KILLS = frozenset({ExitReason.MEMORY_HARD, ExitReason.REAL_TIME, ExitReason.CPU_TIME,
+                         ExitReason.CRON_TIMEOUT})
 
 
 @dataclass(frozen=True)

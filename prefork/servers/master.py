@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any
+from typing import NoReturn
 
 import psutil
 from setproctitle import setproctitle
@@ -33,19 +33,26 @@ from prefork import __version__, metrics
 from prefork.addresses import http_address, of_socket, realtime_address
 from prefork.config import ConfigError, Settings
 from prefork.config.loader import Loaded
-from prefork.cron.runner import cron_limits
-from prefork.db.pool import Database
 from prefork.db.startup import DatabaseRuntime
 from prefork.db.target import resolve_target
 from prefork.dev.reload import CodeReload, dev_warning
 from prefork.logs import log_stream
 from prefork.ops import sdnotify
-from prefork.ops.state import remove_state, state_path, write_state
+from prefork.ops.state import MasterState, ProcessRow, remove_state, state_path, write_state
 from prefork.ops.webhook import Webhook
 from prefork.pidfile import remove_pidfile, write_pidfile
 from prefork.servers.embedded_supervisor import EmbeddedSupervisor
-from prefork.servers.exits import ExitRecord, KillOrder, classify, mib
+from prefork.servers.exits import ROUTINE, ExitReason, ExitRecord, KillOrder, classify, mib
 from prefork.servers.health import Alert, HealthMonitor
+from prefork.servers.kinds import (
+    CRON,
+    HTTP,
+    KINDS,
+    REALTIME,
+    Inherited,
+    ProcessKind,
+    WorkerLimits,
+)
 from prefork.servers.parking import Candidate, Parked, Parking
 from prefork.sockets import (
     display_address,
@@ -56,10 +63,8 @@ from prefork.sockets import (
 )
 from prefork.unix_socket import SocketFiles
 from prefork.wakeup import WakeupPipe
-from prefork.workers.cron import CronWorker
 from prefork.workers.handoff import channel_pair, receive_connections
-from prefork.workers.http import REBALANCE_AFTER, HTTPWorker
-from prefork.workers.realtime import RealtimeProcess, realtime_limits
+from prefork.workers.http import REBALANCE_AFTER
 from prefork.workers.scoreboard import (
     BOOTING,
     MEMORY_LIMIT,
@@ -85,7 +90,6 @@ KEPT_EXITS = 100
 QUIT_SPACING = 0.05
 UPGRADE_ENV = "PREFORK_UPGRADE_FROM"
 REALTIME_FD_ENV = "PREFORK_REALTIME_FD"
-HTTP, CRON, REALTIME = "http", "cron", "realtime"
 BALANCE_INTERVAL = 0.1  # seconds between two looks at how clients spread over the workers
 BALANCE_SPREAD = 2  # connections more than the least loaded worker before handing some over
 MEMORY_SAMPLE = 30  # seconds between two points of the dashboard's memory chart
@@ -112,13 +116,12 @@ class WorkerProc:
     order: KillOrder | None = None
     kill_at: float = 0.0  # the monotonic time a worker told to stop (order set) is killed
     process: psutil.Process | None = None
-    kind: str = HTTP
+    kind: ProcessKind = HTTP
+    limits: WorkerLimits = field(default_factory=lambda: WorkerLimits(0, 0, 0, 0))
 
     @property
     def role(self) -> str:
-        if self.kind == REALTIME:
-            return "realtime process"
-        return f"{self.kind} worker #{self.number}"
+        return self.kind.role(self.number)
 
 
 class Master:
@@ -252,7 +255,8 @@ class Master:
     def _available_http_workers(self, now: float) -> Iterator[tuple[WorkerProc, SlotView]]:
         """Ready HTTP workers of the current generation not deep in a long request."""
         for worker in self.workers.values():
-            if worker.terminating or worker.generation != self.generation or worker.kind != HTTP:
+            if (worker.terminating or worker.generation != self.generation
+                    or worker.kind is not HTTP):
                 continue
             view = worker.slot.read()
             if view.state == READY and (not view.request_started
@@ -289,7 +293,7 @@ class Master:
             self.realtime_listener = realtime[0] if realtime else None
         else:
             self.listeners = [listen_http(s)]
-        if self._realtime_target() and self.realtime_listener is None:
+        if REALTIME.target(s, self.database, self.target) and self.realtime_listener is None:
             self.realtime_listener = listen_realtime(s)
         for sock in self._all_listeners():
             if not (from_systemd and sock in inherited):
@@ -454,17 +458,17 @@ class Master:
                    if w.generation == self.generation and not w.terminating]
         # An HTTP worker recycling itself is replaced at once: it serves on (RETIRING) or
         # finishes its last request (STOPPING) while its successor starts.
-        states = {w.pid: w.slot.read().state for w in current if w.kind == HTTP}
+        states = {w.pid: w.slot.read().state for w in current if w.kind is HTTP}
         current = [w for w in current if states.get(w.pid) not in (RETIRING, STOPPING)]
-        for kind, target in ((HTTP, self.target), (CRON, self._cron_target()),
-                             (REALTIME, self._realtime_target())):
-            self._keep_count([w for w in current if w.kind == kind], kind, target)
-        self._retire_old_generation([w for w in current if w.kind == HTTP])
+        for kind in KINDS:
+            target = kind.target(self.settings, self.database, self.target)
+            self._keep_count([w for w in current if w.kind is kind], kind, target)
+        self._retire_old_generation([w for w in current if w.kind is HTTP])
         retiring = [self.workers[pid] for pid, state in states.items() if state == RETIRING]
         ready = sum(1 for state in states.values() if state == READY)
         self._stop_retiring(retiring, ready)
 
-    def _keep_count(self, current: list[WorkerProc], kind: str, target: int) -> None:
+    def _keep_count(self, current: list[WorkerProc], kind: ProcessKind, target: int) -> None:
         if len(current) < target and time.monotonic() >= self.next_spawn:
             used = {w.number for w in current}
             number = next(n for n in range(1, len(current) + 2) if n not in used)
@@ -472,21 +476,9 @@ class Master:
         elif len(current) > target:
             self._terminate(max(current, key=lambda w: w.number))
 
-    def _cron_target(self) -> int:
-        """Cron workers need PostgreSQL (row locks, NOTIFY)."""
-        if self.database is None or not self.database.target.is_postgres:
-            return 0
-        return self.settings.max_cron_threads
-
     def _all_listeners(self) -> list[socket.socket]:
         extra = [self.realtime_listener] if self.realtime_listener is not None else []
         return self.listeners + extra
-
-    def _realtime_target(self) -> int:
-        """The bus needs PostgreSQL (NOTIFY); a realtime port of its own."""
-        if self.database is None or not self.database.target.is_postgres:
-            return 0
-        return 1
 
     def _alert(self, events: list[tuple[str, Alert]]) -> None:
         """Alerts raised or cleared: to the webhook (the log line is the monitor's)."""
@@ -507,7 +499,7 @@ class Master:
         start, after a reload, and from a new master after an upgrade (with its pid)."""
         if self.announced_ready or self.stopping:
             return
-        ready = sum(1 for w in self.workers.values() if w.kind == HTTP and not w.terminating
+        ready = sum(1 for w in self.workers.values() if w.kind is HTTP and not w.terminating
                     and w.generation == self.generation and w.slot.read().state == READY)
         if ready >= self.target:
             self.announced_ready = True
@@ -538,7 +530,7 @@ class Master:
         for worker in retiring[:max(0, ready - self.target + len(retiring))]:
             self._terminate(worker)
 
-    def _spawn(self, number: int, kind: str = HTTP) -> None:
+    def _spawn(self, number: int, kind: ProcessKind = HTTP) -> None:
         slot = self.scoreboard.acquire()
         master_end, worker_end = channel_pair()
         pid = fork_worker()
@@ -547,7 +539,8 @@ class Master:
             self._become_worker(number, slot, worker_end, kind)
         worker_end.close()
         slot.set_pid(pid)
-        worker = WorkerProc(pid, number, slot, self.generation, master_end, kind=kind)
+        worker = WorkerProc(pid, number, slot, self.generation, master_end, kind=kind,
+                            limits=kind.limits(self.settings))
         self.selector.register(master_end, selectors.EVENT_READ, worker)
         try:
             worker.process = psutil.Process(pid)
@@ -557,37 +550,19 @@ class Master:
         log.info("spawned %s pid=%d", worker.role, pid)
 
     def _become_worker(self, number: int, slot: Slot, channel: socket.socket,
-                       kind: str) -> None:
+                       kind: ProcessKind) -> NoReturn:
         """In the child: drop the master's own state and serve; never returns."""
         try:
             signal.set_wakeup_fd(-1)
             for name in SIGNALS:
                 signal.signal(getattr(signal, name), signal.SIG_DFL)
             self._close_inherited()
-            if kind != REALTIME and self.realtime_listener is not None:
-                self.realtime_listener.close()
-            if kind == REALTIME:
-                assert self.database is not None and self.realtime_listener is not None
-                for sock in self.listeners:
-                    sock.close()
-                RealtimeProcess(self.settings, slot, self.realtime_listener,
-                                self.database.target.conninfo).run()
-            if kind == CRON:
-                assert self.database is not None
-                for sock in self.listeners:
-                    sock.close()  # a cron worker serves no HTTP
-                CronWorker(self.settings, number, slot, self.database.target.conninfo).run()
-            worker = HTTPWorker(self.settings, number, slot, self.listeners, self.app, channel,
-                                self._worker_database())
+            inherited = Inherited(self.settings, self.listeners, self.realtime_listener,
+                                  self.app, self.database)
+            run = kind.start(inherited, number, slot, channel)
         except BaseException:
             os._exit(1)
-        worker.run()
-
-    def _worker_database(self) -> Database | None:
-        """The new worker's pool: built here, opened only in the worker, on first use."""
-        if self.database is None:
-            return None
-        return self.database.database(self.settings)
+        run()
 
     def _close_inherited(self) -> None:
         """In a new worker: close what belongs to the master and to the other workers."""
@@ -604,15 +579,16 @@ class Master:
         worker.terminating = True
         self._signal(worker, signal.SIGTERM)
 
-    def _kill(self, worker: WorkerProc, reason: str, detail: str) -> None:
+    def _kill(self, worker: WorkerProc, reason: ExitReason, detail: str) -> None:
         worker.order = KillOrder(reason, detail)
         self._signal(worker, signal.SIGKILL)
 
-    def _stop_request(self, worker: WorkerProc, limit: int, reason: str, detail: str) -> None:
+    def _stop_request(self, worker: WorkerProc, limit: int, reason: ExitReason,
+                      detail: str) -> None:
         """A limit reached by an HTTP worker: it answers its client and exits (SIGUSR1, the
         limit named in its slot), or is killed after LIMIT_ANSWER_GRACE. The other kinds
         answer no client: killed at once."""
-        if worker.kind != HTTP:
+        if not worker.kind.answers_clients:
             self._kill(worker, reason, detail)
             return
         worker.order = KillOrder(reason, detail)
@@ -671,29 +647,31 @@ class Master:
     def _record_exit(self, worker: WorkerProc, status: int) -> None:
         view = worker.slot.read()
         replacing = worker.terminating and worker.generation != self.generation
-        reason, detail = classify(status, view, worker.order, self._limits(worker), replacing)
+        reason, detail = classify(status, view, worker.order, worker.limits, replacing)
         if view.request_started:
             request = view.request_line
         else:  # a worker that recycled itself names the request that decided it
-            request = view.exit_line if reason in ("memory-soft", "memory-hard") else ""
+            memory = (ExitReason.MEMORY_SOFT, ExitReason.MEMORY_HARD)
+            request = view.exit_line if reason in memory else ""
+        crashed = reason in (ExitReason.CRASH, ExitReason.BOOT_FAILED)
         record = ExitRecord(worker.pid, worker.role, reason, detail, request,
-                            view.error if reason in ("crash", "boot-failed") else "")
+                            view.error if crashed else "")
         self.exits.append(record)
         self._alert(self.health.record(record))
         counters = metrics.current()
         if counters is not None:
-            counters.exits.labels(worker.kind, reason).inc()
+            counters.exits.labels(worker.kind.name, reason).inc()
             metrics.process_exited(worker.pid)
         self.scoreboard.release(worker.slot)
         self._log_exit(record, worker)
         self._count_boot(worker, view.state, record)
 
     def _log_exit(self, record: ExitRecord, worker: WorkerProc) -> None:
-        if record.reason in ("stopped", "reload", "request-limit", "cron-lifetime"):
+        if record.reason in ROUTINE:
             log.info("%s", record.log_line())
-        elif record.reason == "memory-soft":
+        elif record.reason is ExitReason.MEMORY_SOFT:
             log.warning("%s", record.log_line())
-        elif record.error and record.reason == "crash":
+        elif record.error and record.reason is ExitReason.CRASH:
             log.error("%s; last traceback:\n%s", record.log_line(), record.error.rstrip())
         else:
             log.error("%s", record.log_line())
@@ -739,15 +717,6 @@ class Master:
                   "%d keeps serving. Fix the error, then reload (HUP, or a code change with "
                   "dev reload)", record.role, abandoned, reason or record.reason, previous)
 
-    def _limits(self, worker: WorkerProc) -> dict[str, int]:
-        s = self.settings
-        cpu = cron_limits(s)[1] if worker.kind == CRON else s.limit_time_cpu
-        soft, hard = s.limit_memory_soft, s.limit_memory_hard
-        if worker.kind == REALTIME:
-            soft, hard = realtime_limits(s)
-        return {"limit_time_cpu": cpu, "limit_memory_soft": soft, "limit_memory_hard": hard,
-                "limit_time_worker_cron": s.limit_time_worker_cron}
-
     # -- watchdog ----------------------------------------------------------------------------
 
     def _watchdog(self) -> None:
@@ -766,28 +735,29 @@ class Master:
         if started:
             self._check_running(worker, now - started)
             return
-        limit = self.settings.limit_time_real
+        limit = worker.limits.time_real
         if not limit:
             return
         if state == BOOTING and now - worker.started > limit:
-            self._kill(worker, "boot-timeout", f"not ready after {limit}s")
+            self._kill(worker, ExitReason.BOOT_TIMEOUT, f"not ready after {limit}s")
         elif state in (READY, RETIRING) and beat and now - beat > limit:
-            self._kill(worker, "real-time", f"event loop silent for {now - beat:.1f}s")
+            self._kill(worker, ExitReason.REAL_TIME, f"event loop silent for {now - beat:.1f}s")
 
     def _check_running(self, worker: WorkerProc, elapsed: float) -> None:
         """A request past limit_time_real; a cron job past its limit that the worker did
         not stop itself (it records the timeout and exits on its own first)."""
-        if worker.kind == CRON:
-            limit = cron_limits(self.settings)[0]
+        limits = worker.limits
+        if worker.kind is CRON:
+            limit = limits.time_real_job
             if limit and elapsed > limit + CRON_GRACE:
-                self._kill(worker, "cron-timeout", f"job running {elapsed:.1f}s > limit "
-                           f"{limit}s and did not stop itself")
-        elif self.settings.limit_time_real and elapsed > self.settings.limit_time_real:
-            self._stop_request(worker, REAL_TIME_LIMIT, "real-time", f"request running "
-                               f"{elapsed:.1f}s > limit {self.settings.limit_time_real}s")
+                self._kill(worker, ExitReason.CRON_TIMEOUT, f"job running {elapsed:.1f}s > "
+                           f"limit {limit}s and did not stop itself")
+        elif limits.time_real and elapsed > limits.time_real:
+            self._stop_request(worker, REAL_TIME_LIMIT, ExitReason.REAL_TIME, f"request "
+                               f"running {elapsed:.1f}s > limit {limits.time_real}s")
 
     def _check_memory(self, worker: WorkerProc) -> None:
-        limit = self._limits(worker)["limit_memory_hard"]
+        limit = worker.limits.memory_hard
         if not limit or worker.process is None:
             return
         try:
@@ -795,7 +765,7 @@ class Master:
         except psutil.Error:
             return
         if rss > limit:
-            self._stop_request(worker, MEMORY_LIMIT, "memory-hard",
+            self._stop_request(worker, MEMORY_LIMIT, ExitReason.MEMORY_HARD,
                                f"RSS {mib(rss)} > limit {mib(limit)}")
 
     # -- stopping and upgrading --------------------------------------------------------------
@@ -845,7 +815,7 @@ class Master:
             if not all(w.order for w in self.workers.values()):
                 log.warning("stop timeout: killing %d worker(s)", len(self.workers))
                 for worker in list(self.workers.values()):
-                    self._kill(worker, "stop-timeout", "")
+                    self._kill(worker, ExitReason.STOP_TIMEOUT, "")
             self.stop_deadline = time.monotonic() + 5  # SIGKILL'ed children exit promptly
         return False
 
@@ -896,7 +866,7 @@ class Master:
         self._publish_rss(state)
         self._sample_memory(state)
 
-    def _sample_memory(self, state: dict[str, Any]) -> None:
+    def _sample_memory(self, state: MasterState) -> None:
         """Each process's RSS every MEMORY_SAMPLE seconds over the last hour, by role (a
         worker's replacement continues its line), for the dashboard's chart."""
         now = time.monotonic()
@@ -909,17 +879,17 @@ class Master:
                                                      deque(maxlen=MEMORY_POINTS))
             history.append((at, row["rss"]))
 
-    def _publish_rss(self, state: dict[str, Any]) -> None:
+    def _publish_rss(self, state: MasterState) -> None:
         counters = metrics.current()
         if counters is None:
             return
         totals: dict[str, int] = {"master": state["master"]["rss"]}
         for worker, row in zip(self.workers.values(), state["processes"], strict=True):
-            totals[worker.kind] = totals.get(worker.kind, 0) + row["rss"]
-        for role in ("master", HTTP, CRON, REALTIME):
+            totals[worker.kind.name] = totals.get(worker.kind.name, 0) + row["rss"]
+        for role in ("master", *(kind.name for kind in KINDS)):
             counters.rss.labels(role).set(totals.get(role, 0))
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> MasterState:
         now = time.monotonic()
         master = _process_row(self.process, "master", self.started_at, 0, "", 0.0)
         if self.drain_until and not self.stopping:
@@ -932,7 +902,7 @@ class Master:
             "target_workers": self.target,
             "listeners": [display_address(s) for s in self._all_listeners() if s.fileno() >= 0],
             "processes": [self._worker_row(w, now) for w in self.workers.values()],
-            "exits": [record.as_dict() for record in self.exits],
+            "exits": [record.as_row() for record in self.exits],
             "alerts": [alert.as_dict() for alert in self._active_alerts()],
             "database": self.embedded.state() if self.embedded is not None else {},
             "memory_history": {role: list(points)
@@ -943,7 +913,7 @@ class Master:
         embedded = self.embedded.alert if self.embedded is not None else None
         return [*self.health.active.values(), *([embedded] if embedded else [])]
 
-    def _worker_row(self, worker: WorkerProc, now: float) -> dict[str, Any]:
+    def _worker_row(self, worker: WorkerProc, now: float) -> ProcessRow:
         view = worker.slot.read()
         elapsed = now - view.request_started if view.request_started else 0.0
         line = view.request_line if view.request_started else ""
@@ -988,7 +958,7 @@ def fork_worker() -> int:
 
 
 def _process_row(process: psutil.Process | None, role: str, started_at: float, requests: int,
-                 request: str, elapsed: float) -> dict[str, Any]:
+                 request: str, elapsed: float) -> ProcessRow:
     rss, cpu = 0, 0.0
     if process is not None:
         try:
