@@ -13,10 +13,10 @@ import tempfile
 from typing import BinaryIO
 
 from prefork.http.errors import HTTPError, bad_request
-from prefork.http.grammar import CTL_RE, TOKEN_RE
+from prefork.http.grammar import CTL_RE, TCHAR, TOKEN_RE
 
 _QUOTED = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
-_TOKEN_B = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_TOKEN_B = rf"[{TCHAR}]+".encode()
 _CHUNK_SIZE_RE = re.compile(
     rb"([0-9A-Fa-f]{1,16})(?:[ \t]*;[ \t]*" + _TOKEN_B
     + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN_B + rb"|" + _QUOTED + rb"))?)*"

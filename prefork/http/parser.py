@@ -131,8 +131,8 @@ class RequestParser:
 
     def next_request(self) -> Request | None:
         """The next complete request, or None until more bytes arrive; raises HTTPError."""
-        request = self._request
-        if request is None:
+        request, body = self._request, self._body
+        if request is None or body is None:  # set together, once a head announced a body
             if not self._buf:
                 return None
             request = self._parse_head()
@@ -144,11 +144,10 @@ class RequestParser:
                 self._line_checked = False
                 return request
             self._request = request
-            self._body = self._body_reader(request)
-        assert self._body is not None
-        if not self._body.read(self._buf):
+            body = self._body = self._body_reader(request)
+        if not body.read(self._buf):
             return None
-        return self._finish(request, self._body)
+        return self._finish(request, body)
 
     # -- head -----------------------------------------------------------------------------
 

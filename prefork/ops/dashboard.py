@@ -19,7 +19,7 @@ from prefork.config import Settings
 from prefork.ops.adminpass import dashboard_password
 from prefork.ops.cluster_view import cluster_view
 from prefork.ops.dashboard_auth import Access, DashboardAuth
-from prefork.ops.state import read_state, state_path
+from prefork.ops.state import MasterState, ProcessRow, read_state, state_path
 from prefork.sessions import signing
 from prefork.wsgi.handler import WSGIApp, direct
 
@@ -86,13 +86,13 @@ class Dashboard:
                 data["database"]["error"] = str(exc).splitlines()[0]
         return data
 
-    def _threaded_state(self) -> dict[str, Any]:
+    def _threaded_state(self) -> MasterState:
         """Threaded mode keeps no state file: this process is the whole server."""
         process = self.process
-        row = {"pid": os.getpid(), "role": "threaded server", "rss": process.memory_info().rss,
-               "cpu": process.cpu_percent(interval=None), "requests": 0,
-               "started_at": self.started, "request": "", "request_seconds": 0,
-               "state": "ready"}
+        row = ProcessRow(pid=os.getpid(), role="threaded server",
+                         rss=process.memory_info().rss, cpu=process.cpu_percent(interval=None),
+                         requests=0, started_at=self.started, request="", request_seconds=0,
+                         state="ready")
         return {"version": __version__, "mode": "threaded", "master": row, "processes": [],
                 "exits": [], "alerts": [], "memory_history": {}}
 

@@ -1,7 +1,7 @@
 """The master's state file: what `prefork status` and the dashboard read.
 
-The master's observer (prefork.servers.observation) writes it every second; this module is
-its only reader. Written atomically (temporary file, then rename) under data_dir/run, one
+The master (prefork.servers.master) writes it every second; this module is its only
+reader. Written atomically (temporary file, then rename) under data_dir/run, one
 file per HTTP port, so several prefork instances can share a data_dir. No database is
 needed to read it.
 """

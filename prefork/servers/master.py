@@ -110,14 +110,14 @@ class WorkerProc:
     slot: Slot
     generation: int
     channel: socket.socket
+    kind: ProcessKind
+    limits: WorkerLimits  # fixed at fork: its exit is judged by them
     started: float = field(default_factory=time.monotonic)
     started_at: float = field(default_factory=time.time)
     terminating: bool = False
     order: KillOrder | None = None
     kill_at: float = 0.0  # the monotonic time a worker told to stop (order set) is killed
     process: psutil.Process | None = None
-    kind: ProcessKind = HTTP
-    limits: WorkerLimits = field(default_factory=lambda: WorkerLimits(0, 0, 0, 0))
 
     @property
     def role(self) -> str:
@@ -539,8 +539,8 @@ class Master:
             self._become_worker(number, slot, worker_end, kind)
         worker_end.close()
         slot.set_pid(pid)
-        worker = WorkerProc(pid, number, slot, self.generation, master_end, kind=kind,
-                            limits=kind.limits(self.settings))
+        worker = WorkerProc(pid, number, slot, self.generation, master_end, kind,
+                            kind.limits(self.settings))
         self.selector.register(master_end, selectors.EVENT_READ, worker)
         try:
             worker.process = psutil.Process(pid)
