@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
@@ -12,6 +13,8 @@ from prefork.ops.state import ExitRow
 from prefork.servers.kinds import WorkerLimits
 from prefork.workers import exitcodes
 from prefork.workers.scoreboard import SlotView
+
+log = logging.getLogger("prefork.master")
 
 MiB = 1 << 20
 
@@ -119,3 +122,27 @@ def _by_code(code: int, view: SlotView, limits: WorkerLimits) -> tuple[ExitReaso
     if code == exitcodes.BOOT_FAILED:
         return ExitReason.BOOT_FAILED, view.error.strip().splitlines()[-1] if view.error else ""
     return ExitReason.CRASH, f"exit code {code}"
+
+
+def exit_record(pid: int, role: str, status: int, view: SlotView, order: KillOrder | None,
+                limits: WorkerLimits, replacing: bool) -> ExitRecord:
+    """The record of an exit, from the status and the slot it left (read before release)."""
+    reason, detail = classify(status, view, order, limits, replacing)
+    if view.request_started:
+        request = view.request_line
+    else:  # a worker that recycled itself names the request that decided it
+        memory = (ExitReason.MEMORY_SOFT, ExitReason.MEMORY_HARD)
+        request = view.exit_line if reason in memory else ""
+    crashed = reason in (ExitReason.CRASH, ExitReason.BOOT_FAILED)
+    return ExitRecord(pid, role, reason, detail, request, view.error if crashed else "")
+
+
+def log_exit(record: ExitRecord) -> None:
+    if record.reason in ROUTINE:
+        log.info("%s", record.log_line())
+    elif record.reason is ExitReason.MEMORY_SOFT:
+        log.warning("%s", record.log_line())
+    elif record.error and record.reason is ExitReason.CRASH:
+        log.error("%s; last traceback:\n%s", record.log_line(), record.error.rstrip())
+    else:
+        log.error("%s", record.log_line())

@@ -397,7 +397,7 @@ def test_a_signal_sent_to_a_newborn_worker_waits_for_its_handler() -> None:
     # The master stopping right after a fork sends SIGTERM before the child has its own
     # handler: the child must still see it (it used to run on, and the master waited out
     # its whole grace period).
-    from prefork.servers.master import fork_worker
+    from prefork.servers.worker_proc import fork_worker
     from prefork.workers.process import prepare_process
 
     pid = fork_worker()
