@@ -29,7 +29,7 @@ from prefork.db.errors import one_line
 
 log = logging.getLogger("prefork.cron")
 
-# Longer than the master's grace (servers/master.py CRON_GRACE, 5 s) before it kills a cron
+# Longer than the master's grace (servers/supervision.py CRON_GRACE, 5 s) before it kills a cron
 # worker past its limit: on a live host the kill, which ends the lease at once, comes first.
 GRACE = 10              # seconds past limit_time_real_cron before PostgreSQL ends a lease
 UNLIMITED_LEASE = 60    # seconds: the lease of a job without a time limit, renewed while it runs

@@ -1,9 +1,9 @@
 """The master's state file: what `prefork status` and the dashboard read.
 
-The master (prefork.servers.master) writes it every second; this module is its only
-reader. Written atomically (temporary file, then rename) under data_dir/run, one
-file per HTTP port, so several prefork instances can share a data_dir. No database is
-needed to read it.
+The master writes it every second through prefork.servers.observation, its only
+writer; this module is its only reader. Written atomically (temporary file, then rename)
+under data_dir/run, one file per HTTP port, so several prefork instances can share a
+data_dir. No database is needed to read it.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 to keep a kind at its target, when to try again after workers failed to start, which
 workers a new generation replaces, and the watchdog's verdict on a running worker.
 
-They read the workers' slots and nothing else, and act on nothing: the master
-(servers/master.py) carries them out. tests/unit/test_supervision.py runs them in-process.
+They read the workers' slots and nothing else, and act on nothing: the supervisor
+(servers/supervisor.py) carries them out. tests/unit/test_decisions.py runs them
+in-process.
 """
 
 from __future__ import annotations
