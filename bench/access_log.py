@@ -33,9 +33,12 @@ from http_workers import alternate, commands, percentile, requests_per_second, w
 from prefork.compiled import build
 
 ACCESS = b" INFO prefork.access: "
-LABELS = {"no access log": "prefork, --no-access-log", "logfile": "prefork, access log to logfile",
-          "stderr pipe": "prefork, access log to stderr (a pipe)",
-          "gunicorn sync": "gunicorn sync (defaults: no access log)"}
+LABELS = {
+    "no access log": "prefork, --no-access-log",
+    "logfile": "prefork, access log to logfile",
+    "stderr pipe": "prefork, access log to stderr (a pipe)",
+    "gunicorn sync": "gunicorn sync (defaults: no access log)",
+}
 
 
 def wrk(port: int, duration: int, close: bool) -> tuple[float, float, int]:
@@ -69,8 +72,9 @@ class Drain(threading.Thread):
 @contextmanager
 def running_to_pipe(command: list[str], port: int) -> Iterator[Drain]:
     env = {**os.environ, "PYTHONPATH": f"{BENCH}:{ROOT}"}
-    proc = subprocess.Popen(command, cwd=BENCH, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        command, cwd=BENCH, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     drain = Drain(proc.stderr)
     drain.start()
     try:
@@ -90,14 +94,26 @@ def access_log_overhead(duration: int, rounds: int) -> None:
     served: dict[str, int] = {}  # responses wrk received, by server
     drains: list[Drain] = []
     for close in (False, True):
-        ports = {name: free_port() for name in ("no access log", "logfile", "stderr pipe",
-                                                "gunicorn sync")}
+        ports = {
+            name: free_port()
+            for name in ("no access log", "logfile", "stderr pipe", "gunicorn sync")
+        }
         servers = {
             "no access log": prefork(ports["no access log"], access_log=False),
             "logfile": prefork(ports["logfile"], "--logfile", str(logfile)),
             "stderr pipe": prefork(ports["stderr pipe"]),
-            "gunicorn sync": [sys.executable, "-m", "gunicorn", "-w", "2", "-k", "sync", "-b",
-                              f"127.0.0.1:{ports['gunicorn sync']}", "hello:app"],
+            "gunicorn sync": [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-w",
+                "2",
+                "-k",
+                "sync",
+                "-b",
+                f"127.0.0.1:{ports['gunicorn sync']}",
+                "hello:app",
+            ],
         }
         with ExitStack() as stack:
             for name, command in servers.items():
@@ -106,8 +122,9 @@ def access_log_overhead(duration: int, rounds: int) -> None:
                 else:
                     stack.enter_context(running(command, ports[name]))
                 served[name] = served.get(name, 0) + wrk(ports[name], 2, close)[2]
-            figures = alternate({name: partial(wrk, port, duration, close)
-                                 for name, port in ports.items()}, rounds)
+            figures = alternate(
+                {name: partial(wrk, port, duration, close) for name, port in ports.items()}, rounds
+            )
         for name, runs in figures.items():
             served[name] += sum(count for _, _, count in runs)
         rate = {name: statistics.median(r for r, _, _ in runs) for name, runs in figures.items()}
@@ -116,18 +133,26 @@ def access_log_overhead(duration: int, rounds: int) -> None:
         mode = "close" if close else "keep-alive"
         for name in figures:
             label = LABELS[name]
-            print(f"| {mode} | {label} | {rate[name]:,.0f} | {p99[name]:.2f} | "
-                  f"{rate[name] / base:.2f}x |", flush=True)
+            print(
+                f"| {mode} | {label} | {rate[name]:,.0f} | {p99[name]:.2f} | "
+                f"{rate[name] / base:.2f}x |",
+                flush=True,
+            )
         for name in ("logfile", "stderr pipe"):
-            print(f"| {mode} | prefork with access log to {name} / gunicorn sync | | | "
-                  f"{rate[name] / rate['gunicorn sync']:.2f}x |", flush=True)
+            print(
+                f"| {mode} | prefork with access log to {name} / gunicorn sync | | | "
+                f"{rate[name] / rate['gunicorn sync']:.2f}x |",
+                flush=True,
+            )
     logged = sum(1 for line in logfile.open("rb") if ACCESS in line)
     runs = 2 * (rounds + 1)  # wrk runs per server; each may leave 10 requests unanswered
-    print(f"\naccess lines after the servers stopped: logfile {logged:,} for "
-          f"{served['logfile']:,} responses wrk received, stderr pipe "
-          f"{sum(d.lines for d in drains):,} for {served['stderr pipe']:,} (wrk stops with "
-          f"up to 10 requests in flight, served and logged but not counted: at most "
-          f"{10 * runs} more lines)")
+    print(
+        f"\naccess lines after the servers stopped: logfile {logged:,} for "
+        f"{served['logfile']:,} responses wrk received, stderr pipe "
+        f"{sum(d.lines for d in drains):,} for {served['stderr pipe']:,} (wrk stops with "
+        f"up to 10 requests in flight, served and logged but not counted: at most "
+        f"{10 * runs} more lines)"
+    )
     logfile.unlink()
 
 

@@ -32,13 +32,33 @@ def database(name: str) -> str:
 
 def serve_and_measure(tree: str, uri: str, args: argparse.Namespace) -> float:
     port = free_port()
-    command = [PY, "-m", "prefork", "run", "--app", "hello:app", "--http-interface",
-               "127.0.0.1", "-p", str(port), "--gevent-port", str(free_port()), "--workers",
-               str(args.workers), "--no-access-log", "--max-cron-threads", "0", "--db-uri", uri,
-               "--data-dir", tempfile.mkdtemp()]
+    command = [
+        PY,
+        "-m",
+        "prefork",
+        "run",
+        "--app",
+        "hello:app",
+        "--http-interface",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "--gevent-port",
+        str(free_port()),
+        "--workers",
+        str(args.workers),
+        "--no-access-log",
+        "--max-cron-threads",
+        "0",
+        "--db-uri",
+        uri,
+        "--data-dir",
+        tempfile.mkdtemp(),
+    ]
     env = {**os.environ, "PYTHONPATH": f"{BENCH}:{tree}"}
-    proc = subprocess.Popen(command, cwd=BENCH, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        command, cwd=BENCH, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         wait_port(port)
         time.sleep(1)
@@ -59,10 +79,14 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=10)
     parser.add_argument("--close", action="store_true", help="Connection: close requests")
     args = parser.parse_args()
-    trees = {"before": (args.before, database("bench_before")),
-             "after": (args.after, database("bench_after"))}
-    rates = alternate({name: partial(serve_and_measure, tree, uri, args)
-                       for name, (tree, uri) in trees.items()}, args.rounds)
+    trees = {
+        "before": (args.before, database("bench_before")),
+        "after": (args.after, database("bench_after")),
+    }
+    rates = alternate(
+        {name: partial(serve_and_measure, tree, uri, args) for name, (tree, uri) in trees.items()},
+        args.rounds,
+    )
     for name, values in rates.items():
         runs = " / ".join(f"{v:,.0f}" for v in values)
         print(f"| {name} ({trees[name][0]}) | {runs} | {statistics.median(values):,.0f} |")

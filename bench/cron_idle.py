@@ -30,8 +30,9 @@ CRON_WORKERS = 2
 
 def fresh_database(name: str) -> str:
     with psycopg.connect(DSN, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(name)))
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     return DSN.rsplit("/", 1)[0] + "/" + name
 
@@ -39,13 +40,35 @@ def fresh_database(name: str) -> str:
 @contextmanager
 def server(tree: str, uri: str, job_dir: str) -> Iterator[psutil.Process]:
     port = free_port()
-    command = [PY, "-m", "prefork", "run", "--app", "hello:app", "--cron-jobs", "cronbench",
-               "--http-interface", "127.0.0.1", "-p", str(port), "--gevent-port",
-               str(free_port()), "--workers", "1", "--max-cron-threads", str(CRON_WORKERS),
-               "--no-access-log", "--db-uri", uri, "--data-dir", tempfile.mkdtemp()]
+    command = [
+        PY,
+        "-m",
+        "prefork",
+        "run",
+        "--app",
+        "hello:app",
+        "--cron-jobs",
+        "cronbench",
+        "--http-interface",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "--gevent-port",
+        str(free_port()),
+        "--workers",
+        "1",
+        "--max-cron-threads",
+        str(CRON_WORKERS),
+        "--no-access-log",
+        "--db-uri",
+        uri,
+        "--data-dir",
+        tempfile.mkdtemp(),
+    ]
     env = {**os.environ, "PYTHONPATH": f"{BENCH}:{tree}", "BENCH_CRON_DIR": job_dir}
-    proc = subprocess.Popen(command, cwd=BENCH, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        command, cwd=BENCH, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         wait_port(port)
         yield psutil.Process(proc.pid)
@@ -57,8 +80,7 @@ def server(tree: str, uri: str, job_dir: str) -> Iterator[psutil.Process]:
 def cron_workers(master: psutil.Process) -> list[psutil.Process]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        found = [child for child in master.children()
-                 if "cron worker" in " ".join(child.cmdline())]
+        found = [child for child in master.children() if "cron worker" in " ".join(child.cmdline())]
         if len(found) == CRON_WORKERS:
             return found
         time.sleep(0.1)
@@ -67,8 +89,10 @@ def cron_workers(master: psutil.Process) -> list[psutil.Process]:
 
 def transactions(database: str) -> int:
     with psycopg.connect(DSN, autocommit=True) as conn:  # another database: not counted
-        row = conn.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database "
-                           "WHERE datname = %s", (database,)).fetchone()
+        row = conn.execute(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s",
+            (database,),
+        ).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -87,6 +111,7 @@ def measure(database: str, idle: list[psutil.Process], seconds: float) -> tuple[
     elapsed = time.monotonic() - started
     return (tx_after - tx_before) / elapsed, (cpu_after - cpu_before) / elapsed * 100
 
+
 def run_tree(label: str, tree: str, seconds: float) -> list[str]:
     database = f"bench_cron_idle_{label}"
     uri = fresh_database(database)
@@ -95,8 +120,9 @@ def run_tree(label: str, tree: str, seconds: float) -> list[str]:
     with server(tree, uri, job_dir) as master, psycopg.connect(uri, autocommit=True) as conn:
         workers = cron_workers(master)
         deadline = time.monotonic() + 60
-        while not conn.execute("SELECT 1 FROM prefork.cron_job WHERE name = 'bench.long'"
-                               ).fetchone():
+        while not conn.execute(
+            "SELECT 1 FROM prefork.cron_job WHERE name = 'bench.long'"
+        ).fetchone():
             if time.monotonic() > deadline:
                 raise RuntimeError("bench.long was never registered")
             time.sleep(0.1)
@@ -111,8 +137,9 @@ def run_tree(label: str, tree: str, seconds: float) -> list[str]:
         busy = int(marker.read_text())
         idle = [worker for worker in workers if worker.pid != busy]
         rate, cpu = measure(database, idle, min(seconds, 25))
-        rows.append(f"| {label} | one worker in a 30 s job | {rate:,.1f} | {cpu:.1f} % "
-                    f"(the other) |")
+        rows.append(
+            f"| {label} | one worker in a 30 s job | {rate:,.1f} | {cpu:.1f} % (the other) |"
+        )
     return rows
 
 
@@ -131,8 +158,11 @@ def main() -> None:
     print("\n".join(rows))
     with psycopg.connect(DSN, autocommit=True) as admin:
         for label in ("before", "after"):
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(f"bench_cron_idle_{label}")))
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    sql.Identifier(f"bench_cron_idle_{label}")
+                )
+            )
 
 
 if __name__ == "__main__":

@@ -34,17 +34,35 @@ def bench_uri() -> str:
 
 def fresh_database() -> str:
     with psycopg.connect(DSN, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(BENCH_DB)))
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DB))
+        )
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DB)))
     return bench_uri()
 
 
 @contextmanager
 def server(uri: str, port: int, *args: str, **env: str) -> Iterator[None]:
-    command = [PY, "-m", "prefork", "run", "--app", "hello:app", "--cron-jobs", "cronbench",
-               "--http-interface", "127.0.0.1", "-p", str(port), "--no-access-log",
-               "--db-uri", uri, "--data-dir", tempfile.mkdtemp(), *args]
+    command = [
+        PY,
+        "-m",
+        "prefork",
+        "run",
+        "--app",
+        "hello:app",
+        "--cron-jobs",
+        "cronbench",
+        "--http-interface",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "--no-access-log",
+        "--db-uri",
+        uri,
+        "--data-dir",
+        tempfile.mkdtemp(),
+        *args,
+    ]
     os.environ.update(env)
     try:
         with running(command, port):
@@ -73,21 +91,38 @@ def throughput() -> None:
     print("|---|---|---|---|---|")
     for workers in (1, 2, 4):
         elapsed = run_due_jobs(fresh_database(), workers)
-        print(f"| {workers} | {JOBS} | {elapsed:.2f} | {JOBS / elapsed:,.0f} | "
-              f"{elapsed * workers / JOBS * 1000:.2f} |", flush=True)
+        print(
+            f"| {workers} | {JOBS} | {elapsed:.2f} | {JOBS / elapsed:,.0f} | "
+            f"{elapsed * workers / JOBS * 1000:.2f} |",
+            flush=True,
+        )
 
 
 def run_due_jobs(uri: str, workers: int) -> float:
     """Seconds for `workers` cron workers to run JOBS due no-op jobs."""
-    with server(uri, free_port(), "--workers", "1", "--max-cron-threads", str(workers),
-                BENCH_CRON_JOBS=str(JOBS)):
+    with server(
+        uri,
+        free_port(),
+        "--workers",
+        "1",
+        "--max-cron-threads",
+        str(workers),
+        BENCH_CRON_JOBS=str(JOBS),
+    ):
         wait(lambda: scalar(uri, "SELECT count(*) FROM prefork.cron_job") == JOBS + 3)
         with psycopg.connect(uri, autocommit=True) as conn:
             conn.execute("UPDATE prefork.cron_job SET next_run = now() WHERE name LIKE 'noop.%'")
             started = time.monotonic()
             conn.execute("SELECT pg_notify('prefork_cron', 'bench')")
-        wait(lambda: scalar(uri, "SELECT count(*) FROM prefork.cron_job "
-                                 "WHERE name LIKE 'noop.%' AND runs = 1") == JOBS)
+        wait(
+            lambda: (
+                scalar(
+                    uri,
+                    "SELECT count(*) FROM prefork.cron_job WHERE name LIKE 'noop.%' AND runs = 1",
+                )
+                == JOBS
+            )
+        )
         return time.monotonic() - started
 
 
@@ -95,14 +130,19 @@ def wakeup(rounds: int = 10) -> None:
     print("\n| wake-up path | median ms | max ms |")
     print("|---|---|---|")
     uri = fresh_database()
-    with server(uri, free_port(), "--workers", "1", "--max-cron-threads", "1",
-                "--cron-poll-interval", "2"):
+    with server(
+        uri, free_port(), "--workers", "1", "--max-cron-threads", "1", "--cron-poll-interval", "2"
+    ):
         wait(lambda: scalar(uri, "SELECT count(*) FROM prefork.cron_job") == 3)
-        for label, notify in (("NOTIFY (prefork cron run / trigger)", True),
-                              ("poll fallback, cron_poll_interval = 2 s", False)):
+        for label, notify in (
+            ("NOTIFY (prefork cron run / trigger)", True),
+            ("poll fallback, cron_poll_interval = 2 s", False),
+        ):
             latencies = [trigger_latency(uri, notify) for _ in range(rounds)]
-            print(f"| {label} | {statistics.median(latencies):.1f} | {max(latencies):.1f} |",
-                  flush=True)
+            print(
+                f"| {label} | {statistics.median(latencies):.1f} | {max(latencies):.1f} |",
+                flush=True,
+            )
 
 
 def trigger_latency(uri: str, notify: bool) -> float:
@@ -136,16 +176,22 @@ def http_during_cron(duration: int = 6) -> None:
             conn.execute("SELECT pg_notify('prefork_cron', 'bench.burn')")
         time.sleep(0.5)
         rate, p50, p99 = wrk(port, 10, duration, False)
-        print(f"| a cron worker burning CPU (10 s job, nice 19) | {rate:,.0f} | {p50:.2f} | "
-              f"{p99:.2f} |", flush=True)
+        print(
+            f"| a cron worker burning CPU (10 s job, nice 19) | {rate:,.0f} | {p50:.2f} | "
+            f"{p99:.2f} |",
+            flush=True,
+        )
         time.sleep(5)  # the job is over
         burner = subprocess.Popen(["nice", "-n", "19", PY, "-c", BURN])
         time.sleep(0.5)
         rate, p50, p99 = wrk(port, 10, duration, False)
         burner.kill()
         burner.wait()
-        print(f"| anchor: the same loop in a separate nice 19 process | {rate:,.0f} | "
-              f"{p50:.2f} | {p99:.2f} |", flush=True)
+        print(
+            f"| anchor: the same loop in a separate nice 19 process | {rate:,.0f} | "
+            f"{p50:.2f} | {p99:.2f} |",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -154,8 +200,9 @@ def main() -> None:
     wakeup()
     http_during_cron()
     with psycopg.connect(DSN, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(BENCH_DB)))
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DB))
+        )
 
 
 if __name__ == "__main__":

@@ -27,12 +27,39 @@ from prefork.db.transaction import RequestTransaction
 
 def commands(workers: int, port: int) -> dict[str, list[str]]:
     return {
-        "prefork": [PY, "-m", "prefork", "run", "--app", "selectapps:prefork_app",
-                    "--http-interface", "127.0.0.1", "-p", str(port), "--workers",
-                    str(workers), "--no-access-log", "--db-uri", DSN, "--db_maxconn", "4",
-                    "--data-dir", tempfile.mkdtemp()],
-        "gunicorn sync + psycopg_pool": [PY, "-m", "gunicorn", "-w", str(workers), "-k", "sync",
-                                         "-b", f"127.0.0.1:{port}", "selectapps:gunicorn_app"],
+        "prefork": [
+            PY,
+            "-m",
+            "prefork",
+            "run",
+            "--app",
+            "selectapps:prefork_app",
+            "--http-interface",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "--workers",
+            str(workers),
+            "--no-access-log",
+            "--db-uri",
+            DSN,
+            "--db_maxconn",
+            "4",
+            "--data-dir",
+            tempfile.mkdtemp(),
+        ],
+        "gunicorn sync + psycopg_pool": [
+            PY,
+            "-m",
+            "gunicorn",
+            "-w",
+            str(workers),
+            "-k",
+            "sync",
+            "-b",
+            f"127.0.0.1:{port}",
+            "selectapps:gunicorn_app",
+        ],
     }
 
 
@@ -41,11 +68,15 @@ def throughput(worker_counts: list[int], duration: int) -> None:
     print("|---|---|---|---|---|---|---|")
     for workers in worker_counts:
         for connections in (10, 50):
-            rows = measure_each(lambda port, w=workers: commands(w, port), connections,
-                                duration, False)
+            rows = measure_each(
+                lambda port, w=workers: commands(w, port), connections, duration, False
+            )
             for name, rate, p50, p99, ratio in rows:
-                print(f"| {workers} | {connections} | {name} | {rate:,.0f} | {p50:.2f} | "
-                      f"{p99:.2f} | {ratio} |", flush=True)
+                print(
+                    f"| {workers} | {connections} | {name} | {rate:,.0f} | {p50:.2f} | "
+                    f"{p99:.2f} | {ratio} |",
+                    flush=True,
+                )
 
 
 def per_call(work: Callable[[], None], count: int) -> float:
@@ -82,10 +113,11 @@ def acquire_overhead() -> None:
         tx.connection()
         tx.end(commit=True)
 
-    rows = [("psycopg_pool: `with pool.connection()`, no query", psycopg_pool_borrow, 20000),
-            ("prefork: request transaction borrow + end, no query", prefork_borrow, 20000),
-            ("for scale: SELECT 1 + COMMIT on a held connection", select_on_held_connection,
-             2000)]
+    rows = [
+        ("psycopg_pool: `with pool.connection()`, no query", psycopg_pool_borrow, 20000),
+        ("prefork: request transaction borrow + end, no query", prefork_borrow, 20000),
+        ("for scale: SELECT 1 + COMMIT on a held connection", select_on_held_connection, 2000),
+    ]
     print("\n| per request, one process | us |")
     print("|---|---|")
     for label, work, count in rows:

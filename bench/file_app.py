@@ -17,8 +17,13 @@ BLOCK = 65536
 
 def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     file = open(PATH, "rb")  # noqa: SIM115 - closed by the server, or by blocks()
-    start_response("200 OK", [("Content-Type", "application/octet-stream"),
-                              ("Content-Length", str(os.fstat(file.fileno()).st_size))])
+    start_response(
+        "200 OK",
+        [
+            ("Content-Type", "application/octet-stream"),
+            ("Content-Length", str(os.fstat(file.fileno()).st_size)),
+        ],
+    )
     wrapper = environ.get("wsgi.file_wrapper")
     if wrapper is None or environ["PATH_INFO"] == "/iterate":
         return blocks(file)

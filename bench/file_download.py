@@ -48,15 +48,57 @@ GiB = 1 << 30
 
 def commands(port: int) -> dict[str, list[str]]:
     return {
-        "prefork": [PY, "-m", "prefork", "run", "--app", APP, "--http-interface", "127.0.0.1",
-                    "-p", str(port), "--workers", str(WORKERS), "--no-access-log",
-                    "--log-level", "warning", "--max-cron-threads", "0",
-                    "--gevent-port", str(free_port()), "--db-uri", DSN,
-                    "--data-dir", tempfile.mkdtemp()],
-        "gunicorn sync": [PY, "-m", "gunicorn", "-w", str(WORKERS), "-k", "sync", "-b",
-                          f"127.0.0.1:{port}", APP],
-        "granian": [PY, "-m", "granian", "--interface", "wsgi", "--workers", str(WORKERS),
-                    "--host", "127.0.0.1", "--port", str(port), APP],
+        "prefork": [
+            PY,
+            "-m",
+            "prefork",
+            "run",
+            "--app",
+            APP,
+            "--http-interface",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "--workers",
+            str(WORKERS),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--max-cron-threads",
+            "0",
+            "--gevent-port",
+            str(free_port()),
+            "--db-uri",
+            DSN,
+            "--data-dir",
+            tempfile.mkdtemp(),
+        ],
+        "gunicorn sync": [
+            PY,
+            "-m",
+            "gunicorn",
+            "-w",
+            str(WORKERS),
+            "-k",
+            "sync",
+            "-b",
+            f"127.0.0.1:{port}",
+            APP,
+        ],
+        "granian": [
+            PY,
+            "-m",
+            "granian",
+            "--interface",
+            "wsgi",
+            "--workers",
+            str(WORKERS),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            APP,
+        ],
     }
 
 
@@ -76,8 +118,7 @@ def download(port: int, path: str, check: bytes | None = None) -> int:
     view = memoryview(buffer)
     received = bytearray() if check is not None else None
     with socket.create_connection(("127.0.0.1", port)) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
-                     .encode())
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n".encode())
         head = b""
         while b"\r\n\r\n" not in head:
             chunk = sock.recv(65536)
@@ -85,8 +126,13 @@ def download(port: int, path: str, check: bytes | None = None) -> int:
                 raise RuntimeError(f"closed before the headers: {head[:200]!r}")
             head += chunk
         head, _, body = head.partition(b"\r\n\r\n")
-        length = int(next(line.split(b":", 1)[1] for line in head.split(b"\r\n")
-                          if line.lower().startswith(b"content-length:")))
+        length = int(
+            next(
+                line.split(b":", 1)[1]
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+        )
         got = len(body)
         if received is not None:
             received += body
@@ -115,8 +161,7 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
-def measure(port: int, path: str, pid: int, clients: int, count: int
-            ) -> tuple[float, float]:
+def measure(port: int, path: str, pid: int, clients: int, count: int) -> tuple[float, float]:
     """(MiB/s, server CPU seconds per GiB) of `count` downloads by `clients` at a time."""
     sizes: list[int] = []
 
@@ -126,8 +171,7 @@ def measure(port: int, path: str, pid: int, clients: int, count: int
 
     cpu = tree_cpu(pid)
     started = time.monotonic()
-    threads = [threading.Thread(target=client, args=(count // clients,))
-               for _ in range(clients)]
+    threads = [threading.Thread(target=client, args=(count // clients,)) for _ in range(clients)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -138,8 +182,9 @@ def measure(port: int, path: str, pid: int, clients: int, count: int
     return sent / MiB / elapsed, spent / (sent / GiB)
 
 
-def round_of(port: int, path: str, pid: int, sequential: int, concurrent: int
-             ) -> tuple[float, float, float, float]:
+def round_of(
+    port: int, path: str, pid: int, sequential: int, concurrent: int
+) -> tuple[float, float, float, float]:
     seq_rate, seq_cpu = measure(port, path, pid, 1, sequential)
     conc_rate, conc_cpu = measure(port, path, pid, concurrent, concurrent)
     return seq_rate, seq_cpu, conc_rate, conc_cpu
@@ -167,31 +212,43 @@ def main() -> None:
         for server, target, _ in ROWS:
             port, pid = servers[server]
             download(port, target, check=data)  # warm-up: page cache, imports; and correct
-            variants[(server, target)] = partial(round_of, port, target, pid,
-                                                 args.sequential, args.concurrent)
+            variants[(server, target)] = partial(
+                round_of, port, target, pid, args.sequential, args.concurrent
+            )
         del data
         figures = alternate(variants, args.rounds)
     report(figures, args)
 
 
-def report(figures: dict[tuple[str, str], list[tuple[float, float, float, float]]],
-           args: argparse.Namespace) -> None:
-    medians = {key: [statistics.median(values) for values in zip(*runs, strict=True)]
-               for key, runs in figures.items()}
+def report(
+    figures: dict[tuple[str, str], list[tuple[float, float, float, float]]],
+    args: argparse.Namespace,
+) -> None:
+    medians = {
+        key: [statistics.median(values) for values in zip(*runs, strict=True)]
+        for key, runs in figures.items()
+    }
     base = medians[("prefork", "/")]
-    print(f"prefork's request path: {build()}; {args.size_mib} MiB file, {WORKERS} workers, "
-          f"{args.sequential} sequential and {args.concurrent} concurrent downloads per "
-          f"round, medians of {args.rounds} rounds\n")
-    print(f"| server | the file is sent by | sequential MiB/s | {args.concurrent} at once "
-          "MiB/s | CPU s/GiB sequential | CPU s/GiB at once | MiB/s vs prefork (seq, "
-          "at once) | CPU/GiB vs prefork (seq, at once) |")
+    print(
+        f"prefork's request path: {build()}; {args.size_mib} MiB file, {WORKERS} workers, "
+        f"{args.sequential} sequential and {args.concurrent} concurrent downloads per "
+        f"round, medians of {args.rounds} rounds\n"
+    )
+    print(
+        f"| server | the file is sent by | sequential MiB/s | {args.concurrent} at once "
+        "MiB/s | CPU s/GiB sequential | CPU s/GiB at once | MiB/s vs prefork (seq, "
+        "at once) | CPU/GiB vs prefork (seq, at once) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for server, target, how in ROWS:
         seq, seq_cpu, conc, conc_cpu = medians[(server, target)]
         name = server if target == "/" else f"{server}, iterating"
-        print(f"| {name} | {how} | {seq:,.0f} | {conc:,.0f} | {seq_cpu:.2f} | "
-              f"{conc_cpu:.2f} | {ratio(seq, base[0])}, {ratio(conc, base[2])} | "
-              f"{ratio(seq_cpu, base[1])}, {ratio(conc_cpu, base[3])} |", flush=True)
+        print(
+            f"| {name} | {how} | {seq:,.0f} | {conc:,.0f} | {seq_cpu:.2f} | "
+            f"{conc_cpu:.2f} | {ratio(seq, base[0])}, {ratio(conc, base[2])} | "
+            f"{ratio(seq_cpu, base[1])}, {ratio(conc_cpu, base[3])} |",
+            flush=True,
+        )
 
 
 def ratio(value: float, base: float) -> str:

@@ -78,15 +78,21 @@ class CannedSocket:
 
 def build_worker() -> HTTPWorker:
     data_dir = tempfile.mkdtemp()
-    settings = Settings(http_port=8069, access_log=False, workers=2, data_dir=data_dir,
-                        db_uri="postgresql://nobody@127.0.0.1:1/none")
+    settings = Settings(
+        http_port=8069,
+        access_log=False,
+        workers=2,
+        data_dir=data_dir,
+        db_uri="postgresql://nobody@127.0.0.1:1/none",
+    )
     if metrics.current() is None:
         metrics.setup(settings)
     slot = Scoreboard(4).acquire(os.getpid())
     database = PostgresDatabase(settings.db_uri, 4, 1.0)  # never connects: hello needs none
     worker = HTTPWorker(settings, 1, slot, [], app, socket.socketpair()[0], database)
-    worker.handler = make_handler(settings, app, worker.loop, multiprocess=True,
-                                  draining=lambda: False, database=database)
+    worker.handler = make_handler(
+        settings, app, worker.loop, multiprocess=True, draining=lambda: False, database=database
+    )
     worker.max_requests = 1 << 62
     worker.lock.acquire()  # held by the serving loop except while the app runs
     return worker
@@ -112,16 +118,24 @@ def layer(worker: HTTPWorker, full: WSGIHandler, name: str) -> None:
     database = getattr(routes, "__self__", routes).app
     session_hook, db_hook = full.request_hooks
     stacks = {
-        "engine": (app, None, ()), "worker": (app, None, ()),
+        "engine": (app, None, ()),
+        "worker": (app, None, ()),
         "metrics": (app, full.metrics, ()),
         "sessions": (app, full.metrics, (session_hook,)),
         "database": (database, full.metrics, (session_hook, db_hook)),
         "routes": (routes, full.metrics, (session_hook, db_hook)),
     }
     inner, counters, hooks = stacks[name]
-    worker.handler = WSGIHandler(inner, full.environ, full.date, send_timeout=5.0,
-                                 access_log=None, draining=lambda: False, metrics=counters,
-                                 request_hooks=hooks)
+    worker.handler = WSGIHandler(
+        inner,
+        full.environ,
+        full.date,
+        send_timeout=5.0,
+        access_log=None,
+        draining=lambda: False,
+        metrics=counters,
+        request_hooks=hooks,
+    )
     worker.loop._dispatch = worker.handler.serve if name == "engine" else worker._serve
 
 

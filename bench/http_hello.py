@@ -46,12 +46,14 @@ def wait_port(port: int, timeout: float = 15.0) -> None:
 
 
 @contextmanager
-def running(command: list[str], port: int, env: dict[str, str] | None = None
-            ) -> Iterator[subprocess.Popen[bytes]]:
+def running(
+    command: list[str], port: int, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """The server `command` started, once it listens on `port`; stopped after the block."""
     env = {**os.environ, **(env or {}), "PYTHONPATH": f"{BENCH}:{ROOT}"}
-    proc = subprocess.Popen(command, cwd=BENCH, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        command, cwd=BENCH, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         wait_port(port)
         yield proc
@@ -65,8 +67,9 @@ def wrk(port: int, duration: int, close: bool) -> tuple[float, float]:
     command = ["wrk", "-t1", "-c10", f"-d{duration}s", "--latency"]
     if close:
         command += ["-H", "Connection: close"]
-    out = subprocess.run([*command, f"http://127.0.0.1:{port}/"], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [*command, f"http://127.0.0.1:{port}/"], capture_output=True, text=True, check=True
+    ).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
@@ -78,16 +81,41 @@ def servers(threads: int) -> dict[str, tuple[list[str], list[str]]]:
     py = sys.executable
     return {
         f"threaded, {threads} threads vs gunicorn gthread": (
-            [py, "-m", "prefork", "run", "--app", "hello:app", "--http-interface",
-             "127.0.0.1", "-p", "{port}", "--http-threads", str(threads), "--no-access-log",
-             "--log-level", "warning", "--db-uri", DSN],
-            [py, "-m", "gunicorn", "-w", "1", "--threads", str(threads), "-b",
-             "127.0.0.1:{port}", "hello:app"],
+            [
+                py,
+                "-m",
+                "prefork",
+                "run",
+                "--app",
+                "hello:app",
+                "--http-interface",
+                "127.0.0.1",
+                "-p",
+                "{port}",
+                "--http-threads",
+                str(threads),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+                "--db-uri",
+                DSN,
+            ],
+            [
+                py,
+                "-m",
+                "gunicorn",
+                "-w",
+                "1",
+                "--threads",
+                str(threads),
+                "-b",
+                "127.0.0.1:{port}",
+                "hello:app",
+            ],
         ),
         "single process, one thread vs gunicorn sync -w 1": (
             [py, str(BENCH / "engine_server.py"), "{port}"],
-            [py, "-m", "gunicorn", "-w", "1", "-k", "sync", "-b", "127.0.0.1:{port}",
-             "hello:app"],
+            [py, "-m", "gunicorn", "-w", "1", "-k", "sync", "-b", "127.0.0.1:{port}", "hello:app"],
         ),
     }
 
@@ -104,16 +132,21 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--threads", type=int, default=4)
     args = parser.parse_args()
-    print("| pair | connection | prefork req/s | gunicorn req/s | ratio | "
-          "prefork p99 ms | gunicorn p99 ms | p99 ratio |")
+    print(
+        "| pair | connection | prefork req/s | gunicorn req/s | ratio | "
+        "prefork p99 ms | gunicorn p99 ms | p99 ratio |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for name, (ours, theirs) in servers(args.threads).items():
         for close in (False, True):
             rate_a, p99_a = measure(ours, args.duration, close)
             rate_b, p99_b = measure(theirs, args.duration, close)
-            print(f"| {name} | {'close' if close else 'keep-alive'} | {rate_a:,.0f} | "
-                  f"{rate_b:,.0f} | {rate_a / rate_b:.2f}x | {p99_a:.2f} | {p99_b:.2f} | "
-                  f"{p99_a / p99_b:.2f}x |", flush=True)
+            print(
+                f"| {name} | {'close' if close else 'keep-alive'} | {rate_a:,.0f} | "
+                f"{rate_b:,.0f} | {rate_a / rate_b:.2f}x | {p99_a:.2f} | {p99_b:.2f} | "
+                f"{p99_a / p99_b:.2f}x |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

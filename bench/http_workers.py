@@ -44,38 +44,89 @@ PY = sys.executable
 
 
 def commands(workers: int, port: int, log: str = "") -> dict[str, list[str]]:
-    prefork = [PY, "-m", "prefork", "run", "--app", "hello:app", "--http-interface",
-               "127.0.0.1", "-p", str(port), "--workers", str(workers), "--no-access-log",
-               "--gevent-port", str(free_port()),  # not 8072: another prefork may hold it
-               "--db-uri", DSN, "--data-dir", tempfile.mkdtemp()]
+    prefork = [
+        PY,
+        "-m",
+        "prefork",
+        "run",
+        "--app",
+        "hello:app",
+        "--http-interface",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "--workers",
+        str(workers),
+        "--no-access-log",
+        "--gevent-port",
+        str(free_port()),  # not 8072: another prefork may hold it
+        "--db-uri",
+        DSN,
+        "--data-dir",
+        tempfile.mkdtemp(),
+    ]
     if log:
         prefork += ["--logfile", log]
     return {
         "prefork": prefork,
-        "gunicorn sync": [PY, "-m", "gunicorn", "-w", str(workers), "-k", "sync", "-b",
-                          f"127.0.0.1:{port}", "hello:app"],
-        "odoo-style werkzeug": [PY, str(BENCH / "odoo_style_server.py"), str(port),
-                                str(workers)],
-        "granian": [PY, "-m", "granian", "--interface", "wsgi", "--workers", str(workers),
-                    "--host", "127.0.0.1", "--port", str(port), "hello:app"],
+        "gunicorn sync": [
+            PY,
+            "-m",
+            "gunicorn",
+            "-w",
+            str(workers),
+            "-k",
+            "sync",
+            "-b",
+            f"127.0.0.1:{port}",
+            "hello:app",
+        ],
+        "odoo-style werkzeug": [PY, str(BENCH / "odoo_style_server.py"), str(port), str(workers)],
+        "granian": [
+            PY,
+            "-m",
+            "granian",
+            "--interface",
+            "wsgi",
+            "--workers",
+            str(workers),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "hello:app",
+        ],
     }
 
 
-def wrk(port: int, connections: int, duration: int, close: bool,
-        path: str = "/", extra: list[str] | None = None) -> tuple[float, float, float]:
+def wrk(
+    port: int,
+    connections: int,
+    duration: int,
+    close: bool,
+    path: str = "/",
+    extra: list[str] | None = None,
+) -> tuple[float, float, float]:
     """(requests/s, p50 ms, p99 ms)."""
     out = wrk_output(port, connections, duration, close, path, extra)
     return requests_per_second(out), percentile(out, "50%"), percentile(out, "99%")
 
 
-def wrk_output(port: int, connections: int, duration: int, close: bool, path: str = "/",
-               extra: list[str] | None = None) -> str:
+def wrk_output(
+    port: int,
+    connections: int,
+    duration: int,
+    close: bool,
+    path: str = "/",
+    extra: list[str] | None = None,
+) -> str:
     """What `wrk -t1 --latency` prints for one run."""
     command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", *(extra or [])]
     if close:
         command += ["-H", "Connection: close"]
-    return subprocess.run([*command, f"http://127.0.0.1:{port}{path}"], capture_output=True,
-                          text=True, check=True).stdout
+    return subprocess.run(
+        [*command, f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True
+    ).stdout
 
 
 def requests_per_second(out: str) -> float:
@@ -105,23 +156,32 @@ def alternate(variants: dict[str, Callable[[], T]], rounds: int) -> dict[str, li
 
 
 def throughput(worker_counts: list[int], duration: int, rounds: int) -> None:
-    print("| workers | wrk -c | connection | server | req/s | p50 ms | p99 ms | "
-          "prefork req/s ratio |")
+    print(
+        "| workers | wrk -c | connection | server | req/s | p50 ms | p99 ms | prefork req/s ratio |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for workers in worker_counts:
         for connections in (10, 100):
             for close in (False, True):
                 mode = "close" if close else "keep-alive"
-                rows = measure_each(lambda port, w=workers: commands(w, port), connections,
-                                    duration, close, rounds)
+                rows = measure_each(
+                    lambda port, w=workers: commands(w, port), connections, duration, close, rounds
+                )
                 for name, rate, p50, p99, ratio in rows:
-                    print(f"| {workers} | {connections} | {mode} | {name} | {rate:,.0f} | "
-                          f"{p50:.2f} | {p99:.2f} | {ratio} |", flush=True)
+                    print(
+                        f"| {workers} | {connections} | {mode} | {name} | {rate:,.0f} | "
+                        f"{p50:.2f} | {p99:.2f} | {ratio} |",
+                        flush=True,
+                    )
 
 
-def measure_each(commands_for: Callable[[int], dict[str, list[str]]], connections: int,
-                 duration: int, close: bool, rounds: int = 1,
-                 ) -> list[tuple[str, float, float, float, str]]:
+def measure_each(
+    commands_for: Callable[[int], dict[str, list[str]]],
+    connections: int,
+    duration: int,
+    close: bool,
+    rounds: int = 1,
+) -> list[tuple[str, float, float, float, str]]:
     """Every server at once, each warmed up for 2 s, then measured in turn for `rounds`
     rounds (a drifting machine weighs on all alike): (name, req/s, p50, p99, prefork's
     ratio), each figure the median of its rounds."""
@@ -131,13 +191,22 @@ def measure_each(commands_for: Callable[[int], dict[str, list[str]]], connection
             port = ports[name] = free_port()
             stack.enter_context(running(commands_for(port)[name], port))
             wrk(port, connections, 2, close)
-        figures = alternate({name: partial(wrk, port, connections, duration, close)
-                             for name, port in ports.items()}, rounds)
-    medians = {name: tuple(statistics.median(values) for values in zip(*runs, strict=True))
-               for name, runs in figures.items()}
+        figures = alternate(
+            {
+                name: partial(wrk, port, connections, duration, close)
+                for name, port in ports.items()
+            },
+            rounds,
+        )
+    medians = {
+        name: tuple(statistics.median(values) for values in zip(*runs, strict=True))
+        for name, runs in figures.items()
+    }
     base = medians["prefork"][0]
-    return [(name, rate, p50, p99, "1.00x" if name == "prefork" else f"{base / rate:.2f}x")
-            for name, (rate, p50, p99) in medians.items()]
+    return [
+        (name, rate, p50, p99, "1.00x" if name == "prefork" else f"{base / rate:.2f}x")
+        for name, (rate, p50, p99) in medians.items()
+    ]
 
 
 def busy_worker_latency(duration: int) -> None:
@@ -145,11 +214,37 @@ def busy_worker_latency(duration: int) -> None:
     print("\n| server (2 workers) | connection | fast req/s | p50 ms | p99 ms |")
     print("|---|---|---|---|---|")
     app_cmds = {
-        "prefork": [PY, "-m", "prefork", "run", "--app", "burn:app", "--http-interface",
-                    "127.0.0.1", "-p", "{port}", "--workers", "2", "--no-access-log",
-                    "--db-uri", DSN, "--data-dir", tempfile.mkdtemp()],
-        "gunicorn sync": [PY, "-m", "gunicorn", "-w", "2", "-k", "sync", "-b",
-                          "127.0.0.1:{port}", "burn:app"],
+        "prefork": [
+            PY,
+            "-m",
+            "prefork",
+            "run",
+            "--app",
+            "burn:app",
+            "--http-interface",
+            "127.0.0.1",
+            "-p",
+            "{port}",
+            "--workers",
+            "2",
+            "--no-access-log",
+            "--db-uri",
+            DSN,
+            "--data-dir",
+            tempfile.mkdtemp(),
+        ],
+        "gunicorn sync": [
+            PY,
+            "-m",
+            "gunicorn",
+            "-w",
+            "2",
+            "-k",
+            "sync",
+            "-b",
+            "127.0.0.1:{port}",
+            "burn:app",
+        ],
     }
     for name, template in app_cmds.items():
         for close in (False, True):
@@ -184,22 +279,31 @@ def replacement_time(duration: int) -> None:
     with running(recycling, port), running(quiet, quiet_port):
         served = wrk(port, 10, 2, False)[0] * 2  # the 2 s warm-up (wrk reports a rate)
         wrk(quiet_port, 10, 2, False)
-        rates = alternate({"recycling": lambda: wrk(port, 10, duration, False)[0],
-                           "none": lambda: wrk(quiet_port, 10, duration, False)[0]}, 3)
+        rates = alternate(
+            {
+                "recycling": lambda: wrk(port, 10, duration, False)[0],
+                "none": lambda: wrk(quiet_port, 10, duration, False)[0],
+            },
+            3,
+        )
     served += sum(rates["recycling"]) * duration
     text = Path(log).read_text()
     os.unlink(log)
     overlaps = _overlaps(text)
     with_recycling, without = (statistics.median(rates[k]) for k in ("recycling", "none"))
-    print(f"\nrecycling every 2,000 requests (2 workers, keep-alive, -c10): {with_recycling:,.0f} "
-          f"req/s against {without:,.0f} without, {with_recycling / without:.2f}x")
+    print(
+        f"\nrecycling every 2,000 requests (2 workers, keep-alive, -c10): {with_recycling:,.0f} "
+        f"req/s against {without:,.0f} without, {with_recycling / without:.2f}x"
+    )
     if overlaps:
         overlaps.sort()
-        print(f"{len(overlaps)} recycles, one per {served / len(overlaps):,.0f} requests served "
-              "(a worker serves on past its limit until its successor is ready); the "
-              f"successor forked before the old worker's exit by a "
-              f"median {overlaps[len(overlaps) // 2] * 1000:.0f} ms, min "
-              f"{overlaps[0] * 1000:.0f} ms (negative: a gap; log timestamps, 1 ms resolution)")
+        print(
+            f"{len(overlaps)} recycles, one per {served / len(overlaps):,.0f} requests served "
+            "(a worker serves on past its limit until its successor is ready); the "
+            f"successor forked before the old worker's exit by a "
+            f"median {overlaps[len(overlaps) // 2] * 1000:.0f} ms, min "
+            f"{overlaps[0] * 1000:.0f} ms (negative: a gap; log timestamps, 1 ms resolution)"
+        )
 
 
 def _overlaps(log: str) -> list[float]:
@@ -208,14 +312,16 @@ def _overlaps(log: str) -> list[float]:
     only after the exit, a gap)."""
     events = re.findall(
         r"(\d\d:\d\d:\d\d,\d{3}) \d+ \w+ prefork\.master: (?:spawned (http worker #\d) "
-        r"pid=(\d+)|(http worker #\d) \(pid (\d+)\) exited: request-limit)", log)
+        r"pid=(\d+)|(http worker #\d) \(pid (\d+)\) exited: request-limit)",
+        log,
+    )
     spawns = [(role, _seconds(at), pid) for at, role, pid, _, _ in events if role]
     overlaps = []
     for at, _, _, role, pid in events:
         if not role:
             continue  # a spawn
         own = next((i for i, spawn in enumerate(spawns) if spawn[2] == pid), None)
-        later = [] if own is None else [t for r, t, _ in spawns[own + 1:] if r == role]
+        later = [] if own is None else [t for r, t, _ in spawns[own + 1 :] if r == role]
         if later:
             overlaps.append(_seconds(at) - later[0])
     return overlaps

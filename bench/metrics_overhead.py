@@ -27,9 +27,13 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    rates = alternate({"metrics on": partial(measure, [], args.duration),
-                       "metrics off": partial(measure, ["--metrics-allow", ""], args.duration)},
-                      args.rounds)
+    rates = alternate(
+        {
+            "metrics on": partial(measure, [], args.duration),
+            "metrics off": partial(measure, ["--metrics-allow", ""], args.duration),
+        },
+        args.rounds,
+    )
     print("| prefork, 2 workers, wrk -t1 -c10 keep-alive | req/s (median) | runs |")
     print("|---|---|---|")
     for name, values in rates.items():

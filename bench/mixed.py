@@ -53,34 +53,93 @@ def commands(workers: int, port: int) -> dict[str, list[str]]:
     """Each server with its defaults, but no access log (gunicorn, granian and bjoern
     have none by default; prefork's and uWSGI's are turned off)."""
     return {
-        "prefork": [PY, "-m", "prefork", "run", "--app", APP, "--http-interface", "127.0.0.1",
-                    "-p", str(port), "--workers", str(workers), "--no-access-log",
-                    "--max-cron-threads", "0", "--gevent-port", str(free_port()),
-                    "--db-uri", DSN, "--data-dir", tempfile.mkdtemp()],
-        "gunicorn sync": [PY, "-m", "gunicorn", "-w", str(workers), "-k", "sync", "-b",
-                          f"127.0.0.1:{port}", APP],
-        "granian": [PY, "-m", "granian", "--interface", "wsgi", "--workers", str(workers),
-                    "--host", "127.0.0.1", "--port", str(port), APP],
-        "uWSGI": [str(Path(PY).with_name("uwsgi")), "--master", "--processes", str(workers),
-                  "--http11-socket", f"127.0.0.1:{port}", "--module", APP,
-                  "--pythonpath", str(BENCH), "--disable-logging", "--die-on-term",
-                  "--need-app"],
-        "bjoern (forked)": [PY, str(BENCH / "bjoern_server.py"), APP, str(port),
-                            str(workers)],
+        "prefork": [
+            PY,
+            "-m",
+            "prefork",
+            "run",
+            "--app",
+            APP,
+            "--http-interface",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "--workers",
+            str(workers),
+            "--no-access-log",
+            "--max-cron-threads",
+            "0",
+            "--gevent-port",
+            str(free_port()),
+            "--db-uri",
+            DSN,
+            "--data-dir",
+            tempfile.mkdtemp(),
+        ],
+        "gunicorn sync": [
+            PY,
+            "-m",
+            "gunicorn",
+            "-w",
+            str(workers),
+            "-k",
+            "sync",
+            "-b",
+            f"127.0.0.1:{port}",
+            APP,
+        ],
+        "granian": [
+            PY,
+            "-m",
+            "granian",
+            "--interface",
+            "wsgi",
+            "--workers",
+            str(workers),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            APP,
+        ],
+        "uWSGI": [
+            str(Path(PY).with_name("uwsgi")),
+            "--master",
+            "--processes",
+            str(workers),
+            "--http11-socket",
+            f"127.0.0.1:{port}",
+            "--module",
+            APP,
+            "--pythonpath",
+            str(BENCH),
+            "--disable-logging",
+            "--die-on-term",
+            "--need-app",
+        ],
+        "bjoern (forked)": [PY, str(BENCH / "bjoern_server.py"), APP, str(port), str(workers)],
     }
 
 
 # -- 1. mixed load ---------------------------------------------------------------------------
 
+
 def wrk_latency(port: int, duration: int) -> tuple[float, float, float, float]:
     """(requests/s, p50 ms, p99 ms, max ms) of the fast endpoint."""
     out = wrk_output(port, 20, duration, False)
-    return (requests_per_second(out), percentile(out, "50%"), percentile(out, "99%"),
-            percentile(out, "Latency"))
+    return (
+        requests_per_second(out),
+        percentile(out, "50%"),
+        percentile(out, "99%"),
+        percentile(out, "Latency"),
+    )
 
 
-def with_slow_clients(port: int, seconds: float, measure: Callable[[], tuple[float, ...]],
-                      ) -> tuple[float, ...]:
+def with_slow_clients(
+    port: int,
+    seconds: float,
+    measure: Callable[[], tuple[float, ...]],
+) -> tuple[float, ...]:
     """`measure()` while SLOW_CLIENTS keep-alive clients loop on /slow?s=`seconds`."""
     stop = threading.Event()
 
@@ -104,10 +163,14 @@ def with_slow_clients(port: int, seconds: float, measure: Callable[[], tuple[flo
 
 
 def mixed_load(workers: int, slow: float, duration: int, rounds: int) -> None:
-    print(f"\nMixed load: {workers} workers, {SLOW_CLIENTS} clients looping on a {slow:g} s "
-          f"CPU-bound request, wrk -t1 -c20 on the fast endpoint (medians of {rounds} rounds)")
-    print("\n| server | fast req/s | p50 ms | p99 ms | max ms | connections answered | "
-          "prefork p99 / this | prefork max / this |")
+    print(
+        f"\nMixed load: {workers} workers, {SLOW_CLIENTS} clients looping on a {slow:g} s "
+        f"CPU-bound request, wrk -t1 -c20 on the fast endpoint (medians of {rounds} rounds)"
+    )
+    print(
+        "\n| server | fast req/s | p50 ms | p99 ms | max ms | connections answered | "
+        "prefork p99 / this | prefork max / this |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     with ExitStack() as stack:
         ports = {}
@@ -115,18 +178,28 @@ def mixed_load(workers: int, slow: float, duration: int, rounds: int) -> None:
             port = ports[name] = free_port()
             stack.enter_context(running(commands(workers, port)[name], port))
             wrk_latency(port, 1)  # warm-up
-        figures = alternate({name: partial(with_slow_clients, port, slow,
-                                           partial(wrk_latency, port, duration))
-                             for name, port in ports.items()}, rounds)
-        reached = {name: with_slow_clients(port, slow, lambda p=port: (
-            connections_answered(p),))[0] for name, port in ports.items()}
-    medians = {name: [statistics.median(values) for values in zip(*runs, strict=True)]
-               for name, runs in figures.items()}
+        figures = alternate(
+            {
+                name: partial(with_slow_clients, port, slow, partial(wrk_latency, port, duration))
+                for name, port in ports.items()
+            },
+            rounds,
+        )
+        reached = {
+            name: with_slow_clients(port, slow, lambda p=port: (connections_answered(p),))[0]
+            for name, port in ports.items()
+        }
+    medians = {
+        name: [statistics.median(values) for values in zip(*runs, strict=True)]
+        for name, runs in figures.items()
+    }
     _, _, p99, worst = medians["prefork"]
     for name, (rate, p50, other_p99, other_max) in medians.items():
-        print(f"| {name} | {rate:,.0f} | {p50:.2f} | {other_p99:.1f} | {other_max:.0f} | "
-              f"{reached[name]:.0f}/20 | {p99 / other_p99:.2f}x | {worst / other_max:.2f}x |",
-              flush=True)
+        print(
+            f"| {name} | {rate:,.0f} | {p50:.2f} | {other_p99:.1f} | {other_max:.0f} | "
+            f"{reached[name]:.0f}/20 | {p99 / other_p99:.2f}x | {worst / other_max:.2f}x |",
+            flush=True,
+        )
 
 
 def connections_answered(port: int, count: int = 20, seconds: float = 3.0) -> int:
@@ -153,6 +226,7 @@ def connections_answered(port: int, count: int = 20, seconds: float = 3.0) -> in
 
 
 # -- 2. slow readers -------------------------------------------------------------------------
+
 
 def stalled_readers(port: int, count: int) -> list[socket.socket]:
     """`count` clients that ask for /big and read nothing (small receive buffers)."""
@@ -200,23 +274,27 @@ def worker_rss(server_pid: int) -> int:
 
 
 def slow_readers(workers: int, duration: int) -> None:
-    print(f"\nSlow readers: {workers} workers, {STALLED_READERS} clients that never read an "
-          f"8 MiB response; fast requests one after another for {duration} s")
+    print(
+        f"\nSlow readers: {workers} workers, {STALLED_READERS} clients that never read an "
+        f"8 MiB response; fast requests one after another for {duration} s"
+    )
     print("\n| server | answered | failed | median ms | max ms | largest worker RSS MiB |")
     print("|---|---|---|---|---|---|")
     for name in commands(workers, 0):
         port = free_port()
         command = commands(workers, port)[name]
         env = {**os.environ, "PYTHONPATH": f"{BENCH}:{BENCH.parent}"}
-        proc = subprocess.Popen(command, cwd=BENCH, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            command, cwd=BENCH, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
             wait_port(port)
             socks = stalled_readers(port, STALLED_READERS)
             time.sleep(0.5)
             peak = [0]
-            sampler = threading.Thread(target=_sample_rss, args=(proc.pid, peak, duration),
-                                       daemon=True)
+            sampler = threading.Thread(
+                target=_sample_rss, args=(proc.pid, peak, duration), daemon=True
+            )
             sampler.start()
             latencies, failed = fast_requests(port, duration)
             sampler.join()
@@ -227,8 +305,11 @@ def slow_readers(workers: int, duration: int) -> None:
             proc.wait(30)
         median = statistics.median(latencies) if latencies else float("nan")
         worst = max(latencies, default=float("nan"))
-        print(f"| {name} | {len(latencies):,} | {failed} | {median:.2f} | {worst:.0f} | "
-              f"{peak[0] / (1 << 20):.0f} |", flush=True)
+        print(
+            f"| {name} | {len(latencies):,} | {failed} | {median:.2f} | {worst:.0f} | "
+            f"{peak[0] / (1 << 20):.0f} |",
+            flush=True,
+        )
 
 
 def _sample_rss(pid: int, peak: list[int], duration: float) -> None:

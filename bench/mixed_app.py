@@ -26,7 +26,9 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
             pass
     elif path == "/big":
         body = b"x" * BIG_SIZE
-        start_response("200 OK", [("Content-Type", "application/octet-stream"),
-                                  ("Content-Length", str(len(body)))])
+        start_response(
+            "200 OK",
+            [("Content-Type", "application/octet-stream"), ("Content-Length", str(len(body)))],
+        )
         return [body]
     return hello(environ, start_response)

@@ -23,13 +23,13 @@ from prefork.http.parser import Limits, RequestParser
 BODY = b"x" * 2000
 HEAD = b"POST /form HTTP/1.1\r\nHost: bench\r\nContent-Type: application/octet-stream\r\n"
 LENGTH = HEAD + b"Content-Length: %d\r\n\r\n" % len(BODY) + BODY
-CHUNKS = b"".join(b"%x\r\n%s\r\n" % (500, BODY[i:i + 500]) for i in range(0, 2000, 500))
+CHUNKS = b"".join(b"%x\r\n%s\r\n" % (500, BODY[i : i + 500]) for i in range(0, 2000, 500))
 CHUNKED = HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + CHUNKS + b"0\r\nX-Sum: 1\r\n\r\n"
 CASES = {"content-length": LENGTH, "chunked": CHUNKED}
 
 
 def pieces(data: bytes, size: int) -> list[bytes]:
-    return [data[i:i + size] for i in range(0, len(data), size)]
+    return [data[i : i + size] for i in range(0, len(data), size)]
 
 
 def one_round(parts: list[bytes], count: int) -> float:

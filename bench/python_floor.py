@@ -31,13 +31,25 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from forked import run_forked
 from hello import BODY, HEADERS, app
 
-CANNED = (b"HTTP/1.1 200 OK\r\n"
-          + b"".join(f"{name}: {value}\r\n".encode() for name, value in HEADERS)
-          + b"\r\n" + BODY)
-BASE = {"SERVER_NAME": "127.0.0.1", "SERVER_PORT": "0", "SCRIPT_NAME": "",
-        "wsgi.version": (1, 0), "wsgi.url_scheme": "http", "wsgi.errors": sys.stderr,
-        "wsgi.multithread": False, "wsgi.multiprocess": True, "wsgi.run_once": False,
-        "wsgi.input": io.BytesIO(), "CONTENT_LENGTH": ""}
+CANNED = (
+    b"HTTP/1.1 200 OK\r\n"
+    + b"".join(f"{name}: {value}\r\n".encode() for name, value in HEADERS)
+    + b"\r\n"
+    + BODY
+)
+BASE = {
+    "SERVER_NAME": "127.0.0.1",
+    "SERVER_PORT": "0",
+    "SCRIPT_NAME": "",
+    "wsgi.version": (1, 0),
+    "wsgi.url_scheme": "http",
+    "wsgi.errors": sys.stderr,
+    "wsgi.multithread": False,
+    "wsgi.multiprocess": True,
+    "wsgi.run_once": False,
+    "wsgi.input": io.BytesIO(),
+    "CONTENT_LENGTH": "",
+}
 
 
 def respond_wsgi(head: bytes, peer: tuple[str, int]) -> bytes:
@@ -45,15 +57,20 @@ def respond_wsgi(head: bytes, peer: tuple[str, int]) -> bytes:
     method, target, version = lines[0].split(" ")
     path, _, query = target.partition("?")
     environ = BASE.copy()
-    environ.update(REQUEST_METHOD=method, PATH_INFO=path, QUERY_STRING=query,
-                   SERVER_PROTOCOL=version, REMOTE_ADDR=peer[0], REMOTE_PORT=str(peer[1]))
+    environ.update(
+        REQUEST_METHOD=method,
+        PATH_INFO=path,
+        QUERY_STRING=query,
+        SERVER_PROTOCOL=version,
+        REMOTE_ADDR=peer[0],
+        REMOTE_PORT=str(peer[1]),
+    )
     for line in lines[1:]:
         name, _, value = line.partition(":")
         environ["HTTP_" + name.upper().replace("-", "_")] = value.strip()
     out: list[str] = []
 
-    def start_response(status: str, headers: list[tuple[str, str]],
-                       exc_info: Any = None) -> None:
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
         out.append(f"HTTP/1.1 {status}\r\n")
         out.extend(f"{name}: {value}\r\n" for name, value in headers)
 
@@ -95,7 +112,7 @@ def serve(listener: socket.socket, respond: Callable[[bytes, tuple[str, int]], b
             buf += data
             while (end := buf.find(b"\r\n\r\n")) >= 0:
                 head = bytes(buf[:end])
-                del buf[:end + 4]
+                del buf[: end + 4]
                 sock.send(respond(head, peer))  # small: fits the socket buffer
 
 

@@ -29,20 +29,28 @@ def servers(workers: int, port: int) -> dict[str, list[str]]:
     return {
         "prefork": [*anchors["prefork"], "--limit-request", str(1 << 40)],
         "python floor (wsgi)": [sys.executable, FLOOR, str(port), str(workers)],
-        "python floor (canned)": [sys.executable, FLOOR, str(port), str(workers),
-                                  "--level", "canned"],
+        "python floor (canned)": [
+            sys.executable,
+            FLOOR,
+            str(port),
+            str(workers),
+            "--level",
+            "canned",
+        ],
         "granian": anchors["granian"],
     }
 
 
 def compare(workers: int, connections: int, rounds: int, duration: int) -> None:
-    rows = measure_each(lambda port: servers(workers, port), connections, duration, False,
-                        rounds)
+    rows = measure_each(lambda port: servers(workers, port), connections, duration, False, rounds)
     granian = next(rate for name, rate, *_ in rows if name == "granian")
     prefork = next(rate for name, rate, *_ in rows if name == "prefork")
     for name, rate, p50, p99, _ in rows:
-        print(f"| {workers} | {connections} | {name} | {rate:,.0f} | {p50:.2f} | {p99:.2f} | "
-              f"{rate / granian:.2f}x | {prefork / rate:.2f}x |", flush=True)
+        print(
+            f"| {workers} | {connections} | {name} | {rate:,.0f} | {p50:.2f} | {p99:.2f} | "
+            f"{rate / granian:.2f}x | {prefork / rate:.2f}x |",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -53,8 +61,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5)
     args = parser.parse_args()
     os.chdir(BENCH)
-    print("| workers | wrk -c | server | req/s | p50 ms | p99 ms | vs granian | "
-          "prefork vs it |")
+    print("| workers | wrk -c | server | req/s | p50 ms | p99 ms | vs granian | prefork vs it |")
     print("|---|---|---|---|---|---|---|---|")
     for workers in args.workers:
         for connections in args.connections:

@@ -50,10 +50,29 @@ from prefork.bus.store import write  # noqa: E402
 
 def command(name: str, port: int) -> list[str]:
     if name == "prefork":
-        return [PY, "-m", "prefork", "run", "--workers", "1", "--max-cron-threads", "0",
-                "--http-interface", "127.0.0.1", "-p", str(free_port()), "--gevent-port",
-                str(port), "--db-uri", DSN, "--data-dir", tempfile.mkdtemp(),
-                "--no-access-log", "--db_maxconn_gevent", "16"]
+        return [
+            PY,
+            "-m",
+            "prefork",
+            "run",
+            "--workers",
+            "1",
+            "--max-cron-threads",
+            "0",
+            "--http-interface",
+            "127.0.0.1",
+            "-p",
+            str(free_port()),
+            "--gevent-port",
+            str(port),
+            "--db-uri",
+            DSN,
+            "--data-dir",
+            tempfile.mkdtemp(),
+            "--no-access-log",
+            "--db_maxconn_gevent",
+            "16",
+        ]
     return [PY, str(BENCH / "realtime_anchors.py"), name, str(port), DSN]
 
 
@@ -89,8 +108,9 @@ class Publisher:
 class Clients:
     """Websocket clients subscribed to one channel; `on_message` sees every message."""
 
-    def __init__(self, port: int, count: int, channel: str,
-                 on_message: Callable[[int, dict[str, Any]], None]) -> None:
+    def __init__(
+        self, port: int, count: int, channel: str, on_message: Callable[[int, dict[str, Any]], None]
+    ) -> None:
         self.port, self.count, self.channel = port, count, channel
         self.on_message = on_message
         self.sockets: list[ClientConnection] = []
@@ -101,14 +121,21 @@ class Clients:
         for start in range(0, self.count, 250):
             batch = range(start, min(start + 250, self.count))
             self.sockets += await asyncio.gather(*(self._open_one() for _ in batch))
-        self.readers = [asyncio.ensure_future(self._read(i, ws))
-                        for i, ws in enumerate(self.sockets)]
+        self.readers = [
+            asyncio.ensure_future(self._read(i, ws)) for i, ws in enumerate(self.sockets)
+        ]
 
     async def _open_one(self) -> ClientConnection:
-        ws = await connect(f"ws://127.0.0.1:{self.port}/websocket", compression=None,
-                           open_timeout=120, ping_interval=None, max_size=1 << 22)
-        await ws.send(json.dumps({"event_name": "subscribe",
-                                  "data": {"channels": [self.channel], "last": 0}}))
+        ws = await connect(
+            f"ws://127.0.0.1:{self.port}/websocket",
+            compression=None,
+            open_timeout=120,
+            ping_interval=None,
+            max_size=1 << 22,
+        )
+        await ws.send(
+            json.dumps({"event_name": "subscribe", "data": {"channels": [self.channel], "last": 0}})
+        )
         return ws
 
     async def _read(self, index: int, ws: ClientConnection) -> None:
@@ -133,8 +160,9 @@ class Clients:
             await asyncio.sleep(1.0)
             if len({index for index, _ in self.markers}) == self.count:
                 return
-        raise RuntimeError(f"only {len({i for i, _ in self.markers})} of {self.count} "
-                           f"clients subscribed")
+        raise RuntimeError(
+            f"only {len({i for i, _ in self.markers})} of {self.count} clients subscribed"
+        )
 
     async def close(self) -> None:
         for reader in self.readers:
@@ -153,8 +181,9 @@ async def idle(name: str, port: int, process: psutil.Process, count: int) -> flo
     return rss
 
 
-async def latency(name: str, port: int, subscribers: int,
-                  messages: int) -> tuple[float, float, int]:
+async def latency(
+    name: str, port: int, subscribers: int, messages: int
+) -> tuple[float, float, int]:
     publisher = Publisher(name)
     delays: list[float] = []
 
@@ -216,16 +245,20 @@ def _cpu(process: psutil.Process) -> float:
 def measure(name: str, args: argparse.Namespace) -> dict[str, float]:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": f"{BENCH}:{ROOT}"}
-    proc = subprocess.Popen(command(name, port), cwd=BENCH, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        command(name, port),
+        cwd=BENCH,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_port(port)
         process = serving_process(name, proc)
         time.sleep(1)
         rss = asyncio.run(idle(name, port, process, args.idle))
         before = _cpu(process)
-        p50, p99, deliveries = asyncio.run(latency(name, port, args.subscribers,
-                                                   args.messages))
+        p50, p99, deliveries = asyncio.run(latency(name, port, args.subscribers, args.messages))
         cpu_us = (_cpu(process) - before) / deliveries * 1e6
         rate = asyncio.run(fan_out(name, port, 100, args.burst))
         return {"rss": rss, "p50": p50, "p99": p99, "cpu_us": cpu_us, "rate": rate}
@@ -249,16 +282,20 @@ def main() -> None:
         results[name] = measure(name, args)
         print(f"{name}: {results[name]}", flush=True)
     base = results.get("prefork")
-    print(f"\n| server | RSS, {args.idle:,} idle websockets | publish->receive p50 ms | "
-          f"p99 ms ({args.subscribers:,} subscribers) | server CPU per delivery, us | "
-          f"fan-out deliveries/s (100 subscribers) | prefork p99 ratio | "
-          f"prefork fan-out ratio |")
+    print(
+        f"\n| server | RSS, {args.idle:,} idle websockets | publish->receive p50 ms | "
+        f"p99 ms ({args.subscribers:,} subscribers) | server CPU per delivery, us | "
+        f"fan-out deliveries/s (100 subscribers) | prefork p99 ratio | "
+        f"prefork fan-out ratio |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         p99_ratio = f"{r['p99'] / base['p99']:.2f}x" if base else "-"
         rate_ratio = f"{base['rate'] / r['rate']:.2f}x" if base else "-"
-        print(f"| {name} | {r['rss']:.0f} MiB | {r['p50']:.1f} | {r['p99']:.1f} | "
-              f"{r['cpu_us']:.1f} | {r['rate']:,.0f} | {p99_ratio} | {rate_ratio} |")
+        print(
+            f"| {name} | {r['rss']:.0f} MiB | {r['p50']:.1f} | {r['p99']:.1f} | "
+            f"{r['cpu_us']:.1f} | {r['rate']:,.0f} | {p99_ratio} | {rate_ratio} |"
+        )
 
 
 if __name__ == "__main__":

@@ -47,8 +47,15 @@ def run_websockets(port: int, dsn: str) -> None:
     async def main() -> None:
         conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
         await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-        async with serve(handler, "127.0.0.1", port, compression=None, max_size=1 << 20,
-                         ping_interval=45, ping_timeout=15):
+        async with serve(
+            handler,
+            "127.0.0.1",
+            port,
+            compression=None,
+            max_size=1 << 20,
+            ping_interval=45,
+            ping_timeout=15,
+        ):
             async for notify in conn.notifies():
                 channel, _, item = notify.payload.partition("\n")
                 websockets.broadcast(subscribers.get(channel, ()), f"[{item}]")

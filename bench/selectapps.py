@@ -38,8 +38,7 @@ def _gunicorn_pool() -> ConnectionPool:
     return _pool
 
 
-def gunicorn_app(environ: dict[str, Any],
-                 start_response: Callable[..., Any]) -> Iterable[bytes]:
+def gunicorn_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     with _gunicorn_pool().connection() as conn:
         row = conn.execute(QUERY).fetchone()
     start_response("200 OK", HEADERS)

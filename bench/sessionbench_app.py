@@ -14,6 +14,5 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
         body = f"visit {session['count']}\n".encode()
     else:
         body = b"visit 0\n"
-    start_response("200 OK", [("Content-Type", "text/plain"),
-                              ("Content-Length", str(len(body)))])
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]

@@ -29,9 +29,26 @@ REDIS_URL = os.environ.get("BENCH_REDIS", "")
 
 
 def prefork(port: int, *extra: str) -> list[str]:
-    return [PY, "-m", "prefork", "run", "--app", "sessionbench_app:app", "--http-interface",
-            "127.0.0.1", "-p", str(port), "--no-access-log", "--max-cron-threads", "0",
-            "--db-uri", DSN, "--data-dir", tempfile.mkdtemp(), *extra]
+    return [
+        PY,
+        "-m",
+        "prefork",
+        "run",
+        "--app",
+        "sessionbench_app:app",
+        "--http-interface",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "--no-access-log",
+        "--max-cron-threads",
+        "0",
+        "--db-uri",
+        DSN,
+        "--data-dir",
+        tempfile.mkdtemp(),
+        *extra,
+    ]
 
 
 @contextmanager
@@ -43,8 +60,9 @@ def redis_url() -> Iterator[str]:
     if server is None:
         raise SystemExit("set BENCH_REDIS or install redis-server")
     port = free_port()
-    proc = subprocess.Popen([server, "--port", str(port), "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL
+    )
     try:
         for _ in range(100):
             try:
@@ -85,8 +103,9 @@ def main() -> None:
             ("threaded", "no session", (), "/plain"),
             ("threaded", "memory", ("--session-store", "memory"), "/rw"),
         ]
-        results = {(mode, store): measure(extra, path, args.duration)
-                   for mode, store, extra, path in rows}
+        results = {
+            (mode, store): measure(extra, path, args.duration) for mode, store, extra, path in rows
+        }
     print("| mode | session store | req/s | p99 ms | vs the same mode without a session |")
     print("|---|---|---|---|---|")
     for (mode, store), (rate, p99) in results.items():

@@ -44,15 +44,37 @@ HERE = Path(__file__).resolve().parent
 CHANNEL = "storm"
 
 
-def start_host(prefork: str, dsn: str, port: int, realtime: int,
-               data: Path) -> subprocess.Popen[bytes]:
+def start_host(
+    prefork: str, dsn: str, port: int, realtime: int, data: Path
+) -> subprocess.Popen[bytes]:
     log = open(data.with_suffix(".log"), "wb")  # noqa: SIM115 - kept open by the process
     proc = subprocess.Popen(
-        [prefork, "run", "--app", "storm_app:app", "--http-interface", "127.0.0.1",
-         "-p", str(port), "--gevent-port", str(realtime), "--workers", "2",
-         "--max-cron-threads", "0", "--db-uri", dsn, "--data-dir", str(data),
-         "--log-level", "warn"],
-        cwd=HERE, stdout=log, stderr=subprocess.STDOUT)
+        [
+            prefork,
+            "run",
+            "--app",
+            "storm_app:app",
+            "--http-interface",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "--gevent-port",
+            str(realtime),
+            "--workers",
+            "2",
+            "--max-cron-threads",
+            "0",
+            "--db-uri",
+            dsn,
+            "--data-dir",
+            str(data),
+            "--log-level",
+            "warn",
+        ],
+        cwd=HERE,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     wait_port(port, 30)
     wait_port(realtime, 30)
     return proc
@@ -60,8 +82,9 @@ def start_host(prefork: str, dsn: str, port: int, realtime: int,
 
 def connections(admin: str, name: str) -> int:
     with psycopg.connect(admin, autocommit=True) as conn:
-        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
-                           (name,)).fetchone()
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)
+        ).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -87,11 +110,13 @@ class Probe(threading.Thread):
 
 
 async def subscribe_and_read(port: int, last: int, count: int, go: asyncio.Event) -> float:
-    async with connect(f"ws://127.0.0.1:{port}/websocket", open_timeout=60,
-                       max_size=2 ** 24, ping_interval=None) as ws:
+    async with connect(
+        f"ws://127.0.0.1:{port}/websocket", open_timeout=60, max_size=2**24, ping_interval=None
+    ) as ws:
         await go.wait()
-        await ws.send(json.dumps({"event_name": "subscribe",
-                                  "data": {"channels": [CHANNEL], "last": last}}))
+        await ws.send(
+            json.dumps({"event_name": "subscribe", "data": {"channels": [CHANNEL], "last": last}})
+        )
         seen = 0
         while seen < count:
             seen += len(json.loads(await ws.recv()))
@@ -100,8 +125,10 @@ async def subscribe_and_read(port: int, last: int, count: int, go: asyncio.Event
 
 async def storm(ports: list[int], clients: int, last: int, count: int) -> tuple[float, int]:
     go = asyncio.Event()
-    tasks = [asyncio.ensure_future(subscribe_and_read(ports[i % 2], last, count, go))
-             for i in range(clients)]
+    tasks = [
+        asyncio.ensure_future(subscribe_and_read(ports[i % 2], last, count, go))
+        for i in range(clients)
+    ]
     await asyncio.sleep(5)  # every client connected before the storm
     started = time.monotonic()
     go.set()
@@ -119,8 +146,9 @@ def publish(dsn: str, count: int) -> int:
     deadline = time.monotonic() + 60
     with psycopg.connect(dsn, autocommit=True) as conn:
         while time.monotonic() < deadline:
-            row = conn.execute("SELECT count(*) FILTER (WHERE id IS NULL), max(id) "
-                               "FROM prefork.bus_message").fetchone()
+            row = conn.execute(
+                "SELECT count(*) FILTER (WHERE id IS NULL), max(id) FROM prefork.bus_message"
+            ).fetchone()
             if row is not None and row[0] == 0 and row[1] is not None:
                 return int(row[1])
             time.sleep(0.1)
@@ -137,8 +165,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="storm-"))
     http_ports = [free_port(), free_port()]
     realtime_ports = [free_port(), free_port()]
-    hosts = [start_host(args.prefork, uri, http_ports[i], realtime_ports[i], tmp / f"h{i}")
-             for i in range(2)]
+    hosts = [
+        start_host(args.prefork, uri, http_ports[i], realtime_ports[i], tmp / f"h{i}")
+        for i in range(2)
+    ]
     try:
         last = publish(dsn, 1)
         publish(dsn, args.messages)
@@ -163,11 +193,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         time.sleep(args.idle)
         idle = connections(DSN, name)
         latencies = sorted(probe.latencies) or [0.0]
-        return {"prefork": args.prefork, "clients": args.clients, "messages": args.messages,
-                "caught_up": done, "drain_s": round(drain, 1), "peak_connections": peak[0],
-                "max_connections": limit, "http_ok": probe.ok, "http_failed": probe.failed,
-                "http_p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 1),
-                "connections_after": after, f"connections_after_{args.idle}s_idle": idle}
+        return {
+            "prefork": args.prefork,
+            "clients": args.clients,
+            "messages": args.messages,
+            "caught_up": done,
+            "drain_s": round(drain, 1),
+            "peak_connections": peak[0],
+            "max_connections": limit,
+            "http_ok": probe.ok,
+            "http_failed": probe.failed,
+            "http_p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 1),
+            "connections_after": after,
+            f"connections_after_{args.idle}s_idle": idle,
+        }
     finally:
         for proc in hosts:
             proc.terminate()
@@ -182,8 +221,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=500)
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--idle", type=int, default=75)
-    parser.add_argument("--prefork", default=os.path.join(os.path.dirname(sys.executable),
-                                                          "prefork"))
+    parser.add_argument(
+        "--prefork", default=os.path.join(os.path.dirname(sys.executable), "prefork")
+    )
     print(json.dumps(run(parser.parse_args())))
 
 

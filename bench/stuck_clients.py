@@ -37,11 +37,34 @@ CHANNEL = "stuck"
 def start(dsn: str, limit: str) -> tuple[subprocess.Popen[bytes], int]:
     port, realtime = free_port(), free_port()
     proc = subprocess.Popen(
-        [PREFORK, "run", "--app", "hello:app", "--http-interface", "127.0.0.1", "-p",
-         str(port), "--gevent-port", str(realtime), "--workers", "1", "--max-cron-threads",
-         "0", "--db-uri", dsn, "--data-dir", tempfile.mkdtemp(), "--log-level", "warn",
-         "--websocket-queue-limit", limit],
-        cwd=HERE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            PREFORK,
+            "run",
+            "--app",
+            "hello:app",
+            "--http-interface",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "--gevent-port",
+            str(realtime),
+            "--workers",
+            "1",
+            "--max-cron-threads",
+            "0",
+            "--db-uri",
+            dsn,
+            "--data-dir",
+            tempfile.mkdtemp(),
+            "--log-level",
+            "warn",
+            "--websocket-queue-limit",
+            limit,
+        ],
+        cwd=HERE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_port(realtime, 30)
     return proc, realtime
 
@@ -59,9 +82,16 @@ def realtime_process(master: int) -> psutil.Process:
 def stuck_client(stack: ExitStack, port: int) -> ClientConnection:
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
-    ws = stack.enter_context(connect(f"ws://127.0.0.1:{port}/websocket", sock=sock,
-                                     max_queue=1, open_timeout=30, max_size=2 ** 24,
-                                     ping_interval=None))
+    ws = stack.enter_context(
+        connect(
+            f"ws://127.0.0.1:{port}/websocket",
+            sock=sock,
+            max_queue=1,
+            open_timeout=30,
+            max_size=2**24,
+            ping_interval=None,
+        )
+    )
     ws.send(json.dumps({"event_name": "subscribe", "data": {"channels": [CHANNEL]}}))
     return ws
 
@@ -76,12 +106,14 @@ def measure(dsn: str, limit: str, args: argparse.Namespace) -> dict[str, int]:
         proc.wait(60)
 
 
-def _measure(stack: ExitStack, dsn: str, master: int, port: int,
-             args: argparse.Namespace) -> dict[str, int]:
+def _measure(
+    stack: ExitStack, dsn: str, master: int, port: int, args: argparse.Namespace
+) -> dict[str, int]:
     process = realtime_process(master)
     stuck = [stuck_client(stack, port) for _ in range(args.clients)]
-    reader = stack.enter_context(connect(f"ws://127.0.0.1:{port}/websocket",
-                                         max_size=2 ** 24, ping_interval=None))
+    reader = stack.enter_context(
+        connect(f"ws://127.0.0.1:{port}/websocket", max_size=2**24, ping_interval=None)
+    )
     reader.send(json.dumps({"event_name": "subscribe", "data": {"channels": [CHANNEL]}}))
     time.sleep(1)
     before = peak = process.memory_info().rss
@@ -104,8 +136,13 @@ def _measure(stack: ExitStack, dsn: str, master: int, port: int,
         reading.join(0.1)
     after = process.memory_info().rss
     closed = sum(1 for ws in stuck if _closed_1013(ws))
-    return {"before": before, "peak": peak, "after": after, "closed": closed,
-            "received": received[0]}
+    return {
+        "before": before,
+        "peak": peak,
+        "after": after,
+        "closed": closed,
+        "received": received[0],
+    }
 
 
 def _closed_1013(ws: ClientConnection) -> bool:
@@ -126,16 +163,22 @@ def main() -> None:
     parser.add_argument("--kib", type=int, default=64)
     args = parser.parse_args()
     mib = 1 << 20
-    print(f"{args.clients} clients that never read, 1 that reads, {args.messages} messages "
-          f"of {args.kib} KiB\n")
-    print("| websocket_queue_limit | RSS before | RSS peak | RSS after | never-readers closed "
-          "with 1013 | reader got |")
+    print(
+        f"{args.clients} clients that never read, 1 that reads, {args.messages} messages "
+        f"of {args.kib} KiB\n"
+    )
+    print(
+        "| websocket_queue_limit | RSS before | RSS peak | RSS after | never-readers closed "
+        "with 1013 | reader got |"
+    )
     print("|---|---|---|---|---|---|")
     for limit in ("0", "4M"):
         r = measure(fresh_database("prefork_bench_stuck"), limit, args)  # no history
-        print(f"| {limit} | {r['before'] // mib} MiB | {r['peak'] // mib} MiB | "
-              f"{r['after'] // mib} MiB | {r['closed']} of {args.clients} | "
-              f"{r['received']} of {args.messages} |")
+        print(
+            f"| {limit} | {r['before'] // mib} MiB | {r['peak'] // mib} MiB | "
+            f"{r['after'] // mib} MiB | {r['closed']} of {args.clients} | "
+            f"{r['received']} of {args.messages} |"
+        )
 
 
 if __name__ == "__main__":

@@ -38,17 +38,53 @@ def commands(workers: int, address: str) -> dict[str, list[str]]:
     """name -> command serving on `address`: 'unix:PATH' or '127.0.0.1:PORT'."""
     unix = address.startswith("unix:")
     host, _, port = address.rpartition(":")
-    prefork = [PY, "-m", "prefork", "run", "--app", "hello:app", "--workers", str(workers),
-               "--no-access-log", "--max-cron-threads", "0", "--gevent-port", str(free_port()),
-               "--db-uri", DSN, "--data-dir", tempfile.mkdtemp(), "--unix-socket-mode", "0666",
-               "--http-interface", address if unix else host, "-p", "0" if unix else port]
+    prefork = [
+        PY,
+        "-m",
+        "prefork",
+        "run",
+        "--app",
+        "hello:app",
+        "--workers",
+        str(workers),
+        "--no-access-log",
+        "--max-cron-threads",
+        "0",
+        "--gevent-port",
+        str(free_port()),
+        "--db-uri",
+        DSN,
+        "--data-dir",
+        tempfile.mkdtemp(),
+        "--unix-socket-mode",
+        "0666",
+        "--http-interface",
+        address if unix else host,
+        "-p",
+        "0" if unix else port,
+    ]
     granian = [PY, "-m", "granian", "--interface", "wsgi", "--workers", str(workers)]
-    granian += (["--uds", address[5:], "--uds-permissions", "438"] if unix
-                else ["--host", host, "--port", port])
+    granian += (
+        ["--uds", address[5:], "--uds-permissions", "438"]
+        if unix
+        else ["--host", host, "--port", port]
+    )
     return {
         "prefork": prefork,
-        "gunicorn sync": [PY, "-m", "gunicorn", "-w", str(workers), "-k", "sync", "-b",
-                          address, "--umask", "0", "hello:app"],
+        "gunicorn sync": [
+            PY,
+            "-m",
+            "gunicorn",
+            "-w",
+            str(workers),
+            "-k",
+            "sync",
+            "-b",
+            address,
+            "--umask",
+            "0",
+            "hello:app",
+        ],
         "granian": [*granian, "hello:app"],
     }
 
@@ -68,8 +104,9 @@ def wait_unix(path: str, timeout: float = 20.0) -> None:
 @contextmanager
 def serving(command: list[str], address: str) -> Iterator[None]:
     """Each server imports hello:app from its working directory, bench/."""
-    proc = subprocess.Popen(command, cwd=BENCH, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        command, cwd=BENCH, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         if address.startswith("unix:"):
             wait_unix(address[5:])
@@ -114,8 +151,9 @@ http {{
     {site}
 }}
 """)
-    proc = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(directory)],
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [NGINX, "-c", str(conf), "-p", str(directory)], stderr=subprocess.DEVNULL
+    )
     try:
         for port in ports:
             wait_port(port)
@@ -138,16 +176,22 @@ def main() -> None:
     servers: list[tuple[list[str], str]] = []
     for transport in ("tcp", "unix"):
         for name in commands(args.workers, "unix:/x"):
-            address = (f"unix:{directory}/{name.split()[0]}.sock" if transport == "unix"
-                       else f"127.0.0.1:{free_port()}")
+            address = (
+                f"unix:{directory}/{name.split()[0]}.sock"
+                if transport == "unix"
+                else f"127.0.0.1:{free_port()}"
+            )
             servers.append((commands(args.workers, address)[name], address))
             upstreams[f"{name}, {transport}"] = (address, free_port())
     results: dict[str, list[float]] = {key: [] for key in upstreams}
     with ExitStack() as stack:
         for command, address in servers:
             stack.enter_context(serving(command, address))
-        stack.enter_context(running_nginx(directory, nginx_site(upstreams),
-                                          [listen for _, listen in upstreams.values()]))
+        stack.enter_context(
+            running_nginx(
+                directory, nginx_site(upstreams), [listen for _, listen in upstreams.values()]
+            )
+        )
         for _, listen in upstreams.values():  # warm-up
             wrk(listen, args.connections, 2, False)
         for _ in range(args.rounds):

@@ -69,8 +69,16 @@ class AccessLog:
     def __init__(self, logger: logging.Logger) -> None:
         self._logger = logger
 
-    def write(self, peer: str, method: str, target: str, version: str, status: int,
-              sent: int, elapsed: float) -> None:
+    def write(
+        self,
+        peer: str,
+        method: str,
+        target: str,
+        version: str,
+        status: int,
+        sent: int,
+        elapsed: float,
+    ) -> None:
         self._logger.info(MESSAGE, peer, method, target, version, status, sent, elapsed)
 
     def timeout(self, longest: float) -> float:
@@ -88,11 +96,20 @@ class BufferedAccessLog(AccessLog):
     """Lines in the log's format, buffered and written straight to a file descriptor, which
     this object owns (give it a duplicate)."""
 
-    def __init__(self, fd: int, *, pid: int = 0, level: str = "INFO", name: str = NAME,
-                 encoding: str = "utf-8", clock: Callable[[], float] = time.time,
-                 converter: Callable[[float], time.struct_time] = time.localtime,
-                 time_format: str = "%Y-%m-%d %H:%M:%S", buffer_size: int = BUFFER_SIZE,
-                 interval: float = FLUSH_INTERVAL) -> None:
+    def __init__(
+        self,
+        fd: int,
+        *,
+        pid: int = 0,
+        level: str = "INFO",
+        name: str = NAME,
+        encoding: str = "utf-8",
+        clock: Callable[[], float] = time.time,
+        converter: Callable[[float], time.struct_time] = time.localtime,
+        time_format: str = "%Y-%m-%d %H:%M:%S",
+        buffer_size: int = BUFFER_SIZE,
+        interval: float = FLUSH_INTERVAL,
+    ) -> None:
         super().__init__(logging.getLogger(name))
         self._fd = fd
         self._whole = stat.S_ISREG(os.fstat(fd).st_mode)  # else: pieces of PIPE_BUF
@@ -114,16 +131,33 @@ class BufferedAccessLog(AccessLog):
         self._closed = False
         _open.add(self)
 
-    def write(self, peer: str, method: str, target: str, version: str, status: int,
-              sent: int, elapsed: float) -> None:
+    def write(
+        self,
+        peer: str,
+        method: str,
+        target: str,
+        version: str,
+        status: int,
+        sent: int,
+        elapsed: float,
+    ) -> None:
         now = self._clock()
         second, stamp = self._second
         offset = now - second
         if not 0.0 <= offset < 1.0:  # the next second (or the clock went back)
             second, stamp = self._next_second(now)
             offset = now - second
-        line = self._format % (stamp, int(offset * 1000), peer, method, target, version,
-                               status, sent, elapsed)
+        line = self._format % (
+            stamp,
+            int(offset * 1000),
+            peer,
+            method,
+            target,
+            version,
+            status,
+            sent,
+            elapsed,
+        )
         self._lines.append(line)
         self._last = now
         self._size += len(line)
@@ -132,8 +166,7 @@ class BufferedAccessLog(AccessLog):
 
     def _next_second(self, now: float) -> tuple[float, str]:
         second = float(int(now))
-        current = self._second = (second, time.strftime(self._time_format,
-                                                        self._converter(second)))
+        current = self._second = (second, time.strftime(self._time_format, self._converter(second)))
         return current
 
     @property
@@ -196,8 +229,11 @@ class BufferedAccessLog(AccessLog):
         """Lines that cannot be written are dropped: a worker must not stop for its log.
         Said once per process (through logging, which may fail the same way)."""
         if not self._lost:
-            log.warning("access log: cannot write (%s): %d line(s) lost, later failures not "
-                        "reported", reason, count)
+            log.warning(
+                "access log: cannot write (%s): %d line(s) lost, later failures not reported",
+                reason,
+                count,
+            )
         self._lost += count
 
 
@@ -235,9 +271,13 @@ def open_access_log(enabled: bool = True) -> AccessLog | None:
         return AccessLog(logger)
     stream, formatter = destination
     return BufferedAccessLog(
-        os.dup(stream.fileno()), level=logging.getLevelName(logging.INFO), name=logger.name,
-        encoding=getattr(stream, "encoding", None) or "utf-8", converter=formatter.converter,
-        time_format=formatter.default_time_format)
+        os.dup(stream.fileno()),
+        level=logging.getLevelName(logging.INFO),
+        name=logger.name,
+        encoding=getattr(stream, "encoding", None) or "utf-8",
+        converter=formatter.converter,
+        time_format=formatter.default_time_format,
+    )
 
 
 def _default_destination(logger: logging.Logger) -> tuple[IO[str], logging.Formatter] | None:
@@ -247,11 +287,16 @@ def _default_destination(logger: logging.Logger) -> tuple[IO[str], logging.Forma
     if installed is None:
         return None
     handler, formatter = installed
-    if (logging.getLogger().handlers != [handler] or handler.filters
-            or handler.level > logging.INFO or handler.formatter is not formatter
-            or type(formatter) is not logging.Formatter or formatter.datefmt is not None
-            or formatter.default_msec_format != "%s,%03d"
-            or logging.getLogRecordFactory() is not logging.LogRecord):
+    if (
+        logging.getLogger().handlers != [handler]
+        or handler.filters
+        or handler.level > logging.INFO
+        or handler.formatter is not formatter
+        or type(formatter) is not logging.Formatter
+        or formatter.datefmt is not None
+        or formatter.default_msec_format != "%s,%03d"
+        or logging.getLogRecordFactory() is not logging.LogRecord
+    ):
         return None
     if type(logger) is not logging.Logger or logger.filters:  # only its own filters apply
         return None

@@ -45,7 +45,7 @@ class Address:
 
 def parse(interface: str, port: int) -> Address:
     if interface.startswith(UNIX_PREFIX):
-        return Address(path=interface[len(UNIX_PREFIX):])
+        return Address(path=interface[len(UNIX_PREFIX) :])
     return Address(interface, port)
 
 

@@ -41,9 +41,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         from prefork.commands.nginx import nginx
         from prefork.ops.nginx import Site
 
-        return nginx(loaded, Site(ns.server_name, ns.listen, ns.tls_cert, ns.tls_key,
-                                  ns.tls_listen, failover_timeout=ns.failover_timeout),
-                     ns.upstream)
+        return nginx(
+            loaded,
+            Site(
+                ns.server_name,
+                ns.listen,
+                ns.tls_cert,
+                ns.tls_key,
+                ns.tls_listen,
+                failover_timeout=ns.failover_timeout,
+            ),
+            ns.upstream,
+        )
     if ns.command == "systemd":
         from prefork.commands.systemd import systemd
 

@@ -70,7 +70,9 @@ def loose_modes(data_dir: str) -> list[str]:
             continue
         if mode & forbidden:
             wanted = "700" if os.path.isdir(path) else "600"
-            warnings.append(f"{path} is mode {mode:04o}: other users can read what prefork "
-                            f"keeps there (request lines, sessions, keys); chmod {wanted} "
-                            f"{path}")
+            warnings.append(
+                f"{path} is mode {mode:04o}: other users can read what prefork "
+                f"keeps there (request lines, sessions, keys); chmod {wanted} "
+                f"{path}"
+            )
     return warnings

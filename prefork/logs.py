@@ -19,8 +19,9 @@ class LogfileError(Exception):
 
 
 def setup_logging(level: str, logfile: str = "") -> None:
-    handler: logging.Handler = (_file_handler(logfile) if logfile
-                                else logging.StreamHandler(sys.stderr))
+    handler: logging.Handler = (
+        _file_handler(logfile) if logfile else logging.StreamHandler(sys.stderr)
+    )
     formatter = logging.Formatter(FORMAT)
     handler.setFormatter(formatter)
     root = logging.getLogger()

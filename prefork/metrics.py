@@ -26,8 +26,24 @@ from prefork.datadir import private_dir
 log = logging.getLogger("prefork")
 
 DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client when it is imported
-DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
-                    30, 60, 120)
+DURATION_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    120,
+)
 _current: Metrics | None = None
 
 
@@ -35,34 +51,54 @@ class Metrics:
     def __init__(self) -> None:
         from prometheus_client import Counter, Gauge, Histogram
 
-        self.requests = Counter("prefork_http_requests", "HTTP responses, by status code",
-                                ["status"])
-        self.refused = Counter("prefork_http_refused",
-                               "Requests refused before the application (malformed, over a "
-                               "size limit, not received in time), by status code",
-                               ["status"])
-        self.duration = Histogram("prefork_http_request_duration_seconds",
-                                  "Time to answer an HTTP request", buckets=DURATION_BUCKETS)
-        self.exits = Counter("prefork_worker_exits", "Process exits, by reason",
-                             ["role", "reason"])
-        self.rss = Gauge("prefork_rss_bytes", "Resident memory of the processes of a role",
-                         ["role"], multiprocess_mode="mostrecent")
-        self.cron_runs = Counter("prefork_cron_runs", "Cron job runs, by job and outcome",
-                                 ["job", "status"])
-        self.cron_duration = Histogram("prefork_cron_duration_seconds", "Cron job run time",
-                                       ["job"], buckets=DURATION_BUCKETS)
-        self.bus_messages = Counter("prefork_bus_messages",
-                                    "Bus messages read by the realtime process")
-        self.websockets = Gauge("prefork_websockets", "Open websocket connections",
-                                multiprocess_mode="livesum")
-        self.db_in_use = Gauge("prefork_db_connections_in_use",
-                               "Database connections lent out by the pools",
-                               multiprocess_mode="livesum")
-        self.send_buffer = Gauge("prefork_http_send_buffer_bytes",
-                                 "Bytes of responses HTTP workers keep for slow readers",
-                                 multiprocess_mode="livesum")
-        self.db_open = Gauge("prefork_db_connections_open", "Connections the pools hold open",
-                             multiprocess_mode="livesum")
+        self.requests = Counter(
+            "prefork_http_requests", "HTTP responses, by status code", ["status"]
+        )
+        self.refused = Counter(
+            "prefork_http_refused",
+            "Requests refused before the application (malformed, over a "
+            "size limit, not received in time), by status code",
+            ["status"],
+        )
+        self.duration = Histogram(
+            "prefork_http_request_duration_seconds",
+            "Time to answer an HTTP request",
+            buckets=DURATION_BUCKETS,
+        )
+        self.exits = Counter("prefork_worker_exits", "Process exits, by reason", ["role", "reason"])
+        self.rss = Gauge(
+            "prefork_rss_bytes",
+            "Resident memory of the processes of a role",
+            ["role"],
+            multiprocess_mode="mostrecent",
+        )
+        self.cron_runs = Counter(
+            "prefork_cron_runs", "Cron job runs, by job and outcome", ["job", "status"]
+        )
+        self.cron_duration = Histogram(
+            "prefork_cron_duration_seconds", "Cron job run time", ["job"], buckets=DURATION_BUCKETS
+        )
+        self.bus_messages = Counter(
+            "prefork_bus_messages", "Bus messages read by the realtime process"
+        )
+        self.websockets = Gauge(
+            "prefork_websockets", "Open websocket connections", multiprocess_mode="livesum"
+        )
+        self.db_in_use = Gauge(
+            "prefork_db_connections_in_use",
+            "Database connections lent out by the pools",
+            multiprocess_mode="livesum",
+        )
+        self.send_buffer = Gauge(
+            "prefork_http_send_buffer_bytes",
+            "Bytes of responses HTTP workers keep for slow readers",
+            multiprocess_mode="livesum",
+        )
+        self.db_open = Gauge(
+            "prefork_db_connections_open",
+            "Connections the pools hold open",
+            multiprocess_mode="livesum",
+        )
         # Requests are queued in plain Python and added to the shared files by flush(), once
         # a second from the serving loop: a write per request (a lock and two mmap updates
         # per metric) cost 16% of a hello-world worker's throughput. deque.append and
@@ -84,8 +120,9 @@ class Metrics:
 
     def _flush_refused(self) -> None:
         refused = self._refused
-        _by_status(self.refused, collections.Counter(
-            refused.popleft() for _ in range(len(refused))))
+        _by_status(
+            self.refused, collections.Counter(refused.popleft() for _ in range(len(refused)))
+        )
 
     def _flush_served(self) -> None:
         statuses: dict[int, int] = {}

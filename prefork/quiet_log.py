@@ -35,8 +35,11 @@ class Interval:
 def counted(message: str, skipped: int) -> str:
     """`message` with the count of the lines left out before it, if any (the text added
     holds no '%': `message` may be a %-format still to be filled)."""
-    return f"{message} (and {skipped} more such line(s) since the last one, not logged)" \
-        if skipped else message
+    return (
+        f"{message} (and {skipped} more such line(s) since the last one, not logged)"
+        if skipped
+        else message
+    )
 
 
 class QuietLog:

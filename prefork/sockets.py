@@ -48,16 +48,14 @@ def listen(address: Address, settings: Settings, option: str) -> socket.socket:
         return _listen_tcp(address, settings.reuse_port)
     except (OSError, UnixListenError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ListenError(f"cannot listen on {address.display()} ({option}): {reason}") \
-            from None
+        raise ListenError(f"cannot listen on {address.display()} ({option}): {reason}") from None
 
 
 def _listen_unix(path: str, settings: Settings) -> socket.socket:
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         raise UnixListenError(f"the directory {directory} does not exist")
-    return bind_unix(path, int(settings.unix_socket_mode, 8), settings.unix_socket_group,
-                     BACKLOG)
+    return bind_unix(path, int(settings.unix_socket_mode, 8), settings.unix_socket_group, BACKLOG)
 
 
 def _listen_tcp(address: Address, reuse_port: bool) -> socket.socket:

@@ -54,8 +54,7 @@ def _clear_stale(path: str) -> None:
     except FileNotFoundError:
         return
     except TimeoutError:
-        raise UnixListenError("another server is listening there (its backlog is full)") \
-            from None
+        raise UnixListenError("another server is listening there (its backlog is full)") from None
     finally:
         probe.close()
     raise UnixListenError("another server is listening there")
@@ -69,8 +68,9 @@ def _give_to_group(path: str, group: str) -> None:
     try:
         os.chown(path, -1, gid)
     except OSError as exc:
-        raise UnixListenError(f"cannot give the socket to group {group!r} "
-                              f"(unix_socket_group): {exc.strerror}") from None
+        raise UnixListenError(
+            f"cannot give the socket to group {group!r} (unix_socket_group): {exc.strerror}"
+        ) from None
 
 
 class SocketFiles:

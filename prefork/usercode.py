@@ -35,6 +35,8 @@ def import_user_module(name: str, what: str, ref: str = "") -> ModuleType:
     except ModuleNotFoundError as exc:
         missing = exc.name or name
         if name == missing or name.startswith(missing + "."):
-            raise UserImportError(f"{what} {ref or name!r}: no module named {missing!r} (looked in "
-                                  f"{os.getcwd()} and the installed packages)") from None
+            raise UserImportError(
+                f"{what} {ref or name!r}: no module named {missing!r} (looked in "
+                f"{os.getcwd()} and the installed packages)"
+            ) from None
         raise

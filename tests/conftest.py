@@ -17,8 +17,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
     stale = stale_modules()
     if stale:
-        pytest.exit(f"changed since they were compiled: {', '.join(stale)}; install again "
-                    "(pip install -e .) before testing", returncode=2)
+        pytest.exit(
+            f"changed since they were compiled: {', '.join(stale)}; install again "
+            "(pip install -e .) before testing",
+            returncode=2,
+        )
 
 
 @pytest.fixture

@@ -20,8 +20,9 @@ class _Source:
         return self._stream
 
 
-def parse_responses(data: bytes, methods: list[str] | None = None
-                    ) -> list[tuple[int, dict[str, str], bytes]]:
+def parse_responses(
+    data: bytes, methods: list[str] | None = None
+) -> list[tuple[int, dict[str, str], bytes]]:
     """Split a byte stream into (status, headers, body) responses."""
     stream = _Stream(data)
     out = []

@@ -30,14 +30,17 @@ WITH todo AS (SELECT pk FROM prefork.bus_message WHERE id IS NULL ORDER BY pk),
      numbered AS (SELECT pk, nextval('prefork.bus_delivery') AS id FROM todo)
 UPDATE prefork.bus_message m SET id = numbered.id FROM numbered WHERE m.pk = numbered.pk
 RETURNING m.id"""
-FETCH = ("SELECT id, channel, message FROM prefork.bus_message WHERE id > %s "
-         "ORDER BY id LIMIT %s")
-REPLAY = ("SELECT id, channel, message FROM prefork.bus_message WHERE id > %s "
-          "AND channel = ANY(%s) AND created_at > now() - make_interval(secs => %s) "
-          "ORDER BY id LIMIT %s")
+FETCH = "SELECT id, channel, message FROM prefork.bus_message WHERE id > %s ORDER BY id LIMIT %s"
+REPLAY = (
+    "SELECT id, channel, message FROM prefork.bus_message WHERE id > %s "
+    "AND channel = ANY(%s) AND created_at > now() - make_interval(secs => %s) "
+    "ORDER BY id LIMIT %s"
+)
 LAST_ID = "SELECT coalesce(max(id), 0) FROM prefork.bus_message"
-COLLECT = ("DELETE FROM prefork.bus_message WHERE id IS NOT NULL "
-           "AND created_at < now() - make_interval(secs => %s)")
+COLLECT = (
+    "DELETE FROM prefork.bus_message WHERE id IS NOT NULL "
+    "AND created_at < now() - make_interval(secs => %s)"
+)
 
 
 class Message(NamedTuple):
@@ -76,5 +79,4 @@ def write(conn: Any, channel: Any, message: Any) -> None:
 
 
 def rows_to_messages(rows: Sequence[Sequence[Any]]) -> list[Message]:
-    return [Message(int(r[0]), r[1], r[2], f'{{"id":{int(r[0])},"message":{r[2]}}}')
-            for r in rows]
+    return [Message(int(r[0]), r[1], r[2], f'{{"id":{int(r[0])},"message":{r[2]}}}') for r in rows]

@@ -25,12 +25,17 @@ def bus_send(loaded: Loaded, channel: str, payload: str) -> int:
     try:
         channel = channel_name(_record_channel(channel))
     except (ValueError, TypeError) as exc:
-        print(f"prefork: error: a channel starting with '[' is a record channel, a JSON "
-              f"list such as [\"db\", \"res.partner\", 7]: {exc}", file=sys.stderr)
+        print(
+            f"prefork: error: a channel starting with '[' is a record channel, a JSON "
+            f'list such as ["db", "res.partner", 7]: {exc}',
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     try:
-        with command_database(loaded.settings, "the realtime bus") as runtime, \
-                roles.connect(runtime.target.conninfo, roles.CLI) as conn:
+        with (
+            command_database(loaded.settings, "the realtime bus") as runtime,
+            roles.connect(runtime.target.conninfo, roles.CLI) as conn,
+        ):
             write(conn, channel, message)  # committed when the block ends
     except CommandError as exc:
         print(f"prefork: error: {exc}", file=sys.stderr)

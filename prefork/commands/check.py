@@ -32,8 +32,10 @@ def check(loaded: Loaded, out: TextIO = sys.stdout) -> int:
     warnings = [*loaded.warnings, *report.warnings, *loose_modes(settings.data_dir)]
     forwarded = seen(loaded.settings.data_dir) if not loaded.settings.proxy_mode else ""
     if forwarded:
-        warnings.append(f"proxy_mode is off but requests arrived with X-Forwarded-For "
-                        f"({forwarded}): behind a reverse proxy set proxy_mode = True")
+        warnings.append(
+            f"proxy_mode is off but requests arrived with X-Forwarded-For "
+            f"({forwarded}): behind a reverse proxy set proxy_mode = True"
+        )
     if settings.dev_reload:
         warnings.append(dev_warning(settings))
     for warning in warnings:
@@ -41,8 +43,13 @@ def check(loaded: Loaded, out: TextIO = sys.stdout) -> int:
     for note in [*loaded.notes, *inert_note(settings)]:
         print(f"note: {note}", file=out)
     print("", file=out)
-    for line in [*describe_processes(settings), describe_memory(settings),
-                 *describe_stop(settings), _dashboard_line(settings), *report.lines]:
+    for line in [
+        *describe_processes(settings),
+        describe_memory(settings),
+        *describe_stop(settings),
+        _dashboard_line(settings),
+        *report.lines,
+    ]:
         print(line, file=out)
     print("\neffective settings:", file=out)
     for key in SPECS:
@@ -85,19 +92,23 @@ def describe_memory(settings: Settings) -> str:
     """Odoo 15-18 compare virtual size (memory_info().vms in odoo/service/server.py) and set
     RLIMIT_AS to limit_memory_hard; prefork compares resident memory, which is smaller."""
     soft, hard = (_limit(settings.limit_memory_soft), _limit(settings.limit_memory_hard))
-    return (f"memory limits (resident memory, RSS): a worker above {soft} "
-            f"(limit_memory_soft) is recycled after its request, one above {hard} "
-            "(limit_memory_hard) has its request stopped; Odoo 15-18 compare virtual memory "
-            "(VMS) instead, which is larger: the same numbers let a worker grow more here")
+    return (
+        f"memory limits (resident memory, RSS): a worker above {soft} "
+        f"(limit_memory_soft) is recycled after its request, one above {hard} "
+        "(limit_memory_hard) has its request stopped; Odoo 15-18 compare virtual memory "
+        "(VMS) instead, which is larger: the same numbers let a worker grow more here"
+    )
 
 
 def describe_stop(settings: Settings) -> list[str]:
     """What a TERM does, when it is more than the graceful stop."""
     if not settings.drain_delay:
         return []
-    return [f"stop: draining for {settings.drain_delay:g} s (drain_delay): /web/health "
-            f"answers 503 'draining' while requests are still served, then a graceful stop "
-            f"(up to {settings.limit_time_real or 120} s, limit_time_real)"]
+    return [
+        f"stop: draining for {settings.drain_delay:g} s (drain_delay): /web/health "
+        f"answers 503 'draining' while requests are still served, then a graceful stop "
+        f"(up to {settings.limit_time_real or 120} s, limit_time_real)"
+    ]
 
 
 def _limit(size: int) -> str:

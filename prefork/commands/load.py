@@ -33,6 +33,8 @@ def _resolve_auto_workers(loaded: Loaded) -> None:
     machine = detect()
     chosen = plan(machine.cpus, machine.ram)
     loaded.settings = dataclasses.replace(loaded.settings, workers=chosen.workers)
-    loaded.notes.append(f"workers = auto: {chosen.workers} HTTP workers for {machine.cpus} "
-                        f"CPU(s) and {machine.ram >> 20} MiB ({machine.source}): "
-                        f"{chosen.reasons['workers']}")
+    loaded.notes.append(
+        f"workers = auto: {chosen.workers} HTTP workers for {machine.cpus} "
+        f"CPU(s) and {machine.ram >> 20} MiB ({machine.source}): "
+        f"{chosen.reasons['workers']}"
+    )

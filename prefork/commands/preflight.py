@@ -16,7 +16,8 @@ def import_problems(settings: Settings) -> list[str]:
     from prefork.wsgi.loader import DEMO_APP, load_app, load_callable
 
     steps: list[tuple[str, str, Callable[[], object]]] = [
-        ("app", settings.app or DEMO_APP, partial(load_app, settings.app))]
+        ("app", settings.app or DEMO_APP, partial(load_app, settings.app))
+    ]
     if settings.max_cron_threads:
         what, modules = job_modules(settings)
         steps.append((what, ", ".join(modules), partial(load_jobs, settings)))
@@ -34,6 +35,5 @@ def import_problems(settings: Settings) -> list[str]:
             problems.append(str(exc))
         except Exception as exc:  # the user's module raised while it was imported
             first = (str(exc).splitlines() or [""])[0]
-            problems.append(f"{what} {ref!r}: importing it raised {type(exc).__name__}: "
-                            f"{first}")
+            problems.append(f"{what} {ref!r}: importing it raised {type(exc).__name__}: {first}")
     return problems

@@ -44,8 +44,12 @@ def run(loaded: Loaded, argv: Sequence[str], *, stop_after_init: bool = False) -
         for warning in _prepare_data_dir(settings):
             log.warning("%s", warning)
     except OSError as exc:
-        log.error("cannot create data_dir %s: %s; set data_dir (-D) to a directory the "
-                  "server's user may write", settings.data_dir, exc.strerror or exc)
+        log.error(
+            "cannot create data_dir %s: %s; set data_dir (-D) to a directory the "
+            "server's user may write",
+            settings.data_dir,
+            exc.strerror or exc,
+        )
         return 2
     if stop_after_init:
         return initialise(settings)
@@ -83,8 +87,12 @@ def initialise(settings: Settings) -> int:
     if problems:
         return 2
     jobs = (settings.cron_jobs or "the app's module") if settings.max_cron_threads else "none"
-    log.info("initialised (database ready, application %s and jobs (%s) imported); exiting "
-             "as --stop-after-init asks", settings.app or DEMO_APP, jobs)
+    log.info(
+        "initialised (database ready, application %s and jobs (%s) imported); exiting "
+        "as --stop-after-init asks",
+        settings.app or DEMO_APP,
+        jobs,
+    )
     return 0
 
 
@@ -99,8 +107,7 @@ def _serve(loaded: Loaded, argv: Sequence[str]) -> int:
     try:
         app = _load_app(settings)
         if settings.multiprocessing:
-            master = Master(loaded, argv, app, reload=lambda: parse(argv)[1],
-                            database=database)
+            master = Master(loaded, argv, app, reload=lambda: parse(argv)[1], database=database)
             code = master.run()
             handed_over = master.handed_over
             return code
@@ -126,14 +133,17 @@ def _serve(loaded: Loaded, argv: Sequence[str]) -> int:
         database.close(keep_embedded=handed_over)
 
 
-def _serve_threaded(settings: Settings, argv: Sequence[str], app: WSGIApp,
-                    database: DatabaseRuntime) -> int:
+def _serve_threaded(
+    settings: Settings, argv: Sequence[str], app: WSGIApp, database: DatabaseRuntime
+) -> int:
     pool = database.database(settings)
     try:
         postgres = database.target.conninfo if database.target.is_postgres else ""
         if not postgres:
-            log.warning("scheduled jobs and the realtime bus need PostgreSQL: with "
-                        "SQLite no cron thread runs and /websocket is not served")
+            log.warning(
+                "scheduled jobs and the realtime bus need PostgreSQL: with "
+                "SQLite no cron thread runs and /websocket is not served"
+            )
         return ThreadedServer(settings, app, argv, pool, postgres).serve()
     finally:
         pool.close()
@@ -166,5 +176,8 @@ def _prepare_data_dir(settings: Settings) -> list[str]:
 def _report_build() -> None:
     log.info("request path: %s", compiled.build())
     for source in compiled.stale_modules():
-        log.warning("%s changed after it was compiled: the compiled module runs, without "
-                    "the change, until prefork is installed again (pip install -e .)", source)
+        log.warning(
+            "%s changed after it was compiled: the compiled module runs, without "
+            "the change, until prefork is installed again (pip install -e .)",
+            source,
+        )

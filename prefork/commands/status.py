@@ -47,9 +47,20 @@ def cluster_lines(cluster: dict[str, Any]) -> list[str]:
     for host in hosts:
         seen = f"{host['seen_ago']:.0f}s ago" + ("" if host["live"] else " (gone)")
         sessions = f"{host['session_store']} {host['session_location']}".strip()
-        lines.append(_row((f"{host['host']}:{host['http_port']}", str(host["pid"]),
-                           host["version"], host["mode"], sessions,
-                           str(host["connections"]), seen), CLUSTER_WIDTHS))
+        lines.append(
+            _row(
+                (
+                    f"{host['host']}:{host['http_port']}",
+                    str(host["pid"]),
+                    host["version"],
+                    host["mode"],
+                    sessions,
+                    str(host["connections"]),
+                    seen,
+                ),
+                CLUSTER_WIDTHS,
+            )
+        )
     return lines + [f"WARNING cluster: {warning}" for warning in cluster["warnings"]]
 
 
@@ -69,8 +80,11 @@ def render(state: MasterState, now: float) -> list[str]:
     database = state.get("database") or {}
     if database.get("embedded"):
         pid = f" (pid {database['pid']})" if database["pid"] else ""
-        lines += ["", f"embedded PostgreSQL: {database['state']}{pid}, restarted "
-                      f"{database['restarts']} time(s) by the master; its log: {database['log']}"]
+        lines += [
+            "",
+            f"embedded PostgreSQL: {database['state']}{pid}, restarted "
+            f"{database['restarts']} time(s) by the master; its log: {database['log']}",
+        ]
     exits = state["exits"][-10:]
     if exits:
         lines += ["", "recent exits:"]
@@ -83,8 +97,11 @@ def render(state: MasterState, now: float) -> list[str]:
                 line += f", request '{record['request']}'"
             lines.append(line)
     for alert in state.get("alerts", []):
-        lines += ["", f"ALERT {alert['kind']}: {alert['count']} exits in the last "
-                      f"{alert['window']}s, last {alert['reason']}"]
+        lines += [
+            "",
+            f"ALERT {alert['kind']}: {alert['count']} exits in the last "
+            f"{alert['window']}s, last {alert['reason']}",
+        ]
     return lines
 
 
@@ -95,15 +112,23 @@ def _cells(process: ProcessRow, now: float) -> tuple[str, ...]:
     if process.get("sending_clients"):
         request = (f"{request}; " if request else "") + (
             f"sending {mib(process['sending_bytes'])} to "
-            f"{process['sending_clients']} slow reader(s)")
-    return (process["role"], str(process["pid"]), process["state"], mib(process["rss"]),
-            f"{process['cpu']:.1f}", str(process["requests"]),
-            _age(now - process["started_at"]), request)
+            f"{process['sending_clients']} slow reader(s)"
+        )
+    return (
+        process["role"],
+        str(process["pid"]),
+        process["state"],
+        mib(process["rss"]),
+        f"{process['cpu']:.1f}",
+        str(process["requests"]),
+        _age(now - process["started_at"]),
+        request,
+    )
 
 
 def _row(cells: tuple[str, ...], widths: tuple[int, ...] = WIDTHS) -> str:
     padded = [cell.ljust(width) for cell, width in zip(cells, widths, strict=False)]
-    return " ".join(padded + list(cells[len(widths):])).rstrip()
+    return " ".join(padded + list(cells[len(widths) :])).rstrip()
 
 
 def _age(seconds: float) -> str:

@@ -18,8 +18,9 @@ def tune(cpus: int | None, ram: str | None, users: int) -> int:
     try:
         memory = kinds.SIZE.parse(ram) if ram else machine.ram
     except ValueError:
-        print(f"prefork: error: --ram: expected {kinds.SIZE.expected}, got {ram!r}",
-              file=sys.stderr)
+        print(
+            f"prefork: error: --ram: expected {kinds.SIZE.expected}, got {ram!r}", file=sys.stderr
+        )
         return EXIT_USAGE
     if (cpus is not None and cpus < 1) or users < 0:
         print("prefork: error: --cpus must be >= 1 and --users >= 0", file=sys.stderr)

@@ -41,23 +41,37 @@ def _add_option(parser: argparse.ArgumentParser, spec: OptionSpec) -> None:
     meta = argparse.SUPPRESS
     text = spec.help.replace("%", "%%")  # argparse formats help with %: the table's is plain
     if spec.kind is BOOLEAN:
-        parser.add_argument(*spec.flags, dest=spec.key, action="store_const", const="True",
-                            default=meta, help=text)
-        parser.add_argument("--no-" + spec.flags[-1][2:], dest=spec.key, action="store_const",
-                            const="False", default=meta, help=argparse.SUPPRESS)
+        parser.add_argument(
+            *spec.flags, dest=spec.key, action="store_const", const="True", default=meta, help=text
+        )
+        parser.add_argument(
+            "--no-" + spec.flags[-1][2:],
+            dest=spec.key,
+            action="store_const",
+            const="False",
+            default=meta,
+            help=argparse.SUPPRESS,
+        )
     else:
-        parser.add_argument(*spec.flags, dest=spec.key, default=meta,
-                            metavar=spec.key.upper(), help=text)
+        parser.add_argument(
+            *spec.flags, dest=spec.key, default=meta, metavar=spec.key.upper(), help=text
+        )
     for alias in spec.aliases:
-        parser.add_argument("--" + alias.replace("_", "-"), dest="alias:" + alias,
-                            default=meta, help=argparse.SUPPRESS)
+        parser.add_argument(
+            "--" + alias.replace("_", "-"),
+            dest="alias:" + alias,
+            default=meta,
+            help=argparse.SUPPRESS,
+        )
 
 
-ODOO_FLAGS_HELP = ("odoo-bin's flags are accepted too, as Odoo spells them (-i, -u, --load, "
-                   "--db-filter, --xmlrpc-port, ...): those prefork has a meaning for set "
-                   "that option, the others are ignored with a warning; --no-http is refused "
-                   "(prefork always serves HTTP). docs/odoo.md in prefork's source lists "
-                   "them all.")
+ODOO_FLAGS_HELP = (
+    "odoo-bin's flags are accepted too, as Odoo spells them (-i, -u, --load, "
+    "--db-filter, --xmlrpc-port, ...): those prefork has a meaning for set "
+    "that option, the others are ignored with a warning; --no-http is refused "
+    "(prefork always serves HTTP). docs/odoo.md in prefork's source lists "
+    "them all."
+)
 
 
 def _add_odoo_flags(parser: argparse.ArgumentParser) -> None:
@@ -69,8 +83,13 @@ def _add_odoo_flags(parser: argparse.ArgumentParser) -> None:
             if not names:
                 continue  # prefork's own flag: same spelling, same meaning
             dest = f"odoo:{entry.key}:{flag.names[-1]}"
-            parser.add_argument(*names, dest=dest, default=argparse.SUPPRESS,
-                                help=argparse.SUPPRESS, **_odoo_arity(flag))
+            parser.add_argument(
+                *names,
+                dest=dest,
+                default=argparse.SUPPRESS,
+                help=argparse.SUPPRESS,
+                **_odoo_arity(flag),
+            )
 
 
 def _odoo_arity(flag: OdooFlag) -> dict[str, Any]:
@@ -84,29 +103,43 @@ def _odoo_arity(flag: OdooFlag) -> dict[str, Any]:
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", metavar="FILE",
-                        help="configuration file (INI, section [options]); "
-                        "default: $PREFORK_CONFIG")
+    parser.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        help="configuration file (INI, section [options]); default: $PREFORK_CONFIG",
+    )
     for spec in SPECS.values():
         _add_option(parser, spec)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="prefork", description="Application server for WSGI apps with "
-                     "Odoo's multi-processing model.")
+    parser = _Parser(
+        prog="prefork",
+        description="Application server for WSGI apps with Odoo's multi-processing model.",
+    )
     parser.add_argument("--version", action="version", version=f"prefork {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
-    run = sub.add_parser("run", help="start the server (the default command)",
-                         epilog=ODOO_FLAGS_HELP)
-    run.add_argument("app_ref", nargs="?", metavar="APP",
-                     help="WSGI application 'module:callable' (same as --app)")
-    run.add_argument("--stop-after-init", action="store_true",
-                     help="initialise (database reached and migrated, application and "
-                     "jobs imported, log and pidfile opened), then exit: 0, or 2 and why")
+    run = sub.add_parser(
+        "run", help="start the server (the default command)", epilog=ODOO_FLAGS_HELP
+    )
+    run.add_argument(
+        "app_ref",
+        nargs="?",
+        metavar="APP",
+        help="WSGI application 'module:callable' (same as --app)",
+    )
+    run.add_argument(
+        "--stop-after-init",
+        action="store_true",
+        help="initialise (database reached and migrated, application and "
+        "jobs imported, log and pidfile opened), then exit: 0, or 2 and why",
+    )
     _add_common(run)
     _add_odoo_flags(run)
-    check = sub.add_parser("check", help="validate the configuration and show what would start",
-                           epilog=ODOO_FLAGS_HELP)
+    check = sub.add_parser(
+        "check", help="validate the configuration and show what would start", epilog=ODOO_FLAGS_HELP
+    )
     _add_common(check)
     _add_odoo_flags(check)
     status = sub.add_parser("status", help="show the processes of the running server")
@@ -115,8 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     cron = sub.add_parser("cron", help="list, trigger, enable or disable scheduled jobs")
     cron.add_argument("action", choices=("list", "run", "enable", "disable"))
     cron.add_argument("name", nargs="?", help="the job's name (run, enable, disable)")
-    cron.add_argument("--foreground", action="store_true",
-                      help="run: run the job here and now instead of waking a cron worker")
+    cron.add_argument(
+        "--foreground",
+        action="store_true",
+        help="run: run the job here and now instead of waking a cron worker",
+    )
     _add_common(cron)
     tune = sub.add_parser("tune", help="print an [options] block sized for a machine")
     tune.add_argument("--cpus", type=int, help="CPUs (default: this machine's)")
@@ -129,18 +165,29 @@ def build_parser() -> argparse.ArgumentParser:
     site.add_argument("--tls-cert", default="", help="certificate file: serve HTTPS")
     site.add_argument("--tls-key", default="", help="its key file")
     site.add_argument("--tls-listen", type=int, default=443, help="HTTPS port")
-    site.add_argument("--legacy-longpolling", action="store_true",
-                      help="deprecated, no effect: /longpolling (clients of Odoo 15 and "
-                      "older) is always routed")
-    site.add_argument("--upstream", action="append", default=[],
-                      metavar="HOST[:PORT[:REALTIME_PORT]]",
-                      help="a prefork host to balance over (repeat for each; PORT: "
-                      "http_port by default, REALTIME_PORT: gevent_port by default; "
-                      "IPv6 as [::1]:8069); without it, this host alone")
-    site.add_argument("--failover-timeout", type=int, default=FAILOVER_TIMEOUT,
-                      metavar="SECONDS", help="with --upstream: seconds a GET or HEAD waits "
-                      "for its answer before nginx sends it to the next host (default "
-                      f"{FAILOVER_TIMEOUT}); other methods wait limit_time_real + 10 s")
+    site.add_argument(
+        "--legacy-longpolling",
+        action="store_true",
+        help="deprecated, no effect: /longpolling (clients of Odoo 15 and older) is always routed",
+    )
+    site.add_argument(
+        "--upstream",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT[:REALTIME_PORT]]",
+        help="a prefork host to balance over (repeat for each; PORT: "
+        "http_port by default, REALTIME_PORT: gevent_port by default; "
+        "IPv6 as [::1]:8069); without it, this host alone",
+    )
+    site.add_argument(
+        "--failover-timeout",
+        type=int,
+        default=FAILOVER_TIMEOUT,
+        metavar="SECONDS",
+        help="with --upstream: seconds a GET or HEAD waits "
+        "for its answer before nginx sends it to the next host (default "
+        f"{FAILOVER_TIMEOUT}); other methods wait limit_time_real + 10 s",
+    )
     _add_common(site)
     unit = sub.add_parser("systemd", help="print a systemd unit for this configuration")
     unit.add_argument("--user", help="the user to run as (default: the current one)")
@@ -148,8 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(unit)
     bus = sub.add_parser("bus", help="publish a message on the realtime bus")
     bus.add_argument("action", choices=("send",))
-    bus.add_argument("channel", help="the channel to publish on: a name, or a record "
-                     "channel as a JSON list, e.g. '[\"mydb\", \"res.partner\", 7]'")
+    bus.add_argument(
+        "channel",
+        help="the channel to publish on: a name, or a record "
+        'channel as a JSON list, e.g. \'["mydb", "res.partner", 7]\'',
+    )
     bus.add_argument("message", help="the message, as JSON text")
     _add_common(bus)
     return parser
@@ -176,7 +226,7 @@ def _assignments(ns: argparse.Namespace, warnings: list[str]) -> list[Assignment
     items = []
     for dest, raw in vars(ns).items():
         if dest.startswith("alias:"):
-            alias = dest[len("alias:"):]
+            alias = dest[len("alias:") :]
             flag = "--" + alias.replace("_", "-")
             target = ALIASES[alias]
             warnings.append(f"command line: {flag} is deprecated, use {SPECS[target].flags[-1]}")

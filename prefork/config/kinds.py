@@ -92,7 +92,7 @@ def _interface(text: str) -> str:
         if "/" in text:
             raise ValueError(text)
         return text
-    path = text[len(UNIX_PREFIX):]
+    path = text[len(UNIX_PREFIX) :]
     if not path or "\0" in path:
         raise ValueError(text)
     path = os.path.abspath(os.path.expanduser(path))
@@ -133,9 +133,18 @@ def _networks(text: str) -> str:
 # variants set odoo loggers to DEBUG; runbot sets them to 25 (logging.RUNBOT); test and notset
 # have no entry there, so Odoo logs them as info.
 _LOG_LEVELS = {
-    "debug": "debug", "debug_rpc_answer": "debug", "debug_rpc": "debug", "debug_sql": "debug",
-    "info": "info", "test": "info", "notset": "info", "runbot": "runbot",
-    "warn": "warning", "warning": "warning", "error": "error", "critical": "critical",
+    "debug": "debug",
+    "debug_rpc_answer": "debug",
+    "debug_rpc": "debug",
+    "debug_sql": "debug",
+    "info": "info",
+    "test": "info",
+    "notset": "info",
+    "runbot": "runbot",
+    "warn": "warning",
+    "warning": "warning",
+    "error": "error",
+    "critical": "critical",
 }
 
 
@@ -159,8 +168,19 @@ def _sslmode(text: str) -> str:
 # 'all' adds pdb, reload, qweb and xml; werkzeug is Odoo 15's, access Odoo 17+'s (an
 # AccessError logged with its traceback), replica Odoo 18's (the read-only replica used
 # without db_replica_host). prefork acts on reload (and all); the rest load and do nothing.
-DEV_MODE_VALUES = ("all", "reload", "qweb", "xml", "werkzeug", "access", "replica", "pdb",
-                   "ipdb", "pudb", "wdb")
+DEV_MODE_VALUES = (
+    "all",
+    "reload",
+    "qweb",
+    "xml",
+    "werkzeug",
+    "access",
+    "replica",
+    "pdb",
+    "ipdb",
+    "pudb",
+    "wdb",
+)
 
 
 def _dev_mode(text: str) -> str:
@@ -187,16 +207,21 @@ SECONDS = Kind("a number of seconds >= 0", _seconds, unit="seconds")
 SIZE = Kind("a size in bytes, optionally with a suffix K, M or G (e.g. 640M)", _size, unit="bytes")
 BOOLEAN = Kind("True or False", _boolean)
 TEXT = Kind("text", _text)
-INTERFACE = Kind("an IP address, empty (all IPv4 interfaces), or unix:PATH (a Unix socket, "
-                 f"at most {UNIX_PATH_MAX} bytes)", _interface)
+INTERFACE = Kind(
+    "an IP address, empty (all IPv4 interfaces), or unix:PATH (a Unix socket, "
+    f"at most {UNIX_PATH_MAX} bytes)",
+    _interface,
+)
 FILE_MODE = Kind("an octal file mode such as 0660", _file_mode)
 APP = Kind("a WSGI application as 'module:callable'", _app_ref)
 SESSION_STORE = Kind("file, memory, or a Redis URL (redis://host:port/db)", _session_store)
-NETWORKS = Kind("comma-separated addresses or networks (127.0.0.1, 10.0.0.0/8, ::1)",
-                _networks)
+NETWORKS = Kind("comma-separated addresses or networks (127.0.0.1, 10.0.0.0/8, ::1)", _networks)
 HOOK = Kind("a Python callable as 'module:callable'", _app_ref)
-LOG_LEVEL = Kind("one of debug, info, warning, error, critical (or Odoo's debug_rpc_answer, "
-                 "debug_rpc, debug_sql, runbot, test, notset, warn)", _log_level)
+LOG_LEVEL = Kind(
+    "one of debug, info, warning, error, critical (or Odoo's debug_rpc_answer, "
+    "debug_rpc, debug_sql, runbot, test, notset, warn)",
+    _log_level,
+)
 SSLMODE = Kind("one of " + ", ".join(_SSLMODES), _sslmode)
 DEV_MODE = Kind("a comma-separated list of " + ", ".join(DEV_MODE_VALUES), _dev_mode)
 DB_URI = Kind("a postgresql://... URI or sqlite:///path (sqlite:////absolute/path)", _db_uri)

@@ -59,8 +59,11 @@ def load_settings(
     return Loaded(settings, path, warnings, sources, notes)
 
 
-def resolve(layers: list[list[Assignment]], sources: dict[str, str] | None = None,
-            notes: list[str] | None = None) -> Settings:
+def resolve(
+    layers: list[list[Assignment]],
+    sources: dict[str, str] | None = None,
+    notes: list[str] | None = None,
+) -> Settings:
     """Apply layers over the defaults, each later layer overriding the earlier ones.
 
     `sources`, when given, receives where each non-default value came from; `notes`, the
@@ -82,8 +85,9 @@ def resolve(layers: list[list[Assignment]], sources: dict[str, str] | None = Non
     return dataclasses.replace(settings, data_dir=os.path.expanduser(settings.data_dir))
 
 
-def one_name_per_option(layer: list[Assignment], warnings: list[str], *,
-                        in_order: bool = True) -> list[Assignment]:
+def one_name_per_option(
+    layer: list[Assignment], warnings: list[str], *, in_order: bool = True
+) -> list[Assignment]:
     """Where a layer gives one option under two names (xmlrpc_port and http_port, as files
     that Odoo rewrote over the years do), keep one, as Odoo does: a value equal to the
     option's default or to the other name's says nothing (Odoo 19 `_warn_deprecated_options`:
@@ -97,14 +101,19 @@ def one_name_per_option(layer: list[Assignment], warnings: list[str], *,
         own = [item for item in layer if item.key == key and not item.via]
         if not own:
             continue
-        drop = _loser(own[-1], old[-1], layer.index(old[-1]) > layer.index(own[-1])
-                      if in_order else None, warnings)
+        drop = _loser(
+            own[-1],
+            old[-1],
+            layer.index(old[-1]) > layer.index(own[-1]) if in_order else None,
+            warnings,
+        )
         kept = [item for item in kept if item.key != key or item.via != drop.via]
     return kept
 
 
-def _loser(own: Assignment, old: Assignment, old_is_later: bool | None,
-           warnings: list[str]) -> Assignment:
+def _loser(
+    own: Assignment, old: Assignment, old_is_later: bool | None, warnings: list[str]
+) -> Assignment:
     """The one to drop; `old_is_later` None: no order, the option's own name wins."""
     default = SPECS[own.key].default
     own_value, old_value = _convert(own), _convert(old)
@@ -113,12 +122,13 @@ def _loser(own: Assignment, old: Assignment, old_is_later: bool | None,
     if own_value == default:
         return own
     if old_is_later is None:
-        warnings.append(f"{old.where}: {old.label} is ignored: {own.label} also sets "
-                        f"{own.key!r}")
+        warnings.append(f"{old.where}: {old.label} is ignored: {own.label} also sets {own.key!r}")
         return old
     earlier, later = (own, old) if old_is_later else (old, own)
-    warnings.append(f"{earlier.where}: {earlier.label} is overridden by {later.label} "
-                    f"({later.where}): both set {own.key!r}, the later line wins, as in Odoo")
+    warnings.append(
+        f"{earlier.where}: {earlier.label} is overridden by {later.label} "
+        f"({later.where}): both set {own.key!r}, the later line wins, as in Odoo"
+    )
     return earlier
 
 
@@ -136,13 +146,17 @@ def memory_defaults(values: dict[str, Any], origin: dict[str, str]) -> list[str]
     if hard in values and soft not in values and 0 < values[hard] < SPECS[soft].default:
         values[soft] = values[hard] * num // den
         origin[soft] = "default: 80% of limit_memory_hard"
-        return [f"limit_memory_soft not set: {in_mib(values[soft])} (80% of limit_memory_hard "
-                f"{in_mib(values[hard])}) instead of its default {in_mib(SPECS[soft].default)}"]
+        return [
+            f"limit_memory_soft not set: {in_mib(values[soft])} (80% of limit_memory_hard "
+            f"{in_mib(values[hard])}) instead of its default {in_mib(SPECS[soft].default)}"
+        ]
     if soft in values and hard not in values and values[soft] > SPECS[hard].default:
         values[hard] = values[soft] * den // num
         origin[hard] = "default: 125% of limit_memory_soft"
-        return [f"limit_memory_hard not set: {in_mib(values[hard])} (125% of limit_memory_soft "
-                f"{in_mib(values[soft])}) instead of its default {in_mib(SPECS[hard].default)}"]
+        return [
+            f"limit_memory_hard not set: {in_mib(values[hard])} (125% of limit_memory_soft "
+            f"{in_mib(values[soft])}) instead of its default {in_mib(SPECS[hard].default)}"
+        ]
     return []
 
 
@@ -199,16 +213,16 @@ def _canonical_key(key: str, raw: str, where: str, warnings: list[str]) -> str |
     return None
 
 
-def odoo_target(entry: OdooKey, raw: str, where: str, warnings: list[str],
-                name: str) -> str | None:
+def odoo_target(entry: OdooKey, raw: str, where: str, warnings: list[str], name: str) -> str | None:
     """The prefork option an Odoo key or flag (`name`: how messages call it) sets, per the
     Odoo table; None when it sets none."""
     if entry.status == TRUE_ONLY:
         try:
             enabled = BOOLEAN.parse(raw)
         except ValueError:
-            raise ConfigError(f"option {name}: expected True or False, got {raw!r}",
-                              where=where) from None
+            raise ConfigError(
+                f"option {name}: expected True or False, got {raw!r}", where=where
+            ) from None
         if not enabled:
             given = f"{name} ({entry.key} = False)" if name.startswith("-") else f"{name} = False"
             raise ConfigError(f"option {given} is not supported: {entry.note}", where=where)
@@ -229,14 +243,16 @@ def _unknown_key(key: str, where: str, warnings: list[str]) -> None:
     close = difflib.get_close_matches(key, known, n=1, cutoff=TYPO_CUTOFF)
     if close:
         raise ConfigError(f"unknown option {key!r}; did you mean {close[0]!r}?", where=where)
-    warnings.append(f"{where}: unknown option {key!r} (neither prefork's nor Odoo's; an "
-                    "addon's?) is ignored")
+    warnings.append(
+        f"{where}: unknown option {key!r} (neither prefork's nor Odoo's; an addon's?) is ignored"
+    )
 
 
 def _env_layer(environ: Mapping[str, str]) -> list[Assignment]:
     return [
-        Assignment(spec.key, environ[spec.env], f"environment variable {spec.env}",
-                   f"option {spec.key!r}")
+        Assignment(
+            spec.key, environ[spec.env], f"environment variable {spec.env}", f"option {spec.key!r}"
+        )
         for spec in SPECS.values()
         if spec.env in environ
     ]
@@ -272,9 +288,13 @@ def _check_consistency(settings: Settings, origin: dict[str, str]) -> None:
     if settings.multiprocessing and settings.session_store == "memory":
         raise ConfigError(MEMORY_SESSIONS_REFUSED)
     if settings.multiprocessing and settings.preload_app and settings.dev_reload:
-        raise ConfigError(DEV_PRELOAD_REFUSED.format(
-            dev=settings.dev_mode, dev_from=origin.get("dev_mode", "default"),
-            preload_from=origin.get("preload_app", "default")))
+        raise ConfigError(
+            DEV_PRELOAD_REFUSED.format(
+                dev=settings.dev_mode,
+                dev_from=origin.get("dev_mode", "default"),
+                preload_from=origin.get("preload_app", "default"),
+            )
+        )
     soft, hard = settings.limit_memory_soft, settings.limit_memory_hard
     if hard and soft > hard:  # a hard limit of 0 is none (as in Odoo)
         raise ConfigError(
@@ -283,4 +303,3 @@ def _check_consistency(settings: Settings, origin: dict[str, str]) -> None:
             f"'limit_memory_hard' ({hard} bytes, {in_mib(hard)}, from "
             f"{origin.get('limit_memory_hard', 'default')})"
         )
-

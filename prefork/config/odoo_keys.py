@@ -21,10 +21,10 @@ MAPPED = "mapped"
 TRUE_ONLY = "true only"
 IGNORED = "ignored"
 
-VALUE = "value"        # --flag VALUE
-NONE = "none"          # --flag
+VALUE = "value"  # --flag VALUE
+NONE = "none"  # --flag
 OPTIONAL = "optional"  # --flag [VALUE] (Odoo 19's --without-demo)
-REPEAT = "repeat"      # --flag VALUE, repeatable
+REPEAT = "repeat"  # --flag VALUE, repeatable
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,10 @@ def ignored(key: str, note: str, flags: str = "") -> OdooKey:
     return OdooKey(key, IGNORED, "", note, _flags(flags))
 
 
-_NO_HTTP = ("prefork always runs its HTTP service: Odoo's False (no HTTP workers nor gevent "
-            "worker, cron only) is refused rather than silently serving")
+_NO_HTTP = (
+    "prefork always runs its HTTP service: Odoo's False (no HTTP workers nor gevent "
+    "worker, cron only) is refused rather than silently serving"
+)
 _ODOO_MODULES = "Odoo's module loading; prefork serves one WSGI application (app)"
 _ODOO_TESTS = "Odoo's test runner"
 _ODOO_I18N = "Odoo's translation tools"
@@ -86,40 +88,69 @@ ODOO_KEYS: tuple[OdooKey, ...] = (
     # -- processes and limits
     same("workers", "--workers"),
     same("max_cron_threads", "--max-cron-threads"),
-    same("limit_memory_soft", "--limit-memory-soft",
-         "Odoo measures virtual memory (VMS), prefork resident memory (RSS)"),
-    same("limit_memory_hard", "--limit-memory-hard",
-         "Odoo measures virtual memory (VMS, and RLIMIT_AS), prefork resident memory (RSS)"),
+    same(
+        "limit_memory_soft",
+        "--limit-memory-soft",
+        "Odoo measures virtual memory (VMS), prefork resident memory (RSS)",
+    ),
+    same(
+        "limit_memory_hard",
+        "--limit-memory-hard",
+        "Odoo measures virtual memory (VMS, and RLIMIT_AS), prefork resident memory (RSS)",
+    ),
     same("limit_memory_soft_gevent", "--limit-memory-soft-gevent"),
     same("limit_memory_hard_gevent", "--limit-memory-hard-gevent"),
     same("limit_time_cpu", "--limit-time-cpu"),
     same("limit_time_real", "--limit-time-real"),
     same("limit_time_real_cron", "--limit-time-real-cron"),
-    same("limit_time_worker_cron", "--limit-time-worker-cron",
-         "Odoo 18+: a cron worker's lifetime, after which it is recycled between jobs"),
+    same(
+        "limit_time_worker_cron",
+        "--limit-time-worker-cron",
+        "Odoo 18+: a cron worker's lifetime, after which it is recycled between jobs",
+    ),
     same("limit_request", "--limit-request"),
     # -- network
     same("http_interface", "--http-interface"),
     same("http_port", "-p --http-port"),
     same("gevent_port", "--gevent-port"),
-    mapped("longpolling_port", "gevent_port",
-           "Odoo 15's name (deprecated alias from Odoo 16)", "--longpolling-port"),
-    mapped("xmlrpc_port", "http_port",
-           "Odoo <= 10's name, read by Odoo 15-18; http_port wins when both are set",
-           "--xmlrpc-port"),
-    mapped("xmlrpc_interface", "http_interface",
-           "Odoo <= 10's name, read by Odoo 15-18; http_interface wins when both are set",
-           "--xmlrpc-interface"),
-    OdooKey("http_enable", TRUE_ONLY, "", _NO_HTTP,
-            (OdooFlag(("--no-http",), NONE, "False"),)),
-    OdooKey("xmlrpc", TRUE_ONLY, "", "Odoo <= 10's name of http_enable; " + _NO_HTTP,
-            (OdooFlag(("--no-xmlrpc",), NONE, "False"),)),
+    mapped(
+        "longpolling_port",
+        "gevent_port",
+        "Odoo 15's name (deprecated alias from Odoo 16)",
+        "--longpolling-port",
+    ),
+    mapped(
+        "xmlrpc_port",
+        "http_port",
+        "Odoo <= 10's name, read by Odoo 15-18; http_port wins when both are set",
+        "--xmlrpc-port",
+    ),
+    mapped(
+        "xmlrpc_interface",
+        "http_interface",
+        "Odoo <= 10's name, read by Odoo 15-18; http_interface wins when both are set",
+        "--xmlrpc-interface",
+    ),
+    OdooKey("http_enable", TRUE_ONLY, "", _NO_HTTP, (OdooFlag(("--no-http",), NONE, "False"),)),
+    OdooKey(
+        "xmlrpc",
+        TRUE_ONLY,
+        "",
+        "Odoo <= 10's name of http_enable; " + _NO_HTTP,
+        (OdooFlag(("--no-xmlrpc",), NONE, "False"),),
+    ),
     same("proxy_mode", "--proxy-mode!"),
-    ignored("x_sendfile", "prefork serves files through the application (no X-Accel-Redirect)",
-            "--x-sendfile!"),
+    ignored(
+        "x_sendfile",
+        "prefork serves files through the application (no X-Accel-Redirect)",
+        "--x-sendfile!",
+    ),
     # -- realtime
-    mapped("websocket_keep_alive_timeout", "websocket_lifetime",
-           "Odoo 17+: seconds after which a websocket is closed (4002, +/-10%); same meaning"),
+    mapped(
+        "websocket_keep_alive_timeout",
+        "websocket_lifetime",
+        "Odoo 17+: seconds after which a websocket is closed (4002, +/-10%); same meaning",
+    ),
     same("websocket_rate_limit_burst", note="Odoo 17+'s websocket rate limiter"),
     same("websocket_rate_limit_delay", note="Odoo 17+'s websocket rate limiter"),
     # -- database
@@ -131,12 +162,21 @@ ODOO_KEYS: tuple[OdooKey, ...] = (
     same("db_sslmode", "--db_sslmode"),
     same("db_maxconn", "--db_maxconn"),
     same("db_maxconn_gevent", "--db_maxconn_gevent"),
-    ignored("db_replica_host", "Odoo 18+'s read-only replica; prefork uses one database",
-            "--db_replica_host"),
-    ignored("db_replica_port", "Odoo 18+'s read-only replica; prefork uses one database",
-            "--db_replica_port"),
-    ignored("db_app_name", "Odoo 19's application_name; prefork's connections keep libpq's",
-            "--db_app_name"),
+    ignored(
+        "db_replica_host",
+        "Odoo 18+'s read-only replica; prefork uses one database",
+        "--db_replica_host",
+    ),
+    ignored(
+        "db_replica_port",
+        "Odoo 18+'s read-only replica; prefork uses one database",
+        "--db_replica_port",
+    ),
+    ignored(
+        "db_app_name",
+        "Odoo 19's application_name; prefork's connections keep libpq's",
+        "--db_app_name",
+    ),
     ignored("db_template", "Odoo's database creation", "--db-template"),
     ignored("pg_path", "Odoo's pg_dump/pg_restore for backups", "--pg_path"),
     ignored("dbfilter", _ODOO_WEB, "--db-filter"),
@@ -145,11 +185,17 @@ ODOO_KEYS: tuple[OdooKey, ...] = (
     same("data_dir", "-D --data-dir"),
     same("pidfile", "--pidfile"),
     same("logfile", "--logfile"),
-    same("log_level", "--log-level",
-         "Odoo's levels too: debug_rpc_answer, debug_rpc, debug_sql -> debug; runbot -> 25; "
-         "test, notset -> info (Odoo maps them to no logger level); warn -> warning"),
-    ignored("log_handler", _ODOO_LOGS,
-            "--log-handler* | --log-web! | --log-sql! | --log-request! | --log-response!"),
+    same(
+        "log_level",
+        "--log-level",
+        "Odoo's levels too: debug_rpc_answer, debug_rpc, debug_sql -> debug; runbot -> 25; "
+        "test, notset -> info (Odoo maps them to no logger level); warn -> warning",
+    ),
+    ignored(
+        "log_handler",
+        _ODOO_LOGS,
+        "--log-handler* | --log-web! | --log-sql! | --log-request! | --log-response!",
+    ),
     ignored("log_db", _ODOO_LOGS, "--log-db"),
     ignored("log_db_level", _ODOO_LOGS, "--log-db-level"),
     ignored("syslog", _ODOO_LOGS, "--syslog!"),
@@ -158,11 +204,18 @@ ODOO_KEYS: tuple[OdooKey, ...] = (
     ignored("screencasts", _ODOO_TESTS, "--screencasts"),
     ignored("screenshots", _ODOO_TESTS, "--screenshots"),
     # -- development
-    same("dev_mode", "--dev", "prefork acts on reload (and all, which includes it): a code "
-         "change replaces the workers; Odoo's other features are accepted and do nothing"),
+    same(
+        "dev_mode",
+        "--dev",
+        "prefork acts on reload (and all, which includes it): a code "
+        "change replaces the workers; Odoo's other features are accepted and do nothing",
+    ),
     # -- operations
-    same("admin_passwd", note="Odoo: the database manager's master password; prefork: the "
-         "dashboard's when dashboard_password is empty, never Odoo's default 'admin'"),
+    same(
+        "admin_passwd",
+        note="Odoo: the database manager's master password; prefork: the "
+        "dashboard's when dashboard_password is empty, never Odoo's default 'admin'",
+    ),
     # -- Odoo's modules and ORM
     ignored("addons_path", _ODOO_MODULES, "--addons-path"),
     ignored("upgrade_path", _ODOO_MODULES, "--upgrade-path"),

@@ -66,8 +66,7 @@ codes, rate limit, version check) is in the deployment guide's
 
 
 def _flag(flag: OdooFlag) -> str:
-    suffix = {NONE: "", OPTIONAL: " [VALUE]", REPEAT: " VALUE (repeatable)"}.get(
-        flag.arg, " VALUE")
+    suffix = {NONE: "", OPTIONAL: " [VALUE]", REPEAT: " VALUE (repeatable)"}.get(flag.arg, " VALUE")
     return ", ".join(f"`{name}`" for name in flag.names) + suffix
 
 

@@ -49,7 +49,7 @@ def without_password(url: str) -> str:
     colon = url.find(":", start, at)
     if colon < 0:
         return url
-    return url[:colon + 1] + HIDDEN + url[at:]
+    return url[: colon + 1] + HIDDEN + url[at:]
 
 
 def url_host_only(url: str) -> str:

@@ -31,8 +31,8 @@ log = logging.getLogger("prefork.cron")
 
 # Longer than the master's grace (servers/supervision.py CRON_GRACE, 5 s) before it kills a cron
 # worker past its limit: on a live host the kill, which ends the lease at once, comes first.
-GRACE = 10              # seconds past limit_time_real_cron before PostgreSQL ends a lease
-UNLIMITED_LEASE = 60    # seconds: the lease of a job without a time limit, renewed while it runs
+GRACE = 10  # seconds past limit_time_real_cron before PostgreSQL ends a lease
+UNLIMITED_LEASE = 60  # seconds: the lease of a job without a time limit, renewed while it runs
 RENEWALS_PER_LEASE = 3  # a renewal may be late twice before the lease is lost
 
 
@@ -41,18 +41,24 @@ def lease_seconds(limit: int) -> int:
     return limit + GRACE if limit else UNLIMITED_LEASE
 
 
-def set_session_timeouts(conn: Any, *, idle_in_transaction: float,
-                         statement: float = 0) -> None:
+def set_session_timeouts(conn: Any, *, idle_in_transaction: float, statement: float = 0) -> None:
     """Session-level timeouts in seconds (0 = none), kept for the connection's life."""
-    roles.apply(conn, {"idle_in_transaction_session_timeout": roles.millis(idle_in_transaction),
-                       "statement_timeout": roles.millis(statement)})
+    roles.apply(
+        conn,
+        {
+            "idle_in_transaction_session_timeout": roles.millis(idle_in_transaction),
+            "statement_timeout": roles.millis(statement),
+        },
+    )
 
 
 def bound_idle_in_transaction(conn: Any, seconds: float) -> None:
     """For the rest of the current transaction only: PostgreSQL ends the session when the
     transaction waits longer than `seconds` for its client."""
-    conn.execute("SELECT set_config('idle_in_transaction_session_timeout', %s, true)",
-                 (roles.millis(seconds),))
+    conn.execute(
+        "SELECT set_config('idle_in_transaction_session_timeout', %s, true)",
+        (roles.millis(seconds),),
+    )
 
 
 class Lease:
@@ -96,6 +102,8 @@ class Lease:
                 if self._stopped.is_set():
                     return
                 if self.confirm():
-                    log.warning("cron lease lost while its job runs (%s); the job will be "
-                                "rolled back", self.lost)
+                    log.warning(
+                        "cron lease lost while its job runs (%s); the job will be rolled back",
+                        self.lost,
+                    )
                     return

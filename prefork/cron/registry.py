@@ -22,8 +22,9 @@ class Job:
 REGISTRY: dict[str, Job] = {}
 
 
-def cron(expression: str = "", *, every: str = "", name: str = "",
-         priority: int = 10) -> Callable[[JobFunction], JobFunction]:
+def cron(
+    expression: str = "", *, every: str = "", name: str = "", priority: int = 10
+) -> Callable[[JobFunction], JobFunction]:
     """Declare a scheduled job: @cron("*/5 * * * *") or @cron(every="10m").
 
     The function receives a JobContext: `ctx.conn` (a connection in the job's transaction,

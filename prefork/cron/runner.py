@@ -52,7 +52,7 @@ from prefork.usercode import import_user_module
 
 log = logging.getLogger("prefork.cron")
 
-WAIT_SLICE = 1.0        # seconds: the longest the loop waits without checking stop / beating
+WAIT_SLICE = 1.0  # seconds: the longest the loop waits without checking stop / beating
 RECONNECT_DELAY = 2.0
 
 
@@ -69,8 +69,9 @@ class CronHooks(Protocol):
 class JobContext:
     """What a job function receives."""
 
-    def __init__(self, conn: Any, name: str, report: Callable[[str], None],
-                 settings: Settings | None = None) -> None:
+    def __init__(
+        self, conn: Any, name: str, report: Callable[[str], None], settings: Settings | None = None
+    ) -> None:
         self.conn = conn
         self.name = name
         self.settings = settings  # the server's configuration
@@ -113,13 +114,24 @@ def cron_limits(settings: Settings) -> tuple[int, int]:
 
 
 def policy_of(settings: Settings) -> Policy:
-    return Policy(settings.cron_max_failures, settings.cron_failure_window,
-                  settings.cron_retry_delay, settings.cron_catch_up)
+    return Policy(
+        settings.cron_max_failures,
+        settings.cron_failure_window,
+        settings.cron_retry_delay,
+        settings.cron_catch_up,
+    )
 
 
 class CronRunner:
-    def __init__(self, conninfo: str, settings: Settings, jobs: dict[str, Job], worker: str,
-                 hooks: CronHooks, should_stop: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        settings: Settings,
+        jobs: dict[str, Job],
+        worker: str,
+        hooks: CronHooks,
+        should_stop: Callable[[], bool],
+    ) -> None:
         self.conninfo = conninfo
         self.settings = settings
         self.jobs = jobs
@@ -142,8 +154,9 @@ class CronRunner:
             return
         try:
             for role in ("lock", "job", "listen"):
-                self._conns[role] = roles.connect(self.conninfo, roles.CRON,
-                                                  autocommit=role != "lock")
+                self._conns[role] = roles.connect(
+                    self.conninfo, roles.CRON, autocommit=role != "lock"
+                )
             self._conns["listen"].execute(f"LISTEN {CHANNEL}")
             self._set_timeouts()
         except psycopg.Error:
@@ -155,8 +168,11 @@ class CronRunner:
         transaction (and its row locks), which a healthy job never keeps idle that long."""
         set_session_timeouts(self._conns["lock"], idle_in_transaction=self.lease_length)
         if self.limit:
-            set_session_timeouts(self._conns["job"], idle_in_transaction=self.lease_length,
-                                 statement=self.lease_length)
+            set_session_timeouts(
+                self._conns["job"],
+                idle_in_transaction=self.lease_length,
+                statement=self.lease_length,
+            )
 
     def close(self) -> None:
         conns, self._conns = self._conns, {}
@@ -192,8 +208,9 @@ class CronRunner:
 
     def _database_lost(self, exc: Exception) -> None:
         self.close()
-        self._unavailable.warning("%s: database unavailable, retrying: %s", self.worker,
-                                  one_line(exc))
+        self._unavailable.warning(
+            "%s: database unavailable, retrying: %s", self.worker, one_line(exc)
+        )
         deadline = time.monotonic() + RECONNECT_DELAY
         while not self.should_stop() and time.monotonic() < deadline:
             self.hooks.beat()
@@ -224,9 +241,16 @@ class CronRunner:
             lock.rollback()
             self.unknown.add(claim.name)
         elif not start_run(self._conns["job"], claim, self.worker):
-            self._finish(claim, Outcome("lost", 0.0, "this slot already lost its attempts "
-                                                      "(workers that died or lost their "
-                                                      "lease); not started again"))
+            self._finish(
+                claim,
+                Outcome(
+                    "lost",
+                    0.0,
+                    "this slot already lost its attempts "
+                    "(workers that died or lost their "
+                    "lease); not started again",
+                ),
+            )
         else:
             self._run_leased(claim)
         return claim.name
@@ -245,8 +269,7 @@ class CronRunner:
         job = self.jobs[claim.name]
         timer = None
         if self.limit:
-            timer = threading.Timer(self.limit, self._timed_out,
-                                    (claim, lease, time.monotonic()))
+            timer = threading.Timer(self.limit, self._timed_out, (claim, lease, time.monotonic()))
             timer.daemon = True
             timer.start()
         self.hooks.job_started(claim.name)
@@ -254,9 +277,14 @@ class CronRunner:
         conn = self._conns["job"]
         try:
             with conn.transaction():
-                job.function(JobContext(conn, claim.name,
-                                        lambda text: self.hooks.progress(claim.name, text),
-                                        self.settings))
+                job.function(
+                    JobContext(
+                        conn,
+                        claim.name,
+                        lambda text: self.hooks.progress(claim.name, text),
+                        self.settings,
+                    )
+                )
                 self._fence(claim, conn, lease)
             return Outcome("ok", time.monotonic() - started)
         except LeaseLost as exc:
@@ -295,8 +323,13 @@ class CronRunner:
         return self._lost(claim, elapsed, why)
 
     def _lost(self, claim: Claim, elapsed: float, why: str) -> Outcome:
-        log.error("cron job %r lost its lease after %.1fs (%s); rolled back, not committed: "
-                  "another worker may run its slot", claim.name, elapsed, why)
+        log.error(
+            "cron job %r lost its lease after %.1fs (%s); rolled back, not committed: "
+            "another worker may run its slot",
+            claim.name,
+            elapsed,
+            why,
+        )
         return Outcome("lost", elapsed, f"lease lost: {why}; rolled back, not committed")
 
     def _finish(self, claim: Claim, outcome: Outcome, lease: Lease | None = None) -> bool:
@@ -326,11 +359,18 @@ class CronRunner:
             return finish(self._conns["lock"], claim, outcome, self.policy)
         except psycopg.Error as exc:
             lease.lost = f"its lock connection failed: {one_line(exc)}"
-        log.error("cron job %r: %s; not rescheduled, its slot may run again", claim.name,
-                  lease.lost)
-        self._record_run(claim, Outcome(outcome.status, outcome.duration, (
-            f"{outcome.error}\n" if outcome.error else "") + f"not rescheduled ({lease.lost}):"
-            " its slot may run again"))
+        log.error(
+            "cron job %r: %s; not rescheduled, its slot may run again", claim.name, lease.lost
+        )
+        self._record_run(
+            claim,
+            Outcome(
+                outcome.status,
+                outcome.duration,
+                (f"{outcome.error}\n" if outcome.error else "") + f"not rescheduled ({lease.lost}):"
+                " its slot may run again",
+            ),
+        )
         return None
 
     def _record_run(self, claim: Claim, outcome: Outcome) -> None:
@@ -348,8 +388,9 @@ class CronRunner:
             with roles.connect(self.conninfo, roles.CRON, autocommit=True) as conn:
                 record_run(conn, claim, outcome)
         except psycopg.Error as exc:  # the next claim of the job closes it as lost
-            log.warning("cron job %r: its attempt could not be recorded: %s", claim.name,
-                        one_line(exc))
+            log.warning(
+                "cron job %r: its attempt could not be recorded: %s", claim.name, one_line(exc)
+            )
 
     def _timed_out(self, claim: Claim, lease: Lease, started: float) -> None:
         elapsed = time.monotonic() - started
@@ -360,13 +401,15 @@ class CronRunner:
         if lost:
             outcome = self._lost(claim, elapsed, lost)
         else:
-            outcome = Outcome("timeout", elapsed,
-                              f"ran {elapsed:.1f}s > limit_time_real_cron {self.limit}s")
+            outcome = Outcome(
+                "timeout", elapsed, f"ran {elapsed:.1f}s > limit_time_real_cron {self.limit}s"
+            )
         if not self._finish(claim, outcome, lease):
             return
         if not lost:
-            log.error("cron job %r stopped: %s; rescheduled for its next slot", claim.name,
-                      outcome.error)
+            log.error(
+                "cron job %r stopped: %s; rescheduled for its next slot", claim.name, outcome.error
+            )
         self.hooks.timed_out(claim.name)
 
 

@@ -18,8 +18,8 @@ class ScheduleError(ValueError):
 
 @dataclass(frozen=True)
 class Schedule:
-    expression: str = ""   # five-field cron expression, or
-    interval: int = 0      # seconds between runs
+    expression: str = ""  # five-field cron expression, or
+    interval: int = 0  # seconds between runs
 
     @classmethod
     def parse(cls, expression: str = "", every: str = "") -> Schedule:

@@ -61,28 +61,39 @@ def sync_jobs(conn: Any, jobs: Iterable[Job], *, complete: bool = True) -> None:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (SYNC_LOCK_KEY,))
         now = conn.execute("SELECT now()").fetchone()[0]
-        known = {row[0]: (row[1], row[2], row[3]) for row in conn.execute(
-            "SELECT name, schedule, priority, declared FROM prefork.cron_job")}
+        known = {
+            row[0]: (row[1], row[2], row[3])
+            for row in conn.execute(
+                "SELECT name, schedule, priority, declared FROM prefork.cron_job"
+            )
+        }
         declared = set()
         for job in jobs:
             declared.add(job.name)
             schedule = str(job.schedule)
             current = known.get(job.name)
             if current is None:
-                conn.execute("INSERT INTO prefork.cron_job (name, schedule, priority, next_run) "
-                             "VALUES (%s, %s, %s, %s)", (job.name, schedule, job.priority,
-                                                         job.schedule.next_after(now)))
+                conn.execute(
+                    "INSERT INTO prefork.cron_job (name, schedule, priority, next_run) "
+                    "VALUES (%s, %s, %s, %s)",
+                    (job.name, schedule, job.priority, job.schedule.next_after(now)),
+                )
             elif current[0] != schedule:
-                conn.execute("UPDATE prefork.cron_job SET schedule = %s, priority = %s, "
-                             "declared = true, next_run = %s WHERE name = %s",
-                             (schedule, job.priority, job.schedule.next_after(now), job.name))
+                conn.execute(
+                    "UPDATE prefork.cron_job SET schedule = %s, priority = %s, "
+                    "declared = true, next_run = %s WHERE name = %s",
+                    (schedule, job.priority, job.schedule.next_after(now), job.name),
+                )
             elif current[1:] != (job.priority, True):
-                conn.execute("UPDATE prefork.cron_job SET priority = %s, declared = true "
-                             "WHERE name = %s", (job.priority, job.name))
+                conn.execute(
+                    "UPDATE prefork.cron_job SET priority = %s, declared = true WHERE name = %s",
+                    (job.priority, job.name),
+                )
         gone = [name for name, row in known.items() if row[2] and name not in declared]
         if gone and complete:
-            conn.execute("UPDATE prefork.cron_job SET declared = false WHERE name = ANY(%s)",
-                         (gone,))
+            conn.execute(
+                "UPDATE prefork.cron_job SET declared = false WHERE name = ANY(%s)", (gone,)
+            )
 
 
 def claim_due(lock_conn: Any, unknown: Iterable[str] = ()) -> Claim | None:
@@ -92,15 +103,18 @@ def claim_due(lock_conn: Any, unknown: Iterable[str] = ()) -> Claim | None:
         "SELECT name, schedule, next_run, now(), failures, first_failure "
         "FROM prefork.cron_job WHERE active AND declared AND next_run <= now() "
         "AND name <> ALL(%s) ORDER BY priority, next_run LIMIT 1 FOR UPDATE SKIP LOCKED",
-        (list(unknown),)).fetchone()
+        (list(unknown),),
+    ).fetchone()
     if row is None:
         lock_conn.rollback()
         return None
     return Claim(row[0], Schedule.from_text(row[1]), row[2], row[3], row[4], row[5])
 
 
-ORPHAN = ("its worker stopped renewing the lease before the attempt finished (it died, "
-          "froze, or lost the database); found unfinished when the job was claimed again")
+ORPHAN = (
+    "its worker stopped renewing the lease before the attempt finished (it died, "
+    "froze, or lost the database); found unfinished when the job was claimed again"
+)
 
 
 def start_run(job_conn: Any, claim: Claim, worker: str) -> bool:
@@ -114,8 +128,8 @@ def start_run(job_conn: Any, claim: Claim, worker: str) -> bool:
         "INSERT INTO prefork.cron_run (job, slot, worker) SELECT %s, %s, %s "
         "WHERE (SELECT count(*) FROM prefork.cron_run WHERE job = %s AND slot = %s "
         "AND (finished_at IS NULL OR status = 'lost')) < %s RETURNING id",
-        (ORPHAN, claim.name, claim.name, claim.slot, worker, claim.name, claim.slot,
-         MAX_ATTEMPTS)).fetchone()
+        (ORPHAN, claim.name, claim.name, claim.slot, worker, claim.name, claim.slot, MAX_ATTEMPTS),
+    ).fetchone()
     if row is None:
         return False
     claim.run_id = row[0]
@@ -124,7 +138,7 @@ def start_run(job_conn: Any, claim: Claim, worker: str) -> bool:
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str            # ok, failed, timeout, lost
+    status: str  # ok, failed, timeout, lost
     duration: float
     error: str = ""
 
@@ -140,24 +154,40 @@ def finish(lock_conn: Any, claim: Claim, outcome: Outcome, policy: Policy) -> st
         "first_failure = %s, active = active AND %s, runs = runs + 1 WHERE name = %s) "
         "UPDATE prefork.cron_run SET finished_at = clock_timestamp(), status = %s, "
         "duration = %s, error = %s WHERE id = %s",
-        (plan["next_run"], claim.now, outcome.status, outcome.duration, error,
-         plan["failures"], plan["first_failure"], plan["active"], claim.name,
-         outcome.status, outcome.duration, error, claim.run_id))
+        (
+            plan["next_run"],
+            claim.now,
+            outcome.status,
+            outcome.duration,
+            error,
+            plan["failures"],
+            plan["first_failure"],
+            plan["active"],
+            claim.name,
+            outcome.status,
+            outcome.duration,
+            error,
+            claim.run_id,
+        ),
+    )
     lock_conn.commit()
     if plan["active"]:
         return None
-    return (f"cron job {claim.name!r} deactivated after {plan['failures']} consecutive "
-            f"failures since {plan['first_failure']:%Y-%m-%d %H:%M:%S}; last: "
-            f"{outcome.status} {outcome.error.strip().splitlines()[-1] if outcome.error else ''}"
-            ).rstrip()
+    return (
+        f"cron job {claim.name!r} deactivated after {plan['failures']} consecutive "
+        f"failures since {plan['first_failure']:%Y-%m-%d %H:%M:%S}; last: "
+        f"{outcome.status} {outcome.error.strip().splitlines()[-1] if outcome.error else ''}"
+    ).rstrip()
 
 
 def record_run(conn: Any, claim: Claim, outcome: Outcome) -> None:
     """Close the attempt alone, on any connection: its lease is gone, so the job's row is
     another worker's to update."""
-    conn.execute("UPDATE prefork.cron_run SET finished_at = coalesce(finished_at, "
-                 "clock_timestamp()), status = %s, duration = %s, error = %s WHERE id = %s",
-                 (outcome.status, outcome.duration, outcome.error or None, claim.run_id))
+    conn.execute(
+        "UPDATE prefork.cron_run SET finished_at = coalesce(finished_at, "
+        "clock_timestamp()), status = %s, duration = %s, error = %s WHERE id = %s",
+        (outcome.status, outcome.duration, outcome.error or None, claim.run_id),
+    )
 
 
 def next_state(claim: Claim, outcome: Outcome, policy: Policy) -> dict[str, Any]:
@@ -174,15 +204,15 @@ def next_state(claim: Claim, outcome: Outcome, policy: Policy) -> dict[str, Any]
     # A timeout or a lost slot goes to its next slot: never retried in a loop.
     failing_for = (claim.now - first).total_seconds()
     active = not (failures >= policy.max_failures and failing_for >= policy.failure_window)
-    return {"next_run": next_run, "failures": failures, "first_failure": first,
-            "active": active}
+    return {"next_run": next_run, "failures": failures, "first_failure": first, "active": active}
 
 
 def trigger(conn: Any, name: str) -> bool:
     """Make a job due now and wake the cron workers; False when there is no such job."""
     with conn.transaction():
-        row = conn.execute("UPDATE prefork.cron_job SET next_run = now() WHERE name = %s "
-                           "RETURNING name", (name,)).fetchone()
+        row = conn.execute(
+            "UPDATE prefork.cron_job SET next_run = now() WHERE name = %s RETURNING name", (name,)
+        ).fetchone()
         if row is not None:
             conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, name))
     return row is not None
@@ -193,7 +223,9 @@ def set_active(conn: Any, name: str, active: bool) -> bool:
         row = conn.execute(
             "UPDATE prefork.cron_job SET active = %s, failures = CASE WHEN %s THEN 0 "
             "ELSE failures END, first_failure = CASE WHEN %s THEN NULL ELSE first_failure END "
-            "WHERE name = %s RETURNING name", (active, active, active, name)).fetchone()
+            "WHERE name = %s RETURNING name",
+            (active, active, active, name),
+        ).fetchone()
         if row is not None and active:
             conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, name))
     return row is not None
@@ -203,7 +235,8 @@ def list_jobs(conn: Any) -> list[dict[str, Any]]:
     cursor = conn.execute(
         "SELECT name, schedule, next_run, last_run, last_status, last_duration, failures, "
         "active, declared, priority, runs, last_error FROM prefork.cron_job "
-        "ORDER BY priority, name")
+        "ORDER BY priority, name"
+    )
     columns = [c.name for c in cursor.description]
     return [dict(zip(columns, row, strict=True)) for row in cursor]
 
@@ -223,7 +256,8 @@ def seconds_to_next(conn: Any, unknown: Iterable[str] = ()) -> float | None:
         "WHERE active AND declared AND name <> ALL(%s) ORDER BY next_run "
         "LIMIT 1 FOR KEY SHARE SKIP LOCKED), EXISTS (SELECT 1 FROM prefork.cron_job "
         "WHERE active AND declared AND name <> ALL(%s) AND next_run <= now())",
-        (list(unknown), list(unknown))).fetchone()
+        (list(unknown), list(unknown)),
+    ).fetchone()
     conn.rollback()
     seconds = None if row[0] is None else max(0.0, float(row[0]))
     if row[1] and seconds != 0.0:  # a due job, held by another worker

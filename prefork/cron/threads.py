@@ -24,8 +24,9 @@ class CronImportError(Exception):
 
 
 class CronThreads:
-    def __init__(self, settings: Settings, conninfo: str,
-                 on_timeout: Callable[[str], None]) -> None:
+    def __init__(
+        self, settings: Settings, conninfo: str, on_timeout: Callable[[str], None]
+    ) -> None:
         self.settings = settings
         self.conninfo = conninfo
         self.on_timeout = on_timeout
@@ -41,13 +42,23 @@ class CronThreads:
         except UserImportError as exc:
             raise CronImportError(str(exc)) from None
         except Exception as exc:
-            raise CronImportError(f"cannot import the cron jobs ({exc.__class__.__name__}: "
-                                  f"{exc}); check cron_jobs / the application") from exc
-        runners = [CronRunner(self.conninfo, self.settings, jobs, f"cron thread #{n}", self,
-                              lambda: self.stopping) for n in range(1, count + 1)]
+            raise CronImportError(
+                f"cannot import the cron jobs ({exc.__class__.__name__}: "
+                f"{exc}); check cron_jobs / the application"
+            ) from exc
+        runners = [
+            CronRunner(
+                self.conninfo, self.settings, jobs, f"cron thread #{n}", self, lambda: self.stopping
+            )
+            for n in range(1, count + 1)
+        ]
         for number, runner in enumerate(runners, 1):  # the first one writes the job table
-            threading.Thread(target=runner.serve, kwargs={"sync": number == 1},
-                             name=f"cron-{number}", daemon=True).start()
+            threading.Thread(
+                target=runner.serve,
+                kwargs={"sync": number == 1},
+                name=f"cron-{number}",
+                daemon=True,
+            ).start()
         log.info("%d cron thread(s) running %d job(s)", count, len(jobs))
 
     def stop(self) -> None:

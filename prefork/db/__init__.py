@@ -33,8 +33,16 @@ from prefork.db.transaction import RETRY_ATTEMPTS, RequestTransaction, run_retry
 
 T = TypeVar("T")
 
-__all__ = ["Database", "DatabaseUnavailable", "RequestTransaction", "connection", "current",
-           "install", "is_unavailable", "retry"]
+__all__ = [
+    "Database",
+    "DatabaseUnavailable",
+    "RequestTransaction",
+    "connection",
+    "current",
+    "install",
+    "is_unavailable",
+    "retry",
+]
 
 _current: Database | None = None
 
@@ -47,8 +55,10 @@ def install(database: Database | None) -> None:
 
 def current() -> Database:
     if _current is None:
-        raise RuntimeError("no database in this process: prefork's database is available in "
-                           "HTTP workers and the threaded server, not in the master")
+        raise RuntimeError(
+            "no database in this process: prefork's database is available in "
+            "HTTP workers and the threaded server, not in the master"
+        )
     return _current
 
 

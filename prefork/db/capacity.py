@@ -42,19 +42,20 @@ def connection_budget(settings: Settings) -> Budget:
     realtime = catchup_pool_size(settings) + BUS_CONNECTIONS
     if not settings.multiprocessing:
         return Budget((("threaded server", 1, per_process), ("realtime thread", 1, realtime)))
-    return Budget((
-        ("http workers", max(settings.workers, 0), per_process),
-        ("cron workers", settings.max_cron_threads, per_process),
-        ("realtime process", 1, realtime),
-        ("master", 1, MASTER_CONNECTIONS),
-    ))
+    return Budget(
+        (
+            ("http workers", max(settings.workers, 0), per_process),
+            ("cron workers", settings.max_cron_threads, per_process),
+            ("realtime process", 1, realtime),
+            ("master", 1, MASTER_CONNECTIONS),
+        )
+    )
 
 
-
-
-
-LIMITS = ("SELECT name, setting FROM pg_settings WHERE name IN "
-          "('max_connections', 'superuser_reserved_connections', 'reserved_connections')")
+LIMITS = (
+    "SELECT name, setting FROM pg_settings WHERE name IN "
+    "('max_connections', 'superuser_reserved_connections', 'reserved_connections')"
+)
 
 
 def server_limits(conn: Any) -> tuple[int, int]:
@@ -65,7 +66,8 @@ def server_limits(conn: Any) -> tuple[int, int]:
 def limits_of(rows: list[Any]) -> tuple[int, int]:
     values = {name: int(setting) for name, setting in rows}
     reserved = values.get("superuser_reserved_connections", 0) + values.get(
-        "reserved_connections", 0)
+        "reserved_connections", 0
+    )
     return values.get("max_connections", 0), reserved
 
 
@@ -73,7 +75,9 @@ def capacity_warning(budget: Budget, max_connections: int, reserved: int) -> str
     available = max_connections - reserved
     if budget.total <= available:
         return None
-    return (f"this configuration can open {budget.total} database connections "
-            f"({budget.explain()}) but the server accepts {available} "
-            f"(max_connections {max_connections} - {reserved} reserved): lower db_maxconn "
-            f"or workers, or raise max_connections")
+    return (
+        f"this configuration can open {budget.total} database connections "
+        f"({budget.explain()}) but the server accepts {available} "
+        f"(max_connections {max_connections} - {reserved} reserved): lower db_maxconn "
+        f"or workers, or raise max_connections"
+    )

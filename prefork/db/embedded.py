@@ -74,12 +74,18 @@ class EmbeddedPostgres:
         except UserError as exc:
             raise EmbeddedError(f"cannot start the embedded PostgreSQL as root: {exc}") from None
         except Exception as exc:  # pgserver raises CalledProcessError, TimeoutExpired, ...
-            raise EmbeddedError(f"cannot start the embedded PostgreSQL in {self.pgdata}: "
-                                f"{exc} (its log: {self.log_file})") from exc
+            raise EmbeddedError(
+                f"cannot start the embedded PostgreSQL in {self.pgdata}: "
+                f"{exc} (its log: {self.log_file})"
+            ) from exc
         self._started = True
         self._socket_dir = info.socket_dir
-        log.info("embedded PostgreSQL running (data %s, socket %s, pid %s)", self.pgdata,
-                 info.socket_dir, info.pid)
+        log.info(
+            "embedded PostgreSQL running (data %s, socket %s, pid %s)",
+            self.pgdata,
+            info.socket_dir,
+            info.pid,
+        )
         return str(info.get_uri())
 
     def ensure_max_connections(self, conninfo: str, needed: int) -> None:
@@ -91,8 +97,9 @@ class EmbeddedPostgres:
             if current >= wanted:
                 return
             conn.execute(f"ALTER SYSTEM SET max_connections = {int(wanted)}")
-        log.info("embedded PostgreSQL: max_connections %d -> %d (restarting it once)",
-                 current, wanted)
+        log.info(
+            "embedded PostgreSQL: max_connections %d -> %d (restarting it once)", current, wanted
+        )
         self._pg_ctl("-w", "-m", "fast", "restart")
 
     def stop(self) -> None:
@@ -114,25 +121,36 @@ class EmbeddedPostgres:
         check_reachable(user, self.pgdata, pgserver._commands.POSTGRES_BIN_PATH)
         user, created = ensure_user(user)
         if created:
-            log.info("created the system user '%s' (no login shell, no home) to run the "
-                     "embedded PostgreSQL", user.name)
-        log.info("running as root: the embedded PostgreSQL runs as user '%s' (uid %d)",
-                 user.name, user.uid)
+            log.info(
+                "created the system user '%s' (no login shell, no home) to run the "
+                "embedded PostgreSQL",
+                user.name,
+            )
+        log.info(
+            "running as root: the embedded PostgreSQL runs as user '%s' (uid %d)",
+            user.name,
+            user.uid,
+        )
         self._user = user
         self._own_pgdata(user)
         info = pgserver.utils.PostmasterInfo.read_from_pgdata(self.pgdata)
         if info is not None and info.is_running():
             return info
         if not (self.pgdata / "PG_VERSION").exists():
-            self._run(pgserver._commands.initdb, "--auth=trust", "--auth-local=trust",
-                      "--encoding=utf8", "-U", "postgres")
+            self._run(
+                pgserver._commands.initdb,
+                "--auth=trust",
+                "--auth-local=trust",
+                "--encoding=utf8",
+                "-U",
+                "postgres",
+            )
         self._pg_ctl(*self._start_args(self._new_socket_dir(user)))
         return self._wait_ready(pgserver.utils.PostmasterInfo)
 
     def _start_args(self, socket_dir: Path) -> tuple[str, ...]:
         """pg_ctl's arguments to start it: on a Unix socket in socket_dir only (no TCP)."""
-        return ("-w", "-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(self.log_file),
-                "start")
+        return ("-w", "-o", '-h ""', "-o", f"-k {socket_dir}", "-l", str(self.log_file), "start")
 
     # -- while it serves (the master's supervisor) -------------------------------------------
 
@@ -149,8 +167,10 @@ class EmbeddedPostgres:
         """Why postmaster_pid() found no server, for a log line; what its log got after
         `log_offset` (its size while it was seen running) tells why it stopped."""
         if self._recorded_pid() is not None:
-            return ("its process is gone and postmaster.pid stayed (killed with SIGKILL, by "
-                    "the OOM killer or a person)")
+            return (
+                "its process is gone and postmaster.pid stayed (killed with SIGKILL, by "
+                "the OOM killer or a person)"
+            )
         last = self.log_since(log_offset)
         return "it stopped (postmaster.pid removed)" + (f"; its log: {last}" if last else "")
 
@@ -160,10 +180,19 @@ class EmbeddedPostgres:
         if self._socket_dir is None:
             raise EmbeddedError("the embedded PostgreSQL was never started by this process")
         self._remove_stale_locks(self._socket_dir)
-        command = [str(Path(_import_pgserver()._commands.POSTGRES_BIN_PATH) / "pg_ctl"),
-                   "-D", str(self.pgdata), *self._start_args(self._socket_dir)]
-        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, **self._user_args())
+        command = [
+            str(Path(_import_pgserver()._commands.POSTGRES_BIN_PATH) / "pg_ctl"),
+            "-D",
+            str(self.pgdata),
+            *self._start_args(self._socket_dir),
+        ]
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            **self._user_args(),
+        )
 
     def log_size(self) -> int:
         try:
@@ -202,8 +231,10 @@ class EmbeddedPostgres:
         if self.pgdata.stat().st_uid == user.uid:
             return
         if (self.pgdata / "PG_VERSION").exists():
-            raise UserError(f"{self.pgdata} holds a cluster owned by root, which PostgreSQL "
-                            "refuses to run; chown -R it to an unprivileged user")
+            raise UserError(
+                f"{self.pgdata} holds a cluster owned by root, which PostgreSQL "
+                "refuses to run; chown -R it to an unprivileged user"
+            )
         os.chown(self.pgdata, user.uid, user.gid)
         self.pgdata.chmod(0o700)
 
@@ -220,8 +251,11 @@ class EmbeddedPostgres:
             return None
         info = _import_pgserver().utils.PostmasterInfo.read_from_pgdata(self.pgdata)
         path = info.socket_dir if info is not None else None
-        made = (path is not None and path.parent == Path(tempfile.gettempdir())
-                and path.name.startswith(SOCKET_DIR_PREFIX))
+        made = (
+            path is not None
+            and path.parent == Path(tempfile.gettempdir())
+            and path.name.startswith(SOCKET_DIR_PREFIX)
+        )
         return path if made else None
 
     def _wait_ready(self, postmaster_info: Any) -> Any:

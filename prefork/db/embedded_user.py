@@ -26,8 +26,7 @@ DEFAULT_USER = "prefork-postgres"
 NO_HOME = "/nonexistent"  # Debian's convention for system users without a home
 _NOLOGIN_SHELLS = ("/usr/sbin/nologin", "/sbin/nologin", "/bin/false")
 _SEARCH, _READ = 1, 4  # permission bits of one class (other): x, r
-_WHAT_TO_DO = ("run prefork as an unprivileged user, or set db_host/db_uri to a "
-               "PostgreSQL server")
+_WHAT_TO_DO = "run prefork as an unprivileged user, or set db_host/db_uri to a PostgreSQL server"
 
 
 class UserError(Exception):
@@ -75,8 +74,10 @@ def server_user(pgdata: Path, default: str = DEFAULT_USER) -> ServerUser:
         try:
             return ServerUser.of(pwd.getpwuid(owner))
         except KeyError:
-            raise UserError(f"{pgdata} is owned by uid {owner}, which has no user name; "
-                            f"chown -R it to an unprivileged user, {_WHAT_TO_DO}") from None
+            raise UserError(
+                f"{pgdata} is owned by uid {owner}, which has no user name; "
+                f"chown -R it to an unprivileged user, {_WHAT_TO_DO}"
+            ) from None
     try:
         return ServerUser.of(pwd.getpwnam(default))
     except KeyError:
@@ -88,16 +89,21 @@ def check_reachable(user: ServerUser, pgdata: Path, bin_dir: Path) -> None:
     pgdata, bin_dir = pgdata.resolve(), bin_dir.resolve()
     blocked = _first_blocked(user, pgdata.parent, _SEARCH)
     if blocked:
-        raise UserError(f"data_dir {pgdata.parent}: {_describe(blocked, user)}; choose a "
-                        f"data_dir outside it, {_WHAT_TO_DO}")
+        raise UserError(
+            f"data_dir {pgdata.parent}: {_describe(blocked, user)}; choose a "
+            f"data_dir outside it, {_WHAT_TO_DO}"
+        )
     install = bin_dir.parent
     needed = [(install / "lib", _READ | _SEARCH), (install / "share", _READ | _SEARCH)]
     needed += [(bin_dir / name, _READ | _SEARCH) for name in ("postgres", "initdb", "pg_ctl")]
     blocked = _first_blocked(user, bin_dir, _SEARCH) or next(
-        (path for path, bits in needed if not user.may(path.stat(), bits)), None)
+        (path for path, bits in needed if not user.may(path.stat(), bits)), None
+    )
     if blocked:
-        raise UserError(f"the PostgreSQL binaries in {install}: {_describe(blocked, user)}; "
-                        f"install prefork outside it, {_WHAT_TO_DO}")
+        raise UserError(
+            f"the PostgreSQL binaries in {install}: {_describe(blocked, user)}; "
+            f"install prefork outside it, {_WHAT_TO_DO}"
+        )
 
 
 def ensure_user(user: ServerUser) -> tuple[ServerUser, bool]:
@@ -106,16 +112,31 @@ def ensure_user(user: ServerUser) -> tuple[ServerUser, bool]:
         return user, False
     useradd = shutil.which("useradd")
     if useradd is None:
-        raise UserError(f"the embedded PostgreSQL needs the system user '{user.name}', and "
-                        f"useradd is not installed to create it; create it, {_WHAT_TO_DO}")
+        raise UserError(
+            f"the embedded PostgreSQL needs the system user '{user.name}', and "
+            f"useradd is not installed to create it; create it, {_WHAT_TO_DO}"
+        )
     shell = next((path for path in _NOLOGIN_SHELLS if os.path.exists(path)), "/bin/false")
-    command = [useradd, "--system", "--user-group", "--no-create-home", "--home-dir", NO_HOME,
-               "--shell", shell, "--comment", "prefork embedded PostgreSQL", user.name]
+    command = [
+        useradd,
+        "--system",
+        "--user-group",
+        "--no-create-home",
+        "--home-dir",
+        NO_HOME,
+        "--shell",
+        shell,
+        "--comment",
+        "prefork embedded PostgreSQL",
+        user.name,
+    ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         reason = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
-        raise UserError(f"cannot create the system user '{user.name}' for the embedded "
-                        f"PostgreSQL: {reason}; create it, {_WHAT_TO_DO}")
+        raise UserError(
+            f"cannot create the system user '{user.name}' for the embedded "
+            f"PostgreSQL: {reason}; create it, {_WHAT_TO_DO}"
+        )
     return ServerUser.of(pwd.getpwnam(user.name)), True
 
 
@@ -128,8 +149,10 @@ def _first_blocked(user: ServerUser, directory: Path, bits: int) -> Path | None:
 def _describe(path: Path, user: ServerUser) -> str:
     st = path.stat()
     kind = "searchable" if stat.S_ISDIR(st.st_mode) else "readable and executable"
-    return (f"{path} (mode {stat.S_IMODE(st.st_mode):04o}, owner {_name(st.st_uid)}) is not "
-            f"{kind} by user '{user.name}', and prefork changes no directory outside data_dir")
+    return (
+        f"{path} (mode {stat.S_IMODE(st.st_mode):04o}, owner {_name(st.st_uid)}) is not "
+        f"{kind} by user '{user.name}', and prefork changes no directory outside data_dir"
+    )
 
 
 def _name(uid: int) -> str:
@@ -137,4 +160,3 @@ def _name(uid: int) -> str:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
         return str(uid)
-

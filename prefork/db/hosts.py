@@ -28,39 +28,52 @@ from prefork.config import Settings
 from prefork.db.capacity import connection_budget
 from prefork.db.roles import host_name
 
-BEAT = 15.0     # seconds between a live server's rewrites of its row
-STALE = 60.0    # seconds after which a row no longer counts as a member
+BEAT = 15.0  # seconds between a live server's rewrites of its row
+STALE = 60.0  # seconds after which a row no longer counts as a member
 FINGERPRINT_SALT = b"prefork session_secret fingerprint"
 FINGERPRINT_ROUNDS = 100_000  # makes guessing a weak secret from its fingerprint slow
 UNSHARED = ("file", "memory")
 
-COLUMNS = ("host", "http_port", "pid", "version", "mode", "gevent_port", "session_store",
-           "session_location", "session_key", "connections")
+COLUMNS = (
+    "host",
+    "http_port",
+    "pid",
+    "version",
+    "mode",
+    "gevent_port",
+    "session_store",
+    "session_location",
+    "session_key",
+    "connections",
+)
 REGISTER = (
     f"INSERT INTO prefork.host ({', '.join(COLUMNS)}) VALUES "
     f"({', '.join(['%s'] * len(COLUMNS))}) ON CONFLICT (host, http_port) DO UPDATE SET "
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[2:])
     + ", heartbeat = now(), started_at = CASE WHEN prefork.host.pid = EXCLUDED.pid "
-    "THEN prefork.host.started_at ELSE now() END")
+    "THEN prefork.host.started_at ELSE now() END"
+)
 LEAVE = "DELETE FROM prefork.host WHERE host = %s AND http_port = %s AND pid = %s"
-READ = (f"SELECT {', '.join(COLUMNS)}, extract(epoch FROM now() - heartbeat), "
-        "extract(epoch FROM started_at) FROM prefork.host ORDER BY host, http_port")
+READ = (
+    f"SELECT {', '.join(COLUMNS)}, extract(epoch FROM now() - heartbeat), "
+    "extract(epoch FROM started_at) FROM prefork.host ORDER BY host, http_port"
+)
 
 
 @dataclass(frozen=True)
 class HostInfo:
     host: str
     http_port: int
-    pid: int                # the master's
+    pid: int  # the master's
     version: str
-    mode: str               # multiprocessing or threaded
+    mode: str  # multiprocessing or threaded
     gevent_port: int
-    session_store: str      # file, memory or redis
-    session_location: str   # where: the sessions directory, or Redis's host:port/db (no
+    session_store: str  # file, memory or redis
+    session_location: str  # where: the sessions directory, or Redis's host:port/db (no
     #                         credentials)
-    session_key: str        # fingerprint of session_secret; empty when none is set
-    connections: int        # the configuration's connection budget
-    seen_ago: float = 0.0   # seconds since the row was last written
+    session_key: str  # fingerprint of session_secret; empty when none is set
+    connections: int  # the configuration's connection budget
+    seen_ago: float = 0.0  # seconds since the row was last written
     started_at: float = 0.0
 
     @property
@@ -81,18 +94,25 @@ class HostInfo:
 def describe(settings: Settings, master_pid: int) -> HostInfo:
     """This server's row."""
     store, location = _session_place(settings)
-    return HostInfo(host_name(), settings.http_port, master_pid, __version__,
-                    "multiprocessing" if settings.multiprocessing else "threaded",
-                    settings.gevent_port, store, location, fingerprint(settings.session_secret),
-                    connection_budget(settings).total)
+    return HostInfo(
+        host_name(),
+        settings.http_port,
+        master_pid,
+        __version__,
+        "multiprocessing" if settings.multiprocessing else "threaded",
+        settings.gevent_port,
+        store,
+        location,
+        fingerprint(settings.session_secret),
+        connection_budget(settings).total,
+    )
 
 
 @lru_cache(maxsize=4)  # the dashboard asks on every poll; the hash takes ~50 ms
 def fingerprint(secret: str) -> str:
     if not secret:
         return ""
-    digest = hashlib.pbkdf2_hmac("sha256", secret.encode(), FINGERPRINT_SALT,
-                                 FINGERPRINT_ROUNDS)
+    digest = hashlib.pbkdf2_hmac("sha256", secret.encode(), FINGERPRINT_SALT, FINGERPRINT_ROUNDS)
     return digest[:8].hex()
 
 
@@ -125,8 +145,14 @@ def read_hosts(conn: Any) -> list[HostInfo]:
 
 def hosts_of(rows: list[Any]) -> list[HostInfo]:
     """The rows of READ."""
-    return [HostInfo(**dict(zip(COLUMNS, row, strict=False)), seen_ago=float(row[-2]),
-                     started_at=float(row[-1])) for row in rows]
+    return [
+        HostInfo(
+            **dict(zip(COLUMNS, row, strict=False)),
+            seen_ago=float(row[-2]),
+            started_at=float(row[-1]),
+        )
+        for row in rows
+    ]
 
 
 def members(hosts: list[HostInfo], me: HostInfo) -> list[HostInfo]:

@@ -119,14 +119,18 @@ class PostgresDatabase(Database):
             if self._pool is None or self._pool_pid != pid:
                 # A pool from another process (before a fork) is dropped, never closed.
                 self._pool = ConnectionPool(
-                    roles.role_conninfo(self.conninfo, self.role), min_size=0,
-                    max_size=self.maxconn, timeout=self.timeout,
+                    roles.role_conninfo(self.conninfo, self.role),
+                    min_size=0,
+                    max_size=self.maxconn,
+                    timeout=self.timeout,
                     # Give up a failed reconnection quickly: the next request tries again,
                     # so service resumes as soon as the server is back.
-                    reconnect_timeout=self.timeout, num_workers=1,
+                    reconnect_timeout=self.timeout,
+                    num_workers=1,
                     configure=lambda conn: roles.prepare(conn, self.bound),
                     max_idle=idle_step(min(self.users, self.maxconn)),
-                    name=f"prefork-{pid}", open=True,
+                    name=f"prefork-{pid}",
+                    open=True,
                 )
                 self._pool_pid = pid
         return self._pool
@@ -148,8 +152,7 @@ class PostgresDatabase(Database):
                 conn.close()
                 pool.putconn(conn)  # the pool drops a closed connection
         except PoolTimeout:
-            raise DatabaseUnavailable(
-                f"no database connection within {self.timeout:g} s") from None
+            raise DatabaseUnavailable(f"no database connection within {self.timeout:g} s") from None
         raise DatabaseUnavailable("every pooled connection was lost")
 
     def release(self, conn: psycopg.Connection[Any], commit: bool) -> None:
@@ -214,8 +217,7 @@ class SQLiteDatabase(Database):
         try:
             return self._idle.get(timeout=self.timeout)
         except queue.Empty:
-            raise DatabaseUnavailable(
-                f"no database connection within {self.timeout:g} s") from None
+            raise DatabaseUnavailable(f"no database connection within {self.timeout:g} s") from None
 
     def usage(self) -> tuple[int, int]:
         with self._lock:

@@ -38,15 +38,18 @@ def database_report(settings: Settings) -> Report:
     if target.kind == EMBEDDED:
         report.lines.append(
             f"database: embedded PostgreSQL in {settings.data_dir}/postgres, started by "
-            "`prefork run` (its max_connections is raised to fit the budget)")
+            "`prefork run` (its max_connections is raised to fit the budget)"
+        )
         return report
     report.lines.append(f"database: {target.describe()}")
     try:
         timeout = max(1, int(min(CHECK_TIMEOUT, settings.db_connect_timeout)))
         conninfo = make_conninfo(target.conninfo, connect_timeout=str(timeout))
         with roles.connect(conninfo, roles.CLI, autocommit=True) as conn:
-            report.lines.append(f"  reachable: PostgreSQL {conn.info.server_version // 10000}, "
-                                f"prefork schema {_schema_version(conn)} (this prefork: {VERSION})")
+            report.lines.append(
+                f"  reachable: PostgreSQL {conn.info.server_version // 10000}, "
+                f"prefork schema {_schema_version(conn)} (this prefork: {VERSION})"
+            )
             limits = server_limits(conn)
             warning = capacity_warning(budget, *limits)
             report.warnings.extend(_cluster(conn, settings, report.lines, limits))
@@ -58,8 +61,12 @@ def database_report(settings: Settings) -> Report:
     return report
 
 
-def _cluster(conn: psycopg.Connection[tuple[object, ...]], settings: Settings,
-             lines: list[str], limits: tuple[int, int]) -> list[str]:
+def _cluster(
+    conn: psycopg.Connection[tuple[object, ...]],
+    settings: Settings,
+    lines: list[str],
+    limits: tuple[int, int],
+) -> list[str]:
     """What this configuration would find wrong with the hosts already on the database."""
     me = describe(settings, 0)
     others = members(read_hosts(conn), me)
@@ -74,4 +81,3 @@ def _schema_version(conn: psycopg.Connection[tuple[object, ...]]) -> str:
         return "not created yet (created at start)"
     version = conn.execute("SELECT max(version) FROM prefork.schema_version").fetchone()
     return f"version {version[0] if version else 0}"
-

@@ -24,14 +24,20 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 HTTP, CRON, REALTIME, MASTER, CLI, THREADED = (
-    "http", "cron", "realtime", "master", "cli", "threaded")
+    "http",
+    "cron",
+    "realtime",
+    "master",
+    "cli",
+    "threaded",
+)
 
-KEEPALIVE_IDLE = 10      # seconds of silence before the first probe
-KEEPALIVE_INTERVAL = 5   # seconds between probes
-KEEPALIVE_COUNT = 3      # unanswered probes before the peer counts as gone
+KEEPALIVE_IDLE = 10  # seconds of silence before the first probe
+KEEPALIVE_INTERVAL = 5  # seconds between probes
+KEEPALIVE_COUNT = 3  # unanswered probes before the peer counts as gone
 KEEPALIVE_LIMIT = KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_COUNT
-GRACE = 10               # seconds past a role's time bound before the server ends its work
-NAME_MAX = 63            # bytes PostgreSQL keeps of application_name (NAMEDATALEN - 1)
+GRACE = 10  # seconds past a role's time bound before the server ends its work
+NAME_MAX = 63  # bytes PostgreSQL keeps of application_name (NAMEDATALEN - 1)
 
 
 @lru_cache(maxsize=1)
@@ -47,9 +53,11 @@ def application_name(role: str) -> str:
 def server_settings(bound: float) -> dict[str, str]:
     """The session settings of a connection: the server's keepalives and, for a bounded
     role, its timeouts (milliseconds)."""
-    values = {"tcp_keepalives_idle": str(KEEPALIVE_IDLE),
-              "tcp_keepalives_interval": str(KEEPALIVE_INTERVAL),
-              "tcp_keepalives_count": str(KEEPALIVE_COUNT)}
+    values = {
+        "tcp_keepalives_idle": str(KEEPALIVE_IDLE),
+        "tcp_keepalives_interval": str(KEEPALIVE_INTERVAL),
+        "tcp_keepalives_count": str(KEEPALIVE_COUNT),
+    }
     if bound > 0:
         limit = millis(bound + GRACE)
         values["statement_timeout"] = limit
@@ -83,9 +91,13 @@ def role_conninfo(conninfo: str, role: str) -> str:
     string names one) and libpq's keepalives."""
     given = conninfo_to_dict(conninfo)
     return make_conninfo(
-        conninfo, application_name=str(given.get("application_name") or application_name(role)),
-        keepalives="1", keepalives_idle=str(KEEPALIVE_IDLE),
-        keepalives_interval=str(KEEPALIVE_INTERVAL), keepalives_count=str(KEEPALIVE_COUNT))
+        conninfo,
+        application_name=str(given.get("application_name") or application_name(role)),
+        keepalives="1",
+        keepalives_idle=str(KEEPALIVE_IDLE),
+        keepalives_interval=str(KEEPALIVE_INTERVAL),
+        keepalives_count=str(KEEPALIVE_COUNT),
+    )
 
 
 def prepare(conn: Any, bound: float = 0) -> None:
@@ -93,8 +105,9 @@ def prepare(conn: Any, bound: float = 0) -> None:
     apply(conn, server_settings(bound))
 
 
-def connect(conninfo: str, role: str, bound: float = 0,
-            **kwargs: Any) -> psycopg.Connection[tuple[Any, ...]]:
+def connect(
+    conninfo: str, role: str, bound: float = 0, **kwargs: Any
+) -> psycopg.Connection[tuple[Any, ...]]:
     """A new connection of `role` with its session settings applied."""
     conn = psycopg.connect(role_conninfo(conninfo, role), **kwargs)
     try:
@@ -111,8 +124,9 @@ async def prepare_async(conn: Any, bound: float = 0) -> None:
         await conn.commit()
 
 
-async def connect_async(conninfo: str, role: str, bound: float = 0,
-                        **kwargs: Any) -> psycopg.AsyncConnection[tuple[Any, ...]]:
+async def connect_async(
+    conninfo: str, role: str, bound: float = 0, **kwargs: Any
+) -> psycopg.AsyncConnection[tuple[Any, ...]]:
     conn = await psycopg.AsyncConnection.connect(role_conninfo(conninfo, role), **kwargs)
     try:
         await prepare_async(conn, bound)

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 log = logging.getLogger("prefork.db")
 
-ADVISORY_LOCK_KEY = 0x70726566_6f726b  # "prefork"
+ADVISORY_LOCK_KEY = 0x70726566_6F726B  # "prefork"
 
 
 class Step(NamedTuple):
@@ -33,8 +33,11 @@ class Step(NamedTuple):
 
 STEPS = [
     Step(1, "schema version history", (), ()),
-    Step(2, "scheduled jobs and their runs", (
-        """CREATE TABLE prefork.cron_job (
+    Step(
+        2,
+        "scheduled jobs and their runs",
+        (
+            """CREATE TABLE prefork.cron_job (
             name text PRIMARY KEY,
             schedule text NOT NULL,
             priority integer NOT NULL DEFAULT 10,
@@ -48,8 +51,8 @@ STEPS = [
             failures integer NOT NULL DEFAULT 0,
             first_failure timestamptz,
             runs bigint NOT NULL DEFAULT 0)""",
-        "CREATE INDEX cron_job_due ON prefork.cron_job (next_run) WHERE active",
-        """CREATE TABLE prefork.cron_run (
+            "CREATE INDEX cron_job_due ON prefork.cron_job (next_run) WHERE active",
+            """CREATE TABLE prefork.cron_run (
             id bigserial PRIMARY KEY,
             job text NOT NULL,
             slot timestamptz NOT NULL,
@@ -60,31 +63,46 @@ STEPS = [
             duration double precision,
             progress text,
             error text)""",
-        "CREATE INDEX cron_run_job_slot ON prefork.cron_run (job, slot)",
-    ), ()),
+            "CREATE INDEX cron_run_job_slot ON prefork.cron_run (job, slot)",
+        ),
+        (),
+    ),
     # `pk` orders writes; `id` is the delivery order, given by the realtime process after
     # commit (see prefork/bus/store.py), so that ids become visible in increasing order.
-    Step(3, "realtime bus messages", (
-        "CREATE SEQUENCE prefork.bus_delivery",
-        """CREATE TABLE prefork.bus_message (
+    Step(
+        3,
+        "realtime bus messages",
+        (
+            "CREATE SEQUENCE prefork.bus_delivery",
+            """CREATE TABLE prefork.bus_message (
             pk bigserial PRIMARY KEY,
             id bigint UNIQUE,
             channel text NOT NULL,
             message text NOT NULL,
             created_at timestamptz NOT NULL DEFAULT now())""",
-        "CREATE INDEX bus_message_unsequenced ON prefork.bus_message (pk) WHERE id IS NULL",
-        "CREATE INDEX bus_message_created ON prefork.bus_message (created_at)",
-    ), ()),
+            "CREATE INDEX bus_message_unsequenced ON prefork.bus_message (pk) WHERE id IS NULL",
+            "CREATE INDEX bus_message_created ON prefork.bus_message (created_at)",
+        ),
+        (),
+    ),
     # Attempts left unfinished (killed workers, before or after this step) are closed as lost
     # when their job is next claimed (prefork/cron/store.py), not here: a worker of the
     # previous version may be running one while this migrates.
-    Step(4, "every cron attempt ends with a status", (
-        "ALTER TABLE prefork.cron_run ADD CONSTRAINT cron_run_status "
-        "CHECK (status IN ('ok', 'failed', 'timeout', 'lost'))",
-        "CREATE INDEX cron_run_unfinished ON prefork.cron_run (job) WHERE finished_at IS NULL",
-    ), ()),
-    Step(5, "the host registry", (
-        """CREATE TABLE prefork.host (
+    Step(
+        4,
+        "every cron attempt ends with a status",
+        (
+            "ALTER TABLE prefork.cron_run ADD CONSTRAINT cron_run_status "
+            "CHECK (status IN ('ok', 'failed', 'timeout', 'lost'))",
+            "CREATE INDEX cron_run_unfinished ON prefork.cron_run (job) WHERE finished_at IS NULL",
+        ),
+        (),
+    ),
+    Step(
+        5,
+        "the host registry",
+        (
+            """CREATE TABLE prefork.host (
             host text NOT NULL,
             http_port integer NOT NULL,
             pid integer NOT NULL,
@@ -98,7 +116,9 @@ STEPS = [
             started_at timestamptz NOT NULL DEFAULT now(),
             heartbeat timestamptz NOT NULL DEFAULT now(),
             PRIMARY KEY (host, http_port))""",
-    ), ()),
+        ),
+        (),
+    ),
 ]
 VERSION = STEPS[-1].version
 
@@ -109,16 +129,21 @@ class SchemaError(Exception):
 
 @dataclass(frozen=True)
 class _Dialect:
-    history: str            # the version history table
-    created_at: str         # its timestamp column type and default
+    history: str  # the version history table
+    created_at: str  # its timestamp column type and default
     placeholder: str
     statements: Callable[[Step], tuple[str, ...]]
 
 
-_POSTGRES = _Dialect("prefork.schema_version", "timestamptz NOT NULL DEFAULT now()", "%s",
-                     lambda step: step.postgres)
-_SQLITE = _Dialect("prefork_schema_version", "text NOT NULL DEFAULT CURRENT_TIMESTAMP", "?",
-                   lambda step: step.sqlite)
+_POSTGRES = _Dialect(
+    "prefork.schema_version", "timestamptz NOT NULL DEFAULT now()", "%s", lambda step: step.postgres
+)
+_SQLITE = _Dialect(
+    "prefork_schema_version",
+    "text NOT NULL DEFAULT CURRENT_TIMESTAMP",
+    "?",
+    lambda step: step.sqlite,
+)
 
 
 def migrate_postgres(conn: Any) -> tuple[int, int]:
@@ -149,11 +174,15 @@ def migrate_sqlite(path: str) -> tuple[int, int]:
 
 def _apply(conn: Any, dialect: _Dialect) -> int:
     """Run the steps the database lacks, inside the caller's transaction; the version before."""
-    conn.execute(f"CREATE TABLE IF NOT EXISTS {dialect.history} (version integer PRIMARY KEY, "
-                 f"description text NOT NULL, applied_at {dialect.created_at})")
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {dialect.history} (version integer PRIMARY KEY, "
+        f"description text NOT NULL, applied_at {dialect.created_at})"
+    )
     before = _current(conn.execute(f"SELECT max(version) FROM {dialect.history}"))
-    mark = (f"INSERT INTO {dialect.history} (version, description) "
-            f"VALUES ({dialect.placeholder}, {dialect.placeholder})")
+    mark = (
+        f"INSERT INTO {dialect.history} (version, description) "
+        f"VALUES ({dialect.placeholder}, {dialect.placeholder})"
+    )
     for step in _pending(before):
         for statement in dialect.statements(step):
             conn.execute(statement)
@@ -168,8 +197,10 @@ def _current(cursor: Any) -> int:
 
 def _pending(before: int) -> list[Step]:
     if before > VERSION:
-        raise SchemaError(f"the database's prefork schema is at version {before}, newer than "
-                          f"this prefork ({VERSION}); upgrade prefork")
+        raise SchemaError(
+            f"the database's prefork schema is at version {before}, newer than "
+            f"this prefork ({VERSION}); upgrade prefork"
+        )
     return [step for step in STEPS if step.version > before]
 
 

@@ -29,8 +29,12 @@ log = logging.getLogger("prefork.db")
 RETRY_INTERVAL = 0.5
 LEAVE_TIMEOUT = 2  # seconds a stopping server gives the database to delete its row
 # Errors that waiting will not cure: fail at once instead of after db_connect_timeout.
-_PERMANENT = ("does not exist", "authentication failed", "no password supplied",
-              "permission denied")
+_PERMANENT = (
+    "does not exist",
+    "authentication failed",
+    "no password supplied",
+    "permission denied",
+)
 
 
 class DatabaseStartError(Exception):
@@ -48,10 +52,8 @@ class DatabaseRuntime:
     def database(self, settings: Settings) -> Database:
         """A process's connection pool (opened on first use, in the process that uses it)."""
         if self.target.kind == SQLITE:
-            return SQLiteDatabase(self.target.path, settings.db_maxconn,
-                                  settings.db_pool_timeout)
-        return PostgresDatabase(self.target.conninfo, settings.db_maxconn,
-                                settings.db_pool_timeout)
+            return SQLiteDatabase(self.target.path, settings.db_maxconn, settings.db_pool_timeout)
+        return PostgresDatabase(self.target.conninfo, settings.db_maxconn, settings.db_pool_timeout)
 
     def leave_cluster(self) -> None:
         """Delete this server's registry row (a graceful stop); a database that is away
@@ -59,8 +61,9 @@ class DatabaseRuntime:
         if self.host is None:
             return
         try:
-            with roles.connect(self.target.conninfo, roles.MASTER, autocommit=True,
-                               connect_timeout=LEAVE_TIMEOUT) as conn:
+            with roles.connect(
+                self.target.conninfo, roles.MASTER, autocommit=True, connect_timeout=LEAVE_TIMEOUT
+            ) as conn:
                 leave(conn, self.host)
         except psycopg.Error as exc:
             log.debug("could not leave the host registry: %s", one_line(exc))
@@ -99,8 +102,7 @@ def _start_embedded(settings: Settings) -> DatabaseRuntime:
     try:
         uri = embedded.start()
         runtime = DatabaseRuntime(Target(EMBEDDED, postgres_conninfo(uri)), embedded)
-        embedded.ensure_max_connections(runtime.target.conninfo,
-                                        connection_budget(settings).total)
+        embedded.ensure_max_connections(runtime.target.conninfo, connection_budget(settings).total)
     except (EmbeddedError, psycopg.Error, OSError) as exc:
         embedded.stop()
         raise DatabaseStartError(str(exc)) from exc
@@ -115,7 +117,8 @@ def _prepare_postgres(settings: Settings, runtime: DatabaseRuntime, as_server: b
             migrate_postgres(conn)
         except (psycopg.Error, SchemaError) as exc:
             raise DatabaseStartError(
-                f"cannot prepare the prefork schema in {target.describe()}: {exc}") from exc
+                f"cannot prepare the prefork schema in {target.describe()}: {exc}"
+            ) from exc
         if runtime.embedded is None:
             warning = capacity_warning(connection_budget(settings), *server_limits(conn))
             if warning:
@@ -132,8 +135,9 @@ def _join(conn: psycopg.Connection[tuple[object, ...]], settings: Settings) -> H
     return me
 
 
-def wait_for_postgres(target: Target, timeout: float,
-                      role: str = roles.MASTER) -> psycopg.Connection[tuple[object, ...]]:
+def wait_for_postgres(
+    target: Target, timeout: float, role: str = roles.MASTER
+) -> psycopg.Connection[tuple[object, ...]]:
     """Connect, retrying until `timeout` seconds have passed; raises DatabaseStartError."""
     deadline = time.monotonic() + timeout
     announced = False
@@ -146,7 +150,8 @@ def wait_for_postgres(target: Target, timeout: float,
             if permanent or time.monotonic() >= deadline:
                 waited = "" if permanent else f" (waited {timeout:g} s)"
                 raise DatabaseStartError(
-                    f"cannot connect to {target.describe()}{waited}: {reason}") from None
+                    f"cannot connect to {target.describe()}{waited}: {reason}"
+                ) from None
             if not announced:
                 log.warning("waiting up to %g s for %s: %s", timeout, target.describe(), reason)
                 announced = True

@@ -22,8 +22,8 @@ CONNECT_TIMEOUT = 5  # seconds libpq waits for one connection attempt
 @dataclass(frozen=True)
 class Target:
     kind: str
-    conninfo: str = ""   # libpq connection string (PostgreSQL and, once started, embedded)
-    path: str = ""       # SQLite database file
+    conninfo: str = ""  # libpq connection string (PostgreSQL and, once started, embedded)
+    path: str = ""  # SQLite database file
 
     @property
     def is_postgres(self) -> bool:
@@ -40,8 +40,10 @@ class Target:
         port = params.get("port") or "5432"
         where = f"{host}:{port}" if not str(host).startswith("/") else f"socket {host}"
         label = "embedded PostgreSQL" if self.kind == EMBEDDED else "PostgreSQL"
-        return (f"{label} at {where}, database {params.get('dbname') or '(default)'}, "
-                f"user {params.get('user') or '(default)'}")
+        return (
+            f"{label} at {where}, database {params.get('dbname') or '(default)'}, "
+            f"user {params.get('user') or '(default)'}"
+        )
 
 
 def resolve_target(settings: Settings) -> Target:
@@ -70,5 +72,5 @@ def postgres_conninfo(base: str, **params: str) -> str:
 
 def sqlite_path(uri: str) -> str:
     """sqlite:///relative/path or sqlite:////absolute/path (SQLAlchemy's convention)."""
-    path = unquote(uri[len(SQLITE_PREFIX):])
+    path = unquote(uri[len(SQLITE_PREFIX) :])
     return os.path.abspath(os.path.expanduser(path))

@@ -80,8 +80,10 @@ class RequestTransaction:
         the request's connection: a retry rolls back everything the transaction did.
         """
         if self._conn is not None:
-            raise RuntimeError("retry() must come before any other use of the request's "
-                               "database connection: a retry rolls back the whole transaction")
+            raise RuntimeError(
+                "retry() must come before any other use of the request's "
+                "database connection: a retry rolls back the whole transaction"
+            )
         return run_retrying(self.connection(), work, attempts)
 
     @property

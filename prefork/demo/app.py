@@ -165,8 +165,7 @@ it posts the time to the chat</td></tr>
 """
 
 
-def application(environ: dict[str, Any],
-                start_response: Callable[..., Any]) -> Iterable[bytes]:
+def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     path = environ["PATH_INFO"]
     if environ["REQUEST_METHOD"] == "POST" and path in _ACTIONS:
         return _ACTIONS[path](environ, start_response)
@@ -197,13 +196,13 @@ def application(environ: dict[str, Any],
         max_text=MAX_TEXT,
         report_explained=report.explain(environ),
     ).encode()
-    start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"),
-                              ("Content-Length", str(len(page)))])
+    start_response(
+        "200 OK", [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(page)))]
+    )
     return [page]
 
 
-def _post_chat(environ: dict[str, Any],
-               start_response: Callable[..., Any]) -> Iterable[bytes]:
+def _post_chat(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     """Publish in the request's transaction: delivered when the response is committed."""
     try:
         size = int(environ.get("CONTENT_LENGTH") or 0)
@@ -222,9 +221,10 @@ def _post_chat(environ: dict[str, Any],
     return []
 
 
-_SIGN_IN = ('<input name="user" placeholder="your name" maxlength="40" required> '
-            '<button>Sign in</button>')
-_SIGN_OUT = '<button>Sign out</button>'
+_SIGN_IN = (
+    '<input name="user" placeholder="your name" maxlength="40" required> <button>Sign in</button>'
+)
+_SIGN_OUT = "<button>Sign out</button>"
 
 
 def _sign_in(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -252,13 +252,18 @@ def _back_home(start_response: Callable[..., Any]) -> Iterable[bytes]:
 
 def _plain(start_response: Callable[..., Any], status: str, text: str) -> Iterable[bytes]:
     body = text.encode()
-    start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
-                            ("Content-Length", str(len(body)))])
+    start_response(
+        status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
+    )
     return [body]
 
 
-_ACTIONS = {"/chat": _post_chat, "/login": _sign_in, "/logout": _sign_out,
-            "/report": report.slow_report}
+_ACTIONS = {
+    "/chat": _post_chat,
+    "/login": _sign_in,
+    "/logout": _sign_out,
+    "/report": report.slow_report,
+}
 
 
 @cron(every="1m", name=DEMO_JOB)
@@ -266,8 +271,16 @@ def heartbeat(ctx: JobContext) -> None:
     """Runs every minute in a cron worker: posts the time to the chat, delivered once the
     job's transaction commits; the page shows its last run."""
     now = datetime.now(UTC)
-    bus.publish(CHAT_CHANNEL, {"name": "cron", "text": f"it is {now:%H:%M:%S} UTC",
-                               "pid": os.getpid(), "via": "cron worker"}, db=ctx.conn)
+    bus.publish(
+        CHAT_CHANNEL,
+        {
+            "name": "cron",
+            "text": f"it is {now:%H:%M:%S} UTC",
+            "pid": os.getpid(),
+            "via": "cron worker",
+        },
+        db=ctx.conn,
+    )
     ctx.log.info("demo job posted the time to the chat")
 
 
@@ -276,8 +289,10 @@ def _job_state(environ: dict[str, Any]) -> str:
     if tx is None:
         return "no database"
     try:
-        row = tx.execute("SELECT last_run, last_status, next_run FROM prefork.cron_job "
-                         "WHERE name = %s", (DEMO_JOB,)).fetchone()
+        row = tx.execute(
+            "SELECT last_run, last_status, next_run FROM prefork.cron_job WHERE name = %s",
+            (DEMO_JOB,),
+        ).fetchone()
     except Exception:  # SQLite (no cron) or the database away: the page still renders
         return "not available"
     if row is None:

@@ -33,30 +33,43 @@ def explain(environ: dict[str, Any]) -> str:
     """What pressing the button will do on this server, as HTML."""
     limit = cpu_limit(environ)
     if not limit:
-        mode = ("this server runs with <code>limit_time_cpu = 0</code>"
-                if environ["wsgi.multiprocess"] else
-                "threaded mode (the default, <code>workers = 0</code>) applies no CPU limit "
-                "per request")
-        return (f"The report burns {UNLIMITED_REPORT} s of CPU in a Python loop and "
-                f"finishes: {mode}. Run <code>prefork run --workers 2 "
-                f"--limit-time-cpu 5</code> to see the limit stop it.")
-    quick = ("" if limit <= 10 else f" (you wait at least {limit} s: run <code>prefork run "
-             "--workers 2 --limit-time-cpu 5</code> to see it sooner)")
-    return (f"The report burns CPU in a Python loop for {report_seconds(limit)} s, longer "
-            f"than <code>limit_time_cpu</code> ({limit} s here) lets a request run{quick}. "
-            "The kernel stops the worker at the limit and the master starts another.")
+        mode = (
+            "this server runs with <code>limit_time_cpu = 0</code>"
+            if environ["wsgi.multiprocess"]
+            else "threaded mode (the default, <code>workers = 0</code>) applies no CPU limit "
+            "per request"
+        )
+        return (
+            f"The report burns {UNLIMITED_REPORT} s of CPU in a Python loop and "
+            f"finishes: {mode}. Run <code>prefork run --workers 2 "
+            f"--limit-time-cpu 5</code> to see the limit stop it."
+        )
+    quick = (
+        ""
+        if limit <= 10
+        else f" (you wait at least {limit} s: run <code>prefork run "
+        "--workers 2 --limit-time-cpu 5</code> to see it sooner)"
+    )
+    return (
+        f"The report burns CPU in a Python loop for {report_seconds(limit)} s, longer "
+        f"than <code>limit_time_cpu</code> ({limit} s here) lets a request run{quick}. "
+        "The kernel stops the worker at the limit and the master starts another."
+    )
 
 
-def slow_report(environ: dict[str, Any],
-                start_response: Callable[..., Any]) -> Iterable[bytes]:
+def slow_report(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     """POST /report: the limit answers it (504) where one applies; else it finishes."""
     limit = cpu_limit(environ)
     used = burn_cpu(report_seconds(limit))
-    why = (f"although limit_time_cpu is {limit} s" if limit else
-           "no CPU limit applies to this request")
-    return _send(start_response, "200 OK", "text/plain; charset=utf-8",
-                 f"the report finished after {used:.1f} s of CPU in pid {os.getpid()}: "
-                 f"{why}\n")
+    why = (
+        f"although limit_time_cpu is {limit} s" if limit else "no CPU limit applies to this request"
+    )
+    return _send(
+        start_response,
+        "200 OK",
+        "text/plain; charset=utf-8",
+        f"the report finished after {used:.1f} s of CPU in pid {os.getpid()}: {why}\n",
+    )
 
 
 def burn_cpu(seconds: float) -> float:
@@ -77,9 +90,16 @@ def worker(environ: dict[str, Any], start_response: Callable[..., Any]) -> Itera
     return _send(start_response, "200 OK", "application/json", body + "\n")
 
 
-def _send(start_response: Callable[..., Any], status: str, content_type: str,
-          text: str) -> Iterable[bytes]:
+def _send(
+    start_response: Callable[..., Any], status: str, content_type: str, text: str
+) -> Iterable[bytes]:
     body = text.encode()
-    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body))),
-                            ("Cache-Control", "no-store")])
+    start_response(
+        status,
+        [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+        ],
+    )
     return [body]

@@ -72,11 +72,14 @@ class CodeReload:
             elif self.broken.get(path) != error:
                 self.broken[path] = error
                 reported = True
-                log.error("dev reload: %s; the running code keeps serving until it is fixed",
-                          error)
+                log.error("dev reload: %s; the running code keeps serving until it is fixed", error)
         if self.broken and not reported:
-            log.info("dev reload: %s changed; not reloading while %s does not compile (the "
-                     "error is logged above)", self.named(paths), self.named(sorted(self.broken)))
+            log.info(
+                "dev reload: %s changed; not reloading while %s does not compile (the "
+                "error is logged above)",
+                self.named(paths),
+                self.named(sorted(self.broken)),
+            )
         return not self.broken
 
 
@@ -126,16 +129,23 @@ def dev_warning(settings: Settings, watching: CodeReload | None = None) -> str:
     else:
         root, files = watching.root, watching.watcher.files
         how = f" (watched with {watching.watcher.method})"
-    return (f"dev reload is on (dev_mode = {settings.dev_mode}): a change to one of the "
-            f"{files} Python file(s) under {root}{how} {reload_effect(settings)}; for "
-            "development only, not for production")
+    return (
+        f"dev reload is on (dev_mode = {settings.dev_mode}): a change to one of the "
+        f"{files} Python file(s) under {root}{how} {reload_effect(settings)}; for "
+        "development only, not for production"
+    )
 
 
 def inert_note(settings: Settings) -> list[str]:
     """Odoo's developer features that prefork accepts and does nothing with, as a note."""
-    inert = [feature for feature in settings.dev_mode.split(",")
-             if feature and feature not in ("reload", "all")]
+    inert = [
+        feature
+        for feature in settings.dev_mode.split(",")
+        if feature and feature not in ("reload", "all")
+    ]
     if not inert:
         return []
-    return [f"dev_mode {','.join(inert)}: Odoo's developer feature(s), accepted and without "
-            "effect in prefork (only reload, and all, which includes it, do something)"]
+    return [
+        f"dev_mode {','.join(inert)}: Odoo's developer feature(s), accepted and without "
+        "effect in prefork (only reload, and all, which includes it, do something)"
+    ]

@@ -64,8 +64,11 @@ def app_root(app_ref: str) -> str:
 def skipped_dir(parent: str, name: str) -> bool:
     """Hidden directories, caches, installed packages and virtualenvs hold no code of the
     application's: not watched."""
-    return (name.startswith(".") or name in SKIPPED_DIRS
-            or os.path.exists(os.path.join(parent, name, "pyvenv.cfg")))
+    return (
+        name.startswith(".")
+        or name in SKIPPED_DIRS
+        or os.path.exists(os.path.join(parent, name, "pyvenv.cfg"))
+    )
 
 
 def watched_file(name: str) -> bool:
@@ -114,8 +117,11 @@ class PollingWatcher:
             return set()
         self.next_scan = now + self.interval
         stamps = scan(self.root)
-        changed = {path for path in stamps.keys() | self.stamps.keys()
-                   if stamps.get(path) != self.stamps.get(path)}
+        changed = {
+            path
+            for path in stamps.keys() | self.stamps.keys()
+            if stamps.get(path) != self.stamps.get(path)
+        }
         self.stamps = stamps
         return changed
 
@@ -148,8 +154,13 @@ class InotifyWatcher:
         self.flags: Any = inotify_simple.flags
         # A file counts once it is written and closed, not at each write, so a half-written
         # file is not compiled; renames cover editors that save through a temporary file.
-        self.mask = (self.flags.CREATE | self.flags.CLOSE_WRITE | self.flags.MOVED_TO
-                     | self.flags.MOVED_FROM | self.flags.DELETE)
+        self.mask = (
+            self.flags.CREATE
+            | self.flags.CLOSE_WRITE
+            | self.flags.MOVED_TO
+            | self.flags.MOVED_FROM
+            | self.flags.DELETE
+        )
         self.root = root
         self.inotify: Any = inotify_simple.INotify(nonblocking=True)
         self.dirs: dict[int, str] = {}
@@ -193,8 +204,12 @@ class InotifyWatcher:
         try:
             return self._watch_tree(path)
         except OSError as exc:
-            log.warning("dev reload: cannot watch the new directory %s (%s): changes in it "
-                        "are not seen until the server restarts", path, exc.strerror or exc)
+            log.warning(
+                "dev reload: cannot watch the new directory %s (%s): changes in it "
+                "are not seen until the server restarts",
+                path,
+                exc.strerror or exc,
+            )
             return {path}
 
     def _watch_tree(self, root: str) -> set[str]:

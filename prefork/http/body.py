@@ -18,12 +18,27 @@ from prefork.http.grammar import CTL_RE, TCHAR, TOKEN_RE
 _QUOTED = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
 _TOKEN_B = rf"[{TCHAR}]+".encode()
 _CHUNK_SIZE_RE = re.compile(
-    rb"([0-9A-Fa-f]{1,16})(?:[ \t]*;[ \t]*" + _TOKEN_B
-    + rb"(?:[ \t]*=[ \t]*(?:" + _TOKEN_B + rb"|" + _QUOTED + rb"))?)*"
+    rb"([0-9A-Fa-f]{1,16})(?:[ \t]*;[ \t]*"
+    + _TOKEN_B
+    + rb"(?:[ \t]*=[ \t]*(?:"
+    + _TOKEN_B
+    + rb"|"
+    + _QUOTED
+    + rb"))?)*"
 )
 _FORBIDDEN_TRAILERS = frozenset(
-    {"CONTENT-LENGTH", "TRANSFER-ENCODING", "HOST", "CONTENT-ENCODING",
-     "CONNECTION", "EXPECT", "AUTHORIZATION", "COOKIE", "TE", "TRAILER"}
+    {
+        "CONTENT-LENGTH",
+        "TRANSFER-ENCODING",
+        "HOST",
+        "CONTENT-ENCODING",
+        "CONNECTION",
+        "EXPECT",
+        "AUTHORIZATION",
+        "COOKIE",
+        "TE",
+        "TRAILER",
+    }
 )
 _MAX_CHUNK_LINE = 4096
 SPOOL_SIZE = 1 << 20  # bodies larger than this are buffered in a temporary file

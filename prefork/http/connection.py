@@ -61,11 +61,29 @@ class Sending(Protocol):
 class Connection:
     """A client socket, always non-blocking; reads come from the event loop only."""
 
-    __slots__ = ("ahead", "budget", "deadline", "fd", "in_request", "kept", "parser", "peer",
-                 "queued", "sending", "served", "sock", "unsent")
+    __slots__ = (
+        "ahead",
+        "budget",
+        "deadline",
+        "fd",
+        "in_request",
+        "kept",
+        "parser",
+        "peer",
+        "queued",
+        "sending",
+        "served",
+        "sock",
+        "unsent",
+    )
 
-    def __init__(self, sock: socket.socket, peer: tuple[str, int], limits: Limits,
-                 budget: SendBudget | None = None) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        peer: tuple[str, int],
+        limits: Limits,
+        budget: SendBudget | None = None,
+    ) -> None:
         self.sock = sock
         self.fd = sock.fileno()  # kept: the event loop unregisters it, also once closed
         self.peer = peer

@@ -30,7 +30,7 @@ def target_authority(target: str, scheme_end: int) -> str | None:
     """The host[:port] of an absolute-form target whose "scheme://" ends at `scheme_end`,
     without any userinfo; None when that is not a valid, non-empty host."""
     end = _AUTHORITY_END_RE.search(target, scheme_end)
-    authority = target[scheme_end:end.start() if end is not None else len(target)]
+    authority = target[scheme_end : end.start() if end is not None else len(target)]
     authority = authority.rpartition("@")[2]
     if not authority or authority[0] == ":" or not valid_host(authority):
         return None

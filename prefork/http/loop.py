@@ -54,10 +54,17 @@ class Timeouts:
 
 
 class EventLoop:
-    def __init__(self, limits: Limits, timeouts: Timeouts, dispatch: Dispatch, *,
-                 inline: bool, pace_accepting: bool = False,
-                 budget: SendBudget | None = None,
-                 refused: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        limits: Limits,
+        timeouts: Timeouts,
+        dispatch: Dispatch,
+        *,
+        inline: bool,
+        pace_accepting: bool = False,
+        budget: SendBudget | None = None,
+        refused: Callable[[int], None] | None = None,
+    ) -> None:
         self.limits = limits
         self._accept_failed = QuietLog(log, 10.0)  # EMFILE: once per accept attempt
         self._refused = refused  # told the status of each request the loop answers itself
@@ -281,8 +288,9 @@ class EventLoop:
             sock.setblocking(False)
             if _NODELAY_PER_CONNECTION and family != socket.AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = Connection(sock, peer[:2] if isinstance(peer, tuple) else ("", 0),
-                              self.limits, self.budget)
+            conn = Connection(
+                sock, peer[:2] if isinstance(peer, tuple) else ("", 0), self.limits, self.budget
+            )
             self._register(conn)
             if self._serve_inline:  # the request has usually arrived (TCP_DEFER_ACCEPT): serve it
                 self._on_readable(conn)
@@ -419,8 +427,9 @@ class EventLoop:
             conn.queued = queued
             conn.deadline = now + self.timeouts.send
             return
-        log.info("%s - dropped: read nothing of its response for %gs", conn.peer[0],
-                 self.timeouts.send)
+        log.info(
+            "%s - dropped: read nothing of its response for %gs", conn.peer[0], self.timeouts.send
+        )
         self._close(conn)
 
 
@@ -429,4 +438,3 @@ class _Watch:
 
     def __init__(self, callback: Callable[[], None]) -> None:
         self.callback = callback
-

@@ -53,7 +53,8 @@ _ABSOLUTE_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 _CL_RE = re.compile(r"\d{1,18}")
 _KNOWN_CODINGS = frozenset({"chunked", "identity", "gzip", "x-gzip", "deflate", "compress"})
 _SPECIAL_FIELDS = frozenset(
-    {"HOST", "CONTENT-TYPE", "CONTENT-LENGTH", "TRANSFER-ENCODING", "CONNECTION", "EXPECT"})
+    {"HOST", "CONTENT-TYPE", "CONTENT-LENGTH", "TRANSFER-ENCODING", "CONNECTION", "EXPECT"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +94,18 @@ EMPTY_BODY = cast(BinaryIO, _EmptyBody())
 class RequestParser:
     """Parses the requests of one connection, one at a time."""
 
-    __slots__ = ("_body", "_buf", "_chunked", "_common_size", "_continue_pending",
-                 "_head_limit", "_length", "_limits", "_line_checked", "_request")
+    __slots__ = (
+        "_body",
+        "_buf",
+        "_chunked",
+        "_common_size",
+        "_continue_pending",
+        "_head_limit",
+        "_length",
+        "_limits",
+        "_line_checked",
+        "_request",
+    )
 
     def __init__(self, limits: Limits) -> None:
         self._limits = limits
@@ -170,9 +181,18 @@ class RequestParser:
             return self._parse_any_head(text)
         method, target, minor, fields = match.groups()
         path, _, query = target.partition("?")
-        request = Request(method=method, target=target, path=path, query=query,
-                          version=_VERSIONS[minor], headers=[], keep_alive=minor == "1",
-                          body=EMPTY_BODY, content_length=0, line=text[:match.end(3)])
+        request = Request(
+            method=method,
+            target=target,
+            path=path,
+            query=query,
+            version=_VERSIONS[minor],
+            headers=[],
+            keep_alive=minor == "1",
+            body=EMPTY_BODY,
+            content_length=0,
+            line=text[: match.end(3)],
+        )
         if fields:
             self._parse_fields(request, fields[2:].split("\r\n"), True)
         elif minor == "1":
@@ -220,9 +240,19 @@ class RequestParser:
         if major != "1" or minor not in "01":
             raise bad_request("unsupported HTTP version")
         path, query, authority = _split_target(method, target)
-        return Request(method=method, target=target, path=path, query=query,
-                       version=_VERSIONS[minor], headers=[], keep_alive=minor == "1",
-                       body=EMPTY_BODY, content_length=0, line=line, authority=authority)
+        return Request(
+            method=method,
+            target=target,
+            path=path,
+            query=query,
+            version=_VERSIONS[minor],
+            headers=[],
+            keep_alive=minor == "1",
+            body=EMPTY_BODY,
+            content_length=0,
+            line=line,
+            authority=authority,
+        )
 
     def _check_fields(self, lines: list[str]) -> None:
         """Each line a token, a colon and a value, within the size limit."""
@@ -272,8 +302,7 @@ class RequestParser:
         if codings:
             self._apply_transfer_coding(request, codings)
 
-    def _special_field(self, request: Request, name: str, value: str,
-                       codings: list[str]) -> None:
+    def _special_field(self, request: Request, name: str, value: str, codings: list[str]) -> None:
         """The fields that frame the message or the connection (not the singletons)."""
         if name == "CONTENT-LENGTH":
             self._length = _content_length(value, self._length)

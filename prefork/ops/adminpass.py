@@ -14,8 +14,10 @@ from prefork.config import Settings
 # odoo/tools/config.py (15.0-18.0) defaults admin_passwd to 'admin', and many odoo.conf files
 # still carry it, plain or hashed by Odoo's database manager: it must not open the dashboard.
 ODOO_DEFAULT = "admin"
-REFUSED = ("admin_passwd is Odoo's default 'admin': it does not open the dashboard at "
-           "/prefork/; set dashboard_password (or a real admin_passwd) to turn it on")
+REFUSED = (
+    "admin_passwd is Odoo's default 'admin': it does not open the dashboard at "
+    "/prefork/; set dashboard_password (or a real admin_passwd) to turn it on"
+)
 
 
 HASH_PREFIX = "$pbkdf2-sha512$"
@@ -42,9 +44,11 @@ def password_warnings(settings: Settings) -> list[str]:
         return [REFUSED]
     chosen = _chosen(settings)
     if chosen and not well_formed(chosen[1]):
-        return [f"{chosen[0]} starts like Odoo's {HASH_PREFIX} hash but is not one "
-                f"({HASH_PREFIX}ROUNDS$SALT$HASH): no password could open the dashboard, "
-                "so it stays off"]
+        return [
+            f"{chosen[0]} starts like Odoo's {HASH_PREFIX} hash but is not one "
+            f"({HASH_PREFIX}ROUNDS$SALT$HASH): no password could open the dashboard, "
+            "so it stays off"
+        ]
     return []
 
 

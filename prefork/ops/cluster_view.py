@@ -31,8 +31,10 @@ def running(hosts: list[HostInfo], settings: Settings, master_pid: int) -> HostI
     (`prefork status` may run without the secret the service has in its environment); the
     settings' description until the row exists."""
     me = describe(settings, master_pid)
-    return next((h for h in hosts if (h.host, h.http_port, h.pid) == (me.host, me.http_port,
-                                                                       master_pid)), me)
+    return next(
+        (h for h in hosts if (h.host, h.http_port, h.pid) == (me.host, me.http_port, master_pid)),
+        me,
+    )
 
 
 def read_cluster(settings: Settings, master_pid: int) -> dict[str, Any]:
@@ -42,8 +44,9 @@ def read_cluster(settings: Settings, master_pid: int) -> dict[str, Any]:
     if target.kind != POSTGRESQL:
         return {"hosts": [], "warnings": []}
     try:
-        with roles.connect(target.conninfo, roles.CLI, autocommit=True,
-                           connect_timeout=CONNECT_TIMEOUT) as conn:
+        with roles.connect(
+            target.conninfo, roles.CLI, autocommit=True, connect_timeout=CONNECT_TIMEOUT
+        ) as conn:
             return cluster_view(conn, settings, master_pid)
     except psycopg.Error as exc:
         return {"hosts": [], "warnings": [], "error": one_line(exc)}

@@ -29,10 +29,14 @@ SIGNED_IN = Access(True)
 
 
 class DashboardAuth:
-    def __init__(self, password: str, secret: bytes,
-                 matcher: Callable[[str, str], bool] = matches,
-                 limit: FailureLimit | None = None,
-                 cookie: DashboardCookie | None = None) -> None:
+    def __init__(
+        self,
+        password: str,
+        secret: bytes,
+        matcher: Callable[[str, str], bool] = matches,
+        limit: FailureLimit | None = None,
+        cookie: DashboardCookie | None = None,
+    ) -> None:
         self._password = password
         self._matcher = matcher
         self.limit = limit or FailureLimit()

@@ -34,8 +34,9 @@ def cookie_key(secret: bytes, password: str) -> bytes:
 class DashboardCookie:
     # Wall-clock expiry: the value travels to the browser and back to any process or host,
     # which share no monotonic clock.
-    def __init__(self, key: bytes, max_age: int = MAX_AGE,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, key: bytes, max_age: int = MAX_AGE, clock: Callable[[], float] = time.time
+    ) -> None:
         self._key = key
         self._max_age = max_age
         self._clock = clock
@@ -43,8 +44,13 @@ class DashboardCookie:
     def issue(self, secure: bool) -> str:
         """The Set-Cookie value of a fresh cookie."""
         value = self.value(int(self._clock()) + self._max_age)
-        attributes = [f"{NAME}={value}", f"Path={PATH}", f"Max-Age={self._max_age}",
-                      "HttpOnly", "SameSite=Strict"]
+        attributes = [
+            f"{NAME}={value}",
+            f"Path={PATH}",
+            f"Max-Age={self._max_age}",
+            "HttpOnly",
+            "SameSite=Strict",
+        ]
         return "; ".join([*attributes, "Secure"] if secure else attributes)
 
     def value(self, expires: int) -> str:
@@ -58,8 +64,7 @@ class DashboardCookie:
         if match is None:
             return False
         expires = int(match.group(1))
-        return hmac.compare_digest(match.group(2), self._mac(expires)) and \
-            self._clock() < expires
+        return hmac.compare_digest(match.group(2), self._mac(expires)) and self._clock() < expires
 
     def _mac(self, expires: int) -> str:
         digest = hmac.new(self._key, str(expires).encode(), hashlib.sha256).digest()

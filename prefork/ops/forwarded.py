@@ -19,13 +19,19 @@ MARKER = "forwarded-headers-seen"
 
 def recorder(data_dir: str) -> Callable[[str], None]:
     def record(peer: str) -> None:
-        log.warning("a request from %s carries X-Forwarded-For but proxy_mode is off: behind "
-                    "a reverse proxy set proxy_mode = True", peer)
+        log.warning(
+            "a request from %s carries X-Forwarded-For but proxy_mode is off: behind "
+            "a reverse proxy set proxy_mode = True",
+            peer,
+        )
         try:
-            write_private(os.path.join(data_dir, MARKER),
-                          f"{time.strftime('%Y-%m-%d %H:%M:%S')} from {peer}\n".encode())
+            write_private(
+                os.path.join(data_dir, MARKER),
+                f"{time.strftime('%Y-%m-%d %H:%M:%S')} from {peer}\n".encode(),
+            )
         except OSError:
             pass  # the log line says it already
+
     return record
 
 

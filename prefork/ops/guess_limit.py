@@ -24,8 +24,13 @@ CAPACITY = 4096  # addresses tracked; the least recently seen is forgotten first
 
 
 class FailureLimit:
-    def __init__(self, limit: int = LIMIT, window: float = WINDOW, capacity: int = CAPACITY,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        limit: int = LIMIT,
+        window: float = WINDOW,
+        capacity: int = CAPACITY,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._limit = limit
         self._window = window
         self._capacity = capacity

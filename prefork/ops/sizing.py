@@ -40,25 +40,40 @@ def plan(cpus: int, ram: int, users: int = 0) -> Plan:
         cron = 1
         wanted = math.ceil(users / USERS_PER_WORKER)
         workers = max(1, min(wanted, 2 * cpus + 1 - cron, slots - cron))
-        why = (f"{users} users / {USERS_PER_WORKER} per worker = {wanted}, at most "
-               f"2 x {cpus} CPU + 1 - {cron} cron = {2 * cpus + 1 - cron}, and "
-               f"{slots - cron} by memory")
+        why = (
+            f"{users} users / {USERS_PER_WORKER} per worker = {wanted}, at most "
+            f"2 x {cpus} CPU + 1 - {cron} cron = {2 * cpus + 1 - cron}, and "
+            f"{slots - cron} by memory"
+        )
     else:
         cron = max(1, cpus // 2)
         workers = max(1, min(2 * cpus, slots - cron))
-        why = (f"2 per CPU = {2 * cpus}, and {max(1, slots - cron)} by memory "
-               f"({slots} processes of ~{PER_WORKER // MiB} MiB in {ram // MiB} MiB "
-               f"- {RESERVED // MiB} MiB reserved, minus {cron} cron)")
+        why = (
+            f"2 per CPU = {2 * cpus}, and {max(1, slots - cron)} by memory "
+            f"({slots} processes of ~{PER_WORKER // MiB} MiB in {ram // MiB} MiB "
+            f"- {RESERVED // MiB} MiB reserved, minus {cron} cron)"
+        )
     processes = workers + cron + 1  # and the realtime process
     hard = int(min(HARD_CEILING, max(PER_WORKER, (ram - RESERVED) // processes)))
     hard -= hard % MiB
     num, den = SOFT_PER_HARD
     soft = hard * num // den // MiB * MiB
-    return Plan(workers, cron, soft, hard, {
-        "workers": why,
-        "max_cron_threads": ("1 (one slot of the 2 x CPU + 1 kept for jobs)" if users
-                             else f"one per two CPUs = {cron}"),
-        "limit_memory_hard": (f"{ram // MiB} MiB - {RESERVED // MiB} MiB reserved, shared by "
-                              f"{processes} processes, at most {HARD_CEILING // MiB} MiB"),
-        "limit_memory_soft": f"{100 * num // den}% of the hard limit",
-    })
+    return Plan(
+        workers,
+        cron,
+        soft,
+        hard,
+        {
+            "workers": why,
+            "max_cron_threads": (
+                "1 (one slot of the 2 x CPU + 1 kept for jobs)"
+                if users
+                else f"one per two CPUs = {cron}"
+            ),
+            "limit_memory_hard": (
+                f"{ram // MiB} MiB - {RESERVED // MiB} MiB reserved, shared by "
+                f"{processes} processes, at most {HARD_CEILING // MiB} MiB"
+            ),
+            "limit_memory_soft": f"{100 * num // den}% of the hard limit",
+        },
+    )

@@ -22,8 +22,10 @@ def render(settings: Settings, config_path: str | None, user: str, group: str) -
     lines = [
         "[Unit]",
         "Description=prefork application server",
-        "Documentation=file://" + os.path.abspath(os.path.join(
-            os.path.dirname(__file__), "..", "..", "docs", "deployment.md")),
+        "Documentation=file://"
+        + os.path.abspath(
+            os.path.join(os.path.dirname(__file__), "..", "..", "docs", "deployment.md")
+        ),
         "After=network-online.target postgresql.service redis-server.service",
         "Wants=network-online.target",
         "",
@@ -69,24 +71,33 @@ def _socket_paths(settings: Settings) -> list[str]:
 def _private_tmp(settings: Settings) -> list[str]:
     """PrivateTmp, unless a Unix socket is in /tmp or /var/tmp: the service would make it
     in a /tmp of its own, where nginx cannot reach it."""
-    shared = [path for path in _socket_paths(settings)
-              if path.startswith(("/tmp/", "/var/tmp/"))]
+    shared = [path for path in _socket_paths(settings) if path.startswith(("/tmp/", "/var/tmp/"))]
     if not shared:
         return ["PrivateTmp=true"]
-    return [f"# No PrivateTmp: the socket {shared[0]} must be where nginx can reach it "
-            "(better: /run/prefork/, see RuntimeDirectory)."]
+    return [
+        f"# No PrivateTmp: the socket {shared[0]} must be where nginx can reach it "
+        "(better: /run/prefork/, see RuntimeDirectory)."
+    ]
 
 
 def _runtime_directories(settings: Settings) -> list[str]:
     """A Unix socket in a directory of /run (/run/prefork/http.sock): systemd creates that
     directory for the service's user at each start (/run itself is root's)."""
-    names = sorted({os.path.basename(os.path.dirname(path)) for path in _socket_paths(settings)
-                    if os.path.dirname(os.path.dirname(path)) == RUN})
+    names = sorted(
+        {
+            os.path.basename(os.path.dirname(path))
+            for path in _socket_paths(settings)
+            if os.path.dirname(os.path.dirname(path)) == RUN
+        }
+    )
     if not names:
         return []
-    return ["# The Unix sockets' directory: systemd makes it for User= at each start and",
-            "# removes it at the stop (an upgrade, USR2, keeps it).",
-            "RuntimeDirectory=" + " ".join(names), "RuntimeDirectoryMode=0755"]
+    return [
+        "# The Unix sockets' directory: systemd makes it for User= at each start and",
+        "# removes it at the stop (an upgrade, USR2, keeps it).",
+        "RuntimeDirectory=" + " ".join(names),
+        "RuntimeDirectoryMode=0755",
+    ]
 
 
 def stop_timeout(settings: Settings) -> int:

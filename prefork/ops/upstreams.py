@@ -28,8 +28,10 @@ READS_LOCATION = "@prefork_reads"
 # Requests that get the short read timeout: reads, which nginx retries on the next host.
 READ_METHODS = "GET|HEAD"
 _NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?\Z")
-_EXPECTED = ("expected HOST[:PORT[:REALTIME_PORT]], an IPv6 address in brackets "
-             "([::1]:8069:8072), ports 1-65535")
+_EXPECTED = (
+    "expected HOST[:PORT[:REALTIME_PORT]], an IPv6 address in brackets "
+    "([::1]:8069:8072), ports 1-65535"
+)
 
 
 class UpstreamError(ValueError):
@@ -60,20 +62,22 @@ def parse_upstream(text: str, http_port: int) -> Upstream:
     return Upstream(host, _port(text, port) or http_port, _port(text, realtime))
 
 
-def parse_upstreams(texts: list[str], http_port: int,
-                    gevent_port: int) -> tuple[Upstream, ...]:
+def parse_upstreams(texts: list[str], http_port: int, gevent_port: int) -> tuple[Upstream, ...]:
     """The hosts, each once, and no two listening on one address and port; `gevent_port`:
     the default realtime port (0: each host's HTTP port, threaded mode)."""
     hosts = [parse_upstream(text, http_port) for text in texts]
     taken: dict[str, str] = {}
     for text, upstream in zip(texts, hosts, strict=True):
-        for address in {upstream.address(upstream.port),
-                        upstream.address(upstream.realtime or gevent_port or upstream.port)}:
+        for address in {
+            upstream.address(upstream.port),
+            upstream.address(upstream.realtime or gevent_port or upstream.port),
+        }:
             if address in taken:
                 raise UpstreamError(
                     f"--upstream {text!r}: {address} is already --upstream "
                     f"{taken[address]!r}'s port; hosts on one address need ports of their "
-                    "own: HOST:PORT:REALTIME_PORT")
+                    "own: HOST:PORT:REALTIME_PORT"
+                )
             taken[address] = text
     return tuple(hosts)
 
@@ -81,10 +85,10 @@ def parse_upstreams(texts: list[str], http_port: int,
 def _split(text: str) -> tuple[str, str]:
     if text.startswith("["):
         end = text.find("]")
-        rest = text[end + 1:] if end > 0 else "?"
+        rest = text[end + 1 :] if end > 0 else "?"
         if rest and not rest.startswith(":"):
             raise UpstreamError(f"--upstream {text!r}: {_EXPECTED}")
-        return text[:end + 1], rest[1:] if rest else ""
+        return text[: end + 1], rest[1:] if rest else ""
     if _is_ipv6(text):  # a bare IPv6 address: no port
         return f"[{text}]", ""
     host, _, ports = text.partition(":")
@@ -103,8 +107,7 @@ def _is_ipv6(text: str) -> bool:
 
 def _check_ipv6(text: str, address: str) -> None:
     if not _is_ipv6(address):
-        raise UpstreamError(f"--upstream {text!r}: {address!r} is not an IPv6 address; "
-                            f"{_EXPECTED}")
+        raise UpstreamError(f"--upstream {text!r}: {address!r} is not an IPv6 address; {_EXPECTED}")
 
 
 def _port(text: str, port: str) -> int:
@@ -118,10 +121,14 @@ def _port(text: str, port: str) -> int:
 def upstream_block(name: str, servers: list[str], method: str = "", keepalive: int = 0) -> str:
     """An upstream of several hosts: each rests FAIL_TIMEOUT after MAX_FAILS failures.
     A balancing method must come before `keepalive`."""
-    lines = [*([f"{method};"] if method else []),
-             *(f"server {server} max_fails={MAX_FAILS} fail_timeout={FAIL_TIMEOUT}s;"
-               for server in servers),
-             *([f"keepalive {keepalive};"] if keepalive else [])]
+    lines = [
+        *([f"{method};"] if method else []),
+        *(
+            f"server {server} max_fails={MAX_FAILS} fail_timeout={FAIL_TIMEOUT}s;"
+            for server in servers
+        ),
+        *([f"keepalive {keepalive};"] if keepalive else []),
+    ]
     return f"upstream {name} {{\n" + "".join(f"    {line}\n" for line in lines) + "}\n"
 
 
@@ -129,8 +136,10 @@ def failover(read_timeout: int, failover_timeout: int) -> list[str]:
     """The directives of a location that may pass a request to the next host: a retry
     only within the time one read and two connections take, so a request that waited a
     long read timeout is not sent again."""
-    return [f"proxy_connect_timeout {CONNECT_TIMEOUT}s;",
-            "proxy_next_upstream error timeout http_502 http_503 http_504;",
-            f"proxy_next_upstream_tries {TRIES};",
-            f"proxy_next_upstream_timeout {failover_timeout + 2 * CONNECT_TIMEOUT}s;",
-            f"proxy_read_timeout {read_timeout}s;"]
+    return [
+        f"proxy_connect_timeout {CONNECT_TIMEOUT}s;",
+        "proxy_next_upstream error timeout http_502 http_503 http_504;",
+        f"proxy_next_upstream_tries {TRIES};",
+        f"proxy_next_upstream_timeout {failover_timeout + 2 * CONNECT_TIMEOUT}s;",
+        f"proxy_read_timeout {read_timeout}s;",
+    ]

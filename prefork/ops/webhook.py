@@ -44,15 +44,21 @@ class Webhook:
                 if self._post(payload):
                     break
                 if attempt == ATTEMPTS:
-                    log.warning("alert webhook %s: gave up after %d attempts",
-                                url_host_only(self.url), ATTEMPTS)
+                    log.warning(
+                        "alert webhook %s: gave up after %d attempts",
+                        url_host_only(self.url),
+                        ATTEMPTS,
+                    )
                     break
                 time.sleep(delay)
                 delay *= 2
 
     def _post(self, payload: dict[str, Any]) -> bool:
-        request = urllib.request.Request(self._target, json.dumps(payload).encode(),
-                                         {"Content-Type": "application/json", **self._headers})
+        request = urllib.request.Request(
+            self._target,
+            json.dumps(payload).encode(),
+            {"Content-Type": "application/json", **self._headers},
+        )
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
                 return bool(200 <= response.status < 300)

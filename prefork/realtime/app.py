@@ -10,25 +10,33 @@ from prefork.realtime.longpolling import respond
 from prefork.realtime.websocket import ASGIReceive, ASGISend, Services
 
 WEBSOCKET_PATHS = ("/websocket", "/web/websocket")
-SIDE_PATHS = ("/websocket/health", "/websocket/peek_notifications",
-              "/websocket/update_bus_presence")
+SIDE_PATHS = (
+    "/websocket/health",
+    "/websocket/peek_notifications",
+    "/websocket/update_bus_presence",
+)
 
 
 def is_realtime_path(path: str) -> bool:
     """The paths the realtime service answers (threaded mode routes them to it)."""
-    return (path.rstrip("/") in WEBSOCKET_PATHS or path in SIDE_PATHS
-            or path.startswith("/longpolling/"))
+    return (
+        path.rstrip("/") in WEBSOCKET_PATHS
+        or path in SIDE_PATHS
+        or path.startswith("/longpolling/")
+    )
 
 
 class RealtimeApp:
-    def __init__(self, services: Services, database_ok: Callable[[], bool],
-                 draining: Callable[[], bool]) -> None:
+    def __init__(
+        self, services: Services, database_ok: Callable[[], bool], draining: Callable[[], bool]
+    ) -> None:
         self.services = services
         self.database_ok = database_ok  # the dispatcher is connected
         self.draining = draining  # a stop is announced (drain_delay)
 
-    async def __call__(self, scope: Mapping[str, Any], receive: ASGIReceive,
-                       send: ASGISend) -> None:
+    async def __call__(
+        self, scope: Mapping[str, Any], receive: ASGIReceive, send: ASGISend
+    ) -> None:
         kind, path = scope["type"], scope.get("path", "")
         if kind == "websocket":
             if path.rstrip("/") in WEBSOCKET_PATHS:
@@ -38,8 +46,9 @@ class RealtimeApp:
         elif kind == "http":
             await self._http(path, scope, receive, send)
 
-    async def _http(self, path: str, scope: Mapping[str, Any], receive: ASGIReceive,
-                    send: ASGISend) -> None:
+    async def _http(
+        self, path: str, scope: Mapping[str, Any], receive: ASGIReceive, send: ASGISend
+    ) -> None:
         services = self.services
         if path == "/longpolling/poll":
             await longpolling.serve(services, scope, receive, send)
@@ -54,9 +63,22 @@ class RealtimeApp:
         elif path == "/longpolling/health":
             await side_routes.odoo_health(self.draining(), send)
         elif path.rstrip("/") in WEBSOCKET_PATHS:
-            await respond(send, 426, b"this endpoint speaks WebSocket only\n", "text/plain",
-                          [(b"upgrade", b"websocket"), (b"connection", b"Upgrade"),
-                           (b"sec-websocket-version", b"13")])
+            await respond(
+                send,
+                426,
+                b"this endpoint speaks WebSocket only\n",
+                "text/plain",
+                [
+                    (b"upgrade", b"websocket"),
+                    (b"connection", b"Upgrade"),
+                    (b"sec-websocket-version", b"13"),
+                ],
+            )
         else:
-            await respond(send, 404, b"not found: the realtime port serves /websocket, "
-                          b"/longpolling/poll and the bus's side routes\n", "text/plain")
+            await respond(
+                send,
+                404,
+                b"not found: the realtime port serves /websocket, "
+                b"/longpolling/poll and the bus's side routes\n",
+                "text/plain",
+            )

@@ -67,17 +67,20 @@ class Gate:
     """The two hooks, loaded once in the realtime process."""
 
     def __init__(self, settings: Settings) -> None:
-        self._auth: Callable[..., Any] = (load_callable(settings.bus_auth, "bus_auth")
-                                          if settings.bus_auth else
-                                          SessionAuthenticator(settings))
+        self._auth: Callable[..., Any] = (
+            load_callable(settings.bus_auth, "bus_auth")
+            if settings.bus_auth
+            else SessionAuthenticator(settings)
+        )
         self._channels: Callable[..., list[str]] | None = (
-            load_callable(settings.bus_channels, "bus_channels") if settings.bus_channels
-            else None)
+            load_callable(settings.bus_channels, "bus_channels") if settings.bus_channels else None
+        )
 
     async def identify(self, headers: Mapping[str, str]) -> Any:
         """The client's identity, None when it has no valid session."""
-        return await asyncio.to_thread(self._auth, parse_cookies(headers.get("cookie", "")),
-                                       headers)
+        return await asyncio.to_thread(
+            self._auth, parse_cookies(headers.get("cookie", "")), headers
+        )
 
     async def connect(self, headers: Mapping[str, str]) -> Any:
         """The identity a client is served with: Anonymous() without a valid session."""

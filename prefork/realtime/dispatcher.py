@@ -41,8 +41,9 @@ BOUND = 30.0  # seconds any of the process's statements or transactions takes at
 
 
 class Dispatcher:
-    def __init__(self, conninfo: str, hub: Hub, retention: int, maxconn: int,
-                 chores: Sequence[Chore] = ()) -> None:
+    def __init__(
+        self, conninfo: str, hub: Hub, retention: int, maxconn: int, chores: Sequence[Chore] = ()
+    ) -> None:
         """`chores`: called on the work connection at every turn of the loop (at least
         every POLL_INTERVAL); each decides whether it is time to act."""
         self.conninfo = conninfo
@@ -55,10 +56,15 @@ class Dispatcher:
         self._written = True  # sequence at the first connection: messages may be waiting
         self._next_collect = 0.0
         self.pool = AsyncConnectionPool(
-            roles.role_conninfo(conninfo, roles.REALTIME), min_size=0, max_size=maxconn,
-            open=False, kwargs={"autocommit": True}, timeout=CATCHUP_WAIT,
+            roles.role_conninfo(conninfo, roles.REALTIME),
+            min_size=0,
+            max_size=maxconn,
+            open=False,
+            kwargs={"autocommit": True},
+            timeout=CATCHUP_WAIT,
             configure=lambda conn: roles.prepare_async(conn, BOUND),
-            max_idle=idle_step(maxconn))
+            max_idle=idle_step(maxconn),
+        )
 
     async def run(self) -> None:
         await self.pool.open(wait=False)
@@ -78,8 +84,7 @@ class Dispatcher:
     async def _session(self) -> None:
         listen = await roles.connect_async(self.conninfo, roles.REALTIME, autocommit=True)
         try:
-            work = await roles.connect_async(self.conninfo, roles.REALTIME, BOUND,
-                                             autocommit=True)
+            work = await roles.connect_async(self.conninfo, roles.REALTIME, BOUND, autocommit=True)
         except BaseException:
             await listen.close()
             raise
@@ -108,8 +113,9 @@ class Dispatcher:
         finally:
             self._wake.set()  # the work loop must see the lost connection at once
 
-    async def _work(self, work: psycopg.AsyncConnection[Any],
-                    listener: asyncio.Future[None]) -> None:
+    async def _work(
+        self, work: psycopg.AsyncConnection[Any], listener: asyncio.Future[None]
+    ) -> None:
         while True:
             if listener.done():
                 listener.result()  # raises the connection's error
@@ -156,19 +162,21 @@ class Dispatcher:
         self._next_collect = now + COLLECT_INTERVAL
         cursor = await work.execute(store.COLLECT, (self.retention,))
         if cursor.rowcount:
-            log.debug("bus: collected %d message(s) older than %ds", cursor.rowcount,
-                      self.retention)
+            log.debug(
+                "bus: collected %d message(s) older than %ds", cursor.rowcount, self.retention
+            )
 
     async def history(self, channels: list[str], last: int) -> list[Message]:
         """Stored messages above `last` on these channels (a client catching up)."""
         if not channels or 0 <= self.last <= last:
             return []  # the client has everything the dispatcher delivered
-        window = FRESH_WINDOW if last <= 0 else (self.retention or 10 ** 9)
+        window = FRESH_WINDOW if last <= 0 else (self.retention or 10**9)
         messages: list[Message] = []
         async with self.pool.connection() as conn:
             while True:
-                cursor = await conn.execute(store.REPLAY, (last, channels, window,
-                                                           store.FETCH_BATCH))
+                cursor = await conn.execute(
+                    store.REPLAY, (last, channels, window, store.FETCH_BATCH)
+                )
                 batch = store.rows_to_messages(await cursor.fetchall())
                 messages.extend(batch)
                 if len(batch) < store.FETCH_BATCH:

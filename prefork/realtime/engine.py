@@ -21,9 +21,10 @@ class Engine(WebSocketsSansIOProtocol):
         if not versions or versions == [SUPPORTED_VERSION]:
             super().handle_connect(event)  # a missing header is the library's 400
             return
-        response = self.conn.reject(HTTPStatus.UPGRADE_REQUIRED,
-                                    f"unsupported websocket version; this server speaks "
-                                    f"{SUPPORTED_VERSION}\n")
+        response = self.conn.reject(
+            HTTPStatus.UPGRADE_REQUIRED,
+            f"unsupported websocket version; this server speaks {SUPPORTED_VERSION}\n",
+        )
         response.headers["Sec-WebSocket-Version"] = SUPPORTED_VERSION
         self.handshake_initiated = self.handshake_complete = self.close_sent = True
         self.conn.send_response(response)

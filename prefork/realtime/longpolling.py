@@ -28,8 +28,9 @@ TIMEOUT = 50.0
 MAX_BODY = 1 << 20
 
 
-async def serve(services: Services, scope: Mapping[str, Any], receive: ASGIReceive,
-                send: ASGISend) -> None:
+async def serve(
+    services: Services, scope: Mapping[str, Any], receive: ASGIReceive, send: ASGISend
+) -> None:
     request = await read_rpc(scope, receive, send)
     if request is None:
         return
@@ -60,8 +61,9 @@ async def serve(services: Services, scope: Mapping[str, Any], receive: ASGIRecei
     await reply(send, rpc_id, result=result)
 
 
-async def _wait_for_messages(services: Services, channels: list[str], last: int,
-                             receive: ASGIReceive) -> list[Message] | None:
+async def _wait_for_messages(
+    services: Services, channels: list[str], last: int, receive: ASGIReceive
+) -> list[Message] | None:
     arrived: asyncio.Future[list[Message]] = asyncio.get_running_loop().create_future()
 
     def sink(messages: list[Message]) -> None:
@@ -74,8 +76,7 @@ async def _wait_for_messages(services: Services, channels: list[str], last: int,
     try:
         subscriber.release(await services.history(channels, last))
         waiting: set[asyncio.Future[Any]] = {arrived, disconnect}
-        done, _ = await asyncio.wait(waiting, timeout=TIMEOUT,
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(waiting, timeout=TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
         if disconnect in done and not arrived.done():
             return None
         return arrived.result() if arrived.done() else []
@@ -89,18 +90,24 @@ async def _until_disconnect(receive: ASGIReceive) -> None:
         pass
 
 
-async def read_rpc(scope: Mapping[str, Any], receive: ASGIReceive,
-                   send: ASGISend) -> tuple[Any, dict[str, Any]] | None:
+async def read_rpc(
+    scope: Mapping[str, Any], receive: ASGIReceive, send: ASGISend
+) -> tuple[Any, dict[str, Any]] | None:
     """(id, params) of a JSON-RPC POST, or None once it was answered with an error."""
     if scope["method"] != "POST":
-        await respond(send, 405, b"use POST with a JSON-RPC body\n", "text/plain",
-                      [(b"allow", b"POST")])
+        await respond(
+            send, 405, b"use POST with a JSON-RPC body\n", "text/plain", [(b"allow", b"POST")]
+        )
         return None
     try:
         body = await _read_body(receive)
     except _TooLarge:
-        await respond(send, 413, b'{"error": "a JSON-RPC body is at most 1 MiB"}\n',
-                      extra=[(b"connection", b"close")])
+        await respond(
+            send,
+            413,
+            b'{"error": "a JSON-RPC body is at most 1 MiB"}\n',
+            extra=[(b"connection", b"close")],
+        )
         return None
     try:
         request = json.loads(body) if body is not None else None
@@ -147,14 +154,21 @@ def item(message: Message) -> dict[str, Any]:
 
 async def server_error(send: ASGISend, rpc_id: Any, message: str) -> None:
     """Odoo answers a route that fails with a JSON-RPC error, code 200."""
-    await reply(send, rpc_id, error={"code": 200, "message": "Odoo Server Error",
-                                     "data": {"name": "builtins.ValueError",
-                                              "message": message, "arguments": [message]}})
+    await reply(
+        send,
+        rpc_id,
+        error={
+            "code": 200,
+            "message": "Odoo Server Error",
+            "data": {"name": "builtins.ValueError", "message": message, "arguments": [message]},
+        },
+    )
 
 
 async def store_unavailable(send: ASGISend) -> None:
-    await respond(send, 503, b'{"error": "session store unavailable"}\n',
-                  extra=[(b"retry-after", b"5")])
+    await respond(
+        send, 503, b'{"error": "session store unavailable"}\n', extra=[(b"retry-after", b"5")]
+    )
 
 
 async def reply(send: ASGISend, rpc_id: Any, **outcome: Any) -> None:
@@ -162,10 +176,17 @@ async def reply(send: ASGISend, rpc_id: Any, **outcome: Any) -> None:
     await respond(send, 200, body)
 
 
-async def respond(send: ASGISend, status: int, body: bytes,
-                  content_type: str = "application/json",
-                  extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    headers = [(b"content-type", content_type.encode()),
-               (b"content-length", str(len(body)).encode()), *(extra or [])]
+async def respond(
+    send: ASGISend,
+    status: int,
+    body: bytes,
+    content_type: str = "application/json",
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    headers = [
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+        *(extra or []),
+    ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -62,9 +62,11 @@ def channel_name(channel: Any) -> str:
     numbers (a record channel) by its compact JSON text."""
     if isinstance(channel, str):
         return channel
-    if (isinstance(channel, list) and channel
-            and all(isinstance(part, (str, int)) and not isinstance(part, bool)
-                    for part in channel)):
+    if (
+        isinstance(channel, list)
+        and channel
+        and all(isinstance(part, (str, int)) and not isinstance(part, bool) for part in channel)
+    ):
         return store.channel_name(channel)  # the publishers' name for it
     raise Ignored("subscribe: a channel is neither a string nor a list of strings and numbers")
 

@@ -17,8 +17,11 @@ from prefork.http.host import target_authority, valid_host
 
 ASGIApp = Callable[[Mapping[str, Any], Any, Any], Awaitable[None]]
 _BODY = b"bad request: an HTTP/1.1 request needs one valid Host header\n"
-_HEADERS = [(b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", str(len(_BODY)).encode()), (b"connection", b"close")]
+_HEADERS = [
+    (b"content-type", b"text/plain; charset=utf-8"),
+    (b"content-length", str(len(_BODY)).encode()),
+    (b"connection", b"close"),
+]
 _ABSOLUTE = ("http://", "https://", "ws://", "wss://")
 _DENIAL = "websocket.http.response"  # the ASGI extension for an HTTP answer to a handshake
 
@@ -56,8 +59,13 @@ def _origin_form(scope: Mapping[str, Any]) -> Mapping[str, Any]:
     headers = [(n, v) for n, v in scope.get("headers", ()) if n != b"host"]
     if authority is not None:
         headers.append((b"host", authority.encode("latin-1")))
-    return {**scope, "path": rest, "raw_path": rest.encode("latin-1"), "headers": headers,
-            "http_version": "1.1"}
+    return {
+        **scope,
+        "path": rest,
+        "raw_path": rest.encode("latin-1"),
+        "headers": headers,
+        "http_version": "1.1",
+    }
 
 
 async def _refuse_http(send: Any) -> None:
@@ -69,6 +77,5 @@ async def _refuse_handshake(scope: Mapping[str, Any], send: Any) -> None:
     if _DENIAL not in (scope.get("extensions") or {}):
         await send({"type": "websocket.close", "code": 1008})  # the server answers 403
         return
-    await send({"type": "websocket.http.response.start", "status": 400,
-                "headers": _HEADERS})
+    await send({"type": "websocket.http.response.start", "status": 400, "headers": _HEADERS})
     await send({"type": "websocket.http.response.body", "body": _BODY})

@@ -41,8 +41,7 @@ class _Server(uvicorn.Server):
 
 
 class RealtimeService:
-    def __init__(self, settings: Settings, conninfo: str,
-                 draining: Callable[[], bool]) -> None:
+    def __init__(self, settings: Settings, conninfo: str, draining: Callable[[], bool]) -> None:
         """`draining`: a stop is announced (drain_delay): the health routes answer 503."""
         uvicorn_log = logging.getLogger("uvicorn.error")
         if not log.isEnabledFor(logging.DEBUG):  # uvicorn logs every websocket at INFO
@@ -52,21 +51,34 @@ class RealtimeService:
         hub = Hub()
         # In multi-processing mode this process's parent is the master.
         master = os.getppid() if settings.multiprocessing else os.getpid()
-        self.dispatcher = Dispatcher(conninfo, hub, settings.bus_retention,
-                                     catchup_pool_size(settings),
-                                     chores=[Heartbeat(settings, master)])
-        self.services = Services(hub, Gate(settings), self.dispatcher.history,
-                                 lambda: self.dispatcher.last, settings)
-        app = RequireHost(RealtimeApp(self.services, lambda: self.dispatcher.connected,
-                                      draining))
+        self.dispatcher = Dispatcher(
+            conninfo,
+            hub,
+            settings.bus_retention,
+            catchup_pool_size(settings),
+            chores=[Heartbeat(settings, master)],
+        )
+        self.services = Services(
+            hub, Gate(settings), self.dispatcher.history, lambda: self.dispatcher.last, settings
+        )
+        app = RequireHost(RealtimeApp(self.services, lambda: self.dispatcher.connected, draining))
         proxy = settings.proxy_mode
         self.config = uvicorn.Config(
-            app, http="httptools", ws=Engine, lifespan="off",
-            ws_max_size=MAX_MESSAGE, ws_ping_interval=settings.websocket_ping_interval,
-            ws_ping_timeout=settings.websocket_ping_timeout, ws_per_message_deflate=False,
+            app,
+            http="httptools",
+            ws=Engine,
+            lifespan="off",
+            ws_max_size=MAX_MESSAGE,
+            ws_ping_interval=settings.websocket_ping_interval,
+            ws_ping_timeout=settings.websocket_ping_timeout,
+            ws_per_message_deflate=False,
             log_config=None,
-            access_log=False, server_header=False, proxy_headers=proxy,
-            forwarded_allow_ips="*" if proxy else None, timeout_graceful_shutdown=3)
+            access_log=False,
+            server_header=False,
+            proxy_headers=proxy,
+            forwarded_allow_ips="*" if proxy else None,
+            timeout_graceful_shutdown=3,
+        )
         self.server = _Server(self.config)
         self._dispatch_task: asyncio.Task[None] | None = None
 
@@ -86,8 +98,10 @@ class RealtimeService:
         try:
             _, protocol = await loop.connect_accepted_socket(
                 lambda: self.config.http_protocol_class(  # type: ignore[call-arg]
-                    config=self.config, server_state=self.server.server_state, app_state={}),
-                sock)
+                    config=self.config, server_state=self.server.server_state, app_state={}
+                ),
+                sock,
+            )
         except OSError as exc:  # the client left during the hand-over
             log.debug("realtime: could not adopt a connection: %s", exc)
             sock.close()

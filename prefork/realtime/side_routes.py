@@ -30,12 +30,24 @@ from prefork.realtime.websocket import ASGIReceive, ASGISend, Services
 from prefork.sessions.stores import StoreUnavailable
 
 NO_STORE = [(b"cache-control", b"no-store")]
-SESSION_EXPIRED = {"code": 100, "message": "Odoo Session Expired",
-                   "data": {"name": "odoo.http.SessionExpiredException",
-                            "message": "Session expired", "arguments": ["Session expired"]}}
-NO_PRESENCE = {"code": 200, "message": "Not available",
-               "data": {"name": "prefork.realtime.NotAvailable", "arguments": [],
-                        "message": "prefork keeps no presence: it lives in an Odoo database"}}
+SESSION_EXPIRED = {
+    "code": 100,
+    "message": "Odoo Session Expired",
+    "data": {
+        "name": "odoo.http.SessionExpiredException",
+        "message": "Session expired",
+        "arguments": ["Session expired"],
+    },
+}
+NO_PRESENCE = {
+    "code": 200,
+    "message": "Not available",
+    "data": {
+        "name": "prefork.realtime.NotAvailable",
+        "arguments": [],
+        "message": "prefork keeps no presence: it lives in an Odoo database",
+    },
+}
 
 
 async def odoo_health(draining: bool, send: ASGISend) -> None:
@@ -47,20 +59,18 @@ async def odoo_health(draining: bool, send: ASGISend) -> None:
         await respond(send, 200, b'{"status": "pass"}', extra=NO_STORE)
 
 
-async def health(services: Services, database_ok: bool, draining: bool,
-                 send: ASGISend) -> None:
+async def health(services: Services, database_ok: bool, draining: bool, send: ASGISend) -> None:
     """Odoo's {"status": "pass"}, with what prefork knows: 503 and "fail" while the bus has
     no database, 503 and "draining" while a stop is announced (drain_delay): a load
     balancer then sends clients elsewhere."""
     status = "draining" if draining else "pass" if database_ok else "fail"
-    body = {"status": status, "bus_connected": database_ok,
-            "websockets": len(services.clients)}
-    await respond(send, 200 if status == "pass" else 503, json.dumps(body).encode(),
-                  extra=NO_STORE)
+    body = {"status": status, "bus_connected": database_ok, "websockets": len(services.clients)}
+    await respond(send, 200 if status == "pass" else 503, json.dumps(body).encode(), extra=NO_STORE)
 
 
-async def peek_notifications(services: Services, scope: Mapping[str, Any],
-                             receive: ASGIReceive, send: ASGISend) -> None:
+async def peek_notifications(
+    services: Services, scope: Mapping[str, Any], receive: ASGIReceive, send: ASGISend
+) -> None:
     """Odoo 16+ `WebsocketController.peek_notifications`: string channels only, the bus's
     own channels added; {"channels": [...], "notifications": [{"id", "message"}]}."""
     request = await read_rpc(scope, receive, send)
@@ -85,8 +95,13 @@ async def peek_notifications(services: Services, scope: Mapping[str, Any],
     await reply(send, rpc_id, result={"channels": allowed, "notifications": notifications})
 
 
-async def presence(services: Services, scope: Mapping[str, Any], receive: ASGIReceive,
-                   send: ASGISend, anonymous_result: Any) -> None:
+async def presence(
+    services: Services,
+    scope: Mapping[str, Any],
+    receive: ASGIReceive,
+    send: ASGISend,
+    anonymous_result: Any,
+) -> None:
     """/longpolling/im_status (Odoo 15, auth="user": an anonymous client's session has
     expired) and /websocket/update_bus_presence (Odoo 16+: a no-op `{}` for the public
     user, `anonymous_result`)."""

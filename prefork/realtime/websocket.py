@@ -53,8 +53,9 @@ ASGIReceive = Any
 class Services:
     """What every connection of the process shares."""
 
-    def __init__(self, hub: Hub, gate: Gate, history: Any, newest: Callable[[], int],
-                 settings: Settings) -> None:
+    def __init__(
+        self, hub: Hub, gate: Gate, history: Any, newest: Callable[[], int], settings: Settings
+    ) -> None:
         self.hub = hub
         self.gate = gate
         self.history = history  # async (channels, last) -> list[Message]
@@ -80,11 +81,24 @@ class Services:
 
 
 class Client:
-    __slots__ = ("_closing", "_frames", "_headers", "_lifetime", "_queued", "_rate", "_send",
-                 "_session_check", "_writer", "identity", "services", "subscriber")
+    __slots__ = (
+        "_closing",
+        "_frames",
+        "_headers",
+        "_lifetime",
+        "_queued",
+        "_rate",
+        "_send",
+        "_session_check",
+        "_writer",
+        "identity",
+        "services",
+        "subscriber",
+    )
 
-    def __init__(self, services: Services, send: ASGISend, identity: Any,
-                 headers: Mapping[str, str]) -> None:
+    def __init__(
+        self, services: Services, send: ASGISend, identity: Any, headers: Mapping[str, str]
+    ) -> None:
         self.services = services
         self.identity = identity
         self._headers = headers
@@ -97,11 +111,20 @@ class Client:
         self._rate = RateLimit(services.rate_burst, services.rate_delay)
         loop = asyncio.get_running_loop()
         lifetime = services.lifetime
-        self._lifetime = loop.call_later(
-            lifetime * random.uniform(1 - LIFETIME_JITTER, 1 + LIFETIME_JITTER),
-            self.close, LIFETIME) if lifetime else None
-        self._session_check = (None if isinstance(identity, Anonymous) else
-                               loop.call_later(SESSION_CHECK, self._check_session))
+        self._lifetime = (
+            loop.call_later(
+                lifetime * random.uniform(1 - LIFETIME_JITTER, 1 + LIFETIME_JITTER),
+                self.close,
+                LIFETIME,
+            )
+            if lifetime
+            else None
+        )
+        self._session_check = (
+            None
+            if isinstance(identity, Anonymous)
+            else loop.call_later(SESSION_CHECK, self._check_session)
+        )
 
     # -- incoming ----------------------------------------------------------------------------
 
@@ -134,7 +157,8 @@ class Client:
             # Closed rather than served without what it missed: the client reconnects later
             # (Odoo's worker backs off on 1013) with the same last id and loses nothing.
             self.services.unavailable.warning(
-                "websocket: catch-up unavailable, client asked to retry: %s", one_line(exc))
+                "websocket: catch-up unavailable, client asked to retry: %s", one_line(exc)
+            )
             self.close(TRY_LATER, "catch-up unavailable, retry later")
             return
         self.subscriber.release(history)
@@ -158,6 +182,7 @@ class Client:
             if await self._session_valid() and not self._closing:
                 loop = asyncio.get_running_loop()
                 self._session_check = loop.call_later(SESSION_CHECK, self._check_session)
+
         _spawn(check())
 
     # -- outgoing ----------------------------------------------------------------------------
@@ -175,8 +200,10 @@ class Client:
             if len(self._frames) >= MAX_QUEUED_FRAMES or (limit and self._queued > limit):
                 self.services.slow.warning(
                     "websocket: closed a client too slow to read (1013): %d frame(s), %d "
-                    "bytes waiting for it (websocket_queue_limit)", len(self._frames),
-                    self._queued)
+                    "bytes waiting for it (websocket_queue_limit)",
+                    len(self._frames),
+                    self._queued,
+                )
                 self.close(TRY_LATER)  # it reconnects with its last id and catches up
                 return
             self._frames.append(frame)
@@ -226,15 +253,19 @@ class Client:
             self._writer.cancel()
 
 
-async def serve(services: Services, scope: Mapping[str, Any], receive: ASGIReceive,
-                send: ASGISend) -> None:
+async def serve(
+    services: Services, scope: Mapping[str, Any], receive: ASGIReceive, send: ASGISend
+) -> None:
     """The ASGI websocket session."""
     if (await receive())["type"] != "websocket.connect":
         return
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
     if not same_site(headers, services.proxy_mode):
-        services.refused.warning("websocket refused: origin %r does not match host %r",
-                                 headers.get("origin"), headers.get("host"))
+        services.refused.warning(
+            "websocket refused: origin %r does not match host %r",
+            headers.get("origin"),
+            headers.get("host"),
+        )
         await send({"type": "websocket.close", "code": POLICY})  # HTTP 403 before accept
         return
     try:

@@ -50,8 +50,12 @@ class Balancer:
         if now < self.next_balance or self.parking.waiting:
             return
         self.next_balance = now + BALANCE_INTERVAL
-        shed = shedding([(view.connections, worker)
-                         for worker, view in available_http_workers(workers, generation, now)])
+        shed = shedding(
+            [
+                (view.connections, worker)
+                for worker, view in available_http_workers(workers, generation, now)
+            ]
+        )
         if shed is not None:
             worker, count = shed
             worker.slot.request_shed(count)
@@ -69,8 +73,7 @@ def shedding(loads: list[tuple[int, WorkerProc]]) -> tuple[WorkerProc, int] | No
     return heaviest, (most - fewest) // 2
 
 
-def idle_channels(workers: Iterable[WorkerProc], generation: int,
-                  now: float) -> list[Candidate]:
+def idle_channels(workers: Iterable[WorkerProc], generation: int, now: float) -> list[Candidate]:
     """The current workers best placed to serve a parked client now, with how many
     connections each holds.
 
@@ -86,13 +89,15 @@ def idle_channels(workers: Iterable[WorkerProc], generation: int,
     return idle or short
 
 
-def available_http_workers(workers: Iterable[WorkerProc], generation: int,
-                           now: float) -> Iterator[tuple[WorkerProc, SlotView]]:
+def available_http_workers(
+    workers: Iterable[WorkerProc], generation: int, now: float
+) -> Iterator[tuple[WorkerProc, SlotView]]:
     """Ready HTTP workers of `generation` not deep in a long request."""
     for worker in workers:
         if worker.terminating or worker.generation != generation or worker.kind is not HTTP:
             continue
         view = worker.slot.read()
-        if view.state == READY and (not view.request_started
-                                    or now - view.request_started < REBALANCE_AFTER):
+        if view.state == READY and (
+            not view.request_started or now - view.request_started < REBALANCE_AFTER
+        ):
             yield worker, view

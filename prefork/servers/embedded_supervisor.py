@@ -92,8 +92,12 @@ class EmbeddedSupervisor:
         pid = self.embedded.postmaster_pid()
         if pid:  # also when pg_ctl gave up waiting on a server still replaying its WAL
             self.restarts += 1
-            log.warning("embedded PostgreSQL started again (pid %d; %d restart(s) since the "
-                        "master started)", pid, self.restarts)
+            log.warning(
+                "embedded PostgreSQL started again (pid %d; %d restart(s) since the "
+                "master started)",
+                pid,
+                self.restarts,
+            )
             return self._running(pid, now)
         reason = self.embedded.log_since(self._log_offset) or f"pg_ctl exit status {code}"
         self._retry(now, f"the embedded PostgreSQL did not start: {reason}")
@@ -112,9 +116,13 @@ class EmbeddedSupervisor:
 
     def state(self) -> dict[str, object]:
         """For the state file: `prefork status` and the dashboard."""
-        return {"embedded": True, "pid": self.pid if self.phase == "running" else 0,
-                "state": self.phase, "restarts": self.restarts,
-                "log": str(self.embedded.log_file)}
+        return {
+            "embedded": True,
+            "pid": self.pid if self.phase == "running" else 0,
+            "state": self.phase,
+            "restarts": self.restarts,
+            "log": str(self.embedded.log_file),
+        }
 
     def _check(self, now: float) -> AlertEvents:
         pid = self.embedded.postmaster_pid()
@@ -140,16 +148,16 @@ class EmbeddedSupervisor:
 
     def _retry(self, now: float, reason: str) -> None:
         delay = self.backoff.next_delay()
-        log.error("%s; starting it again in %g s (its log: %s)", reason, delay,
-                  self.embedded.log_file)
+        log.error(
+            "%s; starting it again in %g s (its log: %s)", reason, delay, self.embedded.log_file
+        )
         self.phase = "waiting"
         self._start_at = now + delay
 
     def _start(self, now: float) -> AlertEvents:
         pid = self.embedded.postmaster_pid()
         if pid:  # started by someone else meanwhile
-            log.warning("embedded PostgreSQL running again (pid %d), not started by prefork",
-                        pid)
+            log.warning("embedded PostgreSQL running again (pid %d), not started by prefork", pid)
             return self._running(pid, now)
         self._log_offset = self.embedded.log_size()
         try:

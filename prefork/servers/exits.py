@@ -39,8 +39,9 @@ class ExitReason(StrEnum):
 
 
 # Exits that are the normal life of a process: logged at INFO.
-ROUTINE = frozenset({ExitReason.STOPPED, ExitReason.RELOAD, ExitReason.REQUEST_LIMIT,
-                     ExitReason.CRON_LIFETIME})
+ROUTINE = frozenset(
+    {ExitReason.STOPPED, ExitReason.RELOAD, ExitReason.REQUEST_LIMIT, ExitReason.CRON_LIFETIME}
+)
 
 
 @dataclass
@@ -64,9 +65,15 @@ class ExitRecord:
         return line
 
     def as_row(self) -> ExitRow:
-        return ExitRow(pid=self.pid, role=self.role, reason=str(self.reason),
-                       detail=self.detail, request=self.request, error=self.error,
-                       at=self.at)
+        return ExitRow(
+            pid=self.pid,
+            role=self.role,
+            reason=str(self.reason),
+            detail=self.detail,
+            request=self.request,
+            error=self.error,
+            at=self.at,
+        )
 
 
 @dataclass
@@ -81,8 +88,9 @@ def mib(value: int) -> str:
     return f"{value / MiB:.1f} MiB"
 
 
-def classify(status: int, view: SlotView, order: KillOrder | None, limits: WorkerLimits,
-             replacing: bool) -> tuple[ExitReason, str]:
+def classify(
+    status: int, view: SlotView, order: KillOrder | None, limits: WorkerLimits, replacing: bool
+) -> tuple[ExitReason, str]:
     """(reason, detail) of an exit, from what the master ordered and what the status says,
     judged by the limits the process was forked with."""
     if order is not None:
@@ -101,8 +109,7 @@ def classify(status: int, view: SlotView, order: KillOrder | None, limits: Worke
 def _by_code(code: int, view: SlotView, limits: WorkerLimits) -> tuple[ExitReason, str]:
     """The exit codes a process chooses itself (prefork.workers.exitcodes)."""
     if code == exitcodes.MEMORY_SOFT:
-        return (ExitReason.MEMORY_SOFT,
-                f"RSS {mib(view.value)} > limit {mib(limits.memory_soft)}")
+        return (ExitReason.MEMORY_SOFT, f"RSS {mib(view.value)} > limit {mib(limits.memory_soft)}")
     if code == exitcodes.MEMORY_HARD:
         return ExitReason.MEMORY_HARD, "an allocation failed under the address-space backstop"
     if code == exitcodes.CPU_TIME:
@@ -114,18 +121,26 @@ def _by_code(code: int, view: SlotView, limits: WorkerLimits) -> tuple[ExitReaso
     if code == exitcodes.REQUEST_LIMIT:
         return ExitReason.REQUEST_LIMIT, f"served {view.value} requests"
     if code == exitcodes.CRON_LIFETIME:
-        return (ExitReason.CRON_LIFETIME,
-                f"lived limit_time_worker_cron ({limits.lifetime}s)")
+        return (ExitReason.CRON_LIFETIME, f"lived limit_time_worker_cron ({limits.lifetime}s)")
     if code == exitcodes.CRON_TIMEOUT:
-        return (ExitReason.CRON_TIMEOUT,
-                "job ran past limit_time_real_cron (recorded, rescheduled)")
+        return (
+            ExitReason.CRON_TIMEOUT,
+            "job ran past limit_time_real_cron (recorded, rescheduled)",
+        )
     if code == exitcodes.BOOT_FAILED:
         return ExitReason.BOOT_FAILED, view.error.strip().splitlines()[-1] if view.error else ""
     return ExitReason.CRASH, f"exit code {code}"
 
 
-def exit_record(pid: int, role: str, status: int, view: SlotView, order: KillOrder | None,
-                limits: WorkerLimits, replacing: bool) -> ExitRecord:
+def exit_record(
+    pid: int,
+    role: str,
+    status: int,
+    view: SlotView,
+    order: KillOrder | None,
+    limits: WorkerLimits,
+    replacing: bool,
+) -> ExitRecord:
     """The record of an exit, from the status and the slot it left (read before release)."""
     reason, detail = classify(status, view, order, limits, replacing)
     if view.request_started:

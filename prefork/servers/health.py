@@ -14,8 +14,9 @@ from prefork.servers.exits import ExitReason, ExitRecord
 log = logging.getLogger("prefork.master")
 
 CRASHES = frozenset({ExitReason.CRASH, ExitReason.BOOT_FAILED, ExitReason.BOOT_TIMEOUT})
-LIMIT_KILLS = frozenset({ExitReason.MEMORY_HARD, ExitReason.REAL_TIME, ExitReason.CPU_TIME,
-                         ExitReason.CRON_TIMEOUT})
+LIMIT_KILLS = frozenset(
+    {ExitReason.MEMORY_HARD, ExitReason.REAL_TIME, ExitReason.CPU_TIME, ExitReason.CRON_TIMEOUT}
+)
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,13 @@ class HealthMonitor:
 
     def record(self, exit_record: ExitRecord) -> list[tuple[str, Alert]]:
         """Count an exit; ("raised", alert) when it starts an alert."""
-        kind = ("crash-loop" if exit_record.reason in CRASHES
-                else "limit-kills" if exit_record.reason in LIMIT_KILLS else "")
+        kind = (
+            "crash-loop"
+            if exit_record.reason in CRASHES
+            else "limit-kills"
+            if exit_record.reason in LIMIT_KILLS
+            else ""
+        )
         if not kind or not self.thresholds[kind]:
             return []
         exits = self._exits[kind]
@@ -50,12 +56,23 @@ class HealthMonitor:
         if kind in self.active or len(exits) < self.thresholds[kind]:
             return []
         last_error = next((e.error for e in reversed(exits) if e.error), "")
-        alert = Alert(kind, len(exits), self.window,
-                      f"{exit_record.reason}: {exit_record.log_line()}", last_error,
-                      exit_record.at)
+        alert = Alert(
+            kind,
+            len(exits),
+            self.window,
+            f"{exit_record.reason}: {exit_record.log_line()}",
+            last_error,
+            exit_record.at,
+        )
         self.active[kind] = alert
-        log.error("ALERT %s: %d exits in %ds, last %s%s", kind, len(exits), self.window,
-                  alert.reason, f"\n{last_error.rstrip()}" if last_error else "")
+        log.error(
+            "ALERT %s: %d exits in %ds, last %s%s",
+            kind,
+            len(exits),
+            self.window,
+            alert.reason,
+            f"\n{last_error.rstrip()}" if last_error else "",
+        )
         return [("raised", alert)]
 
     def check(self, now: float) -> list[tuple[str, Alert]]:
@@ -66,8 +83,9 @@ class HealthMonitor:
             self._forget(exits, now)
             if len(exits) < self.thresholds[kind]:
                 del self.active[kind]
-                log.info("alert %s cleared: %d exit(s) in the last %ds", kind, len(exits),
-                         self.window)
+                log.info(
+                    "alert %s cleared: %d exit(s) in the last %ds", kind, len(exits), self.window
+                )
                 cleared.append(("cleared", alert))
         return cleared
 

@@ -58,16 +58,22 @@ class ProcessKind:
     def role(self, number: int) -> str:
         return f"{self.name} worker #{number}"
 
-    def target(self, settings: Settings, database: DatabaseRuntime | None,
-               http_workers: int) -> int:
+    def target(
+        self, settings: Settings, database: DatabaseRuntime | None, http_workers: int
+    ) -> int:
         raise NotImplementedError
 
     def limits(self, settings: Settings) -> WorkerLimits:
-        return WorkerLimits(settings.limit_time_cpu, settings.limit_time_real,
-                            settings.limit_memory_soft, settings.limit_memory_hard)
+        return WorkerLimits(
+            settings.limit_time_cpu,
+            settings.limit_time_real,
+            settings.limit_memory_soft,
+            settings.limit_memory_hard,
+        )
 
-    def start(self, inherited: Inherited, number: int, slot: Slot,
-              channel: socket.socket) -> Runner:
+    def start(
+        self, inherited: Inherited, number: int, slot: Slot, channel: socket.socket
+    ) -> Runner:
         """In the child: the process's run, built after closing what it does not use."""
         raise NotImplementedError
 
@@ -81,35 +87,45 @@ class HTTPKind(ProcessKind):
     name = "http"
     answers_clients = True
 
-    def target(self, settings: Settings, database: DatabaseRuntime | None,
-               http_workers: int) -> int:
+    def target(
+        self, settings: Settings, database: DatabaseRuntime | None, http_workers: int
+    ) -> int:
         return http_workers  # TTIN and TTOU move it
 
-    def start(self, inherited: Inherited, number: int, slot: Slot,
-              channel: socket.socket) -> Runner:
+    def start(
+        self, inherited: Inherited, number: int, slot: Slot, channel: socket.socket
+    ) -> Runner:
         if inherited.realtime_listener is not None:
             inherited.realtime_listener.close()
         database = inherited.database
         pool = database.database(inherited.settings) if database is not None else None
-        return HTTPWorker(inherited.settings, number, slot, inherited.listeners,
-                          inherited.app, channel, pool).run
+        return HTTPWorker(
+            inherited.settings, number, slot, inherited.listeners, inherited.app, channel, pool
+        ).run
 
 
 class CronKind(ProcessKind):
     name = "cron"
 
-    def target(self, settings: Settings, database: DatabaseRuntime | None,
-               http_workers: int) -> int:
+    def target(
+        self, settings: Settings, database: DatabaseRuntime | None, http_workers: int
+    ) -> int:
         return settings.max_cron_threads if _postgres(database) else 0
 
     def limits(self, settings: Settings) -> WorkerLimits:
         real, cpu = cron_limits(settings)
-        return WorkerLimits(cpu, settings.limit_time_real, settings.limit_memory_soft,
-                            settings.limit_memory_hard, time_real_job=real,
-                            lifetime=settings.limit_time_worker_cron)
+        return WorkerLimits(
+            cpu,
+            settings.limit_time_real,
+            settings.limit_memory_soft,
+            settings.limit_memory_hard,
+            time_real_job=real,
+            lifetime=settings.limit_time_worker_cron,
+        )
 
-    def start(self, inherited: Inherited, number: int, slot: Slot,
-              channel: socket.socket) -> Runner:
+    def start(
+        self, inherited: Inherited, number: int, slot: Slot, channel: socket.socket
+    ) -> Runner:
         assert inherited.database is not None
         if inherited.realtime_listener is not None:
             inherited.realtime_listener.close()
@@ -125,21 +141,27 @@ class RealtimeKind(ProcessKind):
     def role(self, number: int) -> str:
         return "realtime process"
 
-    def target(self, settings: Settings, database: DatabaseRuntime | None,
-               http_workers: int) -> int:
+    def target(
+        self, settings: Settings, database: DatabaseRuntime | None, http_workers: int
+    ) -> int:
         return 1 if _postgres(database) else 0  # and a port of its own
 
     def limits(self, settings: Settings) -> WorkerLimits:
         soft, hard = realtime_limits(settings)
         return WorkerLimits(settings.limit_time_cpu, settings.limit_time_real, soft, hard)
 
-    def start(self, inherited: Inherited, number: int, slot: Slot,
-              channel: socket.socket) -> Runner:
+    def start(
+        self, inherited: Inherited, number: int, slot: Slot, channel: socket.socket
+    ) -> Runner:
         assert inherited.database is not None and inherited.realtime_listener is not None
         for sock in inherited.listeners:
             sock.close()
-        return RealtimeProcess(inherited.settings, slot, inherited.realtime_listener,
-                               inherited.database.target.conninfo).run
+        return RealtimeProcess(
+            inherited.settings,
+            slot,
+            inherited.realtime_listener,
+            inherited.database.target.conninfo,
+        ).run
 
 
 HTTP, CRON, REALTIME = HTTPKind(), CronKind(), RealtimeKind()

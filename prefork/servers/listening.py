@@ -57,10 +57,14 @@ def open_listeners(settings: Settings, realtime_wanted: bool) -> Listeners:
         # address tells it.
         realtime_fd = int(os.environ.pop(REALTIME_FD_ENV, "") or -1)
         wanted = realtime_address(settings)
-        realtime = [sock for sock in inherited if sock.fileno() == realtime_fd
-                    or (realtime_fd < 0 and wanted.same_socket(sock))]
-        listeners = Listeners([s for s in inherited if s not in realtime],
-                              realtime[0] if realtime else None)
+        realtime = [
+            sock
+            for sock in inherited
+            if sock.fileno() == realtime_fd or (realtime_fd < 0 and wanted.same_socket(sock))
+        ]
+        listeners = Listeners(
+            [s for s in inherited if s not in realtime], realtime[0] if realtime else None
+        )
     else:
         listeners = Listeners([listen_http(settings)])
     if realtime_wanted and listeners.realtime is None:
@@ -75,8 +79,9 @@ def with_realtime_port(settings: Settings, listeners: Listeners) -> Settings:
     """Port 0 asks for any free port: workers direct clients to the one chosen."""
     if listeners.realtime is None:
         return settings
-    log.info("realtime service (websocket, long-polling) on %s",
-             display_address(listeners.realtime))
+    log.info(
+        "realtime service (websocket, long-polling) on %s", display_address(listeners.realtime)
+    )
     bound = of_socket(listeners.realtime)
     return settings if bound.unix else dataclasses.replace(settings, gevent_port=bound.port)
 
@@ -96,28 +101,34 @@ def start_new_master(argv: Sequence[str], listeners: Listeners) -> int:
     return pid
 
 
-def reloaded_settings(running: Settings, new: Settings, listeners: Listeners,
-                      database: DatabaseRuntime | None) -> Settings:
+def reloaded_settings(
+    running: Settings, new: Settings, listeners: Listeners, database: DatabaseRuntime | None
+) -> Settings:
     """`new`, with the addresses and database the running master keeps: a reload (HUP)
     cannot change them; each change asked for is logged."""
     if http_address(new) != http_address(running):
-        log.warning("http_port/http_interface changes need a restart or an upgrade (USR2); "
-                    "keeping %s", display_address(listeners.http[0]))
+        log.warning(
+            "http_port/http_interface changes need a restart or an upgrade (USR2); keeping %s",
+            display_address(listeners.http[0]),
+        )
     if database is not None and resolve_target(new) != resolve_target(running):
-        log.warning("database settings changes need a restart or an upgrade (USR2); "
-                    "keeping %s", database.target.describe())
+        log.warning(
+            "database settings changes need a restart or an upgrade (USR2); keeping %s",
+            database.target.describe(),
+        )
     if listeners.realtime is None:
         return new
     return _keep_realtime_address(running, new, listeners.realtime)
 
 
-def _keep_realtime_address(running: Settings, new: Settings,
-                           realtime: socket.socket) -> Settings:
+def _keep_realtime_address(running: Settings, new: Settings, realtime: socket.socket) -> Settings:
     bound = of_socket(realtime)
     wanted = realtime_address(new)
     if not (wanted.same_socket(realtime) or (wanted.port == 0 and not wanted.unix)):
-        log.warning("gevent_port/gevent_interface changes need a restart or an upgrade "
-                    "(USR2); keeping %s", bound.display())
+        log.warning(
+            "gevent_port/gevent_interface changes need a restart or an upgrade (USR2); keeping %s",
+            bound.display(),
+        )
     if bound.unix:
         return dataclasses.replace(new, gevent_interface=running.gevent_interface)
     return dataclasses.replace(new, gevent_port=bound.port)

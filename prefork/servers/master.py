@@ -57,7 +57,7 @@ from prefork.wsgi.handler import WSGIApp
 
 log = logging.getLogger("prefork.master")
 
-TICK = 0.05                 # watchdog and RSS-watch period, seconds
+TICK = 0.05  # watchdog and RSS-watch period, seconds
 EXIT_BOOT_FAILURE = 3
 KEPT_EXITS = 100
 QUIT_SPACING = 0.05
@@ -68,9 +68,14 @@ LIMIT_ANSWER_GRACE = 3.0
 
 
 class Master:
-    def __init__(self, loaded: Loaded, argv: Sequence[str], app: WSGIApp | None = None,
-                 reload: Callable[[], Loaded] | None = None,
-                 database: DatabaseRuntime | None = None) -> None:
+    def __init__(
+        self,
+        loaded: Loaded,
+        argv: Sequence[str],
+        app: WSGIApp | None = None,
+        reload: Callable[[], Loaded] | None = None,
+        database: DatabaseRuntime | None = None,
+    ) -> None:
         self.loaded = loaded
         self.database = database
         self.settings = loaded.settings
@@ -90,13 +95,19 @@ class Master:
         self.health = HealthMonitor(s.alert_window, s.alert_crashes, s.alert_limit_kills)
         self.webhook = Webhook(s.alert_webhook) if s.alert_webhook else None
         embedded = database.embedded if database is not None else None
-        self.embedded = (EmbeddedSupervisor(embedded, s.alert_window)
-                         if embedded is not None else None)
+        self.embedded = (
+            EmbeddedSupervisor(embedded, s.alert_window) if embedded is not None else None
+        )
         self._wakeup = WakeupPipe()
         self.selector = selectors.DefaultSelector()
         self.selector.register(self._wakeup.read_fd, selectors.EVENT_READ, None)
-        self.supervisor = Supervisor(s.workers, self.selector, self.health, self._alert,
-                                     lambda: self._begin_stop(EXIT_BOOT_FAILURE))
+        self.supervisor = Supervisor(
+            s.workers,
+            self.selector,
+            self.health,
+            self._alert,
+            lambda: self._begin_stop(EXIT_BOOT_FAILURE),
+        )
         self.balancer = Balancer(Parking(self.selector, s.http_keepalive_timeout))
         self.code_reload: CodeReload | None = None
 
@@ -123,9 +134,12 @@ class Master:
         write_pidfile(self.settings.pidfile)
         if self.settings.dev_reload:  # watching before the line that says the server is up
             self._watch_code()
-        log.info("HTTP service running on %s (multi-processing mode, %d workers, master pid %d)",
-                 ", ".join(display_address(s) for s in self.listening.http), self.supervisor.target,
-                 os.getpid())
+        log.info(
+            "HTTP service running on %s (multi-processing mode, %d workers, master pid %d)",
+            ", ".join(display_address(s) for s in self.listening.http),
+            self.supervisor.target,
+            os.getpid(),
+        )
         if self.code_reload is not None:
             log.warning("%s", dev_warning(self.settings, self.code_reload))
         while not self._finished():
@@ -149,8 +163,7 @@ class Master:
         self._alert(self.health.check(time.time()))
         self._supervise_database()
         self._announce_ready()
-        self.balancer.balance(self.workers.values(), self.supervisor.generation,
-                              time.monotonic())
+        self.balancer.balance(self.workers.values(), self.supervisor.generation, time.monotonic())
         self._publish_state()
 
     def _sleep(self) -> None:
@@ -165,8 +178,7 @@ class Master:
                 self.parking.on_readable(data)
             else:
                 self._receive_handover(data)
-        self.balancer.dispatch(self.workers.values(), self.supervisor.generation,
-                              time.monotonic())
+        self.balancer.dispatch(self.workers.values(), self.supervisor.generation, time.monotonic())
 
     def _receive_handover(self, worker: WorkerProc) -> None:
         if not self.balancer.receive(worker, self.stopping):
@@ -224,8 +236,11 @@ class Master:
         self.supervisor.new_generation()
         sdnotify.reloading()
         self.announced_ready = False  # READY=1 again once the new generation serves
-        log.info("reloading: starting %d new worker(s) (generation %d) before stopping the "
-                 "old ones", self.supervisor.target, self.supervisor.generation)
+        log.info(
+            "reloading: starting %d new worker(s) (generation %d) before stopping the old ones",
+            self.supervisor.target,
+            self.supervisor.generation,
+        )
 
     def handle_ttin(self) -> None:
         self.supervisor.target += 1
@@ -252,8 +267,9 @@ class Master:
             log.warning("USR2 ignored: an upgrade is already running or the master is stopping")
             return
         self.upgrade_pid = start_new_master(self.argv, self.listening)
-        log.info("upgrade: started a new master (pid %d) with the listening sockets",
-                 self.upgrade_pid)
+        log.info(
+            "upgrade: started a new master (pid %d) with the listening sockets", self.upgrade_pid
+        )
 
     def handle_chld(self) -> None:
         """Children are reaped on every loop turn; the signal only wakes the loop."""
@@ -263,8 +279,9 @@ class Master:
     def _watch_code(self) -> None:
         self.code_reload = CodeReload.open(self.settings)
         if self.code_reload.fileno() >= 0:
-            self.selector.register(self.code_reload.fileno(), selectors.EVENT_READ,
-                                   self.code_reload)
+            self.selector.register(
+                self.code_reload.fileno(), selectors.EVENT_READ, self.code_reload
+            )
 
     def _reload_code(self, now: float) -> None:
         """A code change that compiles: new workers, which import it (the loader refuses
@@ -280,8 +297,9 @@ class Master:
         for warning in loaded.warnings:
             if warning not in self.loaded.warnings:  # the start (or last HUP) logged the rest
                 log.warning("%s", warning)
-        self.settings = reloaded_settings(self.settings, loaded.settings, self.listening,
-                                          self.database)
+        self.settings = reloaded_settings(
+            self.settings, loaded.settings, self.listening, self.database
+        )
         self.loaded = loaded
         self.supervisor.target = self.settings.workers
 
@@ -290,8 +308,9 @@ class Master:
     def _maintain(self) -> None:
         if self.stopping:
             return
-        inherited = Inherited(self.settings, self.listening.http, self.listening.realtime,
-                              self.app, self.database)
+        inherited = Inherited(
+            self.settings, self.listening.http, self.listening.realtime, self.app, self.database
+        )
         if self.supervisor.maintain(inherited, bool(self.upgrade_from), self._close_in_child):
             self._finish_upgrade()
 
@@ -310,8 +329,14 @@ class Master:
         """Alerts raised or cleared: to the webhook (the log line is the monitor's)."""
         for event, alert in events:
             if self.webhook is not None:
-                self.webhook.send({"event": event, "server": socket.gethostname(),
-                                   "master_pid": os.getpid(), **alert.as_dict()})
+                self.webhook.send(
+                    {
+                        "event": event,
+                        "server": socket.gethostname(),
+                        "master_pid": os.getpid(),
+                        **alert.as_dict(),
+                    }
+                )
 
     def _supervise_database(self) -> None:
         """The embedded PostgreSQL this master started, while it serves and has not handed
@@ -328,8 +353,9 @@ class Master:
         ready = self.supervisor.ready_http()
         if ready >= self.supervisor.target:
             self.announced_ready = True
-            sdnotify.notify("READY=1", f"MAINPID={os.getpid()}",
-                            f"STATUS=serving with {ready} HTTP worker(s)")
+            sdnotify.notify(
+                "READY=1", f"MAINPID={os.getpid()}", f"STATUS=serving with {ready} HTTP worker(s)"
+            )
 
     # -- reaping -----------------------------------------------------------------------------
 
@@ -363,8 +389,11 @@ class Master:
         self.drain_until = time.monotonic() + delay
         self.supervisor.scoreboard.set_draining()
         sdnotify.notify("STOPPING=1", f"STATUS=draining for {delay:g} s before stopping")
-        log.info("draining for %g s: /web/health answers 503 'draining', requests are still "
-                 "served; then a graceful stop (TERM again to stop now)", delay)
+        log.info(
+            "draining for %g s: /web/health answers 503 'draining', requests are still "
+            "served; then a graceful stop (TERM again to stop now)",
+            delay,
+        )
 
     def _end_drain(self, now: float) -> None:
         if self.drain_until and not self.stopping and now >= self.drain_until:
@@ -396,8 +425,9 @@ class Master:
 
     def _finish_upgrade(self) -> None:
         if self.upgrade_from:
-            log.info("upgrade: workers ready, asking the old master (pid %d) to stop",
-                     self.upgrade_from)
+            log.info(
+                "upgrade: workers ready, asking the old master (pid %d) to stop", self.upgrade_from
+            )
             try:
                 os.kill(self.upgrade_from, signal.SIGTERM)
             except ProcessLookupError:
@@ -407,8 +437,10 @@ class Master:
     def _upgrade_failed(self, status: int) -> None:
         self.upgrade_pid = None
         if not self.stopping:
-            log.error("upgrade failed: the new master exited (status %d); still serving",
-                      os.waitstatus_to_exitcode(status))
+            log.error(
+                "upgrade failed: the new master exited (status %d); still serving",
+                os.waitstatus_to_exitcode(status),
+            )
 
     @property
     def handed_over(self) -> bool:
@@ -434,12 +466,17 @@ class Master:
 
     def state(self) -> MasterState:
         embedded = self.embedded
-        alerts = [*self.health.active.values(), *([embedded.alert] if embedded and
-                                                  embedded.alert else [])]
+        alerts = [
+            *self.health.active.values(),
+            *([embedded.alert] if embedded and embedded.alert else []),
+        ]
         return self.observation.state(
-            config=self.loaded.config_path, target=self.supervisor.target,
-            listeners=self.listening.displayed(), workers=list(self.workers.values()),
+            config=self.loaded.config_path,
+            target=self.supervisor.target,
+            listeners=self.listening.displayed(),
+            workers=list(self.workers.values()),
             exits=(record.as_row() for record in self.supervisor.exits),
             alerts=[alert.as_dict() for alert in alerts],
             database=embedded.state() if embedded is not None else {},
-            draining=bool(self.drain_until) and not self.stopping)
+            draining=bool(self.drain_until) and not self.stopping,
+        )

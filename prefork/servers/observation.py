@@ -30,8 +30,7 @@ log = logging.getLogger("prefork.master")
 STATE_INTERVAL = 1.0  # seconds between two writes of the state file
 MEMORY_SAMPLE = 30  # seconds between two points of the dashboard's memory chart
 MEMORY_POINTS = 120  # an hour of them
-_STATE_LABELS = {BOOTING: "booting", READY: "ready", RETIRING: "retiring",
-                 STOPPING: "stopping"}
+_STATE_LABELS = {BOOTING: "booting", READY: "ready", RETIRING: "retiring", STOPPING: "stopping"}
 
 
 class Observation:
@@ -52,10 +51,18 @@ class Observation:
         self.next_state = now + STATE_INTERVAL
         return True
 
-    def state(self, *, config: str | None, target: int, listeners: list[str],
-              workers: Sequence[WorkerProc], exits: Iterable[ExitRow],
-              alerts: list[dict[str, object]], database: dict[str, object],
-              draining: bool) -> MasterState:
+    def state(
+        self,
+        *,
+        config: str | None,
+        target: int,
+        listeners: list[str],
+        workers: Sequence[WorkerProc],
+        exits: Iterable[ExitRow],
+        alerts: list[dict[str, object]],
+        database: dict[str, object],
+        draining: bool,
+    ) -> MasterState:
         now = time.monotonic()
         master = process_row(self.process, "master", self.started_at, 0, "", 0.0)
         if draining:
@@ -71,8 +78,7 @@ class Observation:
             "exits": list(exits),
             "alerts": alerts,
             "database": database,
-            "memory_history": {role: list(points)
-                               for role, points in self.memory_history.items()},
+            "memory_history": {role: list(points) for role, points in self.memory_history.items()},
         }
 
     def publish(self, state: MasterState, workers: Sequence[WorkerProc]) -> None:
@@ -97,8 +103,7 @@ class Observation:
         self.next_memory_sample = now + MEMORY_SAMPLE
         at = round(time.time())  # the chart's time axis
         for row in [state["master"], *state["processes"]]:
-            history = self.memory_history.setdefault(row["role"],
-                                                     deque(maxlen=MEMORY_POINTS))
+            history = self.memory_history.setdefault(row["role"], deque(maxlen=MEMORY_POINTS))
             history.append((at, row["rss"]))
 
 
@@ -117,8 +122,7 @@ def worker_row(worker: WorkerProc, now: float) -> ProcessRow:
     view = worker.slot.read()
     elapsed = now - view.request_started if view.request_started else 0.0
     line = view.request_line if view.request_started else ""
-    row = process_row(worker.process, worker.role, worker.started_at, view.requests, line,
-                      elapsed)
+    row = process_row(worker.process, worker.role, worker.started_at, view.requests, line, elapsed)
     row["state"] = "stopping" if worker.terminating else _STATE_LABELS.get(view.state, "?")
     row["generation"] = worker.generation
     row["sending_bytes"] = view.sending_bytes
@@ -126,8 +130,14 @@ def worker_row(worker: WorkerProc, now: float) -> ProcessRow:
     return row
 
 
-def process_row(process: psutil.Process | None, role: str, started_at: float, requests: int,
-                request: str, elapsed: float) -> ProcessRow:
+def process_row(
+    process: psutil.Process | None,
+    role: str,
+    started_at: float,
+    requests: int,
+    request: str,
+    elapsed: float,
+) -> ProcessRow:
     rss, cpu = 0, 0.0
     if process is not None:
         try:
@@ -136,6 +146,14 @@ def process_row(process: psutil.Process | None, role: str, started_at: float, re
                 cpu = process.cpu_percent(interval=None)
         except psutil.Error:
             pass
-    return {"pid": process.pid if process else 0, "role": role, "rss": rss, "cpu": cpu,
-            "requests": requests, "started_at": started_at, "request": request,
-            "request_seconds": round(elapsed, 3), "state": "running"}
+    return {
+        "pid": process.pid if process else 0,
+        "role": role,
+        "rss": rss,
+        "cpu": cpu,
+        "requests": requests,
+        "started_at": started_at,
+        "request": request,
+        "request_seconds": round(elapsed, 3),
+        "state": "running",
+    }

@@ -52,8 +52,9 @@ class Parking:
         of) its next request is queued at once, for this turn's dispatch, rather than after
         the next wait for readiness."""
         handed.sock.setblocking(False)
-        parked = Parked(handed.sock, handed.peer, time.monotonic() + self.keepalive,
-                        handed.unparsed)
+        parked = Parked(
+            handed.sock, handed.peer, time.monotonic() + self.keepalive, handed.unparsed
+        )
         if parked.unparsed:
             self._queue(parked)
         else:
@@ -107,8 +108,11 @@ class Parking:
             parked.sock.close()
         while self._ready and self._ready[0].deadline <= now:
             stale = self._ready.popleft()
-            log.warning("dropped a connection from %s: no idle worker for %ds", stale.peer[0],
-                        READY_WAIT_MAX)
+            log.warning(
+                "dropped a connection from %s: no idle worker for %ds",
+                stale.peer[0],
+                READY_WAIT_MAX,
+            )
             stale.sock.close()
 
     def close_all(self) -> None:

@@ -22,8 +22,7 @@ _HOP_BY_HOP = {"CONTENT-LENGTH", "TRANSFER-ENCODING"}
 
 
 class RealtimeThread:
-    def __init__(self, settings: Settings, conninfo: str,
-                 draining: Callable[[], bool]) -> None:
+    def __init__(self, settings: Settings, conninfo: str, draining: Callable[[], bool]) -> None:
         self.settings = settings
         self.conninfo = conninfo
         self.draining = draining
@@ -77,8 +76,11 @@ def rebuild(request: Request) -> bytes:
     body = request.body.read()
     request.body.close()
     lines = [f"{request.method} {request.target} {request.version}"]
-    lines += [f"{name}: {value}" for name, value in request.headers
-              if name not in _HOP_BY_HOP and not (name == "HOST" and request.authority)]
+    lines += [
+        f"{name}: {value}"
+        for name, value in request.headers
+        if name not in _HOP_BY_HOP and not (name == "HOST" and request.authority)
+    ]
     if request.authority:  # what a WSGI application gets as HTTP_HOST too
         lines.append(f"Host: {request.authority}")
     if body or request.method == "POST":

@@ -32,6 +32,7 @@ CRON_GRACE = 5  # seconds the master gives a cron worker to record its own timeo
 
 # -- keeping the count ------------------------------------------------------------------------
 
+
 def number_to_start(current: Sequence[WorkerProc], target: int) -> int:
     """The number of the worker to start (the lowest free one: a replacement takes the
     number of the worker it replaces); 0 when the kind has its target."""
@@ -81,6 +82,7 @@ def failed_to_boot(worker: WorkerProc, state: int, stopping: bool) -> bool:
 
 # -- generations ------------------------------------------------------------------------------
 
+
 def old_workers(workers: Iterable[WorkerProc], generation: int) -> list[WorkerProc]:
     """Workers of an older generation not yet told to stop."""
     return [w for w in workers if w.generation != generation and not w.terminating]
@@ -95,14 +97,16 @@ def ready_count(workers: Iterable[WorkerProc]) -> int:
     return sum(1 for w in workers if w.slot.read().state == READY)
 
 
-def retiring_to_stop(retiring: Sequence[WorkerProc], ready: int,
-                     target: int) -> Sequence[WorkerProc]:
+def retiring_to_stop(
+    retiring: Sequence[WorkerProc], ready: int, target: int
+) -> Sequence[WorkerProc]:
     """Of the workers past limit_request (serving on, RETIRING), those to stop now: as
     many as leave `ready` others and the retiring ones kept making the target."""
-    return retiring[:max(0, ready - target + len(retiring))]
+    return retiring[: max(0, ready - target + len(retiring))]
 
 
 # -- the watchdog ----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -125,8 +129,7 @@ def time_verdict(worker: WorkerProc, view: SlotView, now: float) -> Verdict | No
     if view.state == BOOTING and now - worker.started > limit:
         return Verdict(ExitReason.BOOT_TIMEOUT, f"not ready after {limit}s")
     if view.state in (READY, RETIRING) and view.heartbeat and now - view.heartbeat > limit:
-        return Verdict(ExitReason.REAL_TIME,
-                       f"event loop silent for {now - view.heartbeat:.1f}s")
+        return Verdict(ExitReason.REAL_TIME, f"event loop silent for {now - view.heartbeat:.1f}s")
     return None
 
 
@@ -137,17 +140,25 @@ def _running_verdict(worker: WorkerProc, elapsed: float) -> Verdict | None:
     if worker.kind is CRON:
         limit = limits.time_real_job
         if limit and elapsed > limit + CRON_GRACE:
-            return Verdict(ExitReason.CRON_TIMEOUT, f"job running {elapsed:.1f}s > limit "
-                           f"{limit}s and did not stop itself")
+            return Verdict(
+                ExitReason.CRON_TIMEOUT,
+                f"job running {elapsed:.1f}s > limit {limit}s and did not stop itself",
+            )
     elif limits.time_real and elapsed > limits.time_real:
-        return Verdict(ExitReason.REAL_TIME, f"request running {elapsed:.1f}s > limit "
-                       f"{limits.time_real}s", REAL_TIME_LIMIT)
+        return Verdict(
+            ExitReason.REAL_TIME,
+            f"request running {elapsed:.1f}s > limit {limits.time_real}s",
+            REAL_TIME_LIMIT,
+        )
     return None
 
 
 def memory_verdict(limits: WorkerLimits, rss: int) -> Verdict | None:
     """A worker above limit_memory_hard."""
     if limits.memory_hard and rss > limits.memory_hard:
-        return Verdict(ExitReason.MEMORY_HARD, f"RSS {mib(rss)} > limit "
-                       f"{mib(limits.memory_hard)}", MEMORY_LIMIT)
+        return Verdict(
+            ExitReason.MEMORY_HARD,
+            f"RSS {mib(rss)} > limit {mib(limits.memory_hard)}",
+            MEMORY_LIMIT,
+        )
     return None

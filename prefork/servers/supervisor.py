@@ -41,8 +41,14 @@ Alerting = Callable[[list[tuple[str, Alert]]], None]
 
 
 class Supervisor:
-    def __init__(self, target: int, selector: selectors.BaseSelector, health: HealthMonitor,
-                 alert: Alerting, give_up: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        target: int,
+        selector: selectors.BaseSelector,
+        health: HealthMonitor,
+        alert: Alerting,
+        give_up: Callable[[], None],
+    ) -> None:
         self.target = target  # HTTP workers wanted
         self.generation = 1  # the generation of workers being started or serving
         self.generations = 1  # the last generation number given (HUP, dev reload)
@@ -62,12 +68,16 @@ class Supervisor:
 
     # -- keeping the count -------------------------------------------------------------------
 
-    def maintain(self, inherited: Inherited, upgrading: bool,
-                 close_master: Callable[[], None]) -> bool:
+    def maintain(
+        self, inherited: Inherited, upgrading: bool, close_master: Callable[[], None]
+    ) -> bool:
         """Start and stop workers to keep each kind at its target; True when a ready
         generation has just replaced the old one, or the old master's (`upgrading`)."""
-        current = [w for w in self.workers.values()
-                   if w.generation == self.generation and not w.terminating]
+        current = [
+            w
+            for w in self.workers.values()
+            if w.generation == self.generation and not w.terminating
+        ]
         # An HTTP worker recycling itself is replaced at once: it serves on (RETIRING) or
         # finishes its last request (STOPPING) while its successor starts.
         states = {w.pid: w.slot.read().state for w in current if w.kind is HTTP}
@@ -81,8 +91,7 @@ class Supervisor:
                 self._spawn(number, kind, inherited, close_master)
             elif extra is not None:
                 self.terminate(extra)
-        replaced = self._retire_old_generation([w for w in current if w.kind is HTTP],
-                                               upgrading)
+        replaced = self._retire_old_generation([w for w in current if w.kind is HTTP], upgrading)
         retiring = [self.workers[pid] for pid, state in states.items() if state == RETIRING]
         ready = sum(1 for state in states.values() if state == READY)
         for worker in supervision.retiring_to_stop(retiring, ready, self.target):
@@ -103,19 +112,22 @@ class Supervisor:
         for worker in old:
             self.terminate(worker)
         if old:
-            log.info("reload: %d new worker(s) ready, %d old process(es) stopping", ready,
-                     len(old))
+            log.info("reload: %d new worker(s) ready, %d old process(es) stopping", ready, len(old))
         return True
 
     def ready_http(self) -> int:
         """HTTP workers of the current generation serving."""
-        return supervision.ready_count(w for w in self.workers.values() if w.kind is HTTP
-                                       and not w.terminating and w.generation == self.generation)
+        return supervision.ready_count(
+            w
+            for w in self.workers.values()
+            if w.kind is HTTP and not w.terminating and w.generation == self.generation
+        )
 
     # -- starting and stopping ---------------------------------------------------------------
 
-    def _spawn(self, number: int, kind: ProcessKind, inherited: Inherited,
-               close_master: Callable[[], None]) -> None:
+    def _spawn(
+        self, number: int, kind: ProcessKind, inherited: Inherited, close_master: Callable[[], None]
+    ) -> None:
         slot = self.scoreboard.acquire()
         master_end, worker_end = channel_pair()
         pid = fork_worker()
@@ -124,16 +136,23 @@ class Supervisor:
             self._become_worker(number, slot, worker_end, kind, inherited, close_master)
         worker_end.close()
         slot.set_pid(pid)
-        worker = WorkerProc(pid, number, slot, self.generation, master_end, kind,
-                            kind.limits(inherited.settings))
+        worker = WorkerProc(
+            pid, number, slot, self.generation, master_end, kind, kind.limits(inherited.settings)
+        )
         self._selector.register(master_end, selectors.EVENT_READ, worker)
         worker.watch()
         self.workers[pid] = worker
         log.info("spawned %s pid=%d", worker.role, pid)
 
-    def _become_worker(self, number: int, slot: Slot, channel: socket.socket,
-                       kind: ProcessKind, inherited: Inherited,
-                       close_master: Callable[[], None]) -> NoReturn:
+    def _become_worker(
+        self,
+        number: int,
+        slot: Slot,
+        channel: socket.socket,
+        kind: ProcessKind,
+        inherited: Inherited,
+        close_master: Callable[[], None],
+    ) -> NoReturn:
         """In the child: drop the master's own state and serve; never returns."""
         try:
             signal.set_wakeup_fd(-1)
@@ -191,8 +210,9 @@ class Supervisor:
     def record_exit(self, worker: WorkerProc, status: int) -> None:
         view = worker.slot.read()
         replacing = worker.terminating and worker.generation != self.generation
-        record = exit_record(worker.pid, worker.role, status, view, worker.order,
-                             worker.limits, replacing)
+        record = exit_record(
+            worker.pid, worker.role, status, view, worker.order, worker.limits, replacing
+        )
         self.exits.append(record)
         self._alert(self._health.record(record))
         counters = metrics.current()
@@ -214,12 +234,19 @@ class Supervisor:
         delay = self.backoff.failed(time.monotonic())
         failures = self.backoff.failures
         if delay is None:
-            log.error("workers failed to start %d times in a row; giving up. Last error:"
-                      "\n%s", failures, record.error.strip() or record.detail)
+            log.error(
+                "workers failed to start %d times in a row; giving up. Last error:\n%s",
+                failures,
+                record.error.strip() or record.detail,
+            )
             self._give_up()
             return
-        log.warning("worker failed to start (%d/%d); next attempt in %.1fs", failures,
-                    supervision.MAX_BOOT_ATTEMPTS, delay)
+        log.warning(
+            "worker failed to start (%d/%d); next attempt in %.1fs",
+            failures,
+            supervision.MAX_BOOT_ATTEMPTS,
+            delay,
+        )
 
     def _abandon_generation(self, previous: int, record: ExitRecord) -> None:
         """A new worker failed to start while the previous generation serves (the new code
@@ -233,9 +260,15 @@ class Supervisor:
         self.generation = previous
         self.backoff.reset()
         reason = record.error.strip().splitlines()[-1] if record.error.strip() else record.detail
-        log.error("reload abandoned: %s of generation %d could not start (%s); generation "
-                  "%d keeps serving. Fix the error, then reload (HUP, or a code change with "
-                  "dev reload)", record.role, abandoned, reason or record.reason, previous)
+        log.error(
+            "reload abandoned: %s of generation %d could not start (%s); generation "
+            "%d keeps serving. Fix the error, then reload (HUP, or a code change with "
+            "dev reload)",
+            record.role,
+            abandoned,
+            reason or record.reason,
+            previous,
+        )
 
     # -- watchdog ----------------------------------------------------------------------------
 
@@ -267,8 +300,12 @@ class Supervisor:
         """SIGKILL for a worker still running at the end of its grace."""
         if worker.kill_at and now >= worker.kill_at:
             worker.kill_at = 0.0
-            log.warning("%s (pid %d) did not stop its request within %.0fs: killing it",
-                        worker.role, worker.pid, LIMIT_ANSWER_GRACE)
+            log.warning(
+                "%s (pid %d) did not stop its request within %.0fs: killing it",
+                worker.role,
+                worker.pid,
+                LIMIT_ANSWER_GRACE,
+            )
             worker.send(signal.SIGKILL)
 
 

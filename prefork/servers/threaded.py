@@ -52,17 +52,25 @@ RELOAD_GRACE = 5.0  # seconds other requests get to finish before a limit reload
 
 
 class ThreadedServer:
-    def __init__(self, settings: Settings, app: WSGIApp, argv: Sequence[str] = (),
-                 database: Database | None = None, pg_conninfo: str = "") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        app: WSGIApp,
+        argv: Sequence[str] = (),
+        database: Database | None = None,
+        pg_conninfo: str = "",
+    ) -> None:
         """`pg_conninfo`: the PostgreSQL database, for the cron threads and the realtime
         bus; empty with SQLite (neither runs)."""
         self.settings = settings
         self.database = database
-        self.cron = CronThreads(settings, pg_conninfo, self._cron_timed_out) \
-            if pg_conninfo else None
+        self.cron = (
+            CronThreads(settings, pg_conninfo, self._cron_timed_out) if pg_conninfo else None
+        )
         self._drain_until: float | None = None  # monotonic: an announced stop begins
-        self.realtime = RealtimeThread(settings, pg_conninfo, self._draining) \
-            if pg_conninfo else None
+        self.realtime = (
+            RealtimeThread(settings, pg_conninfo, self._draining) if pg_conninfo else None
+        )
         self.argv = list(argv)
         self.listeners: list[socket.socket] = []
         self.socket_files = SocketFiles()
@@ -70,9 +78,15 @@ class ThreadedServer:
         self._reload_reason = ""
         self._reload_deadline = 0.0
         self.loop = make_loop(settings, self._dispatch, inline=False)
-        self.handler = make_handler(settings, app, self.loop, multiprocess=False,
-                                    draining=lambda: self.loop.draining,
-                                    drain_announced=self._draining, database=database)
+        self.handler = make_handler(
+            settings,
+            app,
+            self.loop,
+            multiprocess=False,
+            draining=lambda: self.loop.draining,
+            drain_announced=self._draining,
+            database=database,
+        )
         self._jobs: queue.SimpleQueue[tuple[Connection, Request] | None] = queue.SimpleQueue()
         self._signals: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._stop_deadline: float | None = None
@@ -102,8 +116,11 @@ class ThreadedServer:
         sdnotify.notify("READY=1", f"MAINPID={os.getpid()}", "STATUS=serving (threaded mode)")
         if s.dev_reload:  # watching before the line that says the server is up
             self.code_reload = CodeReload.open(s)
-        log.info("HTTP service running on %s (threaded mode, %d threads)",
-                 display_address(self.listeners[0]), s.http_threads)
+        log.info(
+            "HTTP service running on %s (threaded mode, %d threads)",
+            display_address(self.listeners[0]),
+            s.http_threads,
+        )
         if self.code_reload is not None:
             log.warning("%s", dev_warning(s, self.code_reload))
         sampler = Sampler(self.database)
@@ -134,18 +151,22 @@ class ThreadedServer:
         ident = threading.get_ident()
         while (job := self._jobs.get()) is not None:
             conn, request = job
-            self._inflight[ident] = (time.monotonic(),
-                                     f"{request.method} {request.target} {request.version}")
+            self._inflight[ident] = (
+                time.monotonic(),
+                f"{request.method} {request.target} {request.version}",
+            )
             try:
                 keep_open = self.handler.serve(conn, request)
             finally:
                 del self._inflight[ident]
                 request.body.close()
             self.loop.resume(conn, keep_open)
-            if not self._reload_reason and (rss := over_soft_limit(
-                    self.settings.limit_memory_soft)):
-                self._reload_reason = (f"memory-soft: RSS {mib(rss)} > limit "
-                                       f"{mib(self.settings.limit_memory_soft)}")
+            if not self._reload_reason and (
+                rss := over_soft_limit(self.settings.limit_memory_soft)
+            ):
+                self._reload_reason = (
+                    f"memory-soft: RSS {mib(rss)} > limit {mib(self.settings.limit_memory_soft)}"
+                )
                 self.loop.wake()
 
     # -- limits: Odoo's threaded behaviour, a whole-process reload ------------------------
@@ -161,8 +182,10 @@ class ThreadedServer:
         if self._reload_reason or not self._serving():
             return
         for elapsed, line in self._overdue()[:1]:
-            self._reload_reason = (f"real-time: request '{line}' running {elapsed:.1f}s > "
-                                   f"limit {self.settings.limit_time_real}s")
+            self._reload_reason = (
+                f"real-time: request '{line}' running {elapsed:.1f}s > "
+                f"limit {self.settings.limit_time_real}s"
+            )
 
     def _reload_code(self) -> None:
         """A code change that compiles: the process is replaced as for HUP."""
@@ -176,8 +199,9 @@ class ThreadedServer:
         if self._reload_reason.startswith(PLANNED):
             log.info("%s: reloading the whole process", self._reload_reason)
         else:
-            log.warning("threaded mode limit reached (%s): reloading the whole process",
-                        self._reload_reason)
+            log.warning(
+                "threaded mode limit reached (%s): reloading the whole process", self._reload_reason
+            )
         self.loop.stop_accepting(keep_listeners=True)
         self._reload_deadline = time.monotonic() + RELOAD_GRACE
 
@@ -222,8 +246,11 @@ class ThreadedServer:
             if signum == signal.SIGHUP:
                 self._hangup()
             elif self._stop_deadline is not None:
-                log.warning("%s received again: stopping now, %d request(s) abandoned",
-                            signal.Signals(signum).name, self.loop.busy)
+                log.warning(
+                    "%s received again: stopping now, %d request(s) abandoned",
+                    signal.Signals(signum).name,
+                    self.loop.busy,
+                )
                 self._stop_deadline = 0.0
             elif self._drain_until is not None:
                 log.info("%s received again: ending the drain now", signal.Signals(signum).name)
@@ -257,21 +284,32 @@ class ThreadedServer:
         delay = self.settings.drain_delay
         self._drain_until = time.monotonic() + delay
         sdnotify.notify("STOPPING=1", f"STATUS=draining for {delay:g} s before stopping")
-        log.info("%s received: draining for %g s: /web/health answers 503 'draining', "
-                 "requests are still served; then a graceful stop (%s again to stop now)",
-                 signal.Signals(signum).name, delay, signal.Signals(signum).name)
+        log.info(
+            "%s received: draining for %g s: /web/health answers 503 'draining', "
+            "requests are still served; then a graceful stop (%s again to stop now)",
+            signal.Signals(signum).name,
+            delay,
+            signal.Signals(signum).name,
+        )
 
     def _end_drain(self) -> None:
-        if (self._drain_until is not None and self._stop_deadline is None
-                and time.monotonic() >= self._drain_until):
+        if (
+            self._drain_until is not None
+            and self._stop_deadline is None
+            and time.monotonic() >= self._drain_until
+        ):
             log.info("drain over")
             self._begin_stop(signal.SIGTERM)
 
     def _begin_stop(self, signum: int) -> None:
         sdnotify.notify("STOPPING=1")
         grace = self.settings.limit_time_real or 120
-        log.info("%s received: stopping gracefully (%d request(s) in flight, up to %ds)",
-                 signal.Signals(signum).name, self.loop.busy, grace)
+        log.info(
+            "%s received: stopping gracefully (%d request(s) in flight, up to %ds)",
+            signal.Signals(signum).name,
+            self.loop.busy,
+            grace,
+        )
         self.loop.stop_accepting()
         if self.cron is not None:
             self.cron.stop()  # a job in progress may finish within the same grace
@@ -310,8 +348,11 @@ def wait_for_fix(settings: Settings, argv: Sequence[str]) -> int:
         log.error("%s", exc)
         return 1
     watching = CodeReload.open(settings)
-    log.error("dev reload: the application could not be imported (traceback above); waiting "
-              "for a change under %s", watching.root)
+    log.error(
+        "dev reload: the application could not be imported (traceback above); waiting "
+        "for a change under %s",
+        watching.root,
+    )
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         while not (changed := watching.due(time.monotonic())):

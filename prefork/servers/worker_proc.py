@@ -16,8 +16,7 @@ from prefork.servers.kinds import ProcessKind, WorkerLimits
 from prefork.workers.scoreboard import Slot
 
 # The signals the master handles; a newborn worker inherits them blocked (fork_worker).
-SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGTTIN", "SIGTTOU", "SIGQUIT", "SIGUSR2",
-           "SIGCHLD")
+SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGTTIN", "SIGTTOU", "SIGQUIT", "SIGUSR2", "SIGCHLD")
 _MASTER_SIGNALS = {getattr(signal, name) for name in SIGNALS}
 
 

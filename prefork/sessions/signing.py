@@ -36,8 +36,7 @@ def verify(value: str, key: bytes) -> str | None:
     """The id a cookie value carries, or None when it was not made with this key."""
     sid, _, mac = value.partition(".")
     # compare_digest raises on non-ASCII text, which a client's cookie may carry.
-    if len(sid) != _ID_LENGTH or not mac.isascii() or \
-            not hmac.compare_digest(mac, _mac(sid, key)):
+    if len(sid) != _ID_LENGTH or not mac.isascii() or not hmac.compare_digest(mac, _mac(sid, key)):
         return None
     return sid
 

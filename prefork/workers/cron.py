@@ -53,20 +53,30 @@ class CronWorker:
             one_line = isinstance(exc, UserImportError)  # else the traceback is the help
             message = str(exc) if one_line else traceback.format_exc()
             self.slot.set_error(message)
-            log.error("cron worker #%d cannot import its jobs:%s%s", self.number,
-                      " " if one_line else "\n", message)
+            log.error(
+                "cron worker #%d cannot import its jobs:%s%s",
+                self.number,
+                " " if one_line else "\n",
+                message,
+            )
             return exitcodes.BOOT_FAILED
-        runner = CronRunner(self.conninfo, self.settings, jobs,
-                            f"{socket.gethostname()} cron worker #{self.number}", self,
-                            self._should_stop)
+        runner = CronRunner(
+            self.conninfo,
+            self.settings,
+            jobs,
+            f"{socket.gethostname()} cron worker #{self.number}",
+            self,
+            self._should_stop,
+        )
         self.limits.arm()
         self.slot.set_state(READY)
         runner.serve()
         return self.exit_code if self.exit_code is not None else exitcodes.STOPPED
 
     def _prepare_process(self) -> None:
-        prepare_process(f"cron worker #{self.number}", self._on_term,
-                        self.settings.limit_memory_hard)
+        prepare_process(
+            f"cron worker #{self.number}", self._on_term, self.settings.limit_memory_hard
+        )
         os.nice(NICENESS)
 
     def _on_term(self, signum: int, frame: FrameType | None) -> None:

@@ -29,22 +29,42 @@ from prefork.wsgi.realtime_elsewhere import RealtimeElsewhere
 from prefork.wsgi.routes import ServerRoutes
 
 
-def make_loop(settings: Settings, dispatch: Dispatch, *, inline: bool,
-              pace_accepting: bool = False) -> EventLoop:
-    limits = Limits(settings.limit_request_line, settings.limit_request_fields,
-                    settings.limit_request_field_size, settings.limit_request_body)
-    timeouts = Timeouts(settings.http_header_timeout, settings.http_keepalive_timeout,
-                        settings.http_send_timeout)
+def make_loop(
+    settings: Settings, dispatch: Dispatch, *, inline: bool, pace_accepting: bool = False
+) -> EventLoop:
+    limits = Limits(
+        settings.limit_request_line,
+        settings.limit_request_fields,
+        settings.limit_request_field_size,
+        settings.limit_request_body,
+    )
+    timeouts = Timeouts(
+        settings.http_header_timeout, settings.http_keepalive_timeout, settings.http_send_timeout
+    )
     budget = SendBudget(settings.http_send_buffer_worker, settings.http_send_buffer)
     counters = metrics.current()
-    return EventLoop(limits, timeouts, dispatch, inline=inline, pace_accepting=pace_accepting,
-                     budget=budget, refused=counters.refusal if counters is not None else None)
+    return EventLoop(
+        limits,
+        timeouts,
+        dispatch,
+        inline=inline,
+        pace_accepting=pace_accepting,
+        budget=budget,
+        refused=counters.refusal if counters is not None else None,
+    )
 
 
-def make_handler(settings: Settings, app: WSGIApp, loop: EventLoop, *, multiprocess: bool,
-                 draining: Callable[[], bool], drain_announced: Callable[[], bool],
-                 database: Database | None = None,
-                 alarm: LimitAlarm | None = None) -> WSGIHandler:
+def make_handler(
+    settings: Settings,
+    app: WSGIApp,
+    loop: EventLoop,
+    *,
+    multiprocess: bool,
+    draining: Callable[[], bool],
+    drain_announced: Callable[[], bool],
+    database: Database | None = None,
+    alarm: LimitAlarm | None = None,
+) -> WSGIHandler:
     """The WSGI handler; with a database, requests get their transaction and /web/health
     can report on it; with an alarm, a limit can stop a request (HTTP workers).
     `draining`: the server stops, keep-alive ends; `drain_announced`: a stop is coming
@@ -62,10 +82,12 @@ def make_handler(settings: Settings, app: WSGIApp, loop: EventLoop, *, multiproc
     http, realtime = http_address(settings), realtime_address(settings)
     elsewhere = RealtimeElsewhere(realtime, http) if multiprocess else None
     app = ServerRoutes(app, own, elsewhere)
-    server_name, server_port = ((UNIX_SERVER_NAME, UNIX_SERVER_PORT) if http.unix
-                                else (http.host or "0.0.0.0", http.port))
-    environ = EnvironBuilder(server_name, server_port, settings.proxy_mode,
-                             recorder(settings.data_dir))
+    server_name, server_port = (
+        (UNIX_SERVER_NAME, UNIX_SERVER_PORT) if http.unix else (http.host or "0.0.0.0", http.port)
+    )
+    environ = EnvironBuilder(
+        server_name, server_port, settings.proxy_mode, recorder(settings.data_dir)
+    )
     environ.configure(multithread=not multiprocess, multiprocess=multiprocess)
     environ.constant("wsgi.file_wrapper", FileWrapper)
     if multiprocess and not settings.proxy_mode and not realtime.unix:
@@ -74,6 +96,14 @@ def make_handler(settings: Settings, app: WSGIApp, loop: EventLoop, *, multiproc
         environ.constant("prefork.realtime_port", settings.gevent_port)
     if multiprocess:  # threaded mode applies no CPU limit per request
         environ.constant("prefork.limit_time_cpu", settings.limit_time_cpu)
-    return WSGIHandler(app, environ, loop.date, send_timeout=settings.http_send_timeout,
-                       access_log=open_access_log(settings.access_log), draining=draining,
-                       metrics=counters, request_hooks=hooks, alarm=alarm)
+    return WSGIHandler(
+        app,
+        environ,
+        loop.date,
+        send_timeout=settings.http_send_timeout,
+        access_log=open_access_log(settings.access_log),
+        draining=draining,
+        metrics=counters,
+        request_hooks=hooks,
+        alarm=alarm,
+    )

@@ -37,8 +37,9 @@ def channel_pair() -> tuple[socket.socket, socket.socket]:
     return master_end, worker_end
 
 
-def send_connection(channel: socket.socket, sock: socket.socket,
-                    peer: tuple[str, int], unparsed: bytes = b"") -> bool:
+def send_connection(
+    channel: socket.socket, sock: socket.socket, peer: tuple[str, int], unparsed: bytes = b""
+) -> bool:
     """Pass `sock` (and at most MAX_UNPARSED bytes read from it) over `channel`; False when
     the other end is gone or full."""
     payload = f"{peer[0]} {peer[1]}".encode() + b"\0" + unparsed

@@ -60,9 +60,16 @@ JITTER_FRACTION = 0.1
 
 
 class HTTPWorker:
-    def __init__(self, settings: Settings, number: int, slot: Slot,
-                 listeners: list[socket.socket], app: WSGIApp | None,
-                 channel: socket.socket, database: Database | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        number: int,
+        slot: Slot,
+        listeners: list[socket.socket],
+        app: WSGIApp | None,
+        channel: socket.socket,
+        database: Database | None = None,
+    ) -> None:
         self.settings = settings
         self.database = database
         self.channel = channel
@@ -81,11 +88,11 @@ class HTTPWorker:
         self.served = 0
         limit = settings.limit_request
         self.max_requests = limit + random.randint(0, int(limit * JITTER_FRACTION))
-        self.limits = RequestLimits(settings.limit_time_cpu, settings.limit_memory_soft,
-                                    warn=True)
+        self.limits = RequestLimits(settings.limit_time_cpu, settings.limit_memory_soft, warn=True)
         self.alarm = LimitAlarm()
-        self.loop = make_loop(settings, self._serve, inline=True,
-                              pace_accepting=settings.workers > 1)
+        self.loop = make_loop(
+            settings, self._serve, inline=True, pace_accepting=settings.workers > 1
+        )
         self.handler: WSGIHandler | None = None
         self.published_connections = -1
         self.budget = self.loop.budget or SendBudget(0, 0)
@@ -104,10 +111,16 @@ class HTTPWorker:
         app = self.app or self._load_app()
         if app is None:
             return exitcodes.BOOT_FAILED
-        self.handler = make_handler(self.settings, app, self.loop, multiprocess=True,
-                                    draining=lambda: self.exit_code is not None,
-                                    drain_announced=self.slot.draining,
-                                    database=self.database, alarm=self.alarm)
+        self.handler = make_handler(
+            self.settings,
+            app,
+            self.loop,
+            multiprocess=True,
+            draining=lambda: self.exit_code is not None,
+            drain_announced=self.slot.draining,
+            database=self.database,
+            alarm=self.alarm,
+        )
         for sock in self.listeners:
             self.loop.add_listener(sock)
         self.channel.setblocking(False)
@@ -150,8 +163,9 @@ class HTTPWorker:
                 log.exception("http worker #%d: closing its database connections", self.number)
 
     def _prepare_process(self) -> None:
-        prepare_process(f"http worker #{self.number}", self._on_term,
-                        self.settings.limit_memory_hard)
+        prepare_process(
+            f"http worker #{self.number}", self._on_term, self.settings.limit_memory_hard
+        )
         signal.signal(signal.SIGPROF, self._on_limit)  # limit_time_cpu (RequestLimits)
         signal.signal(signal.SIGUSR1, self._on_limit)  # the master's, the limit in the slot
         signal.set_wakeup_fd(self.loop.wake_fd, warn_on_full_buffer=False)
@@ -218,8 +232,11 @@ class HTTPWorker:
             return keep_open  # false, unless the limit rang after the response: handed over
         self.slot.end_request(served, 0.0)
         memory_error = handler.memory_errors != memory_errors
-        if (memory_error or served >= self.max_requests
-                or time.monotonic() >= self.limits.next_reading):
+        if (
+            memory_error
+            or served >= self.max_requests
+            or time.monotonic() >= self.limits.next_reading
+        ):
             self._check_limits(memory_error)
         # Even when this worker is about to exit, a connection whose response promised
         # keep-alive stays open: the drain hands it to another worker.

@@ -70,8 +70,7 @@ class RequestLimits:
     could have crossed either limit is always checked right after it.
     """
 
-    __slots__ = ("_cpus", "_hard", "_soft", "cpu_seconds", "memory_soft", "next_reading",
-                 "warn")
+    __slots__ = ("_cpus", "_hard", "_soft", "cpu_seconds", "memory_soft", "next_reading", "warn")
 
     def __init__(self, cpu_seconds: int, memory_soft: int, warn: bool = False) -> None:
         self.cpu_seconds = cpu_seconds

@@ -23,8 +23,14 @@ from prefork.workers.scoreboard import Slot
 
 log = logging.getLogger("prefork.worker")
 
-_IGNORED = (signal.SIGINT, signal.SIGHUP, signal.SIGUSR2, signal.SIGTTIN, signal.SIGTTOU,
-            signal.SIGWINCH)  # the master's signals, sent to the whole group by a terminal
+_IGNORED = (
+    signal.SIGINT,
+    signal.SIGHUP,
+    signal.SIGUSR2,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGWINCH,
+)  # the master's signals, sent to the whole group by a terminal
 
 TermHandler = Callable[[int, FrameType | None], None]
 
@@ -44,8 +50,9 @@ def prepare_process(title: str, on_term: TermHandler, limit_memory_hard: int) ->
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
 
 
-def run_to_exit(role: str, slot: Slot, body: Callable[[], int],
-                cleanup: Callable[[], None] = lambda: None) -> NoReturn:
+def run_to_exit(
+    role: str, slot: Slot, body: Callable[[], int], cleanup: Callable[[], None] = lambda: None
+) -> NoReturn:
     code = exitcodes.CRASHED
     try:
         code = body()

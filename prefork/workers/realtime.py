@@ -34,13 +34,16 @@ BEAT_INTERVAL = 1.0
 
 def realtime_limits(settings: Settings) -> tuple[int, int]:
     """(soft, hard) memory limits of the realtime process."""
-    return (settings.limit_memory_soft_gevent or settings.limit_memory_soft,
-            settings.limit_memory_hard_gevent or settings.limit_memory_hard)
+    return (
+        settings.limit_memory_soft_gevent or settings.limit_memory_soft,
+        settings.limit_memory_hard_gevent or settings.limit_memory_hard,
+    )
 
 
 class RealtimeProcess:
-    def __init__(self, settings: Settings, slot: Slot, listener: socket.socket,
-                 conninfo: str) -> None:
+    def __init__(
+        self, settings: Settings, slot: Slot, listener: socket.socket, conninfo: str
+    ) -> None:
         self.settings = settings
         self.slot = slot
         self.listener = listener

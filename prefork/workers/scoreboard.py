@@ -88,13 +88,15 @@ class Slot:
         # A request's start and end, written on every request: C calls, no Python frame.
         # begin_request(now, request line in latin-1: cut or padded with NULs)
         self.begin_request: Callable[[float, bytes], None] = partial(
-            _BEGIN.pack_into, mem, self._base + _OFF_STARTED)
+            _BEGIN.pack_into, mem, self._base + _OFF_STARTED
+        )
         # end_request(requests served, 0.0: the zero start time that says none is running)
         self.end_request: Callable[[int, float], None] = partial(
-            _END.pack_into, mem, self._base + _OFF_REQUESTS)
+            _END.pack_into, mem, self._base + _OFF_REQUESTS
+        )
 
     def reset(self, pid: int) -> None:
-        self._mem[self._base:self._base + SLOT_SIZE] = bytes(SLOT_SIZE)
+        self._mem[self._base : self._base + SLOT_SIZE] = bytes(SLOT_SIZE)
         _HEAD.pack_into(self._mem, self._base, pid, BOOTING, 0.0, 0, 0, 0, 0, 0, 0.0)
 
     def set_pid(self, pid: int) -> None:
@@ -148,27 +150,37 @@ class Slot:
         self.set_value(value)
         line = self._base + _OFF_LINE
         exit_line = self._base + _OFF_EXIT_LINE
-        self._mem[exit_line:exit_line + _LINE_SIZE] = self._mem[line:line + _LINE_SIZE]
+        self._mem[exit_line : exit_line + _LINE_SIZE] = self._mem[line : line + _LINE_SIZE]
 
     def set_error(self, text: str) -> None:
-        raw = text.encode("utf-8", "replace")[-(_ERROR_SIZE - 1):]
+        raw = text.encode("utf-8", "replace")[-(_ERROR_SIZE - 1) :]
         start = self._base + _OFF_ERROR
-        self._mem[start:start + len(raw) + 1] = raw + b"\0"
+        self._mem[start : start + len(raw) + 1] = raw + b"\0"
 
     def read(self) -> SlotView:
         pid, state, beat, value, connections, _, _, requests, started = _HEAD.unpack_from(
-            self._mem, self._base)
+            self._mem, self._base
+        )
         held, clients = _SENDING.unpack_from(self._mem, self._base + _OFF_SENDING)
-        return SlotView(pid, state, beat, started, requests, value, connections,
-                        _cstring(self._mem, self._base + _OFF_LINE, _LINE_SIZE),
-                        _cstring(self._mem, self._base + _OFF_EXIT_LINE, _LINE_SIZE),
-                        _cstring(self._mem, self._base + _OFF_ERROR, _ERROR_SIZE),
-                        held, clients)
+        return SlotView(
+            pid,
+            state,
+            beat,
+            started,
+            requests,
+            value,
+            connections,
+            _cstring(self._mem, self._base + _OFF_LINE, _LINE_SIZE),
+            _cstring(self._mem, self._base + _OFF_EXIT_LINE, _LINE_SIZE),
+            _cstring(self._mem, self._base + _OFF_ERROR, _ERROR_SIZE),
+            held,
+            clients,
+        )
 
 
 def _cstring(mem: mmap.mmap, start: int, size: int) -> str:
-    raw = mem[start:start + size]
-    return raw[:raw.find(b"\0") if b"\0" in raw else size].decode("utf-8", "replace")
+    raw = mem[start : start + size]
+    return raw[: raw.find(b"\0") if b"\0" in raw else size].decode("utf-8", "replace")
 
 
 class Scoreboard:

@@ -52,8 +52,9 @@ class DatabaseMiddleware:
         """The request hook: gives the request its transaction."""
         environ["prefork.db"] = RequestTransaction(self.database, response)
 
-    def __call__(self, environ: dict[str, Any],
-                 start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
         tx: RequestTransaction = environ["prefork.db"]
         try:
             result = self.app(environ, start_response)
@@ -66,8 +67,9 @@ class DatabaseMiddleware:
             return self._end_buffered(tx, result, start_response) if tx.used else result
         return _CommitAtEnd(result, tx)  # a generator may use the database as it runs
 
-    def _end_buffered(self, tx: RequestTransaction, result: Iterable[bytes],
-                      start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def _end_buffered(
+        self, tx: RequestTransaction, result: Iterable[bytes], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
         try:
             tx.end(commit=tx.status < 500)
         except Exception as exc:

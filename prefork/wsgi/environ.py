@@ -16,8 +16,13 @@ _SPECIAL = {"CONTENT-TYPE": "CONTENT_TYPE", "CONTENT-LENGTH": None}
 class EnvironBuilder:
     """Holds what is the same for every request of a server, and fills in the rest."""
 
-    def __init__(self, server_name: str, server_port: int, proxy_mode: bool,
-                 untrusted_proxy: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        server_name: str,
+        server_port: int,
+        proxy_mode: bool,
+        untrusted_proxy: Callable[[str], None] | None = None,
+    ) -> None:
         self._proxy_mode = proxy_mode
         self._untrusted_proxy = untrusted_proxy  # told once: X-Forwarded-For, proxy_mode off
         self._keys: dict[str, str | None] = dict(_SPECIAL)

@@ -83,8 +83,9 @@ class Response:
     # application touched); None for most requests, which then pay nothing.
     header_hook: Callable[[], list[tuple[str, str]]] | None = None
 
-    def __init__(self, conn: Connection, request: Request, keep_alive: bool,
-                 timeout: float, date: DateCache) -> None:
+    def __init__(
+        self, conn: Connection, request: Request, keep_alive: bool, timeout: float, date: DateCache
+    ) -> None:
         self.conn = conn
         self.date = date
         self.request = request
@@ -92,8 +93,9 @@ class Response:
         self.timeout = timeout
         self.no_body = request.method == "HEAD"
 
-    def start_response(self, status: str, headers: list[tuple[str, str]],
-                       exc_info: Any = None) -> Callable[[bytes], None]:
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Callable[[bytes], None]:
         if exc_info is not None:
             if self.headers_sent:
                 raise exc_info[1].with_traceback(exc_info[2])
@@ -158,8 +160,7 @@ class Response:
                 raise ResponseError("write() before start_response")
             self.headers_sent = True
             date = b"" if self.own_date else self.date.line()
-            if (self.length is not None and self.keep_alive
-                    and self.request.version == "HTTP/1.1"):
+            if self.length is not None and self.keep_alive and self.request.version == "HTTP/1.1":
                 prefix = self.head + date + b"\r\n"  # most: nothing to add
             else:
                 prefix = self.head + self._framing(known_total) + date + b"\r\n"
@@ -179,19 +180,30 @@ class Response:
         if self.chunked:
             self.conn.send(b"0\r\n\r\n", self.timeout)
         elif self.length is not None and not self.no_body and self.bytes_sent < self.length:
-            log.error("application sent %d of %d bytes; closing the connection",
-                      self.bytes_sent, self.length)
+            log.error(
+                "application sent %d of %d bytes; closing the connection",
+                self.bytes_sent,
+                self.length,
+            )
             self.keep_alive = False
 
 
 class WSGIHandler:
     """Serves requests with one application; safe to share between threads."""
 
-    def __init__(self, app: WSGIApp, environ: EnvironBuilder, date: DateCache, *,
-                 send_timeout: float, access_log: AccessLog | None,
-                 draining: Callable[[], bool],
-                 metrics: Any = None, request_hooks: Sequence[RequestHook] = (),
-                 alarm: LimitAlarm | None = None) -> None:
+    def __init__(
+        self,
+        app: WSGIApp,
+        environ: EnvironBuilder,
+        date: DateCache,
+        *,
+        send_timeout: float,
+        access_log: AccessLog | None,
+        draining: Callable[[], bool],
+        metrics: Any = None,
+        request_hooks: Sequence[RequestHook] = (),
+        alarm: LimitAlarm | None = None,
+    ) -> None:
         self.app = direct(app)
         # Not middlewares: one wrapping start_response costs every request a call.
         self.request_hooks = tuple(direct(hook) for hook in request_hooks)
@@ -246,8 +258,9 @@ class WSGIHandler:
         self.answered(conn, request, response, started)
         return response.keep_alive
 
-    def answered(self, conn: Connection, request: Request, response: Response,
-                 started: float) -> None:
+    def answered(
+        self, conn: Connection, request: Request, response: Response, started: float
+    ) -> None:
         """Count and log a request whose response has ended (sent, or cut short)."""
         conn.served += 1
         if started:  # read when the request is timed: logged or measured
@@ -255,12 +268,19 @@ class WSGIHandler:
             if self.metrics is not None:
                 self.metrics.request(response.status, elapsed)
             if self.access_log is not None:
-                self.access_log.write(conn.peer[0] or "-", request.method, request.target,
-                                      request.version, response.status, response.bytes_sent,
-                                      elapsed)
+                self.access_log.write(
+                    conn.peer[0] or "-",
+                    request.method,
+                    request.target,
+                    request.version,
+                    response.status,
+                    response.bytes_sent,
+                    elapsed,
+                )
 
-    def _failed(self, conn: Connection, request: Request, response: Response,
-                exc: Exception) -> None:
+    def _failed(
+        self, conn: Connection, request: Request, response: Response, exc: Exception
+    ) -> None:
         if isinstance(exc, MemoryError):
             self.memory_errors += 1
         log.exception("error serving %s %s", request.method, request.target)
@@ -269,8 +289,9 @@ class WSGIHandler:
             response.status = 500
             _try_send(conn, _INTERNAL_ERROR)
 
-    def _stopped(self, conn: Connection, request: Request, response: Response,
-                 exc: LimitExceeded) -> None:
+    def _stopped(
+        self, conn: Connection, request: Request, response: Response, exc: LimitExceeded
+    ) -> None:
         """The request was stopped by a limit: the client gets the limit's answer unless
         its response had begun (then the connection just closes)."""
         log.error("%s %s stopped: %s", request.method, request.target, exc.message)
@@ -280,8 +301,9 @@ class WSGIHandler:
             accept = next((value for name, value in request.headers if name == "ACCEPT"), "")
             conn.send_final(answer(exc, accept, self.date.line()), ANSWER_TIMEOUT)
 
-    def _run_interruptible(self, response: Response, request: Request, conn: Connection,
-                           alarm: LimitAlarm) -> None:
+    def _run_interruptible(
+        self, response: Response, request: Request, conn: Connection, alarm: LimitAlarm
+    ) -> None:
         alarm.armed = True
         try:
             self._run_app(response, request, conn)
@@ -402,8 +424,14 @@ class _Rest:
     the body's iterator when the application streams it (drawn as the client reads, never
     more than the connection's share of the send budget ahead of it)."""
 
-    def __init__(self, handler: WSGIHandler, conn: Connection, request: Request,
-                 response: Response, started: float) -> None:
+    def __init__(
+        self,
+        handler: WSGIHandler,
+        conn: Connection,
+        request: Request,
+        response: Response,
+        started: float,
+    ) -> None:
         self.handler = handler
         self.conn = conn
         self.request = request
@@ -455,8 +483,9 @@ class _Rest:
             try:
                 _close(result)
             except Exception:
-                log.exception("error closing the response of %s %s", self.request.method,
-                              self.request.target)
+                log.exception(
+                    "error closing the response of %s %s", self.request.method, self.request.target
+                )
 
 
 def _try_send(conn: Connection, data: bytes) -> None:

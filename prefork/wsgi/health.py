@@ -28,8 +28,9 @@ class HealthCheck:
         self.database = database
         self.draining = draining
 
-    def __call__(self, environ: dict[str, Any],
-                 start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
         report: dict[str, Any] = {"status": "pass"}
         status = "200 OK"
         if self.draining():
@@ -42,9 +43,14 @@ class HealthCheck:
                 report["status"] = "fail"
                 status = "500 Internal Server Error"
         body = json.dumps(report).encode()
-        start_response(status, [("Content-Type", "application/json"),
-                                ("Content-Length", str(len(body))),
-                                ("Cache-Control", "no-store")])
+        start_response(
+            status,
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(body))),
+                ("Cache-Control", "no-store"),
+            ],
+        )
         return [body]
 
 

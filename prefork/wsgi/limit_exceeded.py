@@ -38,21 +38,28 @@ class LimitExceeded(BaseException):
 
 
 def cpu_time(seconds: int) -> LimitExceeded:
-    return LimitExceeded("limit_time_cpu", TIME_STATUS,
-                         f"This request used more than {seconds} s of CPU time "
-                         "(limit_time_cpu) and was stopped.")
+    return LimitExceeded(
+        "limit_time_cpu",
+        TIME_STATUS,
+        f"This request used more than {seconds} s of CPU time (limit_time_cpu) and was stopped.",
+    )
 
 
 def real_time(seconds: int) -> LimitExceeded:
-    return LimitExceeded("limit_time_real", TIME_STATUS,
-                         f"This request ran for more than {seconds} s (limit_time_real) "
-                         "and was stopped.")
+    return LimitExceeded(
+        "limit_time_real",
+        TIME_STATUS,
+        f"This request ran for more than {seconds} s (limit_time_real) and was stopped.",
+    )
 
 
 def memory(limit: int) -> LimitExceeded:
-    return LimitExceeded("limit_memory_hard", MEMORY_STATUS,
-                         f"This request took its worker's memory above {limit / MiB:.0f} MiB "
-                         "(limit_memory_hard) and was stopped.")
+    return LimitExceeded(
+        "limit_memory_hard",
+        MEMORY_STATUS,
+        f"This request took its worker's memory above {limit / MiB:.0f} MiB "
+        "(limit_memory_hard) and was stopped.",
+    )
 
 
 class LimitAlarm:
@@ -85,16 +92,21 @@ def answer(exceeded: LimitExceeded, accept: str, date: bytes) -> bytes:
     reason = REASONS.get(status, "Error")
     if prefers_json(accept):
         content_type = "application/json"
-        body = json.dumps({"error": {"status": status, "limit": exceeded.setting,
-                                     "message": exceeded.message}}).encode()
+        body = json.dumps(
+            {"error": {"status": status, "limit": exceeded.setting, "message": exceeded.message}}
+        ).encode()
     else:
         content_type = "text/html; charset=utf-8"
         title = f"{status} {reason}"
-        body = (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>"
-                f"</head>\n<body><h1>{title}</h1>\n<p>{html.escape(exceeded.message)}</p>\n"
-                "</body></html>\n").encode()
-    head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n")
+        body = (
+            f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title>'
+            f"</head>\n<body><h1>{title}</h1>\n<p>{html.escape(exceeded.message)}</p>\n"
+            "</body></html>\n"
+        ).encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n"
+    )
     return head.encode("latin-1") + date + b"\r\n" + body
 
 

@@ -32,8 +32,9 @@ def load_callable(ref: str, what: str) -> Callable[..., Any]:
         try:
             target = getattr(target, part)
         except AttributeError:
-            raise AppImportError(f"{what} {ref!r}: {module_name!r} has no attribute {attr!r}") \
-                from None
+            raise AppImportError(
+                f"{what} {ref!r}: {module_name!r} has no attribute {attr!r}"
+            ) from None
     if not callable(target):
         raise AppImportError(f"{what} {ref!r}: {attr!r} is not callable")
     return cast(Callable[..., Any], target)

@@ -14,8 +14,11 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def networks(allow: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    return [ipaddress.ip_network(part.strip(), strict=False)
-            for part in allow.split(",") if part.strip()]
+    return [
+        ipaddress.ip_network(part.strip(), strict=False)
+        for part in allow.split(",")
+        if part.strip()
+    ]
 
 
 class MetricsEndpoint:
@@ -24,15 +27,15 @@ class MetricsEndpoint:
     def __init__(self, allow: str) -> None:
         self.allowed = networks(allow)
 
-    def __call__(self, environ: dict[str, Any],
-                 start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
         if not self._allowed(environ.get("REMOTE_ADDR", "")):
             body = b"forbidden: this address is not in metrics_allow\n"
             status, content_type = "403 Forbidden", "text/plain; charset=utf-8"
         else:
             body, status, content_type = exposition(), "200 OK", CONTENT_TYPE
-        start_response(status, [("Content-Type", content_type),
-                                ("Content-Length", str(len(body)))])
+        start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
         return [body]
 
     def _allowed(self, address: str) -> bool:

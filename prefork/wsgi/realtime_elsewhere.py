@@ -46,8 +46,9 @@ def _where(address: Address) -> str:
 def misrouted(environ: dict[str, Any]) -> bool:
     """A request meant for the realtime process."""
     path: str = environ["PATH_INFO"]
-    return environ.get("HTTP_UPGRADE", "").lower() == "websocket" or \
-        path.startswith(LONGPOLLING_PREFIX)
+    return environ.get("HTTP_UPGRADE", "").lower() == "websocket" or path.startswith(
+        LONGPOLLING_PREFIX
+    )
 
 
 class RealtimeElsewhere:
@@ -57,14 +58,22 @@ class RealtimeElsewhere:
         self.body = directions(realtime, http)
         self.quiet = QuietLog(log, WARN_EVERY)
 
-    def __call__(self, environ: dict[str, Any],
-                 start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
         upgrade = environ.get("HTTP_UPGRADE", "").lower() == "websocket"
-        self.quiet.warning("%s %s reached an HTTP worker: route it to the realtime port "
-                           "(see the response sent to the client)",
-                           "WebSocket upgrade" if upgrade else "long-polling request",
-                           environ.get("PATH_INFO"))
-        start_response("400 Bad Request", [("Content-Type", "text/plain; charset=utf-8"),
-                                           ("Content-Length", str(len(self.body))),
-                                           ("Connection", "close")])
+        self.quiet.warning(
+            "%s %s reached an HTTP worker: route it to the realtime port "
+            "(see the response sent to the client)",
+            "WebSocket upgrade" if upgrade else "long-polling request",
+            environ.get("PATH_INFO"),
+        )
+        start_response(
+            "400 Bad Request",
+            [
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Content-Length", str(len(self.body))),
+                ("Connection", "close"),
+            ],
+        )
         return [self.body]

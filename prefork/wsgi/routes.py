@@ -13,20 +13,24 @@ from prefork.wsgi.realtime_elsewhere import LONGPOLLING_PREFIX, RealtimeElsewher
 
 
 class ServerRoutes:
-    def __init__(self, app: WSGIApp, exact: dict[str, WSGIApp],
-                 elsewhere: RealtimeElsewhere | None) -> None:
+    def __init__(
+        self, app: WSGIApp, exact: dict[str, WSGIApp], elsewhere: RealtimeElsewhere | None
+    ) -> None:
         self.app = direct(app)
         self.exact = exact
         self.elsewhere = elsewhere
 
-    def __call__(self, environ: dict[str, Any],
-                 start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
         path = environ["PATH_INFO"]
         own = self.exact.get(path)
         if own is not None:
             return own(environ, start_response)
-        if (self.elsewhere is not None
-                and ("HTTP_UPGRADE" in environ or path.startswith(LONGPOLLING_PREFIX))
-                and misrouted(environ)):
+        if (
+            self.elsewhere is not None
+            and ("HTTP_UPGRADE" in environ or path.startswith(LONGPOLLING_PREFIX))
+            and misrouted(environ)
+        ):
             return self.elsewhere(environ, start_response)
         return self.app(environ, start_response)

@@ -14,6 +14,8 @@ class Unavailable(Exception):
 
 def response_bytes(exc: Unavailable) -> bytes:
     body = f"503 Service Unavailable: {exc}; try again shortly.\n".encode()
-    return (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
-            b"Retry-After: " + str(RETRY_AFTER).encode() + b"\r\nConnection: close\r\n"
-            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    return (
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"Retry-After: " + str(RETRY_AFTER).encode() + b"\r\nConnection: close\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )

@@ -19,6 +19,5 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
     if environ["PATH_INFO"] == "/collect":
         gc.collect()
     body = str(psutil.Process().memory_full_info().uss).encode()
-    start_response("200 OK", [("Content-Type", "text/plain"),
-                              ("Content-Length", str(len(body)))])
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]

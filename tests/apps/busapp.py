@@ -43,6 +43,9 @@ def channels(identity: Any, requested: list[str]) -> list[str]:
     clients). The identity 'crash' makes it raise, as a buggy hook would."""
     if identity == "crash":
         raise RuntimeError("a bug in the bus_channels hook")
-    return [c for c in requested
-            if not (c.startswith("private.") and identity != "admin")
-            and not (c.startswith("[") and identity == "visitor")]
+    return [
+        c
+        for c in requested
+        if not (c.startswith("private.") and identity != "admin")
+        and not (c.startswith("[") and identity == "visitor")
+    ]

@@ -10,8 +10,9 @@ from prefork.cron import JobContext, cron
 
 
 def _hit(ctx: JobContext, note: str = "") -> None:
-    ctx.conn.execute("INSERT INTO cron_hits (job, note, pid) VALUES (%s, %s, %s)",
-                     (ctx.name, note, os.getpid()))
+    ctx.conn.execute(
+        "INSERT INTO cron_hits (job, note, pid) VALUES (%s, %s, %s)", (ctx.name, note, os.getpid())
+    )
 
 
 @cron(every="1h", name="quick.mark")
@@ -80,8 +81,11 @@ def _lease_jobs() -> None:
         next_run, not updated before the attempt finishes)."""
         (Path(os.environ["CRONTEST_DIR"]) / "lease.slot.pid").write_text(str(os.getpid()))
         time.sleep(2)
-        ctx.conn.execute("INSERT INTO cron_hits (job, note, pid) SELECT name, next_run::text, "
-                         "%s FROM prefork.cron_job WHERE name = %s", (os.getpid(), ctx.name))
+        ctx.conn.execute(
+            "INSERT INTO cron_hits (job, note, pid) SELECT name, next_run::text, "
+            "%s FROM prefork.cron_job WHERE name = %s",
+            (os.getpid(), ctx.name),
+        )
 
 
 if os.environ.get("CRONTEST_LEASE"):

@@ -27,8 +27,9 @@ def _insert(conn: Any, value: str) -> None:
 
 
 def _count(conn: Any, value: str) -> int:
-    row = conn.execute(_sql(conn, "SELECT count(*) FROM dbapp_items WHERE value = %s"),
-                       (value,)).fetchone()
+    row = conn.execute(
+        _sql(conn, "SELECT count(*) FROM dbapp_items WHERE value = %s"), (value,)
+    ).fetchone()
     return int(row[0])
 
 
@@ -59,15 +60,28 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
             other.execute("SELECT 1")
         return _reply(start_response, "200 OK", "two")
     if path == "/whoami":
-        row = tx.execute("SELECT pg_backend_pid(), current_setting('application_name'), "
-                         "current_setting('statement_timeout'), "
-                         "current_setting('idle_in_transaction_session_timeout'), "
-                         "current_setting('tcp_keepalives_idle'), "
-                         "inet_client_addr() IS NOT NULL").fetchone()
-        return _reply(start_response, "200 OK", json.dumps(
-            {"pid": os.getpid(), "backend": row[0], "application_name": row[1],
-             "statement_timeout": row[2], "idle_in_transaction_session_timeout": row[3],
-             "tcp_keepalives_idle": row[4], "tcp": row[5]}))
+        row = tx.execute(
+            "SELECT pg_backend_pid(), current_setting('application_name'), "
+            "current_setting('statement_timeout'), "
+            "current_setting('idle_in_transaction_session_timeout'), "
+            "current_setting('tcp_keepalives_idle'), "
+            "inet_client_addr() IS NOT NULL"
+        ).fetchone()
+        return _reply(
+            start_response,
+            "200 OK",
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "backend": row[0],
+                    "application_name": row[1],
+                    "statement_timeout": row[2],
+                    "idle_in_transaction_session_timeout": row[3],
+                    "tcp_keepalives_idle": row[4],
+                    "tcp": row[5],
+                }
+            ),
+        )
     if path == "/trigger":  # prefork.cron.trigger from application code
         from prefork.cron import trigger
 
@@ -78,8 +92,7 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
     return _reply(start_response, "404 Not Found", "no such page")
 
 
-def _stream(tx: Any, value: str, start_response: Callable[..., Any],
-            fail: bool) -> Iterator[bytes]:
+def _stream(tx: Any, value: str, start_response: Callable[..., Any], fail: bool) -> Iterator[bytes]:
     start_response("200 OK", [("Content-Type", "text/plain")])
     yield b"first "
     _insert(tx.connection(), value)
@@ -91,6 +104,5 @@ def _stream(tx: Any, value: str, start_response: Callable[..., Any],
 
 def _reply(start_response: Callable[..., Any], status: str, text: str) -> list[bytes]:
     body = text.encode()
-    start_response(status, [("Content-Type", "text/plain"),
-                            ("Content-Length", str(len(body)))])
+    start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]

@@ -31,8 +31,7 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
         start_response("200 OK", headers)
         return wrapper(io.BytesIO(pattern(int(query["size"]))), 8192)  # type: ignore[no-any-return]
     body = str(os.getpid()).encode()
-    start_response("200 OK", [("Content-Type", "text/plain"),
-                              ("Content-Length", str(len(body)))])
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
 
 

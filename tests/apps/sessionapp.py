@@ -22,8 +22,14 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
         session["count"] = session.get("count", 0) + 1
     elif path == "/set":
         session[query["key"]] = query["value"]
-    body = json.dumps({"pid": os.getpid(), "session": dict(session) if path != "/none" else None,
-                       "scheme": environ["wsgi.url_scheme"]}).encode()
-    start_response("200 OK", [("Content-Type", "application/json"),
-                              ("Content-Length", str(len(body)))])
+    body = json.dumps(
+        {
+            "pid": os.getpid(),
+            "session": dict(session) if path != "/none" else None,
+            "scheme": environ["wsgi.url_scheme"],
+        }
+    ).encode()
+    start_response(
+        "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    )
     return [body]

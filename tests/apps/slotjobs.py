@@ -19,10 +19,12 @@ WORK = 2.0  # seconds: under the test's limit_time_real_cron (3)
 def record_slot(ctx: JobContext) -> None:
     host = os.environ["CLUSTER_HOST"]
     # While a run is in progress its job's next_run is the slot it runs: moved on at its end.
-    slot = ctx.conn.execute("SELECT next_run FROM prefork.cron_job WHERE name = %s",
-                            (ctx.name,)).fetchone()[0]
-    ctx.conn.execute("INSERT INTO slots (slot, host, pid) VALUES (%s, %s, %s)",
-                     (slot, host, os.getpid()))
+    slot = ctx.conn.execute(
+        "SELECT next_run FROM prefork.cron_job WHERE name = %s", (ctx.name,)
+    ).fetchone()[0]
+    ctx.conn.execute(
+        "INSERT INTO slots (slot, host, pid) VALUES (%s, %s, %s)", (slot, host, os.getpid())
+    )
     marker = Path(os.environ["SLOTJOBS_DIR"]) / f"running-{host}"
     marker.write_text(json.dumps({"slot": slot.isoformat(), "pid": os.getpid()}))
     try:

@@ -23,8 +23,9 @@ def echo(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byt
         "query": environ["QUERY_STRING"],
         "protocol": environ["SERVER_PROTOCOL"],
         "headers": [[n, v] for n, v in environ["prefork.headers"]],
-        "environ_headers": {k: v for k, v in environ.items()
-                            if k.startswith("HTTP_") or k.startswith("CONTENT_")},
+        "environ_headers": {
+            k: v for k, v in environ.items() if k.startswith("HTTP_") or k.startswith("CONTENT_")
+        },
         "remote_addr": environ["REMOTE_ADDR"],
         "scheme": environ["wsgi.url_scheme"],
         "body_b64": base64.b64encode(body).decode(),
@@ -32,8 +33,9 @@ def echo(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byt
         "pid": os.getpid(),
     }
     payload = json.dumps(report).encode()
-    start_response("200 OK", [("Content-Type", "application/json"),
-                              ("Content-Length", str(len(payload)))])
+    start_response(
+        "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))]
+    )
     return [payload]
 
 
@@ -75,17 +77,18 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
     if path == "/error":
         raise RuntimeError("boom from the test app")
     if path == "/error-after-start":
+
         def broken() -> Iterator[bytes]:
             yield b"partial"
             raise RuntimeError("boom while streaming")
+
         start_response("200 OK", [("Content-Type", "text/plain")])
         return broken()
     if path == "/sleep":
         started = time.time()
         time.sleep(float(query.get("s", "1")))
         if query.get("report") == "1":
-            return _json(start_response, {"pid": os.getpid(), "start": started,
-                                          "end": time.time()})
+            return _json(start_response, {"pid": os.getpid(), "start": started, "end": time.time()})
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
         return [b"slept"]
     if path == "/empty":
@@ -119,8 +122,9 @@ _KEPT: list[bytes] = []
 
 def _json(start_response: StartResponse, data: object) -> Iterable[bytes]:
     body = json.dumps(data).encode()
-    start_response("200 OK", [("Content-Type", "application/json"),
-                              ("Content-Length", str(len(body)))])
+    start_response(
+        "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    )
     return [body]
 
 

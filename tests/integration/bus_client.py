@@ -16,8 +16,9 @@ from websockets.sync.client import connect
 
 
 class OdooLikeWorker:
-    def __init__(self, url: str, channels: list[Any], cookie: str = "",
-                 initial_delay: float = 0.2) -> None:
+    def __init__(
+        self, url: str, channels: list[Any], cookie: str = "", initial_delay: float = 0.2
+    ) -> None:
         self.url, self.channels, self.cookie = url, channels, cookie
         self.initial_delay = initial_delay
         self.opened = 0  # successful opens
@@ -41,8 +42,12 @@ class OdooLikeWorker:
         while not self._stop.is_set():
             try:
                 headers = {"Cookie": self.cookie} if self.cookie else {}
-                with connect(self.url, open_timeout=5, additional_headers=headers,
-                             user_agent_header="OdooLikeWorker/1") as ws:
+                with connect(
+                    self.url,
+                    open_timeout=5,
+                    additional_headers=headers,
+                    user_agent_header="OdooLikeWorker/1",
+                ) as ws:
                     self.opened += 1
                     delay = self.initial_delay  # the worker's back-off reset on open
                     self._ws = ws
@@ -56,8 +61,11 @@ class OdooLikeWorker:
 
     def subscribe(self) -> None:
         """What the worker sends on every open, and again when its channels change."""
-        self._ws.send(json.dumps({"event_name": "subscribe",
-                                  "data": {"channels": self.channels, "last": self.last}}))
+        self._ws.send(
+            json.dumps(
+                {"event_name": "subscribe", "data": {"channels": self.channels, "last": self.last}}
+            )
+        )
 
     def _receive(self, ws: Any) -> bool:
         """Read until the connection ends; True when the worker stops (a clean close)."""
@@ -80,6 +88,8 @@ class OdooLikeWorker:
         deadline = time.monotonic() + timeout
         while not predicate():
             if time.monotonic() > deadline:
-                raise AssertionError(f"never happened; opens {self.opened}, "
-                                     f"closes {self.closes}, received {self.received}")
+                raise AssertionError(
+                    f"never happened; opens {self.opened}, "
+                    f"closes {self.closes}, received {self.received}"
+                )
             time.sleep(0.05)

@@ -42,8 +42,9 @@ AS_ROOT = os.geteuid() == 0
 
 
 @pytest.fixture(scope="session")
-def database_server(request: pytest.FixtureRequest,
-                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def database_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """The PostgreSQL of the tests that ask for one: PREFORK_TEST_DSN, else an embedded
     server started once for the session (the way a fresh machine runs). Nothing starts it
     until a test asks, through `database_uri` (directly, or through `server_factory` or
@@ -129,8 +130,9 @@ def pg_ctl(pgdata: Path, *args: str) -> None:
 
     st = pgdata.stat()
     as_owner = {"user": st.st_uid, "group": st.st_gid, "extra_groups": [], "cwd": pgdata}
-    _import_pgserver()._commands.pg_ctl(list(args), pgdata=pgdata, timeout=60,
-                                        **(as_owner if AS_ROOT else {}))
+    _import_pgserver()._commands.pg_ctl(
+        list(args), pgdata=pgdata, timeout=60, **(as_owner if AS_ROOT else {})
+    )
 
 
 @contextmanager
@@ -189,8 +191,9 @@ def free_port(host: str = "127.0.0.1") -> int:
     raise RuntimeError(f"no free port below {low} on {host}")
 
 
-def in_rounds(client: Callable[[], None], clients: int, done: Callable[[], bool],
-              rounds: int = 5) -> None:
+def in_rounds(
+    client: Callable[[], None], clients: int, done: Callable[[], bool], rounds: int = 5
+) -> None:
     """`clients` threads running `client` at once, round after round, until `done()` or
     `rounds` rounds (to reach every worker, which new connections find by chance)."""
     for _ in range(rounds):
@@ -230,8 +233,12 @@ class Server:
         process's port, from the master's log."""
         if "(threaded mode," in self.log():
             return self.port
-        return int(self.wait_log(r"realtime service \(websocket, long-polling\) on "
-                                 r"[\d.]+:(\d+)").group(1))
+        return int(
+            self.wait_log(
+                r"realtime service \(websocket, long-polling\) on "
+                r"[\d.]+:(\d+)"
+            ).group(1)
+        )
 
     def connect(self, timeout: float = 5.0) -> socket.socket:
         return socket.create_connection((self.host, self.port), timeout=timeout)
@@ -262,20 +269,43 @@ class Server:
         return self.proc.returncode
 
 
-def start_server(tmp_path: Path, *args: str, env: dict[str, str] | None = None,
-                 wait: bool = True, cwd: Path = ROOT, session: bool = False) -> Server:
+def start_server(
+    tmp_path: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    wait: bool = True,
+    cwd: Path = ROOT,
+    session: bool = False,
+) -> Server:
     """`session`: in a session (and process group) of its own, which os.killpg reaches
     whole, master and workers, as a host would be frozen."""
     log_path = tmp_path / f"server-{time.monotonic_ns()}.log"
-    command = [PREFORK, "run", "--http-interface", "127.0.0.1",
-               "-p", "0", "--gevent-port", "0", "--data-dir", str(tmp_path / "data"), *args]
+    command = [
+        PREFORK,
+        "run",
+        "--http-interface",
+        "127.0.0.1",
+        "-p",
+        "0",
+        "--gevent-port",
+        "0",
+        "--data-dir",
+        str(tmp_path / "data"),
+        *args,
+    ]
     full_env = {**os.environ}
     full_env.pop("PREFORK_CONFIG", None)
     full_env.pop("PYTHONPATH", None)
     full_env.update(env or {})
     with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
-                                cwd=cwd, env=full_env, start_new_session=session)
+        proc = subprocess.Popen(
+            command,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=full_env,
+            start_new_session=session,
+        )
     server = Server(proc, log_path)
     if wait:
         match = server.wait_log(READY_RE.pattern)
@@ -290,10 +320,15 @@ class ServerFactory:
         self._tmp_path = tmp_path
         self.started: list[Server] = []
 
-    def start(self, *args: str, env: dict[str, str] | None = None, wait: bool = True,
-              session: bool = False, cwd: Path = ROOT) -> Server:
-        server = start_server(self._tmp_path, *args, env=env, wait=wait, session=session,
-                              cwd=cwd)
+    def start(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        wait: bool = True,
+        session: bool = False,
+        cwd: Path = ROOT,
+    ) -> Server:
+        server = start_server(self._tmp_path, *args, env=env, wait=wait, session=session, cwd=cwd)
         self.started.append(server)
         return server
 
@@ -316,12 +351,12 @@ MODES = {"threaded": (), "workers": ("--workers", "2")}
 
 @pytest.fixture(params=list(MODES))
 def server(request: pytest.FixtureRequest, server_factory: ServerFactory) -> Server:
-    return server_factory.start(
-        "--app", "tests.apps.testapp:app", *MODES[request.param])
+    return server_factory.start("--app", "tests.apps.testapp:app", *MODES[request.param])
 
 
-def exchange(server: Server, data: bytes, *, half_close: bool = True,
-             timeout: float = 5.0) -> bytes:
+def exchange(
+    server: Server, data: bytes, *, half_close: bool = True, timeout: float = 5.0
+) -> bytes:
     """Send raw bytes, then read until the server closes (or `timeout`)."""
     with server.connect(timeout) as sock:
         sock.sendall(data)

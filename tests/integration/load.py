@@ -26,8 +26,14 @@ class LoadResult:
 class Load:
     """`clients` threads; keep_alive reuses one connection per thread, else one per request."""
 
-    def __init__(self, port: int, clients: int = 4, path: str = "/echo",
-                 keep_alive: bool = False, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        port: int,
+        clients: int = 4,
+        path: str = "/echo",
+        keep_alive: bool = False,
+        host: str = "127.0.0.1",
+    ) -> None:
         self.host = host
         self.port = port
         self.path = path
@@ -35,8 +41,7 @@ class Load:
         self.result = LoadResult()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._client, daemon=True)
-                         for _ in range(clients)]
+        self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
 
     def __enter__(self) -> Load:
         for thread in self._threads:

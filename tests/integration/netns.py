@@ -37,7 +37,7 @@ class NetnsUnavailable(Exception):
 
 @dataclass(frozen=True)
 class Host:
-    name: str       # short: "a", "db"
+    name: str  # short: "a", "db"
     namespace: str  # pf<pid><name>
     address: str
 
@@ -52,10 +52,18 @@ def _ip(*args: str) -> None:
 def used_networks() -> list[ipaddress.IPv4Network]:
     """The IPv4 destinations routed in the test's namespace (all tables), but the default."""
     assert IP is not None
-    out = subprocess.run([IP, "-j", "-4", "route", "show", "table", "all"],
-                         capture_output=True, text=True, timeout=30, check=True).stdout
-    return [ipaddress.IPv4Network(route["dst"], strict=False)
-            for route in json.loads(out or "[]") if route.get("dst") not in (None, "default")]
+    out = subprocess.run(
+        [IP, "-j", "-4", "route", "show", "table", "all"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    return [
+        ipaddress.IPv4Network(route["dst"], strict=False)
+        for route in json.loads(out or "[]")
+        if route.get("dst") not in (None, "default")
+    ]
 
 
 def free_subnet() -> ipaddress.IPv4Network:
@@ -86,8 +94,19 @@ class Network:
             self._add_namespace(self.switch)
             _ip("-n", self.switch, "link", "add", "name", "br0", "type", "bridge")
             _ip("-n", self.switch, "link", "set", "dev", "br0", "up")
-            _ip("link", "add", "name", self.uplink, "type", "veth",
-                "peer", "name", "test", "netns", self.switch)
+            _ip(
+                "link",
+                "add",
+                "name",
+                self.uplink,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "test",
+                "netns",
+                self.switch,
+            )
             self._plug("test")
             _ip("addr", "add", f"{self._address(TEST_HOST)}/24", "dev", self.uplink)
             _ip("link", "set", "dev", self.uplink, "up")
@@ -96,8 +115,9 @@ class Network:
             raise
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def _address(self, number: int) -> str:
@@ -115,31 +135,56 @@ class Network:
         """A namespace with one interface, eth0, on the bridge; addresses from .2 on."""
         host = Host(name, f"{self.prefix}{name}", self._address(len(self.hosts) + 2))
         self._add_namespace(host.namespace)
-        _ip("-n", self.switch, "link", "add", "name", f"to-{name}", "type", "veth",
-            "peer", "name", "eth0", "netns", host.namespace)
+        _ip(
+            "-n",
+            self.switch,
+            "link",
+            "add",
+            "name",
+            f"to-{name}",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            host.namespace,
+        )
         self._plug(f"to-{name}")
         _ip("-n", host.namespace, "addr", "add", f"{host.address}/24", "dev", "eth0")
         _ip("-n", host.namespace, "link", "set", "dev", "eth0", "up")
         self.hosts.append(host)
         return host
 
-    def popen(self, host: Host, argv: list[str], log_path: Path, *,
-              env: dict[str, str] | None = None, cwd: Path | None = None
-              ) -> subprocess.Popen[bytes]:
+    def popen(
+        self,
+        host: Host,
+        argv: list[str],
+        log_path: Path,
+        *,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> subprocess.Popen[bytes]:
         """Start `argv` in the host's namespace, in a new session (its own process group),
         its output in log_path."""
         assert IP is not None
         with open(log_path, "ab") as log_file:
-            proc = subprocess.Popen([IP, "netns", "exec", host.namespace, *argv],
-                                    stdout=log_file, stderr=subprocess.STDOUT, env=env,
-                                    cwd=cwd, start_new_session=True)
+            proc = subprocess.Popen(
+                [IP, "netns", "exec", host.namespace, *argv],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+            )
         self._procs.append(proc)
         return proc
 
     def pids(self, namespace: str) -> list[int]:
         assert IP is not None
-        out = subprocess.run([IP, "netns", "pids", namespace], capture_output=True,
-                             text=True, timeout=30).stdout
+        out = subprocess.run(
+            [IP, "netns", "pids", namespace], capture_output=True, text=True, timeout=30
+        ).stdout
         return [int(word) for word in out.split()]
 
     def close(self) -> None:
@@ -152,11 +197,19 @@ class Network:
                 proc.wait(EXIT_WAIT)
             except subprocess.TimeoutExpired:
                 pass
-        subprocess.run([IP or "ip", "link", "del", "dev", self.uplink], capture_output=True,
-                       timeout=30, check=False)
+        subprocess.run(
+            [IP or "ip", "link", "del", "dev", self.uplink],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
         for namespace in reversed(self._namespaces):
-            subprocess.run([IP or "ip", "netns", "del", namespace], capture_output=True,
-                           timeout=30, check=False)
+            subprocess.run(
+                [IP or "ip", "netns", "del", namespace],
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
         self._namespaces = []
 
     def _empty(self, namespace: str) -> None:

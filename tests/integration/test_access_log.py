@@ -29,6 +29,7 @@ APP = ("--app", "tests.apps.testapp:app", "--max-cron-threads", "0")
 
 # -- real servers ----------------------------------------------------------------------------
 
+
 def access_lines(text: str) -> list[re.Match[str]]:
     return list(LINE.finditer(text))
 
@@ -62,23 +63,29 @@ def test_lines_have_the_format_of_the_log(server: Server) -> None:
     # In any order: a thread logs its request after the response, which the next may beat.
     assert sorted(m.group(5) for m in access_lines(text)) == [f"/echo?n={n}" for n in range(5)]
     # The other lines, written by logging, begin the same way.
-    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \d+ INFO prefork\.\w+: HTTP "
-                     r"service running", text, re.M)
+    assert re.search(
+        r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \d+ INFO prefork\.\w+: HTTP "
+        r"service running",
+        text,
+        re.M,
+    )
 
 
 @pytest.mark.parametrize("mode", ["workers", "threaded", "workers, logfile"])
-def test_a_graceful_stop_under_load_loses_no_line(server_factory: ServerFactory, tmp_path: Path,
-                                                  mode: str) -> None:
+def test_a_graceful_stop_under_load_loses_no_line(
+    server_factory: ServerFactory, tmp_path: Path, mode: str
+) -> None:
     args = [*APP, *MODES["threaded" if mode == "threaded" else "workers"]]
     logfile = tmp_path / "prefork.log"
     if "logfile" in mode:
         args += ["--logfile", str(logfile)]
     server = server_factory.start(*args, wait="logfile" not in mode)
     if "logfile" in mode:
-        wait_until(lambda: logfile.exists() and "HTTP service running on" in
-                   logfile.read_text(), message=server.log())
-        server.port = int(re.findall(r"HTTP service running on \S+:(\d+)",
-                                     logfile.read_text())[0])
+        wait_until(
+            lambda: logfile.exists() and "HTTP service running on" in logfile.read_text(),
+            message=server.log(),
+        )
+        server.port = int(re.findall(r"HTTP service running on \S+:(\d+)", logfile.read_text())[0])
     with Load(server.port, clients=3, keep_alive=True) as load:
         wait_until(lambda: load.result.ok > 300)
         server.signal(signal.SIGTERM)  # while lines wait in the buffers
@@ -132,7 +139,8 @@ def _http_workers(server: Server) -> set[int]:
 
 
 def test_a_request_a_limit_stopped_is_logged_by_the_leaving_worker(
-        server_factory: ServerFactory) -> None:
+    server_factory: ServerFactory,
+) -> None:
     server = server_factory.start(*APP, "--workers", "1", "--limit-time-real", "2")
     conn = server.http(timeout=30)
     for number in range(5):  # kept in the buffer: the next request follows at once
@@ -161,7 +169,8 @@ def test_a_recycle_by_memory_loses_no_line(server_factory: ServerFactory) -> Non
 
 
 def test_a_worker_killed_mid_request_has_written_the_lines_before(
-        server_factory: ServerFactory) -> None:
+    server_factory: ServerFactory,
+) -> None:
     """A request running long gets the buffer written (by the rebalancer thread): a kill
     (limit_time_real's SIGKILL, the OOM killer) loses at most that request's own line."""
     server = server_factory.start(*APP, "--workers", "1")
@@ -208,12 +217,19 @@ def _answers(server: Server) -> bool:
         return False
 
 
-def test_a_logging_configuration_of_the_app_is_honoured(server_factory: ServerFactory,
-                                                        tmp_path: Path) -> None:
+def test_a_logging_configuration_of_the_app_is_honoured(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
     own = tmp_path / "own-access.log"
-    server = server_factory.start("--app", "tests.apps.access_logging:app",
-                                  "--max-cron-threads", "0", "--workers", "1",
-                                  env={"ACCESS_LOG_FILE": str(own)})
+    server = server_factory.start(
+        "--app",
+        "tests.apps.access_logging:app",
+        "--max-cron-threads",
+        "0",
+        "--workers",
+        "1",
+        env={"ACCESS_LOG_FILE": str(own)},
+    )
     for _ in range(10):
         assert get(server, "/") == 200
     assert server.stop() == 0

@@ -12,8 +12,9 @@ from tests.integration.conftest import PREFORK, ROOT
 
 
 def helped(*args: str) -> str:
-    result = subprocess.run([PREFORK, *args, "--help"], capture_output=True, text=True,
-                            cwd=ROOT, timeout=30)
+    result = subprocess.run(
+        [PREFORK, *args, "--help"], capture_output=True, text=True, cwd=ROOT, timeout=30
+    )
     assert result.returncode == 0 and not result.stderr, result.stderr
     return result.stdout
 

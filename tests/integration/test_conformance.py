@@ -26,8 +26,11 @@ if not CORPUS.exists():  # a checkout outside the workspace may carry its own co
     CORPUS = Path(__file__).resolve().parents[1] / "data" / "http1-requests.jsonl"
 
 # gunicorn defaults that differ from ours; the corpus's size cases were written for them.
-BASE_LIMITS = {"limit_request_line": 4094, "limit_request_fields": 100,
-               "limit_request_field_size": 8190}
+BASE_LIMITS = {
+    "limit_request_line": 4094,
+    "limit_request_fields": 100,
+    "limit_request_field_size": 8190,
+}
 LIMIT_KEYS = set(BASE_LIMITS)
 
 SKIP_SETTINGS = {
@@ -38,11 +41,11 @@ SKIP_SETTINGS = {
     "permit_unconventional_http_method": "lower-case methods are always refused",
     "casefold_http_method": "lower-case methods are always refused",
     "forwarded_allow_ips": "gunicorn's X-Forwarded-Ssl cross-check; prefork's proxy_mode "
-                           "reads X-Forwarded-Proto only",
+    "reads X-Forwarded-Proto only",
 }
 SKIP_CASES = {
     "valid/099.http": "its Content-Length (17914) exceeds the body bytes present (8599): "
-                      "the request never completes on a live connection",
+    "the request never completes on a live connection",
 }
 
 
@@ -78,17 +81,23 @@ _servers: dict[tuple[tuple[str, int], ...], Server] = {}
 
 
 @pytest.fixture(scope="module", params=list(MODES))
-def servers(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-            database_server: str) -> Any:
+def servers(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, database_server: str
+) -> Any:
     tmp = tmp_path_factory.mktemp("conformance")
     mode = MODES[request.param]
 
     def get(limits: tuple[tuple[str, int], ...]) -> Server:
         if limits not in _servers:
             flags = [f"--{k.replace('_', '-')}={v}" for k, v in limits]
-            _servers[limits] = start_server(tmp, "--app", "tests.apps.testapp:echo",
-                                            *flags, *mode,
-                                            env={"PREFORK_DB_URI": database_server})
+            _servers[limits] = start_server(
+                tmp,
+                "--app",
+                "tests.apps.testapp:echo",
+                *flags,
+                *mode,
+                env={"PREFORK_DB_URI": database_server},
+            )
         return _servers[limits]
 
     yield get

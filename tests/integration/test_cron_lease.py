@@ -27,8 +27,7 @@ def nothing(ctx: Any) -> None:
     pass
 
 
-def test_a_renewed_lease_outlives_its_length_and_an_unrenewed_one_ends(
-        fresh_database: str) -> None:
+def test_a_renewed_lease_outlives_its_length_and_an_unrenewed_one_ends(fresh_database: str) -> None:
     with psycopg.connect(fresh_database) as setup:
         migrate_postgres(setup)
         sync_jobs(setup, [Job("t.held", Schedule.parse(every="1h"), nothing)])
@@ -53,42 +52,70 @@ def test_a_renewed_lease_outlives_its_length_and_an_unrenewed_one_ends(
 
 
 def test_a_frozen_host_loses_its_job_after_the_lease_and_cannot_commit_it_when_resumed(
-        cron_db: str, server_factory: ServerFactory, tmp_path: Path) -> None:
+    cron_db: str, server_factory: ServerFactory, tmp_path: Path
+) -> None:
     env = {"CRONTEST_LEASE": "1", "CRONTEST_DIR": str(tmp_path)}
-    options = (*JOBS, "--db-uri", cron_db, "--workers", "1", "--max-cron-threads", "1",
-               "--limit-time-real-cron", str(LIMIT))
-    host_a: Server = server_factory.start(*options, "--data-dir", str(tmp_path / "a"),
-                                          env=env, session=True)
+    options = (
+        *JOBS,
+        "--db-uri",
+        cron_db,
+        "--workers",
+        "1",
+        "--max-cron-threads",
+        "1",
+        "--limit-time-real-cron",
+        str(LIMIT),
+    )
+    host_a: Server = server_factory.start(
+        *options, "--data-dir", str(tmp_path / "a"), env=env, session=True
+    )
     marker = tmp_path / "lease.slot.pid"
     frozen_pid = int(eventually(lambda: marker.exists() and marker.read_text(), 30))
     os.killpg(host_a.proc.pid, signal.SIGSTOP)  # master and workers, mid-job
     try:
-        (run_id, slot, started), = query(
-            cron_db, "SELECT id, slot, started_at FROM prefork.cron_run "
-                     "WHERE job = 'lease.slot' AND finished_at IS NULL")
-        host_b: Server = server_factory.start(*options, "--data-dir", str(tmp_path / "b"),
-                                              env=env)
-        (pid,), = eventually(lambda: query(
-            cron_db, "SELECT pid FROM cron_hits WHERE note::timestamptz = %s", slot), 60)
+        ((run_id, slot, started),) = query(
+            cron_db,
+            "SELECT id, slot, started_at FROM prefork.cron_run "
+            "WHERE job = 'lease.slot' AND finished_at IS NULL",
+        )
+        host_b: Server = server_factory.start(*options, "--data-dir", str(tmp_path / "b"), env=env)
+        ((pid,),) = eventually(
+            lambda: query(cron_db, "SELECT pid FROM cron_hits WHERE note::timestamptz = %s", slot),
+            60,
+        )
         assert pid != frozen_pid  # host B ran the frozen slot ...
-        (rerun,), = query(cron_db, "SELECT min(started_at) FROM prefork.cron_run "
-                                   "WHERE job = 'lease.slot' AND slot = %s AND id <> %s",
-                          slot, run_id)
+        ((rerun,),) = query(
+            cron_db,
+            "SELECT min(started_at) FROM prefork.cron_run "
+            "WHERE job = 'lease.slot' AND slot = %s AND id <> %s",
+            slot,
+            run_id,
+        )
         assert (rerun - started).total_seconds() > lease_seconds(LIMIT) - 2  # ... not before
     finally:  # the worker first: its master, resumed, would kill it (past its limit) at once
         os.kill(frozen_pid, signal.SIGCONT)
         try:
-            host_a.wait_log(r"cron job 'lease.slot' lost its lease after [\d.]+s .*rolled "
-                            r"back, not committed", 30)
-            eventually(lambda: query(cron_db, "SELECT 1 FROM prefork.cron_run WHERE id = %s "
-                                              "AND error LIKE 'lease lost: %%'", run_id), 10)
+            host_a.wait_log(
+                r"cron job 'lease.slot' lost its lease after [\d.]+s .*rolled "
+                r"back, not committed",
+                30,
+            )
+            eventually(
+                lambda: query(
+                    cron_db,
+                    "SELECT 1 FROM prefork.cron_run WHERE id = %s AND error LIKE 'lease lost: %%'",
+                    run_id,
+                ),
+                10,
+            )
         finally:
             os.killpg(host_a.proc.pid, signal.SIGCONT)
     eventually(lambda: query(cron_db, "SELECT count(*) FROM cron_hits")[0][0] >= 4, 60)
     host_a.stop()
     host_b.stop()
-    assert query(cron_db, "SELECT status FROM prefork.cron_run WHERE id = %s", run_id
-                 ) == [("lost",)]
+    assert query(cron_db, "SELECT status FROM prefork.cron_run WHERE id = %s", run_id) == [
+        ("lost",)
+    ]
     hits = query(cron_db, "SELECT note, count(*) FROM cron_hits GROUP BY note")
     runs = query(cron_db, "SELECT id, slot, status, error FROM prefork.cron_run ORDER BY id")
     assert all(count == 1 for _, count in hits), (hits, runs)  # each slot's effect once

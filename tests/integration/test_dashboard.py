@@ -70,10 +70,17 @@ def cookie_value(expires: int, password: str) -> str:
 
 
 def test_threaded_dashboard_limits_guesses_and_signs_in_with_a_cookie(
-        server_factory: ServerFactory) -> None:
+    server_factory: ServerFactory,
+) -> None:
     server: Server = server_factory.start(
-        "--app", "tests.apps.testapp:app", "--proxy-mode", "--session-secret", SECRET,
-        "--admin-passwd", odoo_hash("s3cret"))  # threaded mode, behind a proxy
+        "--app",
+        "tests.apps.testapp:app",
+        "--proxy-mode",
+        "--session-secret",
+        SECRET,
+        "--admin-passwd",
+        odoo_hash("s3cret"),
+    )  # threaded mode, behind a proxy
     status, headers, _ = sign_in(server, **{"X-Forwarded-Proto": "https"})
     assert status == 200 and "Secure" in headers["Set-Cookie"], headers
     cookie = headers["Set-Cookie"].split(";")[0]
@@ -86,17 +93,25 @@ def test_threaded_dashboard_limits_guesses_and_signs_in_with_a_cookie(
         assert server.get("/prefork/api", Cookie=refused)[0] == 401, refused
     attacker = {"X-Forwarded-For": "203.0.113.5"}
     for index in range(10):
-        assert server.get("/prefork/", Authorization=basic(f"guess{index}"), **attacker
-                          )[0] == 401
+        assert server.get("/prefork/", Authorization=basic(f"guess{index}"), **attacker)[0] == 401
     status, headers, _ = sign_in(server, **attacker)  # even the right password
     assert status == 429 and 1 <= int(headers["Retry-After"]) <= 60, headers
     assert sign_in(server, **{"X-Forwarded-For": "203.0.113.6"})[0] == 200
 
 
 def test_the_dashboard_needs_the_password_then_any_worker_takes_its_cookie(
-        server_factory: ServerFactory) -> None:
-    server: Server = server_factory.start("--app", "tests.apps.testapp:app", "--workers", "2",
-                                          "--max-cron-threads", "0", "--admin-passwd", "s3cret")
+    server_factory: ServerFactory,
+) -> None:
+    server: Server = server_factory.start(
+        "--app",
+        "tests.apps.testapp:app",
+        "--workers",
+        "2",
+        "--max-cron-threads",
+        "0",
+        "--admin-passwd",
+        "s3cret",
+    )
     url = f"http://127.0.0.1:{server.port}/prefork/api"
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(url, timeout=10)
@@ -147,8 +162,19 @@ def test_dashboard_in_chromium(server_factory: ServerFactory, tmp_path: Path) ->
     from playwright.sync_api import expect, sync_playwright
 
     server: Server = server_factory.start(
-        "--app", "tests.apps.testapp:app", "--workers", "2", "--max-cron-threads", "1",
-        "--admin-passwd", "s3cret", "--alert-crashes", "1", "--alert-window", "600")
+        "--app",
+        "tests.apps.testapp:app",
+        "--workers",
+        "2",
+        "--max-cron-threads",
+        "1",
+        "--admin-passwd",
+        "s3cret",
+        "--alert-crashes",
+        "1",
+        "--alert-window",
+        "600",
+    )
     wait_workers(server, 2)
     try:
         get(server, "/crash", timeout=5)  # one crash: the alert threshold here
@@ -158,18 +184,25 @@ def test_dashboard_in_chromium(server_factory: ServerFactory, tmp_path: Path) ->
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright)
         try:
-            context = browser.new_context(http_credentials={"username": "admin",
-                                                            "password": "s3cret"},
-                                          viewport={"width": 390, "height": 844})  # a phone
+            context = browser.new_context(
+                http_credentials={"username": "admin", "password": "s3cret"},
+                viewport={"width": 390, "height": 844},
+            )  # a phone
             page = context.new_page()
             page.goto(f"http://127.0.0.1:{server.port}/prefork/")
             expect(page.locator("#mode")).to_have_text("multi-processing", timeout=10000)
             signed_in = [c for c in context.cookies() if c["name"] == NAME]
-            assert [(c["path"], c["httpOnly"], c["sameSite"]) for c in signed_in] == \
-                [("/prefork/", True, "Strict")], signed_in
+            assert [(c["path"], c["httpOnly"], c["sameSite"]) for c in signed_in] == [
+                ("/prefork/", True, "Strict")
+            ], signed_in
             processes = page.locator("#processes tbody")
-            for role in ("master", "http worker #1", "http worker #2", "cron worker #1",
-                         "realtime process"):
+            for role in (
+                "master",
+                "http worker #1",
+                "http worker #2",
+                "cron worker #1",
+                "realtime process",
+            ):
                 expect(processes).to_contain_text(role)
             expect(page.locator("#alerts .alert")).to_contain_text("ALERT crash-loop")
             expect(page.locator("#exits tbody")).to_contain_text("crash")
@@ -177,8 +210,9 @@ def test_dashboard_in_chromium(server_factory: ServerFactory, tmp_path: Path) ->
             expect(page.locator("#services")).to_contain_text("database: PostgreSQL")
             expect(page.locator("#services")).to_contain_text("realtime process ready")
             expect(page.locator("#chart polyline").first).to_be_attached(timeout=10000)
-            assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1, \
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1, (
                 "the page is wider than a phone's screen"
+            )
             check_memory_chart(page.evaluate(CHART_LAYOUT))
             chart_shot = tmp_path / "memory-chart.png"
             page.locator("#chart").screenshot(path=str(chart_shot))
@@ -211,5 +245,5 @@ def check_memory_chart(layout: dict[str, Any]) -> None:
         assert left <= x0 and x1 <= right + 0.5 and top <= y0 and y1 <= bottom + 0.5, layout
     items = [box for _, box in layout["legend"]]
     for i, (ax0, ay0, ax1, ay1) in enumerate(items):
-        for bx0, by0, bx1, by1 in items[i + 1:]:
+        for bx0, by0, bx1, by1 in items[i + 1 :]:
             assert ax1 <= bx0 or bx1 <= ax0 or ay1 <= by0 or by1 <= ay0, items

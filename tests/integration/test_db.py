@@ -43,9 +43,11 @@ def get(server: Server, path: str, timeout: float = 10.0) -> tuple[int, str]:
 def backends(dsn: str, pattern: str = "prefork%") -> list[str]:
     """The application_name of each session on dsn's database that matches `pattern`."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        rows = conn.execute("SELECT application_name FROM pg_stat_activity WHERE "
-                            "datname = current_database() AND application_name LIKE %s",
-                            (pattern,)).fetchall()
+        rows = conn.execute(
+            "SELECT application_name FROM pg_stat_activity WHERE "
+            "datname = current_database() AND application_name LIKE %s",
+            (pattern,),
+        ).fetchall()
     return [row[0] for row in rows]
 
 
@@ -63,8 +65,8 @@ def db_server(request: pytest.FixtureRequest, server_factory: ServerFactory) -> 
 
 # -- the request's transaction ------------------------------------------------------------
 
-def test_a_request_commits_when_it_succeeds_and_rolls_back_when_it_fails(
-        db_server: Server) -> None:
+
+def test_a_request_commits_when_it_succeeds_and_rolls_back_when_it_fails(db_server: Server) -> None:
     ok, failed, five, four = (uuid.uuid4().hex for _ in range(4))
     assert get(db_server, f"/insert?value={ok}") == (200, f"inserted {ok}")
     assert get(db_server, f"/insert?value={failed}&fail=1")[0] == 500
@@ -75,7 +77,8 @@ def test_a_request_commits_when_it_succeeds_and_rolls_back_when_it_fails(
 
 
 def test_a_streamed_body_commits_at_its_end_and_rolls_back_when_it_breaks(
-        db_server: Server) -> None:
+    db_server: Server,
+) -> None:
     ok, broken = uuid.uuid4().hex, uuid.uuid4().hex
     assert get(db_server, f"/stream?value={ok}") == (200, "first second last")
     with pytest.raises(Exception):  # noqa: B017 - the body breaks off: any client error
@@ -125,14 +128,27 @@ def test_retry_runs_again_after_a_serialization_failure(database_uri: str) -> No
 
 # -- pools -------------------------------------------------------------------------------
 
-def test_the_pool_limit_holds_under_concurrent_load(server_factory: ServerFactory,
-                                                    fresh_database: str) -> None:
-    server = server_factory.start(*APP, "--http-threads", "8", "--db_maxconn", "3",
-                                  "--db-pool-timeout", "20", "--db-uri", fresh_database)
+
+def test_the_pool_limit_holds_under_concurrent_load(
+    server_factory: ServerFactory, fresh_database: str
+) -> None:
+    server = server_factory.start(
+        *APP,
+        "--http-threads",
+        "8",
+        "--db_maxconn",
+        "3",
+        "--db-pool-timeout",
+        "20",
+        "--db-uri",
+        fresh_database,
+    )
     name = f"prefork threaded {host_name()}"
     results: list[tuple[int, str]] = []
-    clients = [threading.Thread(target=lambda: results.append(get(server, "/hold?s=0.3")))
-               for _ in range(16)]
+    clients = [
+        threading.Thread(target=lambda: results.append(get(server, "/hold?s=0.3")))
+        for _ in range(16)
+    ]
     for client in clients:
         client.start()
     seen = 0
@@ -143,28 +159,50 @@ def test_the_pool_limit_holds_under_concurrent_load(server_factory: ServerFactor
     assert seen == 3  # the 16 requests shared exactly db_maxconn connections
 
 
-def test_a_worker_never_opens_more_than_db_maxconn(server_factory: ServerFactory,
-                                                   fresh_database: str) -> None:
-    server = server_factory.start(*APP, "--workers", "1", "--db_maxconn", "1",
-                                  "--db-pool-timeout", "0.5", "--db-uri", fresh_database)
+def test_a_worker_never_opens_more_than_db_maxconn(
+    server_factory: ServerFactory, fresh_database: str
+) -> None:
+    server = server_factory.start(
+        *APP,
+        "--workers",
+        "1",
+        "--db_maxconn",
+        "1",
+        "--db-pool-timeout",
+        "0.5",
+        "--db-uri",
+        fresh_database,
+    )
     status, body = get(server, "/two")
     assert status == 503 and "database is unavailable" in body
     assert len(backends(fresh_database, "prefork http %")) == 1
     assert get(server, "/whoami")[0] == 200  # the worker is fine and serves on
 
 
-def test_every_connection_names_its_role_and_host(server_factory: ServerFactory,
-                                                  fresh_database: str) -> None:
+def test_every_connection_names_its_role_and_host(
+    server_factory: ServerFactory, fresh_database: str
+) -> None:
     """application_name is "prefork <role> <host>" on every process's connections, and a
     request's session has the keepalives and the timeouts of its bound (limit_time_real)."""
-    server = server_factory.start(*APP, "--workers", "1", "--max-cron-threads", "1",
-                                  "--limit-time-real", "50", "--db-uri", fresh_database)
+    server = server_factory.start(
+        *APP,
+        "--workers",
+        "1",
+        "--max-cron-threads",
+        "1",
+        "--limit-time-real",
+        "50",
+        "--db-uri",
+        fresh_database,
+    )
     status, body = get(server, "/whoami")
     assert status == 200
     info = json.loads(body)
     assert info["application_name"] == f"prefork http {host_name()}"
     assert (info["statement_timeout"], info["idle_in_transaction_session_timeout"]) == (
-        "1min", "1min")  # 50 s + the 10 s grace
+        "1min",
+        "1min",
+    )  # 50 s + the 10 s grace
     # On a Unix socket (the embedded server) PostgreSQL reports keepalives as 0.
     assert info["tcp_keepalives_idle"] == ("10" if info["tcp"] else "0")
     deadline = time.monotonic() + 15
@@ -173,15 +211,19 @@ def test_every_connection_names_its_role_and_host(server_factory: ServerFactory,
         time.sleep(0.1)
     assert set(backends(fresh_database)) == expected
     with psycopg.connect(fresh_database, autocommit=True) as conn:
-        names = conn.execute("SELECT application_name FROM pg_stat_activity WHERE datname = "
-                             "current_database() AND pid <> pg_backend_pid()").fetchall()
+        names = conn.execute(
+            "SELECT application_name FROM pg_stat_activity WHERE datname = "
+            "current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
     assert {name for (name,) in names} == expected  # nobody unnamed
 
 
-def test_no_database_connection_crosses_a_fork(server_factory: ServerFactory,
-                                               fresh_database: str) -> None:
-    server = server_factory.start(*APP, "--workers", "2", "--preload-app",
-                                  "--db-uri", fresh_database)
+def test_no_database_connection_crosses_a_fork(
+    server_factory: ServerFactory, fresh_database: str
+) -> None:
+    server = server_factory.start(
+        *APP, "--workers", "2", "--preload-app", "--db-uri", fresh_database
+    )
     deadline = time.monotonic() + 10
     seen: dict[int, dict[str, Any]] = {}
     while len(seen) < 2 and time.monotonic() < deadline:
@@ -191,8 +233,7 @@ def test_no_database_connection_crosses_a_fork(server_factory: ServerFactory,
         seen[info["pid"]] = info
     assert set(seen) == worker_pids(server)
     assert len({info["backend"] for info in seen.values()}) == 2  # each worker its own
-    assert {info["application_name"] for info in seen.values()} == {
-        f"prefork http {host_name()}"}
+    assert {info["application_name"] for info in seen.values()} == {f"prefork http {host_name()}"}
     master = server.proc.pid
     assert backends(fresh_database, "prefork master %") == []  # closed before the forks
     sockets = {pid: _socket_inodes(pid) for pid in [master, *seen]}
@@ -216,6 +257,7 @@ def _socket_inodes(pid: int) -> set[str]:
 
 # -- SQLite ------------------------------------------------------------------------------
 
+
 def test_sqlite_serves_threaded_mode(server_factory: ServerFactory, tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path}/app.sqlite3"  # four slashes: an absolute path
     server = server_factory.start(*APP, "--db-uri", uri)
@@ -226,44 +268,65 @@ def test_sqlite_serves_threaded_mode(server_factory: ServerFactory, tmp_path: Pa
     assert (tmp_path / "app.sqlite3").exists()
 
 
-SQLITE_REFUSED = ("multi-processing mode (workers > 0) requires PostgreSQL; SQLite cannot "
-                  "serve concurrent writes from several processes")
+SQLITE_REFUSED = (
+    "multi-processing mode (workers > 0) requires PostgreSQL; SQLite cannot "
+    "serve concurrent writes from several processes"
+)
 
 
 @pytest.mark.parametrize("command", ["run", "check"])
 def test_sqlite_is_refused_in_multiprocessing_mode(command: str, tmp_path: Path) -> None:
     result = subprocess.run(
-        [PREFORK, command, "--workers", "2", "-p", "0",
-         "--db-uri", f"sqlite:///{tmp_path}/x.sqlite3"],
-        capture_output=True, text=True, cwd=ROOT, timeout=30)
+        [
+            PREFORK,
+            command,
+            "--workers",
+            "2",
+            "-p",
+            "0",
+            "--db-uri",
+            f"sqlite:///{tmp_path}/x.sqlite3",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+    )
     assert result.returncode == 2
     assert result.stderr == f"prefork: error: {SQLITE_REFUSED}\n"
 
 
 # -- faults ------------------------------------------------------------------------------
 
+
 def test_an_unreachable_database_at_start_fails_after_a_bounded_wait(
-        server_factory: ServerFactory) -> None:
+    server_factory: ServerFactory,
+) -> None:
     started = time.monotonic()
-    server = server_factory.start(*APP, "--workers", "2", "--db-uri",
-                                  "postgresql://postgres@127.0.0.1:9/test",
-                                  "--db-connect-timeout", "2", wait=False)
+    server = server_factory.start(
+        *APP,
+        "--workers",
+        "2",
+        "--db-uri",
+        "postgresql://postgres@127.0.0.1:9/test",
+        "--db-connect-timeout",
+        "2",
+        wait=False,
+    )
     assert server.proc.wait(30) == 2
     assert 2 <= time.monotonic() - started < 20
     log = server.log()
-    assert re.search(r"ERROR prefork: cannot connect to PostgreSQL at 127\.0\.0\.1:9, database "
-                     r"test, user postgres \(waited 2 s\): .*Connection refused", log), log
+    assert re.search(
+        r"ERROR prefork: cannot connect to PostgreSQL at 127\.0\.0\.1:9, database "
+        r"test, user postgres \(waited 2 s\): .*Connection refused",
+        log,
+    ), log
     assert "Traceback" not in log
 
 
-def test_embedded_postgres_survives_a_restart_and_keeps_its_data(embedded_data: Path,
-
-
-
-
-
-
-        server_factory: ServerFactory) -> None:
+def test_embedded_postgres_survives_a_restart_and_keeps_its_data(
+    embedded_data: Path, server_factory: ServerFactory
+) -> None:
     """No db_* option: prefork starts PostgreSQL itself. Stopped under the running server
     (and kept from starting), requests get 503 and the workers stay; once it can start,
     the master starts it again and service resumes by itself."""
@@ -279,8 +342,9 @@ def test_embedded_postgres_survives_a_restart_and_keeps_its_data(embedded_data: 
 
     # A restart between two requests: each worker's pooled connection is dead, and is
     # replaced at checkout, so the next requests succeed at once.
-    assert _eventually(lambda: {json.loads(get(server, "/whoami")[1])["pid"]
-                                for _ in range(10)} == pids)
+    assert _eventually(
+        lambda: {json.loads(get(server, "/whoami")[1])["pid"] for _ in range(10)} == pids
+    )
     _pg_ctl(pgdata, "-w", "-m", "fast", "restart")
     assert [get(server, "/count?value=kept") for _ in range(10)] == [(200, "1")] * 10
 
@@ -293,13 +357,19 @@ def test_embedded_postgres_survives_a_restart_and_keeps_its_data(embedded_data: 
         assert get(server, "/web/health") == (200, '{"status": "pass"}')
         assert worker_pids(server) == pids
         # A cron worker started while the database is away waits for it (no crash, no give-up).
-        cron = [p for p in psutil.Process(server.proc.pid).children()
-                if "cron worker #1" in " ".join(p.cmdline())]
+        cron = [
+            p
+            for p in psutil.Process(server.proc.pid).children()
+            if "cron worker #1" in " ".join(p.cmdline())
+        ]
         os.kill(cron[0].pid, signal.SIGKILL)
         server.wait_log(r"spawned cron worker #1 pid=(?!" + str(cron[0].pid) + r"\b)\d+")
         server.wait_log(r"cron worker #1: database unavailable, retrying")
-        server.wait_log(r"the embedded PostgreSQL did not start: .*FATAL: +data directory "
-                        r".* has invalid permissions; starting it again in \d+ s", timeout=30)
+        server.wait_log(
+            r"the embedded PostgreSQL did not start: .*FATAL: +data directory "
+            r".* has invalid permissions; starting it again in \d+ s",
+            timeout=30,
+        )
 
     assert _eventually(lambda: get(server, "/count?value=kept") == (200, "1"), 90)
     assert worker_pids(server) == pids
@@ -327,10 +397,11 @@ def _eventually(predicate: Any, timeout: float = 15.0) -> bool:
 
 # -- schema ------------------------------------------------------------------------------
 
-def test_masters_starting_at_once_migrate_once(fresh_database: str,
-                                               server_factory: ServerFactory) -> None:
-    servers = [server_factory.start(*APP, "--db-uri", fresh_database, wait=False)
-               for _ in range(3)]
+
+def test_masters_starting_at_once_migrate_once(
+    fresh_database: str, server_factory: ServerFactory
+) -> None:
+    servers = [server_factory.start(*APP, "--db-uri", fresh_database, wait=False) for _ in range(3)]
     for server in servers:
         server.wait_log(r"HTTP service running on")
     with psycopg.connect(fresh_database) as conn:
@@ -362,6 +433,7 @@ def test_migration_is_idempotent_under_concurrency(fresh_database: str) -> None:
 
 # -- health and check --------------------------------------------------------------------
 
+
 def test_health_touches_no_database(server_factory: ServerFactory, fresh_database: str) -> None:
     server = server_factory.start(*APP, "--workers", "1", "--db-uri", fresh_database)
     for _ in range(5):
@@ -374,29 +446,38 @@ def test_health_touches_no_database(server_factory: ServerFactory, fresh_databas
 @pytest.mark.usefixtures("database_uri")
 def test_check_compares_the_connection_budget_with_max_connections() -> None:
     def check(*args: str) -> str:
-        result = subprocess.run([PREFORK, "check", "-p", "0", *args],
-                                capture_output=True, text=True, cwd=ROOT, timeout=30)
+        result = subprocess.run(
+            [PREFORK, "check", "-p", "0", *args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=30,
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout
 
     crowded = check("--workers", "4", "--max-cron-threads", "1")
     # The realtime process: its catch-up pool (db_maxconn_gevent, else 4) and the bus's two.
-    assert re.search(r"warning: this configuration can open 327 database connections \(4 x 64 "
-                     r"\(http workers\) \+ 1 x 64 \(cron workers\) \+ 1 x 6 \(realtime "
-                     r"process\) \+ 1 x 1 \(master\) = 327\) but the server accepts \d+",
-                     crowded), crowded
+    assert re.search(
+        r"warning: this configuration can open 327 database connections \(4 x 64 "
+        r"\(http workers\) \+ 1 x 64 \(cron workers\) \+ 1 x 6 \(realtime "
+        r"process\) \+ 1 x 1 \(master\) = 327\) but the server accepts \d+",
+        crowded,
+    ), crowded
     assert "reachable: PostgreSQL" in crowded
     modest = check("--workers", "4", "--db_maxconn", "2", "--max-cron-threads", "1")
     assert "warning: this configuration can open" not in modest
     assert "database connections: up to 4 x 2 (http workers) + 1 x 2 (cron workers)" in modest
 
 
-def test_an_upgrade_keeps_the_embedded_database_running(embedded_data: Path,
-                                                         server_factory: ServerFactory) -> None:
+def test_an_upgrade_keeps_the_embedded_database_running(
+    embedded_data: Path, server_factory: ServerFactory
+) -> None:
     """USR2: the new master reuses the embedded server; the old one leaves it running, and
     the last master to stop stops it."""
-    server = server_factory.start(*APP, "--workers", "1", "--data-dir", str(embedded_data),
-                                  env={"PREFORK_DB_URI": ""})
+    server = server_factory.start(
+        *APP, "--workers", "1", "--data-dir", str(embedded_data), env={"PREFORK_DB_URI": ""}
+    )
     assert get(server, "/setup")[0] == 200
     old_master = server.proc.pid
     server.signal(signal.SIGUSR2)
@@ -405,8 +486,9 @@ def test_an_upgrade_keeps_the_embedded_database_running(embedded_data: Path,
     assert "embedded PostgreSQL stopped" not in server.log()
     assert get(server, "/insert?value=upgraded")[0] == 200
     assert get(server, "/count?value=upgraded") == (200, "1")
-    new_master = int(re.findall(r"(\d+) INFO prefork\.master: upgrade: workers ready",
-                                server.log())[-1])
+    new_master = int(
+        re.findall(r"(\d+) INFO prefork\.master: upgrade: workers ready", server.log())[-1]
+    )
     assert new_master != old_master
     os.kill(new_master, signal.SIGTERM)
     pidfile = embedded_data / "postgres" / "postmaster.pid"
@@ -415,11 +497,13 @@ def test_an_upgrade_keeps_the_embedded_database_running(embedded_data: Path,
 
 def test_a_role_connection_has_its_settings_and_keeps_a_users_name(database_uri: str) -> None:
     with roles.connect(database_uri, roles.CRON, 20, autocommit=True) as conn:
-        row = conn.execute("SELECT current_setting('application_name'), "
-                           "current_setting('statement_timeout'), "
-                           "current_setting('idle_in_transaction_session_timeout'), "
-                           "current_setting('tcp_keepalives_count'), "
-                           "inet_client_addr() IS NOT NULL").fetchone()
+        row = conn.execute(
+            "SELECT current_setting('application_name'), "
+            "current_setting('statement_timeout'), "
+            "current_setting('idle_in_transaction_session_timeout'), "
+            "current_setting('tcp_keepalives_count'), "
+            "inet_client_addr() IS NOT NULL"
+        ).fetchone()
     assert row is not None
     assert row[:3] == (f"prefork cron {host_name()}", "30s", "30s")
     assert row[3] == ("3" if row[4] else "0")
@@ -427,6 +511,7 @@ def test_a_role_connection_has_its_settings_and_keeps_a_users_name(database_uri:
     with roles.connect(named, roles.HTTP) as conn:
         # Not autocommit, and left with no transaction open all the same (a pool needs it).
         assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-        row = conn.execute("SELECT current_setting('application_name'), "
-                           "current_setting('statement_timeout')").fetchone()
+        row = conn.execute(
+            "SELECT current_setting('application_name'), current_setting('statement_timeout')"
+        ).fetchone()
     assert row == ("erp-frontend", "0")  # unbounded: no timeout

@@ -50,8 +50,9 @@ class DevServers:
         self._factory, self._app_dir = factory, app_dir
 
     def start(self, *args: str, wait: bool = True) -> Server:
-        return self._factory.start("--app", "devapp:app", "--max-cron-threads", "0", *args,
-                                   cwd=self._app_dir, wait=wait)
+        return self._factory.start(
+            "--app", "devapp:app", "--max-cron-threads", "0", *args, cwd=self._app_dir, wait=wait
+        )
 
 
 @pytest.fixture
@@ -66,8 +67,9 @@ def body(server: Server) -> bytes:
 
 
 def wait_body(server: Server, expected: bytes) -> None:
-    wait_for(lambda: answers(server, expected), 20,
-             f"never answered {expected!r}; log:\n{server.log()}")
+    wait_for(
+        lambda: answers(server, expected), 20, f"never answered {expected!r}; log:\n{server.log()}"
+    )
 
 
 def answers(server: Server, expected: bytes) -> bool:
@@ -98,10 +100,13 @@ def holds_inotify(pid: int) -> bool:
 
 
 def test_workers_are_replaced_on_an_edit_and_a_syntax_error_keeps_them(
-        dev_server: DevServers, app_dir: Path) -> None:
+    dev_server: DevServers, app_dir: Path
+) -> None:
     server = dev_server.start("--workers", "2", "--dev", "reload")
-    server.wait_log(r"dev reload is on \(dev_mode = reload\): a change to one of the 1 Python "
-                    r"file\(s\) under \S+project \(watched with inotify\) replaces the workers")
+    server.wait_log(
+        r"dev reload is on \(dev_mode = reload\): a change to one of the 1 Python "
+        r"file\(s\) under \S+project \(watched with inotify\) replaces the workers"
+    )
     master = server.proc.pid
     wait_for(lambda: len(worker_pids(server)) == 2)
     first = worker_pids(server)
@@ -127,13 +132,16 @@ def test_workers_are_replaced_on_an_edit_and_a_syntax_error_keeps_them(
 
 
 def test_new_workers_failing_at_import_leave_the_old_ones_serving(
-        dev_server: DevServers, app_dir: Path) -> None:
+    dev_server: DevServers, app_dir: Path
+) -> None:
     server = dev_server.start("--workers", "2", "--dev", "reload")
     assert body(server) == b"one"
     (app_dir / "devapp.py").write_text(app_source("two", prelude="missing_name\n"))
-    server.wait_log(r"reload abandoned: http worker #\d of generation 2 could not start "
-                    r"\(NameError: name 'missing_name' is not defined\); generation 1 keeps "
-                    r"serving")
+    server.wait_log(
+        r"reload abandoned: http worker #\d of generation 2 could not start "
+        r"\(NameError: name 'missing_name' is not defined\); generation 1 keeps "
+        r"serving"
+    )
     assert server.proc.poll() is None
     assert body(server) == b"one"
     (app_dir / "devapp.py").write_text(app_source("two"))
@@ -142,7 +150,8 @@ def test_new_workers_failing_at_import_leave_the_old_ones_serving(
 
 
 def test_a_hup_whose_workers_cannot_start_keeps_the_previous_generation(
-        dev_server: DevServers, app_dir: Path) -> None:
+    dev_server: DevServers, app_dir: Path
+) -> None:
     """Without dev reload: the fix is the master's, for any reload. It used to retry the new
     workers five times, then stop the whole server, the old workers with it."""
     import signal
@@ -159,8 +168,10 @@ def test_a_hup_whose_workers_cannot_start_keeps_the_previous_generation(
 def test_preload_app_with_dev_reload_is_refused(dev_server: DevServers) -> None:
     server = dev_server.start("--workers", "2", "--preload-app", "--dev", "all", wait=False)
     assert server.proc.wait(30) == 2
-    assert ("prefork: error: dev_mode = all (from command line) cannot reload with "
-            "preload_app (from command line)") in server.log()
+    assert (
+        "prefork: error: dev_mode = all (from command line) cannot reload with "
+        "preload_app (from command line)"
+    ) in server.log()
     assert "Traceback" not in server.log()
 
 
@@ -168,8 +179,9 @@ def test_preload_app_with_dev_reload_is_refused(dev_server: DevServers) -> None:
 
 
 @pytest.mark.parametrize("watcher", ["inotify", "polling"])
-def test_threaded_server_reexecutes_on_an_edit(dev_server: DevServers, app_dir: Path,
-                                               watcher: str) -> None:
+def test_threaded_server_reexecutes_on_an_edit(
+    dev_server: DevServers, app_dir: Path, watcher: str
+) -> None:
     if watcher == "polling":
         (app_dir / "inotify_simple.py").write_text(NO_INOTIFY)
     server = dev_server.start("--dev", "reload")
@@ -177,20 +189,27 @@ def test_threaded_server_reexecutes_on_an_edit(dev_server: DevServers, app_dir: 
     assert body(server) == b"one"
     (app_dir / "devapp.py").write_text(app_source("two"))
     wait_body(server, b"two")
-    server.wait_log(r"(?s)dev reload: devapp.py changed: reloading the whole process.*"
-                    r"re-executing")
+    server.wait_log(
+        r"(?s)dev reload: devapp.py changed: reloading the whole process.*"
+        r"re-executing"
+    )
     assert server.proc.poll() is None
     if watcher == "polling":
-        assert "inotify_simple cannot be imported (inotify_simple is not installed here); " \
-               "scanning the files every 1 s instead" in server.log()
+        assert (
+            "inotify_simple cannot be imported (inotify_simple is not installed here); "
+            "scanning the files every 1 s instead" in server.log()
+        )
 
 
 def test_threaded_server_waits_for_a_fix_when_the_new_code_raises(
-        dev_server: DevServers, app_dir: Path) -> None:
+    dev_server: DevServers, app_dir: Path
+) -> None:
     server = dev_server.start("--dev", "reload")
     (app_dir / "devapp.py").write_text(app_source("two", prelude="missing_name\n"))
-    server.wait_log(r"dev reload: the application could not be imported \(traceback above\); "
-                    r"waiting for a change under \S+project")
+    server.wait_log(
+        r"dev reload: the application could not be imported \(traceback above\); "
+        r"waiting for a change under \S+project"
+    )
     assert server.proc.poll() is None
     (app_dir / "devapp.py").write_text(app_source("three"))
     wait_body(server, b"three")
@@ -201,12 +220,14 @@ def test_threaded_server_waits_for_a_fix_when_the_new_code_raises(
 
 def run_prefork(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PREFORK_CONFIG", "PYTHONPATH")}
-    return subprocess.run([PREFORK, *args], capture_output=True, text=True, cwd=cwd, env=env,
-                          timeout=60)
+    return subprocess.run(
+        [PREFORK, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=60
+    )
 
 
-def test_an_unknown_dev_mode_value_names_file_line_key_and_values(tmp_path: Path,
-                                                                  app_dir: Path) -> None:
+def test_an_unknown_dev_mode_value_names_file_line_key_and_values(
+    tmp_path: Path, app_dir: Path
+) -> None:
     conf = tmp_path / "odoo.conf"
     conf.write_text("[options]\nworkers = 2\n\ndev_mode = reload,hot\n")
     result = run_prefork(app_dir, "check", "-c", str(conf))
@@ -214,15 +235,19 @@ def test_an_unknown_dev_mode_value_names_file_line_key_and_values(tmp_path: Path
     assert result.stderr.strip() == (
         f"prefork: error: {conf}:4: option 'dev_mode': expected a comma-separated list of "
         "all, reload, qweb, xml, werkzeug, access, replica, pdb, ipdb, pudb, wdb, got "
-        "'reload,hot'")
+        "'reload,hot'"
+    )
 
 
 def test_check_warns_that_dev_reload_is_on(app_dir: Path) -> None:
-    result = run_prefork(app_dir, "check", "--app", "devapp:app", "--workers", "2", "-p", "0",
-                         "--dev", "reload,xml")
+    result = run_prefork(
+        app_dir, "check", "--app", "devapp:app", "--workers", "2", "-p", "0", "--dev", "reload,xml"
+    )
     out = " ".join(result.stdout.split())
-    assert (f"warning: dev reload is on (dev_mode = reload,xml): a change to one of the 1 "
-            f"Python file(s) under {app_dir} replaces the workers gracefully") in out
+    assert (
+        f"warning: dev reload is on (dev_mode = reload,xml): a change to one of the 1 "
+        f"Python file(s) under {app_dir} replaces the workers gracefully"
+    ) in out
     assert "for development only, not for production" in out
     assert "note: dev_mode xml: Odoo's developer feature(s), accepted and without effect" in out
     result = run_prefork(app_dir, "check", "--app", "devapp:app", "-p", "0")
@@ -252,7 +277,8 @@ def any_watcher(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[watc
 
 
 def test_watchers_see_create_modify_rename_delete_and_skip_the_rest(
-        any_watcher: watch.Watcher, tmp_path: Path) -> None:
+    any_watcher: watch.Watcher, tmp_path: Path
+) -> None:
     module = tmp_path / "pkg" / "mod.py"
     assert any_watcher.files == 1
     module.write_text("A = 22\n")
@@ -274,7 +300,8 @@ def test_watchers_see_create_modify_rename_delete_and_skip_the_rest(
 
 
 def test_polling_stands_in_when_the_watch_limit_is_reached(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     def refuse(self: InotifyWatcher, root: str) -> set[str]:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
@@ -282,5 +309,3 @@ def test_polling_stands_in_when_the_watch_limit_is_reached(
     watcher = open_watcher(str(tmp_path))
     assert isinstance(watcher, PollingWatcher)
     assert "raise the sysctl fs.inotify.max_user_watches" in caplog.text
-
-

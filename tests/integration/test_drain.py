@@ -30,10 +30,18 @@ def wait_exit(server: Server, timeout: float) -> int:
 
 
 @pytest.mark.parametrize("mode", [("--workers", "2"), ()], ids=["workers", "threaded"])
-def test_drain_answers_draining_while_serving_then_stops(server_factory: ServerFactory,
-                                                        mode: tuple[str, ...]) -> None:
-    server = server_factory.start("--app", "tests.apps.testapp:app", *mode,
-                                  "--max-cron-threads", "0", "--drain-delay", str(DRAIN))
+def test_drain_answers_draining_while_serving_then_stops(
+    server_factory: ServerFactory, mode: tuple[str, ...]
+) -> None:
+    server = server_factory.start(
+        "--app",
+        "tests.apps.testapp:app",
+        *mode,
+        "--max-cron-threads",
+        "0",
+        "--drain-delay",
+        str(DRAIN),
+    )
     assert server.get("/web/health")[0] == 200
     stop, outcomes = threading.Event(), list[object]()
     loop = threading.Thread(target=client_loop, args=(server, stop, outcomes))
@@ -53,13 +61,21 @@ def test_drain_answers_draining_while_serving_then_stops(server_factory: ServerF
         loop.join(10)
     # Every request up to the last one served succeeded (after the stop: refused).
     last_ok = max(i for i, outcome in enumerate(outcomes) if outcome == 200)
-    assert last_ok > 5 and set(outcomes[:last_ok + 1]) == {200}, outcomes
+    assert last_ok > 5 and set(outcomes[: last_ok + 1]) == {200}, outcomes
     assert "drain over" in server.log()
 
 
 def test_realtime_health_drains_too(server_factory: ServerFactory) -> None:
-    server = server_factory.start("--app", "tests.apps.testapp:app", "--workers", "1",
-                                  "--max-cron-threads", "0", "--drain-delay", "30")
+    server = server_factory.start(
+        "--app",
+        "tests.apps.testapp:app",
+        "--workers",
+        "1",
+        "--max-cron-threads",
+        "0",
+        "--drain-delay",
+        "30",
+    )
     realtime = Server(server.proc, server.log_path)
     realtime.port = server.realtime_port
     deadline = time.monotonic() + 15
@@ -77,8 +93,9 @@ def test_realtime_health_drains_too(server_factory: ServerFactory) -> None:
 
 
 def test_without_drain_delay_term_stops_at_once(server_factory: ServerFactory) -> None:
-    server = server_factory.start("--app", "tests.apps.testapp:app", "--workers", "1",
-                                  "--max-cron-threads", "0")
+    server = server_factory.start(
+        "--app", "tests.apps.testapp:app", "--workers", "1", "--max-cron-threads", "0"
+    )
     server.signal(signal.SIGTERM)
     assert wait_exit(server, 15) == 0
     assert "draining" not in server.log()

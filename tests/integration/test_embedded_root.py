@@ -47,9 +47,23 @@ class Run:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFORK_")}
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(
-                [PREFORK, "run", "--http-interface", "127.0.0.1", "-p", "0",
-                 "--gevent-port", "0", "--data-dir", str(data_dir)],
-                stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env)
+                [
+                    PREFORK,
+                    "run",
+                    "--http-interface",
+                    "127.0.0.1",
+                    "-p",
+                    "0",
+                    "--gevent-port",
+                    "0",
+                    "--data-dir",
+                    str(data_dir),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+                env=env,
+            )
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -73,7 +87,8 @@ def postmaster_uid(pgdata: Path) -> int:
 
 @as_root
 def test_as_root_it_runs_as_the_clusters_owner_and_changes_no_parent(
-        base: Path, embedded_user: str) -> None:
+    base: Path, embedded_user: str
+) -> None:
     """data_dir below a 0711 directory (searchable, not readable, as a home often is):
     the server runs as the owner of data_dir/postgres, which the log names, and neither the
     parents of data_dir nor those of the binaries change; the next start reuses the data."""
@@ -92,11 +107,14 @@ def test_as_root_it_runs_as_the_clusters_owner_and_changes_no_parent(
         try:
             run.wait_ready()
             log = run.log()
-            assert (f"running as root: the embedded PostgreSQL runs as user '{embedded_user}' "
-                    f"(uid {entry.pw_uid})") in log
+            assert (
+                f"running as root: the embedded PostgreSQL runs as user '{embedded_user}' "
+                f"(uid {entry.pw_uid})"
+            ) in log
             assert "created the system user" not in log
-            assert re.search(r"database: embedded PostgreSQL at socket " + re.escape(str(pgdata)),
-                             log), log
+            assert re.search(
+                r"database: embedded PostgreSQL at socket " + re.escape(str(pgdata)), log
+            ), log
             assert postmaster_uid(pgdata) == entry.pw_uid
             assert (pgdata.stat().st_uid, pgdata.stat().st_mode & 0o777) == (entry.pw_uid, 0o700)
             assert ancestry(data_dir, bin_dir()) == before
@@ -127,7 +145,8 @@ def test_as_root_a_parent_it_cannot_search_is_refused_in_one_line(base: Path) ->
         rf"{locked} \(mode 0700, owner root\) is not searchable by user '{DEFAULT_USER}', and "
         r"prefork changes no directory outside data_dir; choose a data_dir outside it, run "
         r"prefork as an unprivileged user, or set db_host/db_uri to a PostgreSQL server$",
-        errors[0]), log
+        errors[0],
+    ), log
     assert "Traceback" not in log
     assert ancestry(locked, bin_dir()) == before
     assert _exists(DEFAULT_USER) == had_user
@@ -136,7 +155,8 @@ def test_as_root_a_parent_it_cannot_search_is_refused_in_one_line(base: Path) ->
 
 @as_root
 def test_as_root_the_user_is_created_once_and_the_log_says_so(
-        base: Path, caplog: pytest.LogCaptureFixture) -> None:
+    base: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A user that does not exist is created as a system user without login shell or home,
     logged; the next start finds it (and the cluster's owner) and creates nothing."""
     name = f"pf-new-{uuid.uuid4().hex[:8]}"
@@ -151,12 +171,16 @@ def test_as_root_the_user_is_created_once_and_the_log_says_so(
                     assert conn.execute("SELECT current_user").fetchone() == ("postgres",)
             finally:
                 embedded.stop()
-            created = (f"created the system user '{name}' (no login shell, no home) to run "
-                       "the embedded PostgreSQL")
+            created = (
+                f"created the system user '{name}' (no login shell, no home) to run "
+                "the embedded PostgreSQL"
+            )
             assert (created in caplog.messages) == (attempt == 0), caplog.messages
             entry = pwd.getpwnam(name)
-            assert f"running as root: the embedded PostgreSQL runs as user '{name}' " \
-                   f"(uid {entry.pw_uid})" in caplog.messages
+            assert (
+                f"running as root: the embedded PostgreSQL runs as user '{name}' "
+                f"(uid {entry.pw_uid})" in caplog.messages
+            )
             assert (entry.pw_shell.endswith("nologin"), entry.pw_dir) == (True, "/nonexistent")
             assert not Path("/nonexistent").exists()
             assert (base / "data" / "postgres").stat().st_uid == entry.pw_uid
@@ -167,7 +191,8 @@ def test_as_root_the_user_is_created_once_and_the_log_says_so(
 
 @as_root
 def test_as_root_a_data_dir_too_long_for_a_socket_gets_its_own_socket_directory(
-        base: Path, embedded_user: str) -> None:
+    base: Path, embedded_user: str
+) -> None:
     """A socket address holds 107 bytes: beyond, the socket goes to a new directory of the
     server's user in the temporary directory, removed when the server stops."""
     data_dir = base / ("x" * 90)
@@ -201,5 +226,3 @@ def _exists(name: str) -> bool:
 
 
 # -- which directories a user can search: mode bits, the way the kernel reads them ----------
-
-

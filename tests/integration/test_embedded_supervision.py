@@ -39,24 +39,42 @@ def wait_log(server: Server, pattern: str) -> re.Match[str]:
 def kill_postmaster(server: Server, pgdata: Path) -> int:
     pid = postmaster_pid(pgdata)
     os.kill(pid, signal.SIGKILL)
-    wait_log(server, rf"ERROR prefork\.db: embedded PostgreSQL \(pid {pid}\) died: its "
-                     r"process is gone and postmaster\.pid stayed")
+    wait_log(
+        server,
+        rf"ERROR prefork\.db: embedded PostgreSQL \(pid {pid}\) died: its "
+        r"process is gone and postmaster\.pid stayed",
+    )
     return pid
 
 
 def status(tmp_path: Path, data_dir: Path) -> str:
-    return subprocess.run([PREFORK, "status", "-p", "0", "--data-dir", str(data_dir)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=30).stdout
+    return subprocess.run(
+        [PREFORK, "status", "-p", "0", "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+    ).stdout
 
 
 def test_a_killed_embedded_postgres_is_started_again_with_back_off(
-        embedded_data: Path, server_factory: ServerFactory, receiver: Receiver,  # noqa: F811
-        tmp_path: Path) -> None:
+    embedded_data: Path,
+    server_factory: ServerFactory,
+    receiver: Receiver,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     receiver.failures_left = 0
     url = f"http://127.0.0.1:{receiver.server_port}/hook"
     server: Server = server_factory.start(
-        *APP, "--workers", "2", "--data-dir", str(embedded_data), "--alert-webhook", url,
-        env={"PREFORK_DB_URI": ""})
+        *APP,
+        "--workers",
+        "2",
+        "--data-dir",
+        str(embedded_data),
+        "--alert-webhook",
+        url,
+        env={"PREFORK_DB_URI": ""},
+    )
     pgdata = embedded_data / "postgres"
     assert get(server, "/setup")[0] == 200
     assert get(server, "/insert?value=kept")[0] == 200
@@ -64,15 +82,17 @@ def test_a_killed_embedded_postgres_is_started_again_with_back_off(
     first = kill_postmaster(server, pgdata)
     log_path = re.escape(str(pgdata / "log"))
     server.wait_log(r"starting it again in 1 s \(its log: " + log_path + r"\)")
-    server.wait_log(r"WARNING prefork\.db: embedded PostgreSQL started again \(pid (\d+); 1 "
-                    r"restart\(s\)", timeout=RECOVERY)
+    server.wait_log(
+        r"WARNING prefork\.db: embedded PostgreSQL started again \(pid (\d+); 1 "
+        r"restart\(s\)",
+        timeout=RECOVERY,
+    )
     assert postmaster_pid(pgdata) != first
     assert _eventually(lambda: get(server, "/count?value=kept") == (200, "1"), RECOVERY)
     assert _eventually(lambda: [p["event"] for p in receiver.payloads] == ["raised", "cleared"])
     raised = receiver.payloads[0]
     assert raised["kind"] == "database-down" and f"(pid {first}) died" in raised["reason"]
-    assert _eventually(lambda: "embedded PostgreSQL: running" in status(tmp_path,
-                                                                        embedded_data))
+    assert _eventually(lambda: "embedded PostgreSQL: running" in status(tmp_path, embedded_data))
     assert "restarted 1 time(s)" in status(tmp_path, embedded_data)
 
     # Killed again soon after: the next start waits twice as long.
@@ -88,35 +108,48 @@ def test_a_killed_embedded_postgres_is_started_again_with_back_off(
     assert "Traceback" not in server.log()
 
 
-def test_a_database_prefork_did_not_start_is_not_supervised(server_factory: ServerFactory,
-                                                            tmp_path: Path) -> None:
+def test_a_database_prefork_did_not_start_is_not_supervised(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
     """db_uri (the session's server): the state shows no embedded server to watch."""
     server: Server = server_factory.start(*APP, "--workers", "1")
     assert get(server, "/setup")[0] == 200
-    state = json.loads(subprocess.run(
-        [PREFORK, "status", "--json", "-p", "0", "--data-dir", str(tmp_path / "data")],
-        capture_output=True, text=True, cwd=ROOT, timeout=30).stdout)
+    state = json.loads(
+        subprocess.run(
+            [PREFORK, "status", "--json", "-p", "0", "--data-dir", str(tmp_path / "data")],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=30,
+        ).stdout
+    )
     assert state["database"] == {}
     assert "embedded PostgreSQL" not in server.log()
 
 
-def test_after_an_upgrade_the_new_master_supervises(embedded_data: Path,
-                                                    server_factory: ServerFactory) -> None:
+def test_after_an_upgrade_the_new_master_supervises(
+    embedded_data: Path, server_factory: ServerFactory
+) -> None:
     """USR2: the old master leaves the server running and stops watching it; the new
     master, which found it running, starts it again when it dies."""
-    server: Server = server_factory.start(*APP, "--workers", "1", "--data-dir",
-                                          str(embedded_data), env={"PREFORK_DB_URI": ""})
+    server: Server = server_factory.start(
+        *APP, "--workers", "1", "--data-dir", str(embedded_data), env={"PREFORK_DB_URI": ""}
+    )
     pgdata = embedded_data / "postgres"
     assert get(server, "/setup")[0] == 200
     server.signal(signal.SIGUSR2)
     server.wait_log(r"upgrade: workers ready, asking the old master", timeout=30)
     assert server.proc.wait(30) == 0
-    new_master = int(re.findall(r"(\d+) INFO prefork\.master: upgrade: workers ready",
-                                server.log())[-1])
+    new_master = int(
+        re.findall(r"(\d+) INFO prefork\.master: upgrade: workers ready", server.log())[-1]
+    )
     try:
         kill_postmaster(server, pgdata)
-        started = wait_log(server, r"(\d+) WARNING prefork\.db: embedded PostgreSQL started "
-                                   r"again")
+        started = wait_log(
+            server,
+            r"(\d+) WARNING prefork\.db: embedded PostgreSQL started "
+            r"again",
+        )
         assert int(started.group(1)) == new_master
         assert _eventually(lambda: get(server, "/count?value=x") == (200, "0"), RECOVERY)
     finally:

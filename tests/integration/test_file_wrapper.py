@@ -114,10 +114,12 @@ def flask_site(directory: Path) -> tuple[Path, str]:
 SITES = {"django": django_site, "flask": flask_site}
 
 
-@pytest.fixture(params=[(site, mode) for site in SITES for mode in MODES],
-                ids=lambda param: "-".join(param))
-def site_server(request: pytest.FixtureRequest, server_factory: ServerFactory, tmp_path: Path,
-                payload: Path) -> Server:
+@pytest.fixture(
+    params=[(site, mode) for site in SITES for mode in MODES], ids=lambda param: "-".join(param)
+)
+def site_server(
+    request: pytest.FixtureRequest, server_factory: ServerFactory, tmp_path: Path, payload: Path
+) -> Server:
     site, mode = request.param
     directory, app = SITES[site](tmp_path / site)
     return start_in(server_factory, directory, app, payload, *MODES[mode])
@@ -150,12 +152,16 @@ def open_on(pid: int, path: Path) -> int:
 
 def clients_of(pid: int, port: int) -> int:
     """Connections of process `pid` from clients of `port` it has not closed."""
-    return sum(1 for conn in psutil.Process(pid).net_connections("tcp")
-               if conn.laddr and conn.laddr.port == port and conn.raddr)
+    return sum(
+        1
+        for conn in psutil.Process(pid).net_connections("tcp")
+        if conn.laddr and conn.laddr.port == port and conn.raddr
+    )
 
 
-def fetch(server: Server, path: str, method: str = "GET"
-          ) -> tuple[int, http.client.HTTPMessage, bytes, int]:
+def fetch(
+    server: Server, path: str, method: str = "GET"
+) -> tuple[int, http.client.HTTPMessage, bytes, int]:
     """(status, headers, body, read calls of the serving process meanwhile)."""
     pid = serving_pid(server)
     before = read_calls(pid)
@@ -173,8 +179,10 @@ def fetch(server: Server, path: str, method: str = "GET"
 
 # -- Django's FileResponse and Flask's send_file ---------------------------------------------
 
+
 def test_a_framework_download_is_byte_exact_and_sent_with_sendfile(
-        site_server: Server, payload: Path) -> None:
+    site_server: Server, payload: Path
+) -> None:
     status, headers, body, reads = fetch(site_server, "/download")
     assert status == 200
     assert headers["Content-Length"] == str(SIZE)
@@ -185,7 +193,8 @@ def test_a_framework_download_is_byte_exact_and_sent_with_sendfile(
 
 @pytest.mark.parametrize("mode", list(MODES))
 def test_django_head_sends_the_length_and_reads_no_byte(
-        server_factory: ServerFactory, tmp_path: Path, payload: Path, mode: str) -> None:
+    server_factory: ServerFactory, tmp_path: Path, payload: Path, mode: str
+) -> None:
     directory, app = django_site(tmp_path / "django")
     server = start_in(server_factory, directory, app, payload, *MODES[mode])
     status, headers, body, reads = fetch(server, "/download", "HEAD")
@@ -195,7 +204,8 @@ def test_django_head_sends_the_length_and_reads_no_byte(
 
 @pytest.mark.parametrize("mode", list(MODES))
 def test_django_file_seeked_before_the_response_is_sent_from_there(
-        server_factory: ServerFactory, tmp_path: Path, payload: Path, mode: str) -> None:
+    server_factory: ServerFactory, tmp_path: Path, payload: Path, mode: str
+) -> None:
     directory, app = django_site(tmp_path / "django")
     server = start_in(server_factory, directory, app, payload, *MODES[mode])
     start = 3 * MiB + 7
@@ -205,18 +215,27 @@ def test_django_file_seeked_before_the_response_is_sent_from_there(
     assert reads < FEW_READS
 
 
-def start_in(server_factory: ServerFactory, directory: Path, app: str, payload: Path,
-             *args: str) -> Server:
+def start_in(
+    server_factory: ServerFactory, directory: Path, app: str, payload: Path, *args: str
+) -> Server:
     return server_factory.start(
-        "--app", app, "--max-cron-threads", "0", *args, env={"DOWNLOAD": str(payload)},
-        cwd=directory)
+        "--app",
+        app,
+        "--max-cron-threads",
+        "0",
+        *args,
+        env={"DOWNLOAD": str(payload)},
+        cwd=directory,
+    )
 
 
 # -- the plain application: lengths, fallback ------------------------------------------------
 
+
 @pytest.mark.parametrize("mode", list(MODES))
 def test_the_applications_content_length_is_sent_and_never_exceeded(
-        server_factory: ServerFactory, payload: Path, mode: str) -> None:
+    server_factory: ServerFactory, payload: Path, mode: str
+) -> None:
     server = server_factory.start(*PLAIN, *MODES[mode])
     data = payload.read_bytes()
     conn = server.http(timeout=30)
@@ -225,7 +244,7 @@ def test_the_applications_content_length_is_sent_and_never_exceeded(
             conn.request("GET", f"/file?path={payload}&seek={seek}&length={length}")
             response = conn.getresponse()
             assert response.headers["Content-Length"] == str(length)
-            assert response.read() == data[seek:seek + length]
+            assert response.read() == data[seek : seek + length]
         conn.request("GET", "/pid")  # the same connection: nothing more was sent on it
         assert conn.getresponse().read().isdigit()
     finally:
@@ -233,11 +252,14 @@ def test_the_applications_content_length_is_sent_and_never_exceeded(
 
 
 def test_a_file_shorter_than_its_content_length_ends_the_connection(
-        server_factory: ServerFactory, payload: Path) -> None:
+    server_factory: ServerFactory, payload: Path
+) -> None:
     server = server_factory.start(*PLAIN, "--workers", "1")
     with server.connect(timeout=30) as sock:
-        sock.sendall(f"GET /file?path={payload}&seek={SIZE - 10}&length=100 HTTP/1.1\r\n"
-                     "Host: t\r\n\r\n".encode())
+        sock.sendall(
+            f"GET /file?path={payload}&seek={SIZE - 10}&length=100 HTTP/1.1\r\n"
+            "Host: t\r\n\r\n".encode()
+        )
         data = b""
         while chunk := sock.recv(65536):
             data += chunk
@@ -249,7 +271,8 @@ def test_a_file_shorter_than_its_content_length_ends_the_connection(
 
 @pytest.mark.parametrize("mode", list(MODES))
 def test_a_file_like_without_a_descriptor_is_read_in_blocks(
-        server_factory: ServerFactory, mode: str) -> None:
+    server_factory: ServerFactory, mode: str
+) -> None:
     server = server_factory.start(*PLAIN, *MODES[mode])
     status, headers, body = server.get("/bytes?size=300001")
     assert status == 200 and headers.get("Transfer-Encoding") == "chunked"
@@ -258,12 +281,15 @@ def test_a_file_like_without_a_descriptor_is_read_in_blocks(
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed")
 def test_strace_shows_the_file_leaving_through_sendfile(
-        server_factory: ServerFactory, payload: Path, tmp_path: Path) -> None:
+    server_factory: ServerFactory, payload: Path, tmp_path: Path
+) -> None:
     server = server_factory.start(*PLAIN, "--workers", "1")
     pid = serving_pid(server)
     trace = tmp_path / "trace"
-    with subprocess.Popen(["strace", "-f", "-p", str(pid), "-e", "trace=sendfile",
-                           "-o", str(trace)], stderr=subprocess.PIPE) as tracer:
+    with subprocess.Popen(
+        ["strace", "-f", "-p", str(pid), "-e", "trace=sendfile", "-o", str(trace)],
+        stderr=subprocess.PIPE,
+    ) as tracer:
         try:
             assert tracer.stderr is not None
             assert b"attached" in tracer.stderr.readline()
@@ -278,6 +304,7 @@ def test_strace_shows_the_file_leaving_through_sendfile(
 
 # -- slow and vanishing clients ---------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def big(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """48 MiB, more than any socket buffer holds: written once for the module's tests."""
@@ -287,7 +314,8 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_a_slow_download_leaves_the_only_worker_serving_others(
-        server_factory: ServerFactory, big: Path) -> None:
+    server_factory: ServerFactory, big: Path
+) -> None:
     server = server_factory.start(*PLAIN, "--workers", "1", "--http-send-timeout", "120")
     pid = serving_pid(server)
     slow = _stalled_request(server, f"/file?path={big}")
@@ -303,7 +331,8 @@ def test_a_slow_download_leaves_the_only_worker_serving_others(
 
 @pytest.mark.parametrize("mode", list(MODES))
 def test_clients_that_leave_mid_download_leave_no_open_file(
-        server_factory: ServerFactory, big: Path, mode: str) -> None:
+    server_factory: ServerFactory, big: Path, mode: str
+) -> None:
     server = server_factory.start(*PLAIN, *MODES[mode], "--http-send-timeout", "120")
     pid = serving_pid(server)
     for _ in range(4):
@@ -311,15 +340,19 @@ def test_clients_that_leave_mid_download_leave_no_open_file(
         start = sock.recv(65536)
         assert start.startswith(b"HTTP/1.1 200 OK\r\n"), start[:200]
         sock.close()  # unread data: the kernel resets the connection
-    wait_for(lambda: open_on(pid, big) == 0 and clients_of(pid, server.port) == 0, 30,
-             f"{open_on(pid, big)} descriptor(s) on the file, "
-             f"{clients_of(pid, server.port)} client connection(s) still open")
+    wait_for(
+        lambda: open_on(pid, big) == 0 and clients_of(pid, server.port) == 0,
+        30,
+        f"{open_on(pid, big)} descriptor(s) on the file, "
+        f"{clients_of(pid, server.port)} client connection(s) still open",
+    )
     assert serving_pid(server) == pid
 
 
 @pytest.mark.parametrize("mode", list(MODES))
 def test_a_client_that_stops_reading_a_file_is_dropped_after_the_send_timeout(
-        server_factory: ServerFactory, big: Path, mode: str) -> None:
+    server_factory: ServerFactory, big: Path, mode: str
+) -> None:
     server = server_factory.start(*PLAIN, *MODES[mode], "--http-send-timeout", "1")
     pid = serving_pid(server)
     stalled = _stalled_request(server, f"/file?path={big}&tag=stalled")
@@ -330,5 +363,3 @@ def test_a_client_that_stops_reading_a_file_is_dropped_after_the_send_timeout(
 
 
 # -- the pure parts: which file-likes go by sendfile, the fallback, the socket's side --------
-
-

@@ -135,8 +135,13 @@ class Browser:
     def origin(self) -> str:
         return f"http://{self.server.host}:{self.server.port}"
 
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
         response = fetch(self.server, method, path, body, self.cookie_header(), headers)
         for line in response.all("Set-Cookie"):
             for name, morsel in SimpleCookie(line).items():
@@ -147,13 +152,26 @@ class Browser:
         return "; ".join(f"{name}={value}" for name, value in self.cookies.items())
 
     def post_form(self, path: str, fields: dict[str, str]) -> Response:
-        return self.request("POST", path, urlencode(fields).encode(), {
-            "Content-Type": "application/x-www-form-urlencoded",
-            "Origin": self.origin, "Referer": self.origin + path})
+        return self.request(
+            "POST",
+            path,
+            urlencode(fields).encode(),
+            {
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Origin": self.origin,
+                "Referer": self.origin + path,
+            },
+        )
 
 
-def fetch(server: Server, method: str, path: str, body: bytes | None = None,
-          cookie: str = "", headers: dict[str, str] | None = None) -> Response:
+def fetch(
+    server: Server,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    cookie: str = "",
+    headers: dict[str, str] | None = None,
+) -> Response:
     conn = server.http(timeout=30)
     try:
         sent = dict(headers or {})
@@ -191,46 +209,86 @@ def stop_and_check(server: Server) -> None:
 
 # -- Django -------------------------------------------------------------------------------
 
+
 def django_database(uri: str) -> dict[str, str]:
     """The DATABASES entry of a postgresql:// URI."""
     params = conninfo_to_dict(uri)
-    keys = {"dbname": "NAME", "user": "USER", "password": "PASSWORD", "host": "HOST",
-            "port": "PORT"}
+    keys = {
+        "dbname": "NAME",
+        "user": "USER",
+        "password": "PASSWORD",
+        "host": "HOST",
+        "port": "PORT",
+    }
     return {keys[key]: str(value) for key, value in params.items() if key in keys}
 
 
 def manage(project: Path, env: dict[str, str], *args: str) -> None:
-    subprocess.run([sys.executable, "manage.py", *args], cwd=project, env=env, check=True,
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=project,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture
 def django_project(tmp_path: Path, fresh_database: str) -> tuple[Path, dict[str, str]]:
     """`django-admin startproject mysite`, configured, migrated, a superuser created and
     the static files collected, as docs/django.md deploys it."""
-    subprocess.run([sys.executable, "-m", "django", "startproject", "mysite"], cwd=tmp_path,
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [sys.executable, "-m", "django", "startproject", "mysite"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     project = tmp_path / "mysite"
     settings = project / "mysite" / "settings.py"
-    settings.write_text(settings.read_text()
-                        + DJANGO_SETTINGS.format(database=django_database(fresh_database)))
+    settings.write_text(
+        settings.read_text() + DJANGO_SETTINGS.format(database=django_database(fresh_database))
+    )
     (project / "mysite" / "urls.py").write_text(DJANGO_URLS)
-    env = {**os.environ, "DJANGO_SECRET_KEY": secrets.token_urlsafe(40),
-           "PREFORK_DB_URI": fresh_database, "DJANGO_SUPERUSER_PASSWORD": PASSWORD}
+    env = {
+        **os.environ,
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(40),
+        "PREFORK_DB_URI": fresh_database,
+        "DJANGO_SUPERUSER_PASSWORD": PASSWORD,
+    }
     env.pop("PYTHONPATH", None)
     manage(project, env, "migrate", "--noinput")
-    manage(project, env, "createsuperuser", "--noinput", "--username", "admin",
-           "--email", "admin@example.com")
+    manage(
+        project,
+        env,
+        "createsuperuser",
+        "--noinput",
+        "--username",
+        "admin",
+        "--email",
+        "admin@example.com",
+    )
     manage(project, env, "collectstatic", "--noinput")
     return project, env
 
 
 @pytest.fixture
-def django_server(tmp_path: Path, django_project: tuple[Path, dict[str, str]]
-                  ) -> Iterator[Server]:
+def django_server(tmp_path: Path, django_project: tuple[Path, dict[str, str]]) -> Iterator[Server]:
     project, env = django_project
-    server = start_server(tmp_path, "--app", "mysite.wsgi:application", "--workers", "2",
-                          "--max-cron-threads", "0", "--db_maxconn", "4", env=env, cwd=project)
+    server = start_server(
+        tmp_path,
+        "--app",
+        "mysite.wsgi:application",
+        "--workers",
+        "2",
+        "--max-cron-threads",
+        "0",
+        "--db_maxconn",
+        "4",
+        env=env,
+        cwd=project,
+    )
     try:
         wait_workers(server, 2)
         yield server
@@ -245,14 +303,21 @@ def csrf_token(page: Response) -> str:
 
 
 def test_django_admin_login_with_csrf_and_a_session_every_worker_reads(
-        django_server: Server) -> None:
+    django_server: Server,
+) -> None:
     browser = Browser(django_server)
     form = browser.request("GET", "/admin/login/?next=/admin/")
     assert form.status == 200 and "csrftoken" in browser.cookies
     assert len(form.all("Date")) == 1
-    posted = browser.post_form("/admin/login/?next=/admin/", {
-        "csrfmiddlewaretoken": csrf_token(form), "username": "admin", "password": PASSWORD,
-        "next": "/admin/"})
+    posted = browser.post_form(
+        "/admin/login/?next=/admin/",
+        {
+            "csrfmiddlewaretoken": csrf_token(form),
+            "username": "admin",
+            "password": PASSWORD,
+            "next": "/admin/",
+        },
+    )
     assert posted.status == 302, posted.text()[:500]
     assert posted.header("Location") == "/admin/" and "sessionid" in browser.cookies
 
@@ -277,15 +342,16 @@ def test_django_refuses_a_wrong_csrf_token(django_server: Server) -> None:
     assert form.status == 200
     token = csrf_token(form)
     wrong = token[:-4] + ("aaaa" if not token.endswith("aaaa") else "bbbb")
-    refused = browser.post_form("/admin/login/", {
-        "csrfmiddlewaretoken": wrong, "username": "admin", "password": PASSWORD})
+    refused = browser.post_form(
+        "/admin/login/", {"csrfmiddlewaretoken": wrong, "username": "admin", "password": PASSWORD}
+    )
     assert refused.status == 403
     assert "sessionid" not in browser.cookies
 
 
-def test_django_static_files_from_whitenoise(django_server: Server,
-                                             django_project: tuple[Path, dict[str, str]]
-                                             ) -> None:
+def test_django_static_files_from_whitenoise(
+    django_server: Server, django_project: tuple[Path, dict[str, str]]
+) -> None:
     project, _ = django_project
     response = fetch(django_server, "GET", "/static/admin/css/base.css")
     assert response.status == 200
@@ -295,6 +361,7 @@ def test_django_static_files_from_whitenoise(django_server: Server,
 
 
 # -- Flask --------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def flask_app(tmp_path: Path) -> Path:
@@ -309,9 +376,19 @@ def flask_app(tmp_path: Path) -> Path:
 @pytest.fixture
 def flask_server(tmp_path: Path, flask_app: Path, database_uri: str) -> Iterator[Server]:
     env = {"FLASK_SECRET_KEY": secrets.token_urlsafe(40)}
-    server = start_server(tmp_path, "--app", "app:app", "--workers", "2",
-                          "--max-cron-threads", "0", "--limit-request-body", "2M",
-                          env=env, cwd=flask_app)
+    server = start_server(
+        tmp_path,
+        "--app",
+        "app:app",
+        "--workers",
+        "2",
+        "--max-cron-threads",
+        "0",
+        "--limit-request-body",
+        "2M",
+        env=env,
+        cwd=flask_app,
+    )
     try:
         wait_workers(server, 2)
         yield server
@@ -326,7 +403,8 @@ def count(server: Server, cookie: str) -> tuple[int, dict[str, Any], str]:
 
 
 def test_flask_session_cookie_signed_by_one_worker_counts_on_in_another(
-        flask_server: Server) -> None:
+    flask_server: Server,
+) -> None:
     status, body, cookie = count(flask_server, "")
     assert status == 200 and body["n"] == 1 and cookie.startswith("session=")
     for n in range(2, 6):  # each link of the chain answered by another worker than the last
@@ -343,38 +421,49 @@ def test_flask_session_cookie_signed_by_one_worker_counts_on_in_another(
 
 def multipart(fields: dict[str, str], name: str, data: bytes) -> tuple[bytes, str]:
     boundary = secrets.token_hex(16)
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'
-             .encode() for key, value in fields.items()]
-    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
-                 f'filename="{name}"\r\nContent-Type: application/octet-stream\r\n\r\n'.encode()
-                 + data + b"\r\n")
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode()
+        for key, value in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+        f'filename="{name}"\r\nContent-Type: application/octet-stream\r\n\r\n'.encode()
+        + data
+        + b"\r\n"
+    )
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
 
 
-def test_flask_file_upload_reaches_request_files_whole(flask_server: Server,
-                                                       flask_app: Path) -> None:
+def test_flask_file_upload_reaches_request_files_whole(
+    flask_server: Server, flask_app: Path
+) -> None:
     data = os.urandom(300 * 1024 + 17)
     body, content_type = multipart({"title": "scan"}, "scan.bin", data)
     for _ in range(4):
-        response = fetch(flask_server, "POST", "/upload", body, headers={
-            "Content-Type": content_type})
+        response = fetch(
+            flask_server, "POST", "/upload", body, headers={"Content-Type": content_type}
+        )
         assert response.status == 200, response.text()[:500]
         assert json.loads(response.body) == {
-            "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-            "fields": {"title": "scan"}}
+            "size": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "fields": {"title": "scan"},
+        }
     saved = list((flask_app / "uploads").iterdir())
     assert saved and all(path.read_bytes() == data for path in saved)
 
 
 def test_flask_upload_limits_flask_then_prefork(flask_server: Server) -> None:
     body, content_type = multipart({}, "big.bin", os.urandom(1536 * 1024))
-    response = fetch(flask_server, "POST", "/upload", body, headers={
-        "Content-Type": content_type})
+    response = fetch(flask_server, "POST", "/upload", body, headers={"Content-Type": content_type})
     assert response.status == 413 and b"Request Entity Too Large" in response.body  # Flask
     with flask_server.connect(timeout=10) as sock:  # over limit_request_body: never read
-        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: " + content_type.encode()
-                     + b"\r\nContent-Length: 3145728\r\n\r\n")
+        sock.sendall(
+            b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: "
+            + content_type.encode()
+            + b"\r\nContent-Length: 3145728\r\n\r\n"
+        )
         head = sock.recv(65536)
     assert head.startswith(b"HTTP/1.1 413 ")
 

@@ -55,13 +55,24 @@ def receiver() -> Iterator[Receiver]:
     server.server_close()
 
 
-def test_crash_loop_alert_in_log_state_and_webhook(server_factory: ServerFactory,
-                                                   receiver: Receiver,
-                                                   tmp_path: Path) -> None:
+def test_crash_loop_alert_in_log_state_and_webhook(
+    server_factory: ServerFactory, receiver: Receiver, tmp_path: Path
+) -> None:
     url = f"http://bot:p%40ss@127.0.0.1:{receiver.server_port}/hook"  # credentials: Basic
-    server = server_factory.start("--app", "tests.apps.testapp:app", "--workers", "2",
-                                  "--max-cron-threads", "0", "--alert-window", "4",
-                                  "--alert-crashes", "3", "--alert-webhook", url)
+    server = server_factory.start(
+        "--app",
+        "tests.apps.testapp:app",
+        "--workers",
+        "2",
+        "--max-cron-threads",
+        "0",
+        "--alert-window",
+        "4",
+        "--alert-crashes",
+        "3",
+        "--alert-webhook",
+        url,
+    )
     wait_workers(server, 2)
     for _ in range(3):
         try:
@@ -69,12 +80,23 @@ def test_crash_loop_alert_in_log_state_and_webhook(server_factory: ServerFactory
         except Exception:
             pass  # the worker died mid-request: the connection closes
         time.sleep(0.2)
-    server.wait_log(r"ERROR prefork.master: ALERT crash-loop: 3 exits in 4s, last crash: "
-                    r"http worker #\d \(pid \d+\) exited: crash, exit code 7")
-    wait_for(lambda: "ALERT crash-loop: 3 exits" in subprocess.run(
-        [PREFORK, "status", "-p", "0", "--data-dir",
-         str(tmp_path / "data")], capture_output=True, text=True, cwd=ROOT,
-        timeout=30).stdout, 10)
+    server.wait_log(
+        r"ERROR prefork.master: ALERT crash-loop: 3 exits in 4s, last crash: "
+        r"http worker #\d \(pid \d+\) exited: crash, exit code 7"
+    )
+    wait_for(
+        lambda: (
+            "ALERT crash-loop: 3 exits"
+            in subprocess.run(
+                [PREFORK, "status", "-p", "0", "--data-dir", str(tmp_path / "data")],
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+                timeout=30,
+            ).stdout
+        ),
+        10,
+    )
     wait_for(lambda: len(receiver.payloads) >= 1, 15)  # after one failed attempt
     raised = receiver.payloads[0]
     assert raised["event"] == "raised" and raised["kind"] == "crash-loop"
@@ -86,5 +108,3 @@ def test_crash_loop_alert_in_log_state_and_webhook(server_factory: ServerFactory
     wait_for(lambda: len(receiver.payloads) >= 2, 15)
     assert receiver.payloads[1]["event"] == "cleared"
     assert get(server, "/echo")[0] == 200  # served throughout
-
-

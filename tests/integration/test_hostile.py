@@ -37,11 +37,12 @@ def poll(server: Server, body: bytes) -> tuple[int, bytes]:
 
 
 def test_hostile_messages_and_bodies_are_answered_and_the_process_serves_on(
-        server_factory: ServerFactory) -> None:
+    server_factory: ServerFactory,
+) -> None:
     server = start(server_factory, "--workers", "1")
     name = channel()
     with websocket(server) as ws:
-        ws.send(DEEP[:(1 << 20) - 2] + "]]")  # under the 1 MiB message limit, still deep
+        ws.send(DEEP[: (1 << 20) - 2] + "]]")  # under the 1 MiB message limit, still deep
         ws.send('{"event_name": "subscribe", "data": {"channels": "' + "x" * 1000 + '"}}')
         for garbage in ("", "null", "{}", '{"event_name": 7}', b"\xff\xfe", "[" * 5000):
             ws.send(garbage)
@@ -53,13 +54,20 @@ def test_hostile_messages_and_bodies_are_answered_and_the_process_serves_on(
     with websocket(server) as ws:
         ws.send("x" * ((1 << 20) + 1))
         assert closed_with(ws) == 1009
-    deep_json = json.dumps({"params": {"channels": [name], "last": 0}})[:-1] + ', "x": ' + \
-        "[" * 200_000 + "]" * 200_000 + "}"
+    deep_json = (
+        json.dumps({"params": {"channels": [name], "last": 0}})[:-1]
+        + ', "x": '
+        + "[" * 200_000
+        + "]" * 200_000
+        + "}"
+    )
     assert poll(server, deep_json.encode())[0] == 400
     assert poll(server, b"[" * ((1 << 20) + 10))[0] == 413
     assert poll(server, b"\xff\xfe not json")[0] == 400
-    status, body = poll(server, json.dumps({"params": {"channels": [name], "last": 0,
-                                                        "options": {"peek": True}}}).encode())
+    status, body = poll(
+        server,
+        json.dumps({"params": {"channels": [name], "last": 0, "options": {"peek": True}}}).encode(),
+    )
     assert status == 200 and json.loads(body)["result"]["notifications"]  # still serving
     for _ in range(40):  # uvicorn warns once per garbage request: once a minute now
         with socket.create_connection(("127.0.0.1", server.realtime_port), timeout=10) as sock:

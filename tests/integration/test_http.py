@@ -25,15 +25,18 @@ def test_keep_alive_serves_many_requests_on_one_connection(server: Server) -> No
 
 def test_pipelined_requests_are_answered_in_order(server: Server) -> None:
     raw = b"".join(b"GET /p%d HTTP/1.1\r\nHost: t\r\n\r\n" % i for i in range(10))
-    responses = parse_responses(exchange(server, raw + b"GET /last HTTP/1.1\r\nHost: t\r\n"
-                                         b"Connection: close\r\n\r\n"))
+    responses = parse_responses(
+        exchange(server, raw + b"GET /last HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    )
     paths = [json.loads(body)["path"] for _, _, body in responses]
     assert paths == [f"/p{i}" for i in range(10)] + ["/last"]
 
 
 def test_chunked_request_body(server: Server) -> None:
-    raw = (b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
-           b"Connection: close\r\n\r\n4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n")
+    raw = (
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+        b"Connection: close\r\n\r\n4\r\nWiki\r\n5\r\npedia\r\n0\r\n\r\n"
+    )
     ((status, _, body),) = parse_responses(exchange(server, raw))
     report = json.loads(body)
     assert status == 200 and report["body_len"] == 9
@@ -43,8 +46,9 @@ def test_chunked_request_body(server: Server) -> None:
 def _server_marking_close(server_factory: ServerFactory, tmp_path: Path) -> tuple[Server, Path]:
     """A server whose /stream responses record their close() call in a file."""
     marker = tmp_path / "closed.txt"
-    server = server_factory.start("--app", "tests.apps.testapp:app",
-                                  env={"TESTAPP_CLOSE_MARKER": str(marker)})
+    server = server_factory.start(
+        "--app", "tests.apps.testapp:app", env={"TESTAPP_CLOSE_MARKER": str(marker)}
+    )
     return server, marker
 
 
@@ -57,7 +61,8 @@ def _closed_tags(marker: Path) -> list[str]:
 
 
 def test_streaming_response_is_chunked_and_close_is_called(
-        server_factory: ServerFactory, tmp_path: Path) -> None:
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
     server, marker = _server_marking_close(server_factory, tmp_path)
     conn = server.http()
     conn.request("GET", "/stream?n=50&size=1000&tag=full")
@@ -94,8 +99,10 @@ def test_head_has_headers_but_no_body(server: Server) -> None:
 
 def test_expect_100_continue(server: Server) -> None:
     with server.connect() as sock:
-        sock.sendall(b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
-                     b"Expect: 100-continue\r\nConnection: close\r\n\r\n")
+        sock.sendall(
+            b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+            b"Expect: 100-continue\r\nConnection: close\r\n\r\n"
+        )
         assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
         sock.sendall(b"hello")
         ((status, _, body),) = parse_responses(read_all(sock))
@@ -103,12 +110,13 @@ def test_expect_100_continue(server: Server) -> None:
 
 
 def test_expect_100_continue_with_a_too_large_body_gets_413_at_once(
-        server_factory: ServerFactory) -> None:
-    server = server_factory.start("--app", "tests.apps.testapp:app",
-                                  "--limit-request-body", "1K")
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory.start("--app", "tests.apps.testapp:app", "--limit-request-body", "1K")
     with server.connect() as sock:
-        sock.sendall(b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n"
-                     b"Expect: 100-continue\r\n\r\n")
+        sock.sendall(
+            b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n"
+        )
         data = read_all(sock)
     assert data.startswith(b"HTTP/1.1 413 ")
 
@@ -123,17 +131,28 @@ def test_large_body_arrives_whole(server: Server) -> None:
 
 
 def test_wsgi_input_stops_at_the_end_of_the_body(server: Server) -> None:
-    raw = (b"POST /read-part?n=3 HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nabcde"
-           b"GET /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    raw = (
+        b"POST /read-part?n=3 HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nabcde"
+        b"GET /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
     first, second = parse_responses(exchange(server, raw))
     assert json.loads(first[2]) == {"part": "abc", "rest": "de"}
     assert json.loads(second[2])["method"] == "GET"
 
 
 def test_limits_map_to_their_statuses(server_factory: ServerFactory) -> None:
-    server = server_factory.start("--app", "tests.apps.testapp:app", "--limit-request-line",
-                                  "100", "--limit-request-field-size", "100",
-                                  "--limit-request-fields", "5", "--limit-request-body", "10")
+    server = server_factory.start(
+        "--app",
+        "tests.apps.testapp:app",
+        "--limit-request-line",
+        "100",
+        "--limit-request-field-size",
+        "100",
+        "--limit-request-fields",
+        "5",
+        "--limit-request-body",
+        "10",
+    )
     cases = {
         b"GET /" + b"a" * 200 + b" HTTP/1.1\r\nHost: t\r\n\r\n": 414,
         b"GET / HTTP/1.1\r\nHost: t\r\nX: " + b"b" * 200 + b"\r\n\r\n": 431,
@@ -148,8 +167,14 @@ def test_limits_map_to_their_statuses(server_factory: ServerFactory) -> None:
 
 
 def test_slow_client_gets_408_and_idle_client_is_closed(server_factory: ServerFactory) -> None:
-    server = server_factory.start("--app", "tests.apps.testapp:app",
-                                  "--http-header-timeout", "1", "--http-keepalive-timeout", "1")
+    server = server_factory.start(
+        "--app",
+        "tests.apps.testapp:app",
+        "--http-header-timeout",
+        "1",
+        "--http-keepalive-timeout",
+        "1",
+    )
     with server.connect() as slow, server.connect() as idle:
         slow.sendall(b"GET / HTTP/1.1\r\nHost: slow")
         started = time.monotonic()
@@ -187,7 +212,8 @@ def test_exception_after_headers_closes_the_connection(server: Server) -> None:
 
 
 def test_client_disconnect_mid_response_is_survived(
-        server_factory: ServerFactory, tmp_path: Path) -> None:
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
     server, marker = _server_marking_close(server_factory, tmp_path)
     sock = server.connect()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -201,8 +227,11 @@ def test_client_disconnect_mid_response_is_survived(
 
 
 def test_proxy_headers_only_in_proxy_mode(server_factory: ServerFactory) -> None:
-    headers = {"X-Forwarded-For": "203.0.113.9, 198.51.100.7",
-               "X-Forwarded-Proto": "https", "X-Forwarded-Host": "shop.example"}
+    headers = {
+        "X-Forwarded-For": "203.0.113.9, 198.51.100.7",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "shop.example",
+    }
     plain = server_factory.start("--app", "tests.apps.testapp:app")
     report = json.loads(plain.get("/echo", **headers)[2])
     assert (report["remote_addr"], report["scheme"]) == ("127.0.0.1", "http")
@@ -214,8 +243,10 @@ def test_proxy_headers_only_in_proxy_mode(server_factory: ServerFactory) -> None
 
 def test_access_log_line(server: Server) -> None:
     server.get("/echo?x=1")
-    server.wait_log(r'INFO prefork\.access: 127\.0\.0\.1 - "GET /echo\?x=1 HTTP/1\.1" 200 \d+ '
-                    r"\d+\.\d{3}")
+    server.wait_log(
+        r'INFO prefork\.access: 127\.0\.0\.1 - "GET /echo\?x=1 HTTP/1\.1" 200 \d+ '
+        r"\d+\.\d{3}"
+    )
 
 
 def test_204_has_no_body_and_no_length(server: Server) -> None:
@@ -233,11 +264,13 @@ def _one_answer(server: Server, raw: bytes) -> tuple[int, dict[str, str], bytes]
 def test_host_rules_of_rfc9112(server: Server) -> None:
     """HTTP/1.1 without Host, with two, or with a value that is no authority: 400 and a
     closed connection, the application never called; HTTP/1.0 without Host is served."""
-    for raw in (b"GET /echo HTTP/1.1\r\n\r\n",
-                b"GET /echo HTTP/1.1\r\nAccept: */*\r\n\r\n",
-                b"GET /echo HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
-                b"GET /echo HTTP/1.1\r\nHost: evil.example@good.example\r\n\r\n",
-                b"GET /echo HTTP/1.1\r\nHost: a b\r\n\r\n"):
+    for raw in (
+        b"GET /echo HTTP/1.1\r\n\r\n",
+        b"GET /echo HTTP/1.1\r\nAccept: */*\r\n\r\n",
+        b"GET /echo HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        b"GET /echo HTTP/1.1\r\nHost: evil.example@good.example\r\n\r\n",
+        b"GET /echo HTTP/1.1\r\nHost: a b\r\n\r\n",
+    ):
         status, headers, body = _one_answer(server, raw)
         assert (status, headers.get("Connection")) == (400, "close"), raw
         assert b'"method"' not in body and b"Traceback" not in body
@@ -248,8 +281,10 @@ def test_host_rules_of_rfc9112(server: Server) -> None:
 def test_absolute_form_authority_is_the_host(server: Server) -> None:
     """RFC 9112 3.2.2: the application sees the target's authority as HTTP_HOST, not the
     Host header; the request's own fields are left as received."""
-    raw = (b"GET http://shop.example:8080/echo?a=1 HTTP/1.1\r\nHost: other.example\r\n"
-           b"Connection: close\r\n\r\n")
+    raw = (
+        b"GET http://shop.example:8080/echo?a=1 HTTP/1.1\r\nHost: other.example\r\n"
+        b"Connection: close\r\n\r\n"
+    )
     status, _, body = _one_answer(server, raw)
     report = json.loads(body)
     assert status == 200 and (report["path"], report["query"]) == ("/echo", "a=1")

@@ -50,8 +50,11 @@ def wait_for(predicate, timeout: float = 10.0, message: str = "") -> None:  # ty
 
 
 def wait_workers(server: Server, count: int, timeout: float = 10.0) -> list[psutil.Process]:
-    wait_for(lambda: len(workers_of(server)) == count, timeout,
-             f"expected {count} workers; log:\n{server.log()}")
+    wait_for(
+        lambda: len(workers_of(server)) == count,
+        timeout,
+        f"expected {count} workers; log:\n{server.log()}",
+    )
     return workers_of(server)
 
 
@@ -71,20 +74,30 @@ def test_processes_are_master_plus_workers_with_titles(server_factory: ServerFac
     master = psutil.Process(server.proc.pid)
     assert master.cmdline()[0] == "prefork: master"
     titles = sorted(p.cmdline()[0] for p in workers)
-    assert titles == ["prefork: http worker #1", "prefork: http worker #2",
-                      "prefork: http worker #3"]
+    assert titles == [
+        "prefork: http worker #1",
+        "prefork: http worker #2",
+        "prefork: http worker #3",
+    ]
     wait_for(lambda: len(master.children()) == 6)
     others = sorted(p.cmdline()[0] for p in master.children() if p not in workers)
-    assert others == ["prefork: cron worker #1", "prefork: cron worker #2",
-                      f"prefork: realtime :{server.realtime_port}"]
+    assert others == [
+        "prefork: cron worker #1",
+        "prefork: cron worker #2",
+        f"prefork: realtime :{server.realtime_port}",
+    ]
 
 
 def test_workers_serve_in_parallel_processes(server_factory: ServerFactory) -> None:
     server = server_factory.start(*APP, "--workers", "2")
     wait_workers(server, 2)
     results: list[dict[str, float]] = []
-    threads = [threading.Thread(target=lambda: results.append(
-        json.loads(get(server, "/sleep?s=1&report=1")[1]))) for _ in range(2)]
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(json.loads(get(server, "/sleep?s=1&report=1")[1]))
+        )
+        for _ in range(2)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -100,22 +113,29 @@ def test_ab_against_four_workers_has_no_failed_request(server_factory: ServerFac
         pytest.skip("ab (apache2-utils) is not installed; .ci/run installs it")
     server = server_factory.start(*APP, "--workers", "4", "--no-access-log")
     wait_workers(server, 4)
-    out = subprocess.run([ab, "-n", "100", "-c", "10", f"http://127.0.0.1:{server.port}/echo"],
-                         capture_output=True, text=True, timeout=60).stdout
+    out = subprocess.run(
+        [ab, "-n", "100", "-c", "10", f"http://127.0.0.1:{server.port}/echo"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
     assert re.search(r"Complete requests:\s+100\b", out), out
     assert re.search(r"Failed requests:\s+0\b", out), out
 
 
 def test_memory_soft_limit_delivers_then_recycles(server_factory: ServerFactory) -> None:
-    server = server_factory.start(*APP, "--workers", "1", "--limit-memory-soft", "100M",
-                                  "--limit-memory-hard", "600M")
+    server = server_factory.start(
+        *APP, "--workers", "1", "--limit-memory-soft", "100M", "--limit-memory-hard", "600M"
+    )
     (first,) = wait_workers(server, 1)
     with Load(server.port, clients=2) as load:
         status, body = get(server, "/mem?mb=150&keep=1")
         assert (status, body) == (200, b"allocated 150 MiB")  # between soft and hard: served
-        match = server.wait_log(r"http worker #1 \(pid (\d+)\) exited: memory-soft, RSS "
-                                r"[\d.]+ MiB > limit 100\.0 MiB, request 'GET /mem\?mb=150&keep=1 "
-                                r"HTTP/1\.1'")
+        match = server.wait_log(
+            r"http worker #1 \(pid (\d+)\) exited: memory-soft, RSS "
+            r"[\d.]+ MiB > limit 100\.0 MiB, request 'GET /mem\?mb=150&keep=1 "
+            r"HTTP/1\.1'"
+        )
         assert int(match.group(1)) == first.pid
         wait_for(lambda: [p.pid for p in workers_of(server)] not in ([], [first.pid]))
         time.sleep(0.5)
@@ -123,16 +143,24 @@ def test_memory_soft_limit_delivers_then_recycles(server_factory: ServerFactory)
 
 
 KILLED_MID_REQUEST = {
-    "memory-hard": (("--limit-memory-soft", "100M", "--limit-memory-hard", "300M"),
-                    "/mem?mb=700&keep=1",
-                    r"exited: memory-hard, RSS [\d.]+ MiB > limit 300\.0 MiB, request "
-                    r"'GET /mem\?mb=700&keep=1 HTTP/1\.1'"),
-    "cpu-time": (("--limit-time-cpu", "1"), "/burn?s=10",
-                 r"exited: cpu-time, CPU time above limit 1s, request 'GET /burn\?s=10 "
-                 r"HTTP/1\.1'"),
-    "real-time": (("--limit-time-real", "2"), "/sleep?s=30",
-                  r"exited: real-time, request running 2\.\d+s > limit 2s, request "
-                  r"'GET /sleep\?s=30 HTTP/1\.1'"),
+    "memory-hard": (
+        ("--limit-memory-soft", "100M", "--limit-memory-hard", "300M"),
+        "/mem?mb=700&keep=1",
+        r"exited: memory-hard, RSS [\d.]+ MiB > limit 300\.0 MiB, request "
+        r"'GET /mem\?mb=700&keep=1 HTTP/1\.1'",
+    ),
+    "cpu-time": (
+        ("--limit-time-cpu", "1"),
+        "/burn?s=10",
+        r"exited: cpu-time, CPU time above limit 1s, request 'GET /burn\?s=10 "
+        r"HTTP/1\.1'",
+    ),
+    "real-time": (
+        ("--limit-time-real", "2"),
+        "/sleep?s=30",
+        r"exited: real-time, request running 2\.\d+s > limit 2s, request "
+        r"'GET /sleep\?s=30 HTTP/1\.1'",
+    ),
 }
 
 
@@ -153,13 +181,16 @@ def test_limit_stops_the_worker_mid_request(server_factory: ServerFactory, reaso
 
 
 def test_sudden_allocation_hits_the_kernel_backstop(server_factory: ServerFactory) -> None:
-    server = server_factory.start(*APP, "--workers", "1", "--limit-memory-soft", "100M",
-                                  "--limit-memory-hard", "200M")
+    server = server_factory.start(
+        *APP, "--workers", "1", "--limit-memory-soft", "100M", "--limit-memory-hard", "200M"
+    )
     wait_workers(server, 1)
     status, _ = get(server, "/mem?mb=4000")  # one allocation past 2 x hard + 512M
     assert status == 500
-    server.wait_log(r"exited: memory-hard, an allocation failed under the address-space "
-                    r"backstop")
+    server.wait_log(
+        r"exited: memory-hard, an allocation failed under the address-space "
+        r"backstop"
+    )
     assert "MemoryError" in server.log()
     wait_workers(server, 1)
     assert get(server, "/echo")[0] == 200
@@ -190,10 +221,14 @@ def test_crash_during_a_request_is_replaced_quickly(server_factory: ServerFactor
     wait_workers(server, 2)
     with pytest.raises((http.client.HTTPException, ConnectionError)):
         get(server, "/crash")
-    exited = server.wait_log(r"(\d\d:\d\d:\d\d,\d{3}) \d+ ERROR prefork.master: http worker "
-                             r"#(\d) \(pid \d+\) exited: crash, exit code 7, request 'GET /crash")
-    spawned = server.wait_log(rf"(\d\d:\d\d:\d\d,\d{{3}}) \d+ INFO prefork.master: spawned "
-                              rf"http worker #{exited.group(2)} pid=\d+\n(?![\s\S]*exited: crash)")
+    exited = server.wait_log(
+        r"(\d\d:\d\d:\d\d,\d{3}) \d+ ERROR prefork.master: http worker "
+        r"#(\d) \(pid \d+\) exited: crash, exit code 7, request 'GET /crash"
+    )
+    spawned = server.wait_log(
+        rf"(\d\d:\d\d:\d\d,\d{{3}}) \d+ INFO prefork.master: spawned "
+        rf"http worker #{exited.group(2)} pid=\d+\n(?![\s\S]*exited: crash)"
+    )
     gap = _seconds(spawned.group(1)) - _seconds(exited.group(1))
     assert 0 <= gap < 1.0, f"replacement took {gap:.3f}s"
     wait_workers(server, 2)
@@ -250,8 +285,9 @@ def _ignore_errors(function: Callable[..., object], *args: object) -> object:
 
 
 @pytest.mark.parametrize("keep_alive", [False, True], ids=["new-connections", "keep-alive"])
-def test_hup_replaces_every_worker_without_a_failed_request(server_factory: ServerFactory,
-                                                            keep_alive: bool) -> None:
+def test_hup_replaces_every_worker_without_a_failed_request(
+    server_factory: ServerFactory, keep_alive: bool
+) -> None:
     server = server_factory.start(*APP, "--workers", "3", "--no-access-log")
     old = {p.pid for p in wait_workers(server, 3)}
     with Load(server.port, clients=6, keep_alive=keep_alive) as load:
@@ -266,8 +302,9 @@ def test_hup_replaces_every_worker_without_a_failed_request(server_factory: Serv
     assert len(workers_of(server)) == 3
 
 
-def test_hup_logs_only_the_warnings_it_has_not_logged(server_factory: ServerFactory,
-                                                      tmp_path: Path) -> None:
+def test_hup_logs_only_the_warnings_it_has_not_logged(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
     """An odoo.conf's ignored keys warn at the start; a HUP repeats none of them, only what
     the edited file adds."""
     conf = tmp_path / "odoo.conf"
@@ -299,17 +336,21 @@ def test_quit_dumps_every_process_stack(server_factory: ServerFactory) -> None:
     workers = wait_workers(server, 2)
     server.signal(signal.SIGQUIT)
     for worker in workers:
-        server.wait_log(rf"--- stack of prefork http worker #\d \(pid {worker.pid}\) ---\n"
-                        r"(Current thread|Thread)")
+        server.wait_log(
+            rf"--- stack of prefork http worker #\d \(pid {worker.pid}\) ---\n"
+            r"(Current thread|Thread)"
+        )
     server.wait_log(rf"--- stack of prefork master \(pid {server.proc.pid}\) ---")
     assert len(workers_of(server)) == 2
 
 
-def test_usr2_upgrades_without_a_failed_request(server_factory: ServerFactory,
-                                                tmp_path: Path) -> None:
+def test_usr2_upgrades_without_a_failed_request(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
     pidfile = tmp_path / "master.pid"
-    server = server_factory.start(*APP, "--workers", "2", "--no-access-log", "--pidfile",
-                                  str(pidfile))
+    server = server_factory.start(
+        *APP, "--workers", "2", "--no-access-log", "--pidfile", str(pidfile)
+    )
     wait_workers(server, 2)
     try:
         with Load(server.port, clients=4) as load:
@@ -324,8 +365,12 @@ def test_usr2_upgrades_without_a_failed_request(server_factory: ServerFactory,
         assert psutil.Process(new_master).cmdline()[0] == "prefork: master"
         # The realtime socket went over too, to the new realtime process only.
         realtime = f"http://127.0.0.1:{server.realtime_port}/"
-        wait_for(lambda: "prefork: realtime" in " ".join(
-            " ".join(p.cmdline()) for p in psutil.Process(new_master).children()))
+        wait_for(
+            lambda: (
+                "prefork: realtime"
+                in " ".join(" ".join(p.cmdline()) for p in psutil.Process(new_master).children())
+            )
+        )
         for _ in range(10):
             with pytest.raises(urllib.error.HTTPError) as answer:
                 urllib.request.urlopen(realtime, timeout=10)
@@ -362,31 +407,54 @@ def test_slow_clients_do_not_starve_a_single_worker(server_factory: ServerFactor
         sock.close()
 
 
-def test_preload_imports_the_app_once_in_the_master(server_factory: ServerFactory,
-                                                   tmp_path: Path) -> None:
+def test_preload_imports_the_app_once_in_the_master(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
     imports = tmp_path / "imports.txt"
     env = {"TESTAPP_IMPORT_LOG": str(imports)}
-    server = server_factory.start("--app", "tests.apps.preloaded:app", "--workers", "3",
-                                  "--preload-app", "--max-cron-threads", "0", env=env)
+    server = server_factory.start(
+        "--app",
+        "tests.apps.preloaded:app",
+        "--workers",
+        "3",
+        "--preload-app",
+        "--max-cron-threads",
+        "0",
+        env=env,
+    )
     wait_workers(server, 3)
     assert get(server, "/echo")[0] == 200
     assert imports.read_text().split() == [str(server.proc.pid)]
     # Without preloading every worker imports the app (cron workers too: none here).
-    lazy = server_factory.start("--app", "tests.apps.preloaded:app", "--workers", "2",
-                                "--max-cron-threads", "0",
-                                env={"TESTAPP_IMPORT_LOG": str(tmp_path / "lazy.txt")})
+    lazy = server_factory.start(
+        "--app",
+        "tests.apps.preloaded:app",
+        "--workers",
+        "2",
+        "--max-cron-threads",
+        "0",
+        env={"TESTAPP_IMPORT_LOG": str(tmp_path / "lazy.txt")},
+    )
     pids = {p.pid for p in wait_workers(lazy, 2)}
     wait_for(lambda: len((tmp_path / "lazy.txt").read_text().split()) == 2)
     assert {int(p) for p in (tmp_path / "lazy.txt").read_text().split()} == pids
 
 
 def test_preloaded_heap_stays_shared_through_a_full_collection(
-        server_factory: ServerFactory) -> None:
+    server_factory: ServerFactory,
+) -> None:
     # The app holds ~40 MB of objects the collector tracks. A worker's full collection
     # would write to every one of them (copying each page from the master) unless they
     # reached it frozen: its private memory then stays a few MB.
-    server = server_factory.start("--app", "tests.apps.bigheap:app", "--workers", "1",
-                                  "--preload-app", "--max-cron-threads", "0")
+    server = server_factory.start(
+        "--app",
+        "tests.apps.bigheap:app",
+        "--workers",
+        "1",
+        "--preload-app",
+        "--max-cron-threads",
+        "0",
+    )
     wait_workers(server, 1)
     status, body = get(server, "/collect")
     assert status == 200
@@ -423,20 +491,23 @@ def test_status_shows_processes_and_exits(server_factory: ServerFactory, tmp_pat
     thread = threading.Thread(target=lambda: get(server, "/sleep?s=2.5"))
     thread.start()
     time.sleep(1.5)
-    command = [PREFORK, "status", "-p", "0", "--data-dir",
-               str(tmp_path / "data")]
+    command = [PREFORK, "status", "-p", "0", "--data-dir", str(tmp_path / "data")]
     text = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=30)
     thread.join()
     assert text.returncode == 0, text.stderr
     out = text.stdout
     assert f"master pid {server.proc.pid}" in out
     # The worker running it may be past its limit (retiring, then stopping): it serves on.
-    assert re.search(r"http worker #\d +\d+ +(ready|retiring|stopping) +[\d.]+ MiB +[\d.]+ +"
-                     r"\d+ +\d+s +"
-                     r"GET /sleep\?s=2\.5 HTTP/1\.1 \(\d\.\ds\)", out), out
+    assert re.search(
+        r"http worker #\d +\d+ +(ready|retiring|stopping) +[\d.]+ MiB +[\d.]+ +"
+        r"\d+ +\d+s +"
+        r"GET /sleep\?s=2\.5 HTTP/1\.1 \(\d\.\ds\)",
+        out,
+    ), out
     assert "request-limit, served" in out
-    as_json = subprocess.run([*command, "--json"], capture_output=True, text=True, cwd=ROOT,
-                             timeout=30)
+    as_json = subprocess.run(
+        [*command, "--json"], capture_output=True, text=True, cwd=ROOT, timeout=30
+    )
     state = json.loads(as_json.stdout)
     # A worker that served /sleep past its limit may still be listed beside its successor.
     roles = sorted({process["role"] for process in state["processes"]})
@@ -489,8 +560,8 @@ def _responses(sock: socket.socket, count: int) -> list[bytes]:
         if head_end >= 0:
             length = int(re.search(rb"Content-Length: (\d+)", data[:head_end]).group(1))  # type: ignore[union-attr]
             if len(data) >= head_end + 4 + length:
-                bodies.append(data[head_end + 4:head_end + 4 + length])
-                data = data[head_end + 4 + length:]
+                bodies.append(data[head_end + 4 : head_end + 4 + length])
+                data = data[head_end + 4 + length :]
                 continue
         chunk = sock.recv(65536)
         assert chunk, f"connection closed after {len(bodies)} responses"
@@ -499,7 +570,8 @@ def _responses(sock: socket.socket, count: int) -> list[bytes]:
 
 
 def test_a_request_partly_read_by_a_busy_worker_is_served_by_another(
-        server_factory: ServerFactory) -> None:
+    server_factory: ServerFactory,
+) -> None:
     """A worker that has read the start of a request on one connection, then begins a long
     request on another, passes the first connection on with the bytes it read: another
     worker answers it while the long request runs."""
@@ -526,16 +598,19 @@ def test_a_request_partly_read_by_a_busy_worker_is_served_by_another(
 
 
 def test_pipelined_requests_behind_a_long_one_keep_their_order(
-        server_factory: ServerFactory) -> None:
+    server_factory: ServerFactory,
+) -> None:
     """Requests pipelined behind a long one stay on its worker and are answered in order,
     while the worker's other clients are served elsewhere."""
     server = server_factory.start(*APP, "--workers", "2")
     wait_workers(server, 2)
     by_pid = _connections_by_worker(server, 6)
     busy_pid, (pipelined, other, *_) = next((p, c) for p, c in by_pid.items() if len(c) > 1)
-    pipelined.sendall(b"GET /sleep?s=2&report=1 HTTP/1.1\r\nHost: t\r\n\r\n"
-                      b"GET /echo?n=2 HTTP/1.1\r\nHost: t\r\n\r\n"
-                      b"GET /echo?n=3 HTTP/1.1\r\nHost: t\r\n\r\n")
+    pipelined.sendall(
+        b"GET /sleep?s=2&report=1 HTTP/1.1\r\nHost: t\r\n\r\n"
+        b"GET /echo?n=2 HTTP/1.1\r\nHost: t\r\n\r\n"
+        b"GET /echo?n=3 HTTP/1.1\r\nHost: t\r\n\r\n"
+    )
     time.sleep(0.3)
     other.sendall(b"GET /echo HTTP/1.1\r\nHost: t\r\n\r\n")
     assert json.loads(_responses(other, 1)[0])["pid"] != busy_pid
@@ -595,10 +670,25 @@ def test_systemd_socket_activation(tmp_path: Path) -> None:
     """A socket passed as fd 3 with LISTEN_FDS/LISTEN_PID (as systemd does) is used as is."""
     log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [sys.executable, "-c", ACTIVATE, PREFORK, "run", *APP, "--workers", "2", "-p", "0",
-         "--data-dir", str(tmp_path / "data")],
-        stdout=subprocess.PIPE, stderr=log, cwd=ROOT,
-        env={**os.environ})
+        [
+            sys.executable,
+            "-c",
+            ACTIVATE,
+            PREFORK,
+            "run",
+            *APP,
+            "--workers",
+            "2",
+            "-p",
+            "0",
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        cwd=ROOT,
+        env={**os.environ},
+    )
     try:
         assert proc.stdout is not None
         port = int(proc.stdout.readline())

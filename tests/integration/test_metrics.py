@@ -45,8 +45,9 @@ def test_metrics_are_summed_over_the_workers(server_factory: ServerFactory, tmp_
     stale = tmp_path / "data" / "metrics" / "999999999"  # a server that no longer runs
     stale.mkdir(parents=True)
     (stale / "counter_4242.db").write_bytes(b"left by an earlier run")
-    server = server_factory.start(*APP, "--workers", "2", "--max-cron-threads", "1",
-                                  "--limit-request", "15")
+    server = server_factory.start(
+        *APP, "--workers", "2", "--max-cron-threads", "1", "--limit-request", "15"
+    )
     wait_workers(server, 2)
     assert not stale.exists()  # wiped at start
     assert (tmp_path / "data" / "metrics" / str(server.proc.pid)).is_dir()
@@ -58,25 +59,37 @@ def test_metrics_are_summed_over_the_workers(server_factory: ServerFactory, tmp_
     assert server.get("/error")[0] == 500
     server.wait_log("exited: request-limit")
     # Workers write their tallies once a second.
-    wait_for(lambda: value(scrape(server)[1], "prefork_http_requests_total",
-                           status="200") >= 40 and value(scrape(server)[1],
-                                                         "prefork_http_requests_total",
-                                                         status="500") == 1)
+    wait_for(
+        lambda: (
+            value(scrape(server)[1], "prefork_http_requests_total", status="200") >= 40
+            and value(scrape(server)[1], "prefork_http_requests_total", status="500") == 1
+        )
+    )
     _, samples = scrape(server)
     assert value(samples, "prefork_http_requests_total", status="500") == 1
     assert value(samples, "prefork_http_request_duration_seconds_count") >= 41
-    assert value(samples, "prefork_worker_exits_total", role="http",
-                 reason="request-limit") >= 1
+    assert value(samples, "prefork_worker_exits_total", role="http", reason="request-limit") >= 1
     wait_for(lambda: value(scrape(server)[1], "prefork_rss_bytes", role="http") > 0)
     _, samples = scrape(server)
     for role in ("master", "http", "cron", "realtime"):
         assert value(samples, "prefork_rss_bytes", role=role) > 10 << 20, role
-    result = subprocess.run([PREFORK, "cron", "run",
-                             "prefork.session_gc"], capture_output=True, text=True, cwd=ROOT,
-                            timeout=60)
+    result = subprocess.run(
+        [PREFORK, "cron", "run", "prefork.session_gc"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
-    wait_for(lambda: value(scrape(server)[1], "prefork_cron_runs_total",
-                           job="prefork.session_gc", status="ok") == 1, 30)
+    wait_for(
+        lambda: (
+            value(
+                scrape(server)[1], "prefork_cron_runs_total", job="prefork.session_gc", status="ok"
+            )
+            == 1
+        ),
+        30,
+    )
 
 
 # What the HTTP engine refuses before any application runs, one request per status.
@@ -93,9 +106,20 @@ REFUSALS = {
 def test_refused_requests_are_counted_by_status(server_factory: ServerFactory, mode: str) -> None:
     """prefork_http_refused counts, by status, the requests the parser and the limits
     refused; prefork_http_requests (the application's answers) does not count them."""
-    server = server_factory.start(*APP, *MODES[mode], "--max-cron-threads", "0",
-                                  "--limit-request-line", "256", "--limit-request-fields", "10",
-                                  "--limit-request-body", "1000", "--http-header-timeout", "1")
+    server = server_factory.start(
+        *APP,
+        *MODES[mode],
+        "--max-cron-threads",
+        "0",
+        "--limit-request-line",
+        "256",
+        "--limit-request-fields",
+        "10",
+        "--limit-request-body",
+        "1000",
+        "--http-header-timeout",
+        "1",
+    )
     for status, raw in REFUSALS.items():
         for _ in range(2):
             ((got, _, _),) = parse_responses(exchange(server, raw, half_close=False))
@@ -105,8 +129,10 @@ def test_refused_requests_are_counted_by_status(server_factory: ServerFactory, m
 
     def refused() -> dict[str, float]:
         samples = scrape(server)[1]
-        return {status: value(samples, "prefork_http_refused_total", status=status)
-                for status in expected}
+        return {
+            status: value(samples, "prefork_http_refused_total", status=status)
+            for status in expected
+        }
 
     wait_for(lambda: refused() == expected, message=f"refused: {refused()}")
     wait_for(lambda: value(scrape(server)[1], "prefork_http_requests_total", status="200") > 0)
@@ -129,15 +155,28 @@ def test_websockets_and_bus_are_counted(server_factory: ServerFactory) -> None:
     with client:
         wait_for(lambda: value(scrape(server)[1], "prefork_websockets") == 1)
         before = value(scrape(server)[1], "prefork_bus_messages_total")
-        subprocess.run([PREFORK, "bus", "send", "m", '{"a": 1}'],
-                       check=True, capture_output=True, cwd=ROOT, timeout=60)
+        subprocess.run(
+            [PREFORK, "bus", "send", "m", '{"a": 1}'],
+            check=True,
+            capture_output=True,
+            cwd=ROOT,
+            timeout=60,
+        )
         wait_for(lambda: value(scrape(server)[1], "prefork_bus_messages_total") > before)
     wait_for(lambda: value(scrape(server)[1], "prefork_websockets") == 0)
 
 
 def test_access_is_restricted_by_metrics_allow(server_factory: ServerFactory) -> None:
-    server = server_factory.start(*APP, "--workers", "1", "--max-cron-threads", "0",
-                                  "--metrics-allow", "10.0.0.0/8", "--proxy-mode")
+    server = server_factory.start(
+        *APP,
+        "--workers",
+        "1",
+        "--max-cron-threads",
+        "0",
+        "--metrics-allow",
+        "10.0.0.0/8",
+        "--proxy-mode",
+    )
     assert scrape(server)[0] == 403
     status, samples = scrape(server, **{"X-Forwarded-For": "10.1.2.3"})
     assert status == 200 and samples
@@ -149,5 +188,3 @@ def test_metrics_off_counts_nothing(server_factory: ServerFactory, tmp_path: Pat
     status, _, body = server.get("/metrics")  # the application's own answer (an echo)
     assert status == 200 and b"prefork_http" not in body and b'"path": "/metrics"' in body
     assert not (tmp_path / "data" / "metrics").exists()
-
-

@@ -27,8 +27,12 @@ from prefork.bus.store import write
 from tests.integration.conftest import MODES, PREFORK, Server, ServerFactory
 
 APP = ("--app", "tests.apps.busapp:app", "--max-cron-threads", "0")
-HOOKS = ("--bus-auth", "tests.apps.busapp:authenticate",
-         "--bus-channels", "tests.apps.busapp:channels")
+HOOKS = (
+    "--bus-auth",
+    "tests.apps.busapp:authenticate",
+    "--bus-channels",
+    "tests.apps.busapp:channels",
+)
 
 
 def channel() -> str:
@@ -61,15 +65,17 @@ def publish(server: Server, name: str, message: Any, **query: str) -> int:
 
 
 @contextmanager
-def websocket(server: Server, path: str = "/websocket", *, retry_for: float = 0.0,
-              **headers: str) -> Iterator[ClientConnection]:
+def websocket(
+    server: Server, path: str = "/websocket", *, retry_for: float = 0.0, **headers: str
+) -> Iterator[ClientConnection]:
     url = f"ws://127.0.0.1:{server.realtime_port}{path}"
     deadline = time.monotonic() + retry_for
     user_agent = headers.pop("User-Agent", None)  # none by default: not a browser
     while True:
         try:
-            client = connect(url, open_timeout=10, additional_headers=headers,
-                             user_agent_header=user_agent)
+            client = connect(
+                url, open_timeout=10, additional_headers=headers, user_agent_header=user_agent
+            )
             break
         except (OSError, InvalidStatus):
             if time.monotonic() >= deadline:
@@ -80,8 +86,7 @@ def websocket(server: Server, path: str = "/websocket", *, retry_for: float = 0.
 
 
 def subscribe(ws: ClientConnection, channels: list[Any], last: int = 0) -> None:
-    ws.send(json.dumps({"event_name": "subscribe", "data": {"channels": channels,
-                                                             "last": last}}))
+    ws.send(json.dumps({"event_name": "subscribe", "data": {"channels": channels, "last": last}}))
 
 
 def receive(ws: ClientConnection, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
@@ -182,11 +187,15 @@ def test_a_message_over_notify_payload_limit_is_delivered(any_mode: Server) -> N
         assert receive(ws, 1)[0]["message"] == {"text": text}
 
 
-def test_out_of_order_commits_are_each_delivered_once(bus_server: Server,
-                                                      database_uri: str) -> None:
+def test_out_of_order_commits_are_each_delivered_once(
+    bus_server: Server, database_uri: str
+) -> None:
     name = channel()
-    with websocket(bus_server) as ws, psycopg.connect(database_uri) as first, \
-            psycopg.connect(database_uri) as second:
+    with (
+        websocket(bus_server) as ws,
+        psycopg.connect(database_uri) as first,
+        psycopg.connect(database_uri) as second,
+    ):
         subscribe(ws, [name])
         time.sleep(0.3)
         write(first, name, {"order": "written first, committed last"})
@@ -196,7 +205,9 @@ def test_out_of_order_commits_are_each_delivered_once(bus_server: Server,
         first.commit()
         late = receive(ws, 1)
         assert [m["message"]["order"] for m in early + late] == [
-            "written second, committed first", "written first, committed last"]
+            "written second, committed first",
+            "written first, committed last",
+        ]
         assert late[0]["id"] > early[0]["id"]
         assert nothing_more(ws)
         # A client that saw only the early one catches up with the late one, once.
@@ -206,8 +217,7 @@ def test_out_of_order_commits_are_each_delivered_once(bus_server: Server,
             assert nothing_more(again)
 
 
-def test_killed_realtime_process_is_replaced_and_clients_miss_nothing(
-        bus_server: Server) -> None:
+def test_killed_realtime_process_is_replaced_and_clients_miss_nothing(bus_server: Server) -> None:
     name = channel()
     with websocket(bus_server) as ws:
         subscribe(ws, [name])
@@ -229,8 +239,10 @@ def test_killed_realtime_process_is_replaced_and_clients_miss_nothing(
 def test_channels_are_filtered_by_the_application_hook(server_factory: ServerFactory) -> None:
     server = start(server_factory, *HOOKS, "--workers", "1")
     public, private = channel(), "private." + channel()
-    with websocket(server, Cookie="session_id=visitor") as visitor, \
-            websocket(server, Cookie="session_id=admin") as admin:
+    with (
+        websocket(server, Cookie="session_id=visitor") as visitor,
+        websocket(server, Cookie="session_id=admin") as admin,
+    ):
         subscribe(visitor, [public, private])
         subscribe(admin, [private])
         time.sleep(0.3)
@@ -247,20 +259,22 @@ def test_odoo_client_messages_work_unchanged(bus_server: Server) -> None:
     with websocket(bus_server, "/websocket?version=17.0-1") as ws:
         ws.send('{"event_name":"subscribe","data":{"channels":["' + name + '"],"last":0}}')
         time.sleep(0.3)
-        assert publish(bus_server, name, {"type": "mail.record/insert",
-                                          "payload": {"id": 1}}) == 200
+        assert (
+            publish(bus_server, name, {"type": "mail.record/insert", "payload": {"id": 1}}) == 200
+        )
         (item,) = receive(ws, 1)
         assert set(item) == {"id", "message"}
         assert item["message"] == {"type": "mail.record/insert", "payload": {"id": 1}}
 
 
-def test_record_channels_need_a_session_and_the_hooks_consent(server_factory: ServerFactory,
-                                                               database_uri: str) -> None:
+def test_record_channels_need_a_session_and_the_hooks_consent(
+    server_factory: ServerFactory, database_uri: str
+) -> None:
     """Odoo takes only string channels from clients. Here a record channel is refused to
     anonymous clients even when asked for as a string that spells it, even when the hook
     would allow it, and in their catch-up too; a signed-in client gets it when the hook
     consents; without a hook nobody gets it."""
-    record = ["prefork_test", "res.partner", uuid.uuid4().int % 10 ** 6]
+    record = ["prefork_test", "res.partner", uuid.uuid4().int % 10**6]
     spelled = json.dumps(record, separators=(",", ":"))
 
     def send(n: int) -> None:
@@ -269,9 +283,12 @@ def test_record_channels_need_a_session_and_the_hooks_consent(server_factory: Se
 
     server = start(server_factory, *HOOKS, "--workers", "1")
     send(1)  # waiting in the history: a client subscribing with last 0 would catch it up
-    with websocket(server) as anonymous, websocket(server) as spelling, \
-            websocket(server, Cookie="session_id=visitor") as visitor, \
-            websocket(server, Cookie="session_id=partner") as partner:
+    with (
+        websocket(server) as anonymous,
+        websocket(server) as spelling,
+        websocket(server, Cookie="session_id=visitor") as visitor,
+        websocket(server, Cookie="session_id=partner") as partner,
+    ):
         subscribe(anonymous, [record])
         subscribe(spelling, [spelled])
         subscribe(visitor, [record])
@@ -288,8 +305,9 @@ def test_record_channels_need_a_session_and_the_hooks_consent(server_factory: Se
         assert nothing_more(ws, 1.0)
 
 
-def test_everyone_gets_the_broadcast_channel(server_factory: ServerFactory,
-                                             fresh_database: str) -> None:
+def test_everyone_gets_the_broadcast_channel(
+    server_factory: ServerFactory, fresh_database: str
+) -> None:
     """Its own database: other tests' clients would catch up with this broadcast."""
     server = start(server_factory, "--workers", "1", "--db-uri", fresh_database)
     with websocket(server) as ws:
@@ -321,21 +339,28 @@ def test_a_stale_session_cookie_is_served_as_anonymous(server_factory: ServerFac
     url = f"http://127.0.0.1:{server.realtime_port}/longpolling/poll"
     name = channel()
     assert publish(server, name, {"n": 2}) == 200
-    reply = json.loads(urllib.request.urlopen(urllib.request.Request(
-        url, json.dumps({"params": {"channels": [name], "last": 0}}).encode(),
-        {"Cookie": f"session_id={unknown}"}), timeout=60).read())
+    reply = json.loads(
+        urllib.request.urlopen(
+            urllib.request.Request(
+                url,
+                json.dumps({"params": {"channels": [name], "last": 0}}).encode(),
+                {"Cookie": f"session_id={unknown}"},
+            ),
+            timeout=60,
+        ).read()
+    )
     assert [m["message"] for m in reply["result"]] == [{"n": 2}]
 
 
-def test_a_session_that_expires_while_connected_closes_with_4001(server_factory: ServerFactory,
-                                                                 tmp_path: Path) -> None:
+def test_a_session_that_expires_while_connected_closes_with_4001(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
     """And the Odoo-like worker, which reconnects after 4001, is then served anonymously:
     one reconnection, not a loop."""
     from tests.integration.bus_client import OdooLikeWorker
 
     expired = tmp_path / "expired"
-    server = start(server_factory, *HOOKS, "--workers", "1",
-                   env={"BUS_EXPIRED_FILE": str(expired)})
+    server = start(server_factory, *HOOKS, "--workers", "1", env={"BUS_EXPIRED_FILE": str(expired)})
     url = f"ws://127.0.0.1:{server.realtime_port}/websocket"
     with OdooLikeWorker(url, [channel()], cookie="session_id=s1") as worker:
         worker.wait_for(lambda: worker.opened)
@@ -352,8 +377,7 @@ def test_a_session_that_expires_while_connected_closes_with_4001(server_factory:
 
 def test_close_codes(server_factory: ServerFactory, tmp_path: Path) -> None:
     expired = tmp_path / "expired"
-    server = start(server_factory, *HOOKS, "--workers", "1",
-                   env={"BUS_EXPIRED_FILE": str(expired)})
+    server = start(server_factory, *HOOKS, "--workers", "1", env={"BUS_EXPIRED_FILE": str(expired)})
     with websocket(server) as ws:
         ws.send("x" * ((1 << 20) + 1))
         assert closed_with(ws) == 1009
@@ -366,8 +390,7 @@ def test_close_codes(server_factory: ServerFactory, tmp_path: Path) -> None:
         expired.write_text("s1\n")
         subscribe(ws, [channel()])
         assert closed_with(ws) == 4001
-    with pytest.raises(InvalidStatus) as refused, \
-            websocket(server, Origin="http://evil.example"):
+    with pytest.raises(InvalidStatus) as refused, websocket(server, Origin="http://evil.example"):
         pass
     assert refused.value.response.status_code == 403
     with websocket(server, Origin="http://127.0.0.1:8069") as ws:  # same host, other port
@@ -378,13 +401,19 @@ def test_close_codes(server_factory: ServerFactory, tmp_path: Path) -> None:
         assert closed_with(ws) == 1001
 
 
-MALFORMED = ["not json", "", '{"data": {}}', '[1, 2]', '{"event_name": "no_such_event"}',
-             '{"event_name": "subscribe", "data": "x"}',
-             '{"event_name": "subscribe", "data": ["a"]}',
-             '{"event_name": "subscribe", "data": {"channels": 5}}',
-             '{"event_name": "subscribe", "data": {"channels": ["a"], "last": "abc"}}',
-             '{"event_name": "subscribe", "data": {"channels": [{"a": 1}], "last": 0}}',
-             "[" * 100_000 + "]" * 100_000]
+MALFORMED = [
+    "not json",
+    "",
+    '{"data": {}}',
+    "[1, 2]",
+    '{"event_name": "no_such_event"}',
+    '{"event_name": "subscribe", "data": "x"}',
+    '{"event_name": "subscribe", "data": ["a"]}',
+    '{"event_name": "subscribe", "data": {"channels": 5}}',
+    '{"event_name": "subscribe", "data": {"channels": ["a"], "last": "abc"}}',
+    '{"event_name": "subscribe", "data": {"channels": [{"a": 1}], "last": 0}}',
+    "[" * 100_000 + "]" * 100_000,
+]
 
 
 def test_malformed_messages_are_logged_and_ignored(server_factory: ServerFactory) -> None:
@@ -426,8 +455,15 @@ def test_a_failing_hook_is_logged_and_the_connection_stays(server_factory: Serve
 
 def test_the_rate_limit_is_odoos(server_factory: ServerFactory) -> None:
     """3 messages at once pass; a 4th within 3 x 0.5 s of the first closes with 1013."""
-    server = start(server_factory, "--workers", "1", "--websocket-rate-limit-burst", "3",
-                   "--websocket-rate-limit-delay", "0.5")
+    server = start(
+        server_factory,
+        "--workers",
+        "1",
+        "--websocket-rate-limit-burst",
+        "3",
+        "--websocket-rate-limit-delay",
+        "0.5",
+    )
     with websocket(server) as ws:
         for _ in range(3):
             subscribe(ws, [channel()])
@@ -450,8 +486,11 @@ def test_an_outdated_worker_is_told_so(server_factory: ServerFactory) -> None:
     with websocket(server, "/websocket", retry_for=0, **browser) as ws:
         assert closed_with(ws) == 1000
     device = {"User-Agent": "Python/3.11 websockets/14"}
-    for path, headers in (("/websocket?version=17.0-1", browser), ("/websocket", {}),
-                          ("/websocket", device)):
+    for path, headers in (
+        ("/websocket?version=17.0-1", browser),
+        ("/websocket", {}),
+        ("/websocket", device),
+    ):
         with websocket(server, path, retry_for=0, **headers) as ws:
             subscribe(ws, [channel()])
             assert nothing_more(ws)
@@ -459,9 +498,11 @@ def test_an_outdated_worker_is_told_so(server_factory: ServerFactory) -> None:
 
 def test_a_wrong_websocket_version_gets_426_naming_13(bus_server: Server) -> None:
     sock = socket.create_connection(("127.0.0.1", bus_server.realtime_port), timeout=10)
-    sock.sendall(b"GET /websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                 b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                 b"Sec-WebSocket-Version: 8\r\n\r\n")
+    sock.sendall(
+        b"GET /websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 8\r\n\r\n"
+    )
     received = b""
     while chunk := sock.recv(65536):
         received += chunk
@@ -484,8 +525,14 @@ def test_long_polling(any_mode: Server) -> None:
     url = f"http://127.0.0.1:{any_mode.realtime_port}/longpolling/poll"
 
     def poll(last: int) -> list[dict[str, Any]]:
-        body = json.dumps({"jsonrpc": "2.0", "method": "call", "id": 9,
-                           "params": {"channels": [name], "last": last}}).encode()
+        body = json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "method": "call",
+                "id": 9,
+                "params": {"channels": [name], "last": last},
+            }
+        ).encode()
         request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
         reply = json.loads(urllib.request.urlopen(request, timeout=60).read())
         assert reply["jsonrpc"] == "2.0" and reply["id"] == 9
@@ -507,15 +554,17 @@ def test_long_polling(any_mode: Server) -> None:
 def rpc(server: Server, path: str, params: dict[str, Any], **headers: str) -> Any:
     url = f"http://127.0.0.1:{server.realtime_port}{path}"
     body = json.dumps({"jsonrpc": "2.0", "method": "call", "id": 3, "params": params})
-    request = urllib.request.Request(url, body.encode(),
-                                     {"Content-Type": "application/json", **headers})
+    request = urllib.request.Request(
+        url, body.encode(), {"Content-Type": "application/json", **headers}
+    )
     reply = json.loads(urllib.request.urlopen(request, timeout=60).read())
     assert reply["jsonrpc"] == "2.0" and reply["id"] == 3
     return reply
 
 
-def test_long_polling_as_odoo_15s_controller(server_factory: ServerFactory,
-                                             fresh_database: str) -> None:
+def test_long_polling_as_odoo_15s_controller(
+    server_factory: ServerFactory, fresh_database: str
+) -> None:
     """broadcast added, options.peek answered at once, record channels refused to
     anonymous clients, /longpolling/health and /longpolling/im_status answered."""
     server = start(server_factory, *HOOKS, "--workers", "1", "--db-uri", fresh_database)
@@ -527,28 +576,33 @@ def test_long_polling_as_odoo_15s_controller(server_factory: ServerFactory,
     expected = [(name, {"n": 1}), ("broadcast", {"to": "all"})]
 
     def poll(**headers: str) -> Any:
-        return rpc(server, "/longpolling/poll", {"channels": [name, record], "last": 0},
-                   **headers)["result"]
+        return rpc(server, "/longpolling/poll", {"channels": [name, record], "last": 0}, **headers)[
+            "result"
+        ]
 
     both = eventually(lambda: (found := poll()) and len(found) == 2 and found)
     assert [(m["channel"], m["message"]) for m in both] == expected
     signed_in = poll(Cookie="session_id=partner")
     assert [m["channel"] for m in signed_in] == [name, "broadcast", record]
-    peeked = rpc(server, "/longpolling/poll", {"channels": [name], "last": 10 ** 9,
-                                               "options": {"peek": True}})["result"]
+    peeked = rpc(
+        server, "/longpolling/poll", {"channels": [name], "last": 10**9, "options": {"peek": True}}
+    )["result"]
     assert peeked["channels"] == [name, "broadcast"]
     assert [m["message"] for m in peeked["notifications"]] == [{"n": 1}, {"to": "all"}]
-    waiting = rpc(server, "/longpolling/poll", {"channels": [name], "last": 0,
-                                                "options": {"peek": True,
-                                                            "bus_inactivity": 5}})
+    waiting = rpc(
+        server,
+        "/longpolling/poll",
+        {"channels": [name], "last": 0, "options": {"peek": True, "bus_inactivity": 5}},
+    )
     assert len(waiting["result"]["notifications"]) == 2
     status, headers, body = _get(server, "/longpolling/health")
     assert (status, json.loads(body)) == (200, {"status": "pass"})
     assert headers["cache-control"] == "no-store"
     anonymous = rpc(server, "/longpolling/im_status", {"partner_ids": [7]})
     assert anonymous["error"]["code"] == 100
-    signed = rpc(server, "/longpolling/im_status", {"partner_ids": [7]},
-                 Cookie="session_id=partner")
+    signed = rpc(
+        server, "/longpolling/im_status", {"partner_ids": [7]}, Cookie="session_id=partner"
+    )
     assert "no presence" in signed["error"]["data"]["message"]
     bad = rpc(server, "/longpolling/poll", {"channels": [{"x": 1}], "last": 0})
     assert bad["error"]["code"] == 200
@@ -558,17 +612,28 @@ def test_odoo_16_side_routes(server_factory: ServerFactory, fresh_database: str)
     server = start(server_factory, "--workers", "1", "--db-uri", fresh_database)
     name = channel()
     assert publish(server, name, {"n": 1}) == 200
-    peek = eventually(lambda: (lambda r: r["result"]["notifications"] and r)(
-        rpc(server, "/websocket/peek_notifications",
-            {"channels": [name], "last": 0, "is_first_poll": True})))
+    peek = eventually(
+        lambda: (lambda r: r["result"]["notifications"] and r)(
+            rpc(
+                server,
+                "/websocket/peek_notifications",
+                {"channels": [name], "last": 0, "is_first_poll": True},
+            )
+        )
+    )
     assert peek["result"]["channels"] == [name, "broadcast"]
     assert [(set(m), m["message"]) for m in peek["result"]["notifications"]] == [
-        ({"id", "message"}, {"n": 1})]
-    refused = rpc(server, "/websocket/peek_notifications",
-                  {"channels": [["db", "res.partner", 7]], "last": 0})
+        ({"id", "message"}, {"n": 1})
+    ]
+    refused = rpc(
+        server, "/websocket/peek_notifications", {"channels": [["db", "res.partner", 7]], "last": 0}
+    )
     assert "only string channels" in refused["error"]["data"]["message"]
-    presence = rpc(server, "/websocket/update_bus_presence",
-                   {"inactivity_period": 0, "im_status_ids_by_model": {}})
+    presence = rpc(
+        server,
+        "/websocket/update_bus_presence",
+        {"inactivity_period": 0, "im_status_ids_by_model": {}},
+    )
     assert presence["result"] == {}  # the public user's presence is not kept, in Odoo too
     status, headers, body = _get(server, "/websocket/health")
     assert status == 200 and json.loads(body)["status"] == "pass"
@@ -580,17 +645,23 @@ def _get(server: Server, path: str) -> tuple[int, dict[str, str], bytes]:
     try:
         conn.request("GET", path)
         response = conn.getresponse()
-        return (response.status, {k.lower(): v for k, v in response.getheaders()},
-                response.read())
+        return (response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
     finally:
         conn.close()
 
 
 def test_an_upgrade_on_the_http_port_gets_directions(bus_server: Server) -> None:
     conn = bus_server.http()
-    conn.request("GET", "/websocket", headers={
-        "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
-        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+    conn.request(
+        "GET",
+        "/websocket",
+        headers={
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        },
+    )
     response = conn.getresponse()
     text = response.read().decode()
     assert response.status == 400
@@ -605,39 +676,52 @@ def test_bus_send_from_the_command_line(bus_server: Server, database_uri: str) -
     name = channel()
     with websocket(bus_server) as ws:
         subscribe(ws, [name])
-        result = subprocess.run([PREFORK, "bus", "send", name,
-                                 '{"from": "cli"}'], capture_output=True, text=True,
-                                timeout=60)
+        result = subprocess.run(
+            [PREFORK, "bus", "send", name, '{"from": "cli"}'],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert result.returncode == 0, result.stderr
         assert receive(ws, 1)[0]["message"] == {"from": "cli"}
-    bad = subprocess.run([PREFORK, "bus", "send", name, "{oops"],
-                         capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [PREFORK, "bus", "send", name, "{oops"], capture_output=True, text=True, timeout=60
+    )
     assert bad.returncode == 2 and "not valid JSON" in bad.stderr
     # A record channel, spaced as a person types it, is published under its compact name,
     # the one its subscribers are given.
     record = f'["{name}", "res.partner", 8]'
-    sent = subprocess.run([PREFORK, "bus", "send", record, '{"n": 8}'],
-                          capture_output=True, text=True, timeout=60)
+    sent = subprocess.run(
+        [PREFORK, "bus", "send", record, '{"n": 8}'], capture_output=True, text=True, timeout=60
+    )
     assert sent.returncode == 0, sent.stderr
     with psycopg.connect(database_uri) as conn:
-        rows = conn.execute("SELECT channel FROM prefork.bus_message WHERE channel LIKE %s",
-                            (f'%{name}%',)).fetchall()
+        rows = conn.execute(
+            "SELECT channel FROM prefork.bus_message WHERE channel LIKE %s", (f"%{name}%",)
+        ).fetchall()
     assert sorted(row[0] for row in rows) == sorted([name, f'["{name}","res.partner",8]'])
-    broken = subprocess.run([PREFORK, "bus", "send", "[oops", "{}"],
-                            capture_output=True, text=True, timeout=60)
+    broken = subprocess.run(
+        [PREFORK, "bus", "send", "[oops", "{}"], capture_output=True, text=True, timeout=60
+    )
     assert broken.returncode == 2 and "record channel" in broken.stderr
 
 
-def test_postgres_restart_dispatcher_reconnects_and_catches_up(embedded_data: Path,
-
-        server_factory: ServerFactory) -> None:
+def test_postgres_restart_dispatcher_reconnects_and_catches_up(
+    embedded_data: Path, server_factory: ServerFactory
+) -> None:
     """Embedded PostgreSQL stopped under a subscribed client, then started again (by the
     master): the client stays connected and receives what is published once the database
     is back."""
     from tests.integration.conftest import embedded_down
 
-    server = start(server_factory, "--workers", "1", "--data-dir", str(embedded_data),
-                   env={"PREFORK_DB_URI": ""})
+    server = start(
+        server_factory,
+        "--workers",
+        "1",
+        "--data-dir",
+        str(embedded_data),
+        env={"PREFORK_DB_URI": ""},
+    )
     pgdata = embedded_data / "postgres"
     name = channel()
     with websocket(server) as ws:
@@ -654,19 +738,31 @@ def test_postgres_restart_dispatcher_reconnects_and_catches_up(embedded_data: Pa
 
 
 def test_a_client_that_never_answers_pings_is_dropped_with_1011(
-        server_factory: ServerFactory) -> None:
+    server_factory: ServerFactory,
+) -> None:
     """A raw client completes the handshake, then reads nothing: no pong goes back."""
     import base64
     import socket
     import struct
 
-    server = start(server_factory, "--workers", "1", "--websocket-ping-interval", "0.5",
-                   "--websocket-ping-timeout", "0.5")
+    server = start(
+        server_factory,
+        "--workers",
+        "1",
+        "--websocket-ping-interval",
+        "0.5",
+        "--websocket-ping-timeout",
+        "0.5",
+    )
     sock = socket.create_connection(("127.0.0.1", server.realtime_port), timeout=10)
     key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f"GET /websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                  f"Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    sock.sendall(
+        (
+            f"GET /websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
     time.sleep(3)  # pings arrive and stay unanswered
     received = b""
     while chunk := sock.recv(65536):
@@ -677,7 +773,7 @@ def test_a_client_that_never_answers_pings_is_dropped_with_1011(
     codes = []
     while frames:
         opcode, length = frames[0] & 0x0F, frames[1] & 0x7F
-        payload, frames = frames[2:2 + length], frames[2 + length:]
+        payload, frames = frames[2 : 2 + length], frames[2 + length :]
         if opcode == 0x8:
             codes.append(struct.unpack("!H", payload[:2])[0])
     assert codes == [1011]
@@ -690,12 +786,13 @@ def test_old_bus_messages_are_collected(server_factory: ServerFactory, fresh_dat
 
     with psycopg.connect(fresh_database) as conn:
         migrate_postgres(conn)
-        conn.execute("INSERT INTO prefork.bus_message (id, channel, message, created_at) "
-                     "VALUES (1, 'old', '{}', now() - interval '2 hours'), "
-                     "(2, 'recent', '{}', now() - interval '10 minutes')")
+        conn.execute(
+            "INSERT INTO prefork.bus_message (id, channel, message, created_at) "
+            "VALUES (1, 'old', '{}', now() - interval '2 hours'), "
+            "(2, 'recent', '{}', now() - interval '10 minutes')"
+        )
         conn.commit()
-    start(server_factory, "--workers", "1", "--db-uri", fresh_database,
-          "--bus-retention", "3600")
+    start(server_factory, "--workers", "1", "--db-uri", fresh_database, "--bus-retention", "3600")
 
     def remaining() -> list[str]:
         with psycopg.connect(fresh_database) as conn:
@@ -706,15 +803,20 @@ def test_old_bus_messages_are_collected(server_factory: ServerFactory, fresh_dat
 
 
 def test_the_realtime_soft_memory_limit_recycles_it(server_factory: ServerFactory) -> None:
-    server: Server = server_factory.start(*APP, "--workers", "1",
-                                          "--limit-memory-soft-gevent", "1M")
-    server.wait_log(r"realtime process \(pid \d+\) exited: memory-soft, RSS [\d.]+ MiB > "
-                    r"limit 1\.0 MiB", timeout=20)
+    server: Server = server_factory.start(
+        *APP, "--workers", "1", "--limit-memory-soft-gevent", "1M"
+    )
+    server.wait_log(
+        r"realtime process \(pid \d+\) exited: memory-soft, RSS [\d.]+ MiB > "
+        r"limit 1\.0 MiB",
+        timeout=20,
+    )
     server.wait_log(r"spawned realtime process pid=\d+[\s\S]*spawned realtime process pid=")
 
 
-def test_clients_catching_up_at_once_queue_for_a_small_pool(server_factory: ServerFactory,
-                                                            fresh_database: str) -> None:
+def test_clients_catching_up_at_once_queue_for_a_small_pool(
+    server_factory: ServerFactory, fresh_database: str
+) -> None:
     """30 clients reconnecting at once, 2,000 messages behind each, get every message while
     the realtime process holds no more than its catch-up pool (4) and the bus's two."""
     server = start(server_factory, "--workers", "1", "--db-uri", fresh_database)
@@ -730,9 +832,11 @@ def test_clients_catching_up_at_once_queue_for_a_small_pool(server_factory: Serv
 
     def realtime_connections() -> int:
         with psycopg.connect(fresh_database, autocommit=True) as conn:
-            row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = "
-                               "current_database() AND application_name LIKE "
-                               "'prefork realtime %'").fetchone()
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                "current_database() AND application_name LIKE "
+                "'prefork realtime %'"
+            ).fetchone()
         return int(row[0]) if row else 0
 
     peak, results = 0, []
@@ -756,7 +860,8 @@ def test_clients_catching_up_at_once_queue_for_a_small_pool(server_factory: Serv
 
 
 def test_clients_that_never_read_are_closed_past_the_queue_limit(
-        server_factory: ServerFactory) -> None:
+    server_factory: ServerFactory,
+) -> None:
     """Three clients stop reading while 12 MiB of messages go out: each is closed with 1013
     once 1 MiB waits for it (they reconnect from their last id), the realtime process keeps
     no more than that for them, and a client that reads gets every message."""
@@ -768,12 +873,22 @@ def test_clients_that_never_read_are_closed_past_the_queue_limit(
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)  # before connect
         sock.connect(("127.0.0.1", server.realtime_port))
-        stuck.append(clients.enter_context(connect(  # it reads no more than one frame
-            f"ws://127.0.0.1:{server.realtime_port}/websocket", sock=sock, max_queue=1,
-            open_timeout=10)))
+        stuck.append(
+            clients.enter_context(
+                connect(  # it reads no more than one frame
+                    f"ws://127.0.0.1:{server.realtime_port}/websocket",
+                    sock=sock,
+                    max_queue=1,
+                    open_timeout=10,
+                )
+            )
+        )
         subscribe(stuck[-1], [name])
-    reader = clients.enter_context(connect(  # frames batch several 64 KiB messages
-        f"ws://127.0.0.1:{server.realtime_port}/websocket", max_size=None, open_timeout=10))
+    reader = clients.enter_context(
+        connect(  # frames batch several 64 KiB messages
+            f"ws://127.0.0.1:{server.realtime_port}/websocket", max_size=None, open_timeout=10
+        )
+    )
     with clients:
         subscribe(reader, [name])
         time.sleep(0.5)  # the subscriptions are in
@@ -801,17 +916,20 @@ def _raw_answer(port: int, raw: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("host", [b"", b"Host: a\r\nHost: b\r\n", b"Host: user@evil\r\n"])
-def test_the_realtime_endpoints_refuse_a_bad_host_with_400(any_mode: Server,
-                                                           host: bytes) -> None:
+def test_the_realtime_endpoints_refuse_a_bad_host_with_400(any_mode: Server, host: bytes) -> None:
     """RFC 9112 3.2 on the realtime port as on http_port: HTTP/1.1 without Host, with two,
     or with one that is no authority gets 400 from long polling and the websocket
     handshake alike, and the connection is closed."""
     body = b'{"jsonrpc": "2.0", "method": "call", "id": 1, "params": {"channels": []}}'
-    poll = (b"POST /longpolling/poll HTTP/1.1\r\n" + host + b"Content-Type: application/json"
-            b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
-    handshake = (b"GET /websocket HTTP/1.1\r\n" + host + b"Upgrade: websocket\r\n"
-                 b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                 b"Sec-WebSocket-Version: 13\r\n\r\n")
+    poll = (
+        b"POST /longpolling/poll HTTP/1.1\r\n" + host + b"Content-Type: application/json"
+        b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    )
+    handshake = (
+        b"GET /websocket HTTP/1.1\r\n" + host + b"Upgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n"
+    )
     for raw in (poll, handshake):
         head = _raw_answer(any_mode.realtime_port, raw).partition(b"\r\n\r\n")[0].lower()
         assert head.startswith(b"http/1.1 400"), (raw, head)
@@ -823,10 +941,13 @@ def test_the_realtime_endpoints_refuse_a_bad_host_with_400(any_mode: Server,
 def test_an_absolute_form_handshake_is_routed_by_its_path(any_mode: Server) -> None:
     """RFC 9112 3.2.2: `GET http://host/websocket` is the websocket route (it got 403: the
     whole target was taken for the path), its authority the Host; a bad authority is 400."""
+
     def answer(target: bytes) -> bytes:
-        raw = (b"GET " + target + b" HTTP/1.1\r\nHost: header.example\r\nUpgrade: websocket"
-               b"\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-               b"Sec-WebSocket-Version: 13\r\n\r\n")
+        raw = (
+            b"GET " + target + b" HTTP/1.1\r\nHost: header.example\r\nUpgrade: websocket"
+            b"\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
         with socket.create_connection(("127.0.0.1", any_mode.realtime_port), timeout=10) as sock:
             sock.sendall(raw)
             head = b""

@@ -90,22 +90,33 @@ def test_pidfile_is_written_and_removed(server_factory: ServerFactory, tmp_path:
     assert not pidfile.exists()
 
 
-def test_port_in_use_is_a_clear_error(threaded_server: Server,
-                                      server_factory: ServerFactory) -> None:
+def test_port_in_use_is_a_clear_error(
+    threaded_server: Server, server_factory: ServerFactory
+) -> None:
     server = threaded_server
     other = server_factory.start("-p", str(server.port), wait=False)
     other_port = server.port
     assert other.proc.wait(10) == 1
-    assert (f"cannot listen on 127.0.0.1:{other_port} (http_port): Address already in use"
-            in other.log())
+    assert (
+        f"cannot listen on 127.0.0.1:{other_port} (http_port): Address already in use"
+        in other.log()
+    )
 
 
 def test_threaded_soft_memory_limit_reloads_the_process(server_factory: ServerFactory) -> None:
-    server = server_factory.start("--app", "tests.apps.testapp:app",
-                                  "--limit-memory-soft", "100M", "--limit-memory-hard", "1G")
+    server = server_factory.start(
+        "--app",
+        "tests.apps.testapp:app",
+        "--limit-memory-soft",
+        "100M",
+        "--limit-memory-hard",
+        "1G",
+    )
     assert server.get("/mem?mb=150&keep=1")[:3:2] == (200, b"allocated 150 MiB")
-    server.wait_log(r"threaded mode limit reached \(memory-soft: RSS [\d.]+ MiB > limit "
-                    r"100\.0 MiB\): reloading the whole process")
+    server.wait_log(
+        r"threaded mode limit reached \(memory-soft: RSS [\d.]+ MiB > limit "
+        r"100\.0 MiB\): reloading the whole process"
+    )
     server.wait_log(r"(?s)re-executing.*HTTP service running")
     status, _, body = server.get("/echo")
     assert status == 200 and json.loads(body)["pid"] == server.proc.pid
@@ -117,16 +128,20 @@ def test_threaded_real_time_limit_reloads_the_process(server_factory: ServerFact
     results: list[object] = []
     thread = threading.Thread(target=_slow_request, args=(server, 30, results))
     thread.start()
-    server.wait_log(r"threaded mode limit reached \(real-time: request 'GET /sleep\?s=30 "
-                    r"HTTP/1\.1' running [\d.]+s > limit 2s\)", timeout=15)  # checked every second
+    server.wait_log(
+        r"threaded mode limit reached \(real-time: request 'GET /sleep\?s=30 "
+        r"HTTP/1\.1' running [\d.]+s > limit 2s\)",
+        timeout=15,
+    )  # checked every second
     thread.join(15)
     assert results and isinstance(results[0], OSError)  # its connection died with the threads
     server.wait_log(r"(?s)re-executing.*HTTP service running")
     assert server.get("/echo")[0] == 200
 
 
-def test_threaded_hup_reloads_the_configuration(server_factory: ServerFactory,
-                                                tmp_path: Path) -> None:
+def test_threaded_hup_reloads_the_configuration(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
     """Odoo's threaded server restarts itself on HUP: the same process and port, the
     configuration file read again (here: a new dashboard password)."""
     conf = tmp_path / "prefork.conf"
@@ -135,8 +150,10 @@ def test_threaded_hup_reloads_the_configuration(server_factory: ServerFactory,
     assert server.get("/prefork/api", Authorization=_basic("first-pass"))[0] == 200
     conf.write_text("[options]\ndashboard_password = second-pass\n")
     server.signal(signal.SIGHUP)
-    server.wait_log(r"(?s)SIGHUP: the configuration is read again.*re-executing.*"
-                    r"HTTP service running")
+    server.wait_log(
+        r"(?s)SIGHUP: the configuration is read again.*re-executing.*"
+        r"HTTP service running"
+    )
     assert server.proc.poll() is None
     assert server.get("/prefork/api", Authorization=_basic("first-pass"))[0] == 401
     assert server.get("/prefork/api", Authorization=_basic("second-pass"))[0] == 200

@@ -24,8 +24,9 @@ APP = ("--app", "tests.apps.sessionapp:app", "--max-cron-threads", "0")
 REDIS = shutil.which("redis-server")
 
 
-def request(server: Server, path: str, cookie: str = "",
-            **headers: str) -> tuple[int, dict[str, Any], str]:
+def request(
+    server: Server, path: str, cookie: str = "", **headers: str
+) -> tuple[int, dict[str, Any], str]:
     """(status, JSON body, Set-Cookie) on a new connection, so any worker may answer."""
     conn = server.http(timeout=15)
     try:
@@ -104,14 +105,16 @@ def session_files(tmp_path: Path) -> list[Path]:
 
 
 def test_a_session_written_by_one_worker_is_read_by_the_others(
-        server_factory: ServerFactory) -> None:
+    server_factory: ServerFactory,
+) -> None:
     server = server_factory.start(*APP, "--workers", "4")
     wait_workers(server, 4)
     status, body, set_cookie = request(server, "/login?user=ada")
     assert status == 200 and body["session"] == {"user": "ada"}
     cookie = cookie_of(set_cookie)
-    assert served_by(server, cookie, {"user": "ada"}, 2) >= 2, \
+    assert served_by(server, cookie, {"user": "ada"}, 2) >= 2, (
         "every request went to one worker: nothing was shared"
+    )
 
 
 def test_cookie_flags_and_secure_behind_a_proxy(server_factory: ServerFactory) -> None:
@@ -128,8 +131,9 @@ def test_cookie_flags_and_secure_behind_a_proxy(server_factory: ServerFactory) -
     assert len(sid) == 43 and mac  # 256 random bits, signed
 
 
-def test_login_rotates_the_id_and_logout_destroys(server_factory: ServerFactory,
-                                                  tmp_path: Path) -> None:
+def test_login_rotates_the_id_and_logout_destroys(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
     server = server_factory.start(*APP, "--workers", "2")
     _, _, first = request(server, "/set?key=theme&value=dark")
     planted = cookie_of(first)
@@ -167,8 +171,9 @@ def test_foreign_cookies_in_front_keep_the_session(server_factory: ServerFactory
     assert status == 200 and body["session"] == {"user": "ada"} and again == ""
 
 
-def test_concurrent_writes_from_four_workers_never_corrupt(server_factory: ServerFactory,
-                                                           tmp_path: Path) -> None:
+def test_concurrent_writes_from_four_workers_never_corrupt(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
     server = server_factory.start(*APP, "--workers", "4", "--no-access-log")
     shared = cookie_of(request(server, "/count")[2])
     own = [cookie_of(request(server, "/count")[2]) for _ in range(4)]
@@ -190,8 +195,11 @@ def test_concurrent_writes_from_four_workers_never_corrupt(server_factory: Serve
         assert request(server, "/", cookie)[1]["session"]["count"] == 41
     for path in session_files(tmp_path):
         assert json.loads(path.read_text())["data"]["count"] >= 1
-    leftovers = [p for p in (tmp_path / "data" / "sessions").rglob("*") if p.is_file()
-                 and not p.name.endswith(".json")]
+    leftovers = [
+        p
+        for p in (tmp_path / "data" / "sessions").rglob("*")
+        if p.is_file() and not p.name.endswith(".json")
+    ]
     assert leftovers == []
 
 
@@ -206,9 +214,22 @@ def test_idle_expiry_and_the_clean_up_job(server_factory: ServerFactory, tmp_pat
     assert len(session_files(tmp_path)) == 3
     time.sleep(1.5)
     result = subprocess.run(
-        [PREFORK, "cron", "run", "prefork.session_gc", "--foreground",
-         "--data-dir", str(tmp_path / "data"), "--session-idle-timeout", "1"],
-        capture_output=True, text=True, cwd=ROOT, timeout=60)
+        [
+            PREFORK,
+            "cron",
+            "run",
+            "prefork.session_gc",
+            "--foreground",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--session-idle-timeout",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert session_files(tmp_path) == []
 
@@ -223,8 +244,7 @@ def test_absolute_lifetime(server_factory: ServerFactory) -> None:
 
 
 def test_memory_store_is_refused_with_workers(server_factory: ServerFactory) -> None:
-    server = server_factory.start(*APP, "--workers", "2", "--session-store", "memory",
-                                  wait=False)
+    server = server_factory.start(*APP, "--workers", "2", "--session-store", "memory", wait=False)
     assert server.proc.wait(30) == 2
     log = server.log()
     assert "session_store = memory" in log and "session_store = file" in log
@@ -248,9 +268,24 @@ def redis_server(tmp_path: Path) -> Iterator[tuple[int, Any]]:
 
     def start() -> None:
         assert REDIS is not None
-        procs.append(subprocess.Popen(
-            [REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [
+                    REDIS,
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(tmp_path),
+                ],
+                stdout=subprocess.DEVNULL,
+            )
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -272,8 +307,9 @@ def redis_server(tmp_path: Path) -> Iterator[tuple[int, Any]]:
             proc.wait()
 
 
-def test_redis_store_shares_sessions_and_survives_an_outage(server_factory: ServerFactory,
-                                                            redis_server: Any) -> None:
+def test_redis_store_shares_sessions_and_survives_an_outage(
+    server_factory: ServerFactory, redis_server: Any
+) -> None:
     port, (start, stop) = redis_server
     url = f"redis://127.0.0.1:{port}/0"
     server = server_factory.start(*APP, "--workers", "2", "--session-store", url)
@@ -309,8 +345,9 @@ def test_realtime_authenticates_from_the_session_store(server_factory: ServerFac
         deadline = time.monotonic() + 15
         while True:
             try:
-                with connect(f"ws://127.0.0.1:{port}/websocket", additional_headers=headers,
-                             open_timeout=5) as ws:
+                with connect(
+                    f"ws://127.0.0.1:{port}/websocket", additional_headers=headers, open_timeout=5
+                ) as ws:
                     ws.send('{"event_name": "subscribe", "data": {"channels": ["x"]}}')
                     try:
                         ws.recv(timeout=1)
@@ -329,8 +366,9 @@ def test_realtime_authenticates_from_the_session_store(server_factory: ServerFac
     name, value = cookie.split("=", 1)
     forged = ("y" if value[0] == "x" else "x") + value[1:]  # the id's first letter changed
     assert close_code({"Cookie": f"{name}={forged}"}) is None  # served as anonymous (Odoo)
-    with connect(f"ws://127.0.0.1:{port}/websocket", additional_headers={"Cookie": cookie},
-                 open_timeout=5) as ws:
+    with connect(
+        f"ws://127.0.0.1:{port}/websocket", additional_headers={"Cookie": cookie}, open_timeout=5
+    ) as ws:
         ws.send('{"event_name": "subscribe", "data": {"channels": ["x"]}}')
         request(server, "/logout", cookie)
         ws.send('{"event_name": "subscribe", "data": {"channels": ["x"]}}')
@@ -341,18 +379,23 @@ def test_realtime_authenticates_from_the_session_store(server_factory: ServerFac
 
 
 def test_session_store_option_is_validated(tmp_path: Path) -> None:
-    result = subprocess.run([PREFORK, "check", "--session-store",
-                             "mongodb://x", "--data-dir", str(tmp_path)],
-                            capture_output=True, text=True, cwd=ROOT, timeout=60,
-                            env={**os.environ})
+    result = subprocess.run(
+        [PREFORK, "check", "--session-store", "mongodb://x", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        env={**os.environ},
+    )
     assert result.returncode == 2
     assert "--session-store" in result.stderr and "Redis URL" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.skipif(not os.environ.get("PREFORK_TEST_REDIS"),
-                    reason="PREFORK_TEST_REDIS names no running Redis (.ci/run sets it to the "
-                    "machine's)")
+@pytest.mark.skipif(
+    not os.environ.get("PREFORK_TEST_REDIS"),
+    reason="PREFORK_TEST_REDIS names no running Redis (.ci/run sets it to the machine's)",
+)
 def test_redis_store_with_the_machines_redis(server_factory: ServerFactory) -> None:
     url = os.environ["PREFORK_TEST_REDIS"]
     server = server_factory.start(*APP, "--workers", "2", "--session-store", url)

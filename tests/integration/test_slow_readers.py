@@ -29,16 +29,18 @@ def _stalled_request(server: Server, path: str) -> socket.socket:
     return sock
 
 
-def _read_response(sock: socket.socket, timeout: float = 30,
-                   data: bytes = b"") -> tuple[bytes, bytes]:
+def _read_response(
+    sock: socket.socket, timeout: float = 30, data: bytes = b""
+) -> tuple[bytes, bytes]:
     """(head, body) of a chunked or Content-Length response, read to its end; `data`: what
     was read of it already."""
     head, body, _ = _read_responses(sock, timeout, data)
     return head, body
 
 
-def _read_responses(sock: socket.socket, timeout: float = 30,
-                    data: bytes = b"") -> tuple[bytes, bytes, bytes]:
+def _read_responses(
+    sock: socket.socket, timeout: float = 30, data: bytes = b""
+) -> tuple[bytes, bytes, bytes]:
     """(head, body, what was read past its end)."""
     sock.settimeout(timeout)
     while b"\r\n\r\n" not in data:
@@ -59,7 +61,7 @@ def _read_responses(sock: socket.socket, timeout: float = 30,
         while len(rest) < size + 2:
             rest += _recv(sock)
         body += rest[:size]
-        rest = rest[size + 2:]
+        rest = rest[size + 2 :]
         if size == 0:
             return head, bytes(body), rest
 
@@ -75,9 +77,14 @@ def _expected_stream(count: int, size: int) -> bytes:
 
 
 def _state(server: Server, tmp_path: Path) -> dict:  # type: ignore[type-arg]
-    out = subprocess.run([PREFORK, "status", "--json", "--data-dir", str(tmp_path / "data"),
-                          "-p", "0"], capture_output=True, text=True, cwd=ROOT,
-                         timeout=30, check=True).stdout
+    out = subprocess.run(
+        [PREFORK, "status", "--json", "--data-dir", str(tmp_path / "data"), "-p", "0"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+        check=True,
+    ).stdout
     return json.loads(out)  # type: ignore[no-any-return]
 
 
@@ -86,7 +93,8 @@ def _http_workers(state: dict) -> list[dict]:  # type: ignore[type-arg]
 
 
 def test_a_client_that_reads_nothing_does_not_hold_the_only_worker(
-        server_factory: ServerFactory) -> None:
+    server_factory: ServerFactory,
+) -> None:
     server = server_factory.start(*APP, "--workers", "1", "--http-send-timeout", "120")
     stalled = _stalled_request(server, f"/stream?n=48&size={CHUNK}")
     time.sleep(0.5)  # the worker has begun the 48 MiB response
@@ -99,13 +107,16 @@ def test_a_client_that_reads_nothing_does_not_hold_the_only_worker(
 
 
 def test_pipelined_requests_wait_for_the_slow_response_before_them(
-        server_factory: ServerFactory) -> None:
+    server_factory: ServerFactory,
+) -> None:
     server = server_factory.start(*APP, "--workers", "1")
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
     sock.connect((server.host, server.port))
-    sock.sendall(f"GET /stream?n=16&size={CHUNK} HTTP/1.1\r\nHost: t\r\n\r\n"
-                 "GET /echo?after=1 HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    sock.sendall(
+        f"GET /stream?n=16&size={CHUNK} HTTP/1.1\r\nHost: t\r\n\r\n"
+        "GET /echo?after=1 HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+    )
     time.sleep(0.5)
     assert server.get("/echo")[0] == 200  # served while the first response waits
     _, first, more = _read_responses(sock)
@@ -115,41 +126,52 @@ def test_pipelined_requests_wait_for_the_slow_response_before_them(
     sock.close()
 
 
-def test_memory_kept_for_slow_readers_is_bounded_and_shown(server_factory: ServerFactory,
-                                                           tmp_path: Path) -> None:
+def test_memory_kept_for_slow_readers_is_bounded_and_shown(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
     """A streamed body is drawn no further than http_send_buffer ahead of its client; the
     status shows what each worker keeps, for how many clients."""
-    server = server_factory.start(*APP, "--workers", "1", "--http-send-buffer", "2M",
-                                  "--http-send-timeout", "120")
+    server = server_factory.start(
+        *APP, "--workers", "1", "--http-send-buffer", "2M", "--http-send-timeout", "120"
+    )
     stalled = [_stalled_request(server, f"/stream?n=64&size={CHUNK}") for _ in range(3)]
     time.sleep(1.5)  # the master publishes the state every second
     (worker,) = _http_workers(_state(server, tmp_path))
     assert worker["sending_clients"] == 3
     # Each: at most its 2 MiB share plus the chunk that crossed it (not 64 MiB).
     assert 0 < worker["sending_bytes"] <= 3 * (2 * MiB + CHUNK + 64)
-    status = subprocess.run([PREFORK, "status", "--data-dir", str(tmp_path / "data"),
-                             "-p", "0"], capture_output=True, text=True,
-                            cwd=ROOT, timeout=30, check=True).stdout
+    status = subprocess.run(
+        [PREFORK, "status", "--data-dir", str(tmp_path / "data"), "-p", "0"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+        check=True,
+    ).stdout
     assert "to 3 slow reader(s)" in status
     for sock in stalled:
         sock.close()
 
 
 def test_a_client_that_stops_reading_is_dropped_after_the_send_timeout(
-        server_factory: ServerFactory) -> None:
+    server_factory: ServerFactory,
+) -> None:
     server = server_factory.start(*APP, "--workers", "1", "--http-send-timeout", "1")
     stalled = _stalled_request(server, f"/stream?n=64&size={CHUNK}&tag=stalled")
     server.wait_log(r"dropped: read nothing of its response for 1s", timeout=15)
-    server.wait_log(r'"GET /stream\?n=64&size=1048576&tag=stalled HTTP/1.1" 200 \d+',
-                    timeout=5)  # logged, with what was sent
+    server.wait_log(
+        r'"GET /stream\?n=64&size=1048576&tag=stalled HTTP/1.1" 200 \d+', timeout=5
+    )  # logged, with what was sent
     stalled.close()
     assert server.get("/echo")[0] == 200
 
 
 def test_the_real_time_limit_counts_the_application_not_a_slow_reader(
-        server_factory: ServerFactory) -> None:
-    server = server_factory.start(*APP, "--workers", "1", "--limit-time-real", "2",
-                                  "--http-send-timeout", "60")
+    server_factory: ServerFactory,
+) -> None:
+    server = server_factory.start(
+        *APP, "--workers", "1", "--limit-time-real", "2", "--http-send-timeout", "60"
+    )
     stalled = _stalled_request(server, f"/stream?n=32&size={CHUNK}")
     time.sleep(4)  # twice the limit, unread
     _, body = _read_response(stalled)
@@ -171,7 +193,8 @@ def test_a_graceful_stop_lets_slow_readers_finish(server_factory: ServerFactory)
 
 
 def test_many_slow_readers_of_a_large_body_leave_the_workers_free(
-        server_factory: ServerFactory) -> None:
+    server_factory: ServerFactory,
+) -> None:
     """Eight clients that never read a large response, on two workers: others are served
     at once (every request of a loop completes while they wait)."""
     server = server_factory.start(*APP, "--workers", "2", "--http-send-timeout", "120")
@@ -186,5 +209,3 @@ def test_many_slow_readers_of_a_large_body_leave_the_workers_free(
 
 
 # -- the connection's side, on a socket pair ------------------------------------------------
-
-

@@ -15,8 +15,9 @@ from tests.integration.conftest import MODES, PREFORK, ROOT, ServerFactory
 
 
 def unit(*args: str) -> str:
-    result = subprocess.run([PREFORK, "systemd", *args],
-                            capture_output=True, text=True, cwd=ROOT, timeout=60)
+    result = subprocess.run(
+        [PREFORK, "systemd", *args], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -25,19 +26,28 @@ def test_the_unit_is_complete_and_verifies(tmp_path: Path) -> None:
     config = tmp_path / "prefork.conf"
     config.write_text("[options]\nworkers = 2\nlimit_time_real = 60\n")
     text = unit("-c", str(config), "--user", "nobody", "--group", "nogroup")
-    for line in ("Type=notify", "NotifyAccess=all", "ExecReload=/bin/kill -HUP $MAINPID",
-                 "User=nobody", "Group=nogroup", "Restart=on-failure", "KillMode=mixed",
-                 "TimeoutStopSec=90", "LimitNOFILE=65536", "WantedBy=multi-user.target",
-                 f"-m prefork run -c {config}"):
+    for line in (
+        "Type=notify",
+        "NotifyAccess=all",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "User=nobody",
+        "Group=nogroup",
+        "Restart=on-failure",
+        "KillMode=mixed",
+        "TimeoutStopSec=90",
+        "LimitNOFILE=65536",
+        "WantedBy=multi-user.target",
+        f"-m prefork run -c {config}",
+    ):
         assert line in text, line
     verify = shutil.which("systemd-analyze")
     if verify is None:
         pytest.skip("systemd-analyze is not installed")
     path = tmp_path / "prefork.service"
-    path.write_text(text.replace("User=nobody", "User=root").replace("Group=nogroup",
-                                                                       "Group=root"))
-    result = subprocess.run([verify, "verify", str(path)], capture_output=True, text=True,
-                            timeout=60)
+    path.write_text(text.replace("User=nobody", "User=root").replace("Group=nogroup", "Group=root"))
+    result = subprocess.run(
+        [verify, "verify", str(path)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -60,11 +70,17 @@ def test_the_stop_timeout_leaves_room_for_the_drain() -> None:
 
 
 @pytest.mark.parametrize("mode", list(MODES))
-def test_ready_reloading_stopping(server_factory: ServerFactory, notify_socket: socket.socket,
-                                  mode: str) -> None:
-    server = server_factory.start("--app", "tests.apps.testapp:app", "--max-cron-threads",
-                                  "0", *MODES[mode],
-                                  env={"NOTIFY_SOCKET": notify_socket.getsockname()})
+def test_ready_reloading_stopping(
+    server_factory: ServerFactory, notify_socket: socket.socket, mode: str
+) -> None:
+    server = server_factory.start(
+        "--app",
+        "tests.apps.testapp:app",
+        "--max-cron-threads",
+        "0",
+        *MODES[mode],
+        env={"NOTIFY_SOCKET": notify_socket.getsockname()},
+    )
     ready = next_message(notify_socket)
     assert ready["READY"] == "1" and ready["MAINPID"] == str(server.proc.pid)
     assert server.get("/echo")[0] == 200
@@ -79,16 +95,23 @@ def test_ready_reloading_stopping(server_factory: ServerFactory, notify_socket: 
 
 
 def test_unix_sockets_under_run_get_a_runtime_directory(tmp_path: Path) -> None:
-    text = unit("--workers", "2", "--http-interface", "unix:/run/shop/http.sock",
-                "--gevent-interface", "unix:/run/shop-bus/bus.sock")
+    text = unit(
+        "--workers",
+        "2",
+        "--http-interface",
+        "unix:/run/shop/http.sock",
+        "--gevent-interface",
+        "unix:/run/shop-bus/bus.sock",
+    )
     assert "RuntimeDirectory=shop shop-bus\nRuntimeDirectoryMode=0755\n" in text
     assert "RuntimeDirectory" not in unit("--http-interface", "unix:/srv/shop/http.sock")
     verify = shutil.which("systemd-analyze")
     if verify is not None:
         path = tmp_path / "prefork.service"
         path.write_text(text)
-        result = subprocess.run([verify, "verify", str(path)], capture_output=True,
-                                text=True, timeout=60)
+        result = subprocess.run(
+            [verify, "verify", str(path)], capture_output=True, text=True, timeout=60
+        )
         assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -22,8 +22,12 @@ from prefork.access_log import (
     open_access_log,
 )
 
-LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d{3} (\d+) INFO prefork\.access: "
-                  r'(\S+) - "(\S+) (\S+) (HTTP/1\.[01])" (\d{3}) (\d+) \d+\.\d{3}$', re.M)
+LINE = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d{3} (\d+) INFO prefork\.access: "
+    r'(\S+) - "(\S+) (\S+) (HTTP/1\.[01])" (\d{3}) (\d+) \d+\.\d{3}$',
+    re.M,
+)
+
 
 @pytest.fixture
 def logging_state() -> Iterator[None]:
@@ -39,10 +43,12 @@ def logging_state() -> Iterator[None]:
     root.handlers[:] = handlers
     root.setLevel(level)
     access.handlers[:], access.propagate, access.disabled = (
-        access_state[0], access_state[2], access_state[3])
+        access_state[0],
+        access_state[2],
+        access_state[3],
+    )
     access.setLevel(access_state[1])
     logs._installed = installed
-
 
 
 ARGS = ("127.0.0.1", "GET", "/shop?page=2", "HTTP/1.1", 200, 1234, 0.0123)
@@ -76,8 +82,9 @@ def writer(fd: int, clock: Clock, **options: object) -> BufferedAccessLog:
     return BufferedAccessLog(fd, pid=4242, clock=clock, **options)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("created", [1764633600.0, 1764633600.0004, 1764633600.5,
-                                     1764633600.9996, 1764719999.123456])
+@pytest.mark.parametrize(
+    "created", [1764633600.0, 1764633600.0004, 1764633600.5, 1764633600.9996, 1764719999.123456]
+)
 def test_a_line_is_what_logging_wrote(log_file: tuple[Path, int], created: float) -> None:
     path, fd = log_file
     log = writer(fd, Clock(created))
@@ -208,8 +215,7 @@ def _flush_until(log: BufferedAccessLog, stop: threading.Event) -> None:
         log.flush()
 
 
-def test_a_failing_write_drops_lines_and_says_so_once(
-        caplog: pytest.LogCaptureFixture) -> None:
+def test_a_failing_write_drops_lines_and_says_so_once(caplog: pytest.LogCaptureFixture) -> None:
     read_end, write_end = os.pipe()
     os.close(read_end)  # EPIPE (Python ignores SIGPIPE)
     log = writer(write_end, Clock(1000.0))
@@ -258,10 +264,10 @@ def test_no_line_when_info_is_not_logged(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("logging_state")
-@pytest.mark.parametrize("change", ["own handler", "no propagation", "filter", "root handler",
-                                    "other format"])
-def test_another_logging_configuration_goes_through_logging(tmp_path: Path,
-                                                            change: str) -> None:
+@pytest.mark.parametrize(
+    "change", ["own handler", "no propagation", "filter", "root handler", "other format"]
+)
+def test_another_logging_configuration_goes_through_logging(tmp_path: Path, change: str) -> None:
     logs.setup_logging("info", str(tmp_path / "prefork.log"))
     access = logging.getLogger("prefork.access")
     extra = logging.FileHandler(tmp_path / "access.log")

@@ -38,7 +38,7 @@ def test_a_chunked_body_fed_in_pieces_is_the_same_body(piece: int) -> None:
     reader, buf = chunked(), bytearray()
     done = []
     for start in range(0, len(CHUNKED), piece):
-        buf += CHUNKED[start:start + piece]
+        buf += CHUNKED[start : start + piece]
         done.append(reader.read(buf))
     assert done[-1] and not any(done[:-1])
     assert reader.spool.stream().read() == b"hello world"
@@ -51,17 +51,21 @@ def test_a_chunked_body_leaves_the_pipelined_bytes() -> None:
     assert buf == b"GET /"
 
 
-@pytest.mark.parametrize(("data", "status", "reason"), [
-    (b"zz\r\n", 400, "invalid chunk size"),
-    (b"5\r\nhello!!\r\n", 400, "chunk data longer than its size"),
-    (b"0\r\nHost: x\r\n\r\n", 400, "Host is not allowed in a trailer"),
-    (b"0\r\nbad line\r\n", 400, "invalid trailer field"),
-    (b"0\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n", 431, "too many trailer fields"),
-    (b"0\r\nX: " + b"y" * 200, 431, "trailer field too large"),
-    (b"1" * 4096, 400, "invalid chunk size line"),
-])
-def test_a_chunked_body_that_breaks_its_framing_is_refused(data: bytes, status: int,
-                                                           reason: str) -> None:
+@pytest.mark.parametrize(
+    ("data", "status", "reason"),
+    [
+        (b"zz\r\n", 400, "invalid chunk size"),
+        (b"5\r\nhello!!\r\n", 400, "chunk data longer than its size"),
+        (b"0\r\nHost: x\r\n\r\n", 400, "Host is not allowed in a trailer"),
+        (b"0\r\nbad line\r\n", 400, "invalid trailer field"),
+        (b"0\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n", 431, "too many trailer fields"),
+        (b"0\r\nX: " + b"y" * 200, 431, "trailer field too large"),
+        (b"1" * 4096, 400, "invalid chunk size line"),
+    ],
+)
+def test_a_chunked_body_that_breaks_its_framing_is_refused(
+    data: bytes, status: int, reason: str
+) -> None:
     with pytest.raises(HTTPError) as refused:
         chunked().read(bytearray(data))
     assert refused.value.status == status

@@ -9,8 +9,18 @@ from prefork.db.hosts import HostInfo
 
 def test_hosts_over_the_limit_each_are_also_over_it_together() -> None:
     def host(port: int, connections: int) -> HostInfo:
-        return HostInfo("web", port, 1, "0.1.0", "multiprocessing", 8072, "redis",
-                        "r:6379/0", "ab" * 8, connections)
+        return HostInfo(
+            "web",
+            port,
+            1,
+            "0.1.0",
+            "multiprocessing",
+            8072,
+            "redis",
+            "r:6379/0",
+            "ab" * 8,
+            connections,
+        )
 
     # Each alone can open 199 of 97: the cluster's line is still given (status, dashboard).
     warning = budget_warning(host(1, 199), [host(2, 199)], 100, 3)

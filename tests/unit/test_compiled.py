@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPILED: list[str] = runpy.run_path(str(ROOT / "setup.py"))["COMPILED"]
 
 
-@pytest.mark.skipif(bool(os.environ.get("PREFORK_PURE_PYTHON")),
-                    reason="installed uncompiled on purpose")
+@pytest.mark.skipif(
+    bool(os.environ.get("PREFORK_PURE_PYTHON")), reason="installed uncompiled on purpose"
+)
 def test_every_listed_module_runs_compiled() -> None:
     """An install that silently fell back to the sources would lose the speed unseen."""
     assert compiled.is_compiled()
@@ -27,8 +28,9 @@ def test_every_listed_module_runs_compiled() -> None:
         assert module.__file__ is not None and module.__file__.endswith(".so"), path
 
 
-def test_a_source_edited_after_compiling_is_reported(tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_source_edited_after_compiling_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     package = tmp_path / "prefork"
     (package / "http").mkdir(parents=True)
     binary = package / "http" / "loop.cpython-311-x86_64-linux-gnu.so"

@@ -38,18 +38,27 @@ def test_seed_block_loads_as_is(tmp_path: Path) -> None:
     loaded = load_settings(config_path=write(tmp_path, SEED), environ={})
     s = loaded.settings
     assert (s.workers, s.max_cron_threads, s.gevent_port, s.proxy_mode, s.db_maxconn) == (
-        4, 1, 8072, True, 64)
+        4,
+        1,
+        8072,
+        True,
+        64,
+    )
     assert (s.limit_memory_soft, s.limit_memory_hard) == (640 << 20, 768 << 20)
     assert (s.limit_time_cpu, s.limit_time_real) == (60, 120)
     assert len(loaded.warnings) == 1
-    assert "prefork.conf:8: option 'longpolling_port' is deprecated, use 'gevent_port'" in (
-        loaded.warnings[0])
+    assert (
+        "prefork.conf:8: option 'longpolling_port' is deprecated, use 'gevent_port'"
+        in (loaded.warnings[0])
+    )
 
 
 def test_odoo_database_options_load_with_false_meaning_unset(tmp_path: Path) -> None:
-    text = ("[options]\ndb_host = False\ndb_port = False\ndb_user = odoo\n"
-            "db_password = False\ndb_name = False\ndb_sslmode = prefer\n"
-            "db_maxconn_gevent = False\nlogfile = False\nproxy_mode = False\n")
+    text = (
+        "[options]\ndb_host = False\ndb_port = False\ndb_user = odoo\n"
+        "db_password = False\ndb_name = False\ndb_sslmode = prefer\n"
+        "db_maxconn_gevent = False\nlogfile = False\nproxy_mode = False\n"
+    )
     loaded = load_settings(config_path=write(tmp_path, text), environ={})
     s = loaded.settings
     assert (s.db_host, s.db_port, s.db_user, s.db_password, s.db_name) == ("", 0, "odoo", "", "")
@@ -61,24 +70,31 @@ def test_a_bad_database_option_names_file_line_and_expectation(tmp_path: Path) -
     path = write(tmp_path, "[options]\ndb_sslmode = sometimes\n")
     with pytest.raises(ConfigError) as caught:
         load_settings(config_path=path, environ={})
-    assert str(caught.value) == (f"{path}:2: option 'db_sslmode': expected one of disable, "
-                                 "allow, prefer, require, verify-ca, verify-full, got 'sometimes'")
+    assert str(caught.value) == (
+        f"{path}:2: option 'db_sslmode': expected one of disable, "
+        "allow, prefer, require, verify-ca, verify-full, got 'sometimes'"
+    )
 
 
-@pytest.mark.parametrize(("line", "message"), [
-    ("limit_memory_soft = lots", "option 'limit_memory_soft': expected a size in bytes"),
-    ("proxy_mode = maybe", "option 'proxy_mode': expected True or False, got 'maybe'"),
-    ("http_port = 70000", "option 'http_port': expected a port number between 0 and 65535"),
-    ("wokers = 4", "unknown option 'wokers'; did you mean 'workers'?"),
-    ("workerz = 4", "unknown option 'workerz'; did you mean 'workers'?"),
-    ("xmlrpc_prot = 8169", "unknown option 'xmlrpc_prot'; did you mean 'xmlrpc_port'?"),
-    ("http_enable = maybe", "option 'http_enable': expected True or False, got 'maybe'"),
-    ("http_enable = False", "option 'http_enable' = False is not supported: prefork always "
-                            "runs its HTTP service"),
-    ("xmlrpc = False", "option 'xmlrpc' = False is not supported"),
-    ("log_level = loud", "option 'log_level': expected one of debug, info, warning"),
-    ("just some words", "expected '[section]' or 'key = value'"),
-])
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("limit_memory_soft = lots", "option 'limit_memory_soft': expected a size in bytes"),
+        ("proxy_mode = maybe", "option 'proxy_mode': expected True or False, got 'maybe'"),
+        ("http_port = 70000", "option 'http_port': expected a port number between 0 and 65535"),
+        ("wokers = 4", "unknown option 'wokers'; did you mean 'workers'?"),
+        ("workerz = 4", "unknown option 'workerz'; did you mean 'workers'?"),
+        ("xmlrpc_prot = 8169", "unknown option 'xmlrpc_prot'; did you mean 'xmlrpc_port'?"),
+        ("http_enable = maybe", "option 'http_enable': expected True or False, got 'maybe'"),
+        (
+            "http_enable = False",
+            "option 'http_enable' = False is not supported: prefork always runs its HTTP service",
+        ),
+        ("xmlrpc = False", "option 'xmlrpc' = False is not supported"),
+        ("log_level = loud", "option 'log_level': expected one of debug, info, warning"),
+        ("just some words", "expected '[section]' or 'key = value'"),
+    ],
+)
 def test_file_errors(tmp_path: Path, line: str, message: str) -> None:
     path = write(tmp_path, f"[options]\n{line}\n")
     with pytest.raises(ConfigError) as caught:
@@ -88,13 +104,16 @@ def test_file_errors(tmp_path: Path, line: str, message: str) -> None:
 
 
 def test_odoo_keys_warn_once_each(tmp_path: Path) -> None:
-    path = write(tmp_path, "[options]\naddons_path = /opt/addons\nlist_db = False\n"
-                 "dbfilter = ^%d$\n")
+    path = write(
+        tmp_path, "[options]\naddons_path = /opt/addons\nlist_db = False\ndbfilter = ^%d$\n"
+    )
     loaded = load_settings(config_path=path, environ={})
     assert len(loaded.warnings) == 3
-    assert loaded.warnings[0] == (f"{path}:2: Odoo option 'addons_path' is ignored by prefork "
-                                  "(Odoo's module loading; prefork serves one WSGI "
-                                  "application (app))")
+    assert loaded.warnings[0] == (
+        f"{path}:2: Odoo option 'addons_path' is ignored by prefork "
+        "(Odoo's module loading; prefork serves one WSGI "
+        "application (app))"
+    )
     assert all("is ignored by prefork" in w for w in loaded.warnings)
 
 
@@ -123,15 +142,17 @@ def test_precedence_defaults_file_env_cli(tmp_path: Path) -> None:
 def test_bad_env_value_names_the_variable() -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(environ={"PREFORK_WORKERS": "-1"})
-    assert str(caught.value) == ("environment variable PREFORK_WORKERS: option 'workers': "
-                                 "expected a whole number >= 0 or 'auto', got '-1'")
+    assert str(caught.value) == (
+        "environment variable PREFORK_WORKERS: option 'workers': "
+        "expected a whole number >= 0 or 'auto', got '-1'"
+    )
 
 
 def test_generated_reference_is_up_to_date() -> None:
     committed = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     assert committed == render(), (
-        "docs/configuration.md is stale: python -m prefork.config.reference "
-        "> docs/configuration.md")
+        "docs/configuration.md is stale: python -m prefork.config.reference > docs/configuration.md"
+    )
 
 
 def test_runbot_logs_from_odoo_s_level_25() -> None:
@@ -183,7 +204,8 @@ def test_no_odoo_flag_shadows_a_prefork_flag_of_another_meaning() -> None:
                 for name in flag.names:
                     dest = actions[name].dest
                     assert dest in (entry.key, entry.target) or dest.startswith(
-                        (f"odoo:{entry.key}:", f"alias:{entry.key}")), (command, name, dest)
+                        (f"odoo:{entry.key}:", f"alias:{entry.key}")
+                    ), (command, name, dest)
 
 
 def test_generated_odoo_table_is_up_to_date() -> None:
@@ -191,4 +213,5 @@ def test_generated_odoo_table_is_up_to_date() -> None:
 
     committed = (ROOT / "docs" / "odoo.md").read_text(encoding="utf-8")
     assert committed == render_odoo(), (
-        "docs/odoo.md is stale: python -m prefork.config.odoo_reference > docs/odoo.md")
+        "docs/odoo.md is stale: python -m prefork.config.odoo_reference > docs/odoo.md"
+    )

@@ -17,7 +17,7 @@ BROWSER_HEADERS = [
     f"flag; session_id={SID}",  # a pair without '='
     f"_ga=GA1.1.123456789.1700000000; _ga_X1Y2=GS1.1.1700000000.1.0.1700000000.0.0.0; "
     f"session_id={SID}; frontend_lang=en_US; tz=Europe/Brussels; cids=1-2",
-    f'cart=%7B%22items%22%3A%5B%5D%7D; name=J\xc3\xb6rg; session_id={SID}',  # UTF-8 as latin-1
+    f"cart=%7B%22items%22%3A%5B%5D%7D; name=J\xc3\xb6rg; session_id={SID}",  # UTF-8 as latin-1
     f"weird=a=b=c; session_id={SID}; after=1",  # '=' inside a value
     f"x=[1, 2]; y=back\\slash; session_id={SID}",
     f'  session_id="{SID}"  ',  # a quoted session value, stray spaces

@@ -32,7 +32,10 @@ def test_failures_back_off_then_deactivate_and_timeouts_wait_for_the_next_slot()
     claim = Claim("job", Schedule.parse(every="1h"), now, now, 0, None)
     first = next_state(claim, Outcome("failed", 1.0, "boom"), policy)
     assert (first["next_run"], first["failures"], first["active"]) == (
-        now + timedelta(seconds=30), 1, True)
+        now + timedelta(seconds=30),
+        1,
+        True,
+    )
     claim.failures, claim.first_failure = 1, now
     second = next_state(claim, Outcome("failed", 1.0, "boom"), policy)
     assert second["next_run"] == now + timedelta(seconds=60)  # doubled

@@ -57,8 +57,12 @@ def test_failed_checks_are_limited_per_address_without_hashing() -> None:
     auth = DashboardAuth("pw", b"secret", matcher, FailureLimit(clock=clock))
 
     def attempt(address: str, header: str, cookie: str = "") -> tuple[bool, int, str]:
-        environ = {"REMOTE_ADDR": address, "HTTP_AUTHORIZATION": header,
-                   "HTTP_COOKIE": cookie, "wsgi.url_scheme": "http"}
+        environ = {
+            "REMOTE_ADDR": address,
+            "HTTP_AUTHORIZATION": header,
+            "HTTP_COOKIE": cookie,
+            "wsgi.url_scheme": "http",
+        }
         return auth.check(environ)
 
     assert attempt("10.0.0.1", basic("pw"))[0]  # a success: no count kept
@@ -73,8 +77,12 @@ def test_failed_checks_are_limited_per_address_without_hashing() -> None:
     assert attempt("10.0.0.2", basic("pw"))[1] == 50  # others' success clears nothing
     polled = attempt("10.0.0.2", basic("pw"), cookie.split(";")[0])
     assert polled == (True, 0, "") and len(checked) == 12  # the cookie: no password check
-    for header in ["Bearer x", "Basic !!!", "Basic " + base64.b64encode(b"\xff:").decode(),
-                   "Basic " + base64.b64encode(b"no-colon").decode()] * 3:
+    for header in [
+        "Bearer x",
+        "Basic !!!",
+        "Basic " + base64.b64encode(b"\xff:").decode(),
+        "Basic " + base64.b64encode(b"no-colon").decode(),
+    ] * 3:
         attempt("10.0.0.4", header)  # malformed: failures that need no hash
     assert attempt("10.0.0.4", basic("pw"))[1] == 60 and len(checked) == 12
     clock.now += 50
@@ -95,8 +103,14 @@ def test_the_cookie_is_signed_expires_and_follows_the_password() -> None:
     assert cookie.valid(f"session_id=abc; {value}")
     other = DashboardCookie(cookie_key(b"secret", "new password"), clock=clock)
     forged = value[:-1] + ("A" if value[-1] != "A" else "B")
-    for header in ("", value[:-1], forged, f"{NAME}=99999999999.{value.split('.')[1]}",
-                   f"{NAME}=١٢.{value.split('.')[1]}", other.issue(secure=False).split(";")[0]):
+    for header in (
+        "",
+        value[:-1],
+        forged,
+        f"{NAME}=99999999999.{value.split('.')[1]}",
+        f"{NAME}=١٢.{value.split('.')[1]}",
+        other.issue(secure=False).split(";")[0],
+    ):
         assert not cookie.valid(header), header
     clock.now += 3600
     assert not cookie.valid(value)  # expired

@@ -44,18 +44,27 @@ class Workers:
         self.sent: list[tuple[int, int]] = []
         self.sockets: list[socket.socket] = []
         self.next_pid = 100
-        monkeypatch.setattr("prefork.servers.worker_proc.os.kill",
-                            lambda pid, signum: self.sent.append((pid, signum)))
+        monkeypatch.setattr(
+            "prefork.servers.worker_proc.os.kill",
+            lambda pid, signum: self.sent.append((pid, signum)),
+        )
 
-    def make(self, number: int, state: int = READY, generation: int = 1,
-             kind: ProcessKind = HTTP, limits: WorkerLimits = NO_LIMITS) -> WorkerProc:
+    def make(
+        self,
+        number: int,
+        state: int = READY,
+        generation: int = 1,
+        kind: ProcessKind = HTTP,
+        limits: WorkerLimits = NO_LIMITS,
+    ) -> WorkerProc:
         self.next_pid += 1
         slot = self.scoreboard.acquire(self.next_pid)
         slot.set_state(state)
         ours, _theirs = socket.socketpair()
         self.sockets += [ours, _theirs]
-        worker = WorkerProc(self.next_pid, number, slot, generation, ours, kind, limits,
-                            started=NOW)
+        worker = WorkerProc(
+            self.next_pid, number, slot, generation, ours, kind, limits, started=NOW
+        )
         return worker
 
     def terminated(self) -> list[int]:
@@ -71,6 +80,7 @@ def workers(monkeypatch: pytest.MonkeyPatch) -> Iterator[Workers]:
 
 
 # -- keeping the count ------------------------------------------------------------------------
+
 
 def test_a_replacement_takes_the_lowest_free_number(workers: Workers) -> None:
     current = [workers.make(1), workers.make(3)]
@@ -119,10 +129,16 @@ def test_retiring_workers_stop_only_while_the_others_make_the_target(workers: Wo
 
 # -- the supervisor, with no worker to fork ---------------------------------------------------
 
+
 def supervisor_of(made: list[WorkerProc], target: int) -> tuple[Supervisor, list[bool]]:
     gave_up: list[bool] = []
-    supervisor = Supervisor(target, selectors.DefaultSelector(), HealthMonitor(60, 0, 0),
-                            lambda events: None, lambda: gave_up.append(True))
+    supervisor = Supervisor(
+        target,
+        selectors.DefaultSelector(),
+        HealthMonitor(60, 0, 0),
+        lambda events: None,
+        lambda: gave_up.append(True),
+    )
     supervisor.workers = {w.pid: w for w in made}
     supervisor.backoff.next_spawn = float("inf")  # a spawn would fork: none is due
     return supervisor, gave_up
@@ -190,6 +206,7 @@ def test_a_ready_worker_exiting_resets_the_back_off(workers: Workers) -> None:
 
 # -- the watchdog ------------------------------------------------------------------------------
 
+
 def test_a_worker_not_ready_within_limit_time_real_is_killed(workers: Workers) -> None:
     limits = WorkerLimits(time_cpu=0, time_real=10, memory_soft=0, memory_hard=0)
     booting = workers.make(1, BOOTING, limits=limits)
@@ -220,8 +237,7 @@ def test_a_long_request_is_stopped_so_its_client_gets_an_answer(workers: Workers
 
 
 def test_a_cron_job_gets_a_grace_to_record_its_own_timeout(workers: Workers) -> None:
-    limits = WorkerLimits(time_cpu=0, time_real=10, memory_soft=0, memory_hard=0,
-                          time_real_job=60)
+    limits = WorkerLimits(time_cpu=0, time_real=10, memory_soft=0, memory_hard=0, time_real_job=60)
     worker = workers.make(1, READY, kind=CRON, limits=limits)
     worker.slot.begin_request(NOW, b"job")
     assert supervision.time_verdict(worker, worker.slot.read(), NOW + 60 + CRON_GRACE) is None
@@ -245,6 +261,7 @@ def test_memory_above_limit_memory_hard(workers: Workers) -> None:
 
 
 # -- spreading clients -------------------------------------------------------------------------
+
 
 def test_the_most_loaded_worker_sheds_half_the_difference(workers: Workers) -> None:
     busy, quiet = workers.make(1), workers.make(2)

@@ -41,7 +41,8 @@ def test_polling_waits_for_its_interval(tmp_path: Path) -> None:
 
 
 def test_polling_stands_in_when_inotify_cannot_be_imported(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setitem(sys.modules, "inotify_simple", None)  # import raises ImportError
     watcher = open_watcher(str(tmp_path))
     assert isinstance(watcher, PollingWatcher) and watcher.fileno() == -1
@@ -69,7 +70,8 @@ class FeedWatcher:
 
 
 def test_reload_waits_for_quiet_and_logs_a_syntax_error_once(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, "prefork.dev")
     feed = FeedWatcher()
     reload = CodeReload(feed, str(tmp_path))
@@ -109,7 +111,8 @@ def test_compile_error_names_file_and_line(tmp_path: Path) -> None:
 
 
 def test_the_watched_root_is_the_application_modules_directory(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "src" / "shop").mkdir(parents=True)
     (tmp_path / "src" / "shop" / "__init__.py").write_text("")
     (tmp_path / "src" / "single.py").write_text("")
@@ -124,8 +127,13 @@ def test_the_watched_root_is_the_application_modules_directory(
 
 def test_preload_app_with_dev_reload_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="cannot reload with preload_app"):
-        load_settings(environ={"PREFORK_WORKERS": "2", "PREFORK_PRELOAD_APP": "True",
-                               "PREFORK_DEV_MODE": "reload"})
+        load_settings(
+            environ={
+                "PREFORK_WORKERS": "2",
+                "PREFORK_PRELOAD_APP": "True",
+                "PREFORK_DEV_MODE": "reload",
+            }
+        )
     threaded = load_settings(environ={"PREFORK_PRELOAD_APP": "True", "PREFORK_DEV_MODE": "all"})
     assert threaded.settings.dev_reload
 

@@ -56,7 +56,7 @@ def test_a_connection_sends_a_file_until_its_socket_is_full(tmp_path: Path) -> N
         received = b""
         while len(received) < sent:
             received += theirs.recv(MiB)
-        assert received == pattern(8 * MiB)[5:5 + sent]
+        assert received == pattern(8 * MiB)[5 : 5 + sent]
         assert conn.send_file(file.fileno(), 8 * MiB, 100) == 0  # past the end of the file
         theirs.close()
         with pytest.raises(ClientGone):

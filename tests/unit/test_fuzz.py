@@ -29,22 +29,54 @@ VALID = [
     b"POST /form HTTP/1.1\r\nHost: h\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\n"
     b"hello world",
     b"POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
-    b"5\r\nhello\r\n6;name=\"v a\"\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n",
+    b'5\r\nhello\r\n6;name="v a"\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n',
     b"PUT /x HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
     b"GET http://example.com:81/p?q HTTP/1.1\r\nHost: other\r\n\r\n",
     b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
     b"GET /old HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
     b"\r\nGET /caf\xe9 HTTP/1.1\r\nHost: h\r\nX-Obs: \xe9\t\xff\r\nConnection: close\r\n\r\n",
-    b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\nPOST /2 HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n"
-    b"ok",
+    b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\nPOST /2 HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nok",
 ]
 LIMITS = [Limits(), Limits(request_line=120, fields=8, field_size=200, body=64)]
-TOKENS = [b"\r", b"\n", b"\r\n", b"\r\n\r\n", b"\x00", b" ", b"\t", b":", b";", b"0", b"\xff",
-          b"\x7f", b"@", b"_", b"Host: x\r\n", b"Content-Length: 5\r\n", b"Content-Length: -1\r\n",
-          b"Transfer-Encoding: chunked\r\n", b"Transfer-Encoding: gzip\r\n", b" HTTP/1.1"]
+TOKENS = [
+    b"\r",
+    b"\n",
+    b"\r\n",
+    b"\r\n\r\n",
+    b"\x00",
+    b" ",
+    b"\t",
+    b":",
+    b";",
+    b"0",
+    b"\xff",
+    b"\x7f",
+    b"@",
+    b"_",
+    b"Host: x\r\n",
+    b"Content-Length: 5\r\n",
+    b"Content-Length: -1\r\n",
+    b"Transfer-Encoding: chunked\r\n",
+    b"Transfer-Encoding: gzip\r\n",
+    b" HTTP/1.1",
+]
 LINE_ENDS = [b"\n", b"\r", b"\r\r\n", b"\n\r", b" \r\n", b"\r\n "]
-BAD_SIZES = [b"-1", b"0x5", b"f" * 17, b" 5", b"5 ", b"", b"g", b"+5", b"5;", b'5;a="b',
-             b"ffffffff", b"5\x00", b"05", b"5;a=b;c"]
+BAD_SIZES = [
+    b"-1",
+    b"0x5",
+    b"f" * 17,
+    b" 5",
+    b"5 ",
+    b"",
+    b"g",
+    b"+5",
+    b"5;",
+    b'5;a="b',
+    b"ffffffff",
+    b"5\x00",
+    b"05",
+    b"5;a=b;c",
+]
 _CHUNK_SIZE = re.compile(rb"\r\n\r\n([0-9a-fA-F]+)|\r\n([0-9a-fA-F]+)(?=[;\r])")
 
 Mutation = Callable[[random.Random, bytes, Limits], bytes]
@@ -52,7 +84,7 @@ Mutation = Callable[[random.Random, bytes, Limits], bytes]
 
 def _flip(rng: random.Random, data: bytes, limits: Limits) -> bytes:
     at = rng.randrange(len(data))
-    return data[:at] + bytes([data[at] ^ (1 << rng.randrange(8))]) + data[at + 1:]
+    return data[:at] + bytes([data[at] ^ (1 << rng.randrange(8))]) + data[at + 1 :]
 
 
 def _insert(rng: random.Random, data: bytes, limits: Limits) -> bytes:
@@ -62,16 +94,16 @@ def _insert(rng: random.Random, data: bytes, limits: Limits) -> bytes:
 
 def _delete(rng: random.Random, data: bytes, limits: Limits) -> bytes:
     at = rng.randrange(len(data))
-    return data[:at] + data[at + rng.randint(1, 8):]
+    return data[:at] + data[at + rng.randint(1, 8) :]
 
 
 def _truncate(rng: random.Random, data: bytes, limits: Limits) -> bytes:
-    return data[:rng.randrange(len(data))]
+    return data[: rng.randrange(len(data))]
 
 
 def _repeat(rng: random.Random, data: bytes, limits: Limits) -> bytes:
     at = rng.randrange(len(data))
-    piece = data[at:at + rng.randint(1, 40)]
+    piece = data[at : at + rng.randint(1, 40)]
     return data[:at] + piece * rng.randint(2, 4) + data[at:]
 
 
@@ -95,8 +127,8 @@ def _length(rng: random.Random, data: bytes, limits: Limits) -> bytes:
     match = re.search(rb"Content-Length: (\d+)", data)
     if match is None:
         return _insert(rng, data, limits)
-    length = rng.choice([0, 1, limits.body, limits.body + 1, 10 ** 6, 10 ** 18])
-    return data[:match.start(1)] + b"%d" % length + data[match.end(1):]
+    length = rng.choice([0, 1, limits.body, limits.body + 1, 10**6, 10**18])
+    return data[: match.start(1)] + b"%d" % length + data[match.end(1) :]
 
 
 def _long_target(rng: random.Random, data: bytes, limits: Limits) -> bytes:
@@ -112,7 +144,7 @@ def _line_end(rng: random.Random, data: bytes, limits: Limits) -> bytes:
     if not ends:
         return data
     at = rng.choice(ends)
-    return data[:at] + rng.choice(LINE_ENDS) + data[at + 2:]
+    return data[:at] + rng.choice(LINE_ENDS) + data[at + 2 :]
 
 
 def _chunk_size(rng: random.Random, data: bytes, limits: Limits) -> bytes:
@@ -121,20 +153,40 @@ def _chunk_size(rng: random.Random, data: bytes, limits: Limits) -> bytes:
         return _insert(rng, data, limits)
     match = rng.choice(sizes)
     group = 1 if match.group(1) is not None else 2
-    return data[:match.start(group)] + rng.choice(BAD_SIZES) + data[match.end(group):]
+    return data[: match.start(group)] + rng.choice(BAD_SIZES) + data[match.end(group) :]
 
 
-MUTATIONS: list[Mutation] = [_flip, _insert, _delete, _truncate, _repeat, _huge_field,
-                             _length, _long_target, _line_end, _chunk_size]
+MUTATIONS: list[Mutation] = [
+    _flip,
+    _insert,
+    _delete,
+    _truncate,
+    _repeat,
+    _huge_field,
+    _length,
+    _long_target,
+    _line_end,
+    _chunk_size,
+]
 
 
 def _summary(request: Request, limits: Limits) -> tuple[object, ...]:
     body = request.body.read()
     request.body.close()
     assert len(body) == request.content_length <= limits.body
-    return (request.method, request.target, request.path, request.query, request.version,
-            tuple(request.headers), request.keep_alive, request.expect_continue,
-            request.authority, request.line, body)
+    return (
+        request.method,
+        request.target,
+        request.path,
+        request.query,
+        request.version,
+        tuple(request.headers),
+        request.keep_alive,
+        request.expect_continue,
+        request.authority,
+        request.line,
+        body,
+    )
 
 
 def _outcome(data: bytes, limits: Limits, cuts: list[int]) -> tuple[object, ...]:
@@ -168,8 +220,10 @@ def test_mutated_requests_end_in_requests_or_http_errors_whatever_the_split() ->
         limits = rng.choice(LIMITS)
         data = _mutated(rng, limits)
         whole = _outcome(data, limits, [])
-        splittings = [sorted(rng.sample(range(1, len(data)), max(0, min(len(data) - 1, k))))
-                      for k in (rng.randint(1, 6) for _ in range(SPLITS))]
+        splittings = [
+            sorted(rng.sample(range(1, len(data)), max(0, min(len(data) - 1, k))))
+            for k in (rng.randint(1, 6) for _ in range(SPLITS))
+        ]
         if len(data) < BYTE_BY_BYTE_BELOW:
             splittings.append(list(range(1, len(data))))
         for cuts in splittings:

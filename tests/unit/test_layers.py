@@ -9,17 +9,20 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "prefork"
 
 # Bottom to top. A package's modules may import from any earlier layer, and from their own.
-LAYERS: tuple[frozenset[str], ...] = tuple(frozenset(layer.split()) for layer in (
-    "prefork config datadir addresses sockets unix_socket quiet_log wakeup logs pidfile "
-    "metrics access_log usercode",
-    "http db compiled",  # compiled reports how the request path (http) was built
-    "wsgi bus cron sessions dev",
-    "realtime ops demo",
-    "workers",
-    "servers",
-    "commands",
-    "cli __main__",
-))
+LAYERS: tuple[frozenset[str], ...] = tuple(
+    frozenset(layer.split())
+    for layer in (
+        "prefork config datadir addresses sockets unix_socket quiet_log wakeup logs pidfile "
+        "metrics access_log usercode",
+        "http db compiled",  # compiled reports how the request path (http) was built
+        "wsgi bus cron sessions dev",
+        "realtime ops demo",
+        "workers",
+        "servers",
+        "commands",
+        "cli __main__",
+    )
+)
 
 
 def _unit(module: str) -> str:
@@ -63,8 +66,9 @@ def _graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for module, path in modules.items():
         # `from prefork.x import name` names a module only when x.name is one.
-        graph[module] = {name for name in _imports(path, module)
-                         if name in modules and name != module}
+        graph[module] = {
+            name for name in _imports(path, module) if name in modules and name != module
+        }
     return graph
 
 
@@ -74,9 +78,12 @@ def test_every_module_is_in_a_layer() -> None:
 
 
 def test_no_module_imports_from_a_layer_above_its_own() -> None:
-    upward = [f"{module} imports {target}"
-              for module, targets in sorted(_graph().items())
-              for target in sorted(targets) if _rank(target) > _rank(module)]
+    upward = [
+        f"{module} imports {target}"
+        for module, targets in sorted(_graph().items())
+        for target in sorted(targets)
+        if _rank(target) > _rank(module)
+    ]
     assert not upward, "\n".join(upward)
 
 
@@ -87,7 +94,7 @@ def test_no_import_cycle() -> None:
 
     def visit(module: str, path: list[str]) -> None:
         if module in path:
-            cycles.append(" -> ".join([*path[path.index(module):], module]))
+            cycles.append(" -> ".join([*path[path.index(module) :], module]))
             return
         if module in done:
             return

@@ -12,16 +12,19 @@ from prefork.wsgi.limit_exceeded import LimitAlarm, LimitExceeded, answer, prefe
 from tests.responses import parse_responses
 
 
-@pytest.mark.parametrize(("accept", "json_wanted"), [
-    ("", False),
-    ("*/*", False),
-    ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", False),
-    ("application/json", True),
-    ("application/json, text/plain, */*", True),
-    ("text/html;q=0.5, application/json", True),
-    ("application/json;q=0.4, text/html", False),
-    ("application/json;q=oops", False),
-])
+@pytest.mark.parametrize(
+    ("accept", "json_wanted"),
+    [
+        ("", False),
+        ("*/*", False),
+        ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", False),
+        ("application/json", True),
+        ("application/json, text/plain, */*", True),
+        ("text/html;q=0.5, application/json", True),
+        ("application/json;q=0.4, text/html", False),
+        ("application/json;q=oops", False),
+    ],
+)
 def test_json_only_when_accept_prefers_it(accept: str, json_wanted: bool) -> None:
     assert prefers_json(accept) is json_wanted
 

@@ -42,8 +42,7 @@ def test_far_limits_skip_the_system_call(getrusage_calls: list[int]) -> None:
     assert len(getrusage_calls) == 1
 
 
-def test_growth_that_could_reach_the_soft_limit_is_measured(
-        getrusage_calls: list[int]) -> None:
+def test_growth_that_could_reach_the_soft_limit_is_measured(getrusage_calls: list[int]) -> None:
     soft = _peak() + (16 << 20)
     checker = RequestLimits(0, soft)
     getrusage_calls.clear()

@@ -38,7 +38,7 @@ def test_a_silent_client_is_watched_then_queued_when_it_speaks() -> None:
     parking.park(Handed(server, ("127.0.0.1", 1)))
     assert parking.waiting == 0
     client.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-    (key, _), = selector.select(1)
+    ((key, _),) = selector.select(1)
     parking.on_readable(key.data)
     assert parking.waiting == 1
     worker_end, master_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)

@@ -16,7 +16,7 @@ from prefork.http.request import Request
 def parse_all(data: bytes, limits: Limits | None = None, step: int = 0) -> list[Request]:
     parser = RequestParser(limits or Limits())
     out = []
-    pieces = [data[i:i + step] for i in range(0, len(data), step)] if step else [data]
+    pieces = [data[i : i + step] for i in range(0, len(data), step)] if step else [data]
     for piece in pieces:
         parser.feed(piece)
         while (request := parser.next_request()) is not None:
@@ -25,13 +25,17 @@ def parse_all(data: bytes, limits: Limits | None = None, step: int = 0) -> list[
 
 
 def test_byte_by_byte_equals_all_at_once() -> None:
-    raw = (b"POST /a?b=c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-           b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: y\r\n\r\n"
-           b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+    raw = (
+        b"POST /a?b=c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: y\r\n\r\n"
+        b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
     whole = parse_all(raw)
     single = parse_all(raw, step=1)
     assert [(r.method, r.path, r.query, r.body.read()) for r in whole] == [
-        ("POST", "/a", "b=c", b"hello world"), ("GET", "/next", "", b"")]
+        ("POST", "/a", "b=c", b"hello world"),
+        ("GET", "/next", "", b""),
+    ]
     assert [(r.method, r.target) for r in single] == [(r.method, r.target) for r in whole]
 
 
@@ -49,8 +53,10 @@ def test_pipelined_bytes_stay_unparsed_until_asked() -> None:
 
 
 def test_body_never_includes_the_next_request() -> None:
-    (first, second) = parse_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
-                                b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    (first, second) = parse_all(
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
     assert first.body.read() == b"abc"
     assert first.body.read() == b""
     assert second.method == "GET"
@@ -77,15 +83,18 @@ def test_large_body_spools_to_a_file() -> None:
     request.body.close()
 
 
-@pytest.mark.parametrize(("raw", "status"), [
-    (b"GET /" + b"a" * 100 + b" HTTP/1.1\r\n\r\n", 414),
-    (b"GET / HTTP/1.1\r\nX: " + b"a" * 100 + b"\r\n\r\n", 431),
-    (b"GET / HTTP/1.1\r\n" + b"X: a\r\n" * 11 + b"\r\n", 431),
-    (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n", 413),
-    (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3e9\r\n", 413),
-    (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: br, chunked\r\n\r\n", 501),
-    (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", 400),
-])
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"GET /" + b"a" * 100 + b" HTTP/1.1\r\n\r\n", 414),
+        (b"GET / HTTP/1.1\r\nX: " + b"a" * 100 + b"\r\n\r\n", 431),
+        (b"GET / HTTP/1.1\r\n" + b"X: a\r\n" * 11 + b"\r\n", 431),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n", 413),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3e9\r\n", 413),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: br, chunked\r\n\r\n", 501),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", 400),
+    ],
+)
 def test_limits_and_refusals(raw: bytes, status: int) -> None:
     limits = Limits(request_line=64, fields=10, field_size=64, body=1000)
     with pytest.raises(HTTPError) as caught:
@@ -102,8 +111,9 @@ def test_oversized_line_is_refused_before_it_completes() -> None:
 
 
 def test_keep_alive_rules() -> None:
-    requests = parse_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
-                         b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    requests = parse_all(
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
     assert [r.keep_alive for r in requests] == [True, False]
     (old,) = parse_all(b"GET / HTTP/1.0\r\n\r\n")
     (kept,) = parse_all(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
@@ -120,8 +130,18 @@ def _head_outcome(parse: Callable[[], Request]) -> tuple[object, ...]:
         r = parse()
     except HTTPError as exc:
         return ("refused", exc.status)
-    return (r.method, r.target, r.path, r.query, r.version, r.headers, r.keep_alive,
-            r.expect_continue, r.line, r.authority)
+    return (
+        r.method,
+        r.target,
+        r.path,
+        r.query,
+        r.version,
+        r.headers,
+        r.keep_alive,
+        r.expect_continue,
+        r.line,
+        r.authority,
+    )
 
 
 def test_common_head_path_parses_as_the_general_path() -> None:
@@ -129,15 +149,43 @@ def test_common_head_path_parses_as_the_general_path() -> None:
     heads built from valid and invalid pieces alike it gives the general path's answer."""
     rng = random.Random(7)
     methods = ["GET", "POST", "OPTIONS", "M-SEARCH", "get", "G T", ""]
-    targets = ["/", "/a?b=c&d", "/caf\xe9", "/?", "//double", "/x#frag", "*", "http://h/p?q",
-               "/a b", "/\x7f"]
+    targets = [
+        "/",
+        "/a?b=c&d",
+        "/caf\xe9",
+        "/?",
+        "//double",
+        "/x#frag",
+        "*",
+        "http://h/p?q",
+        "/a b",
+        "/\x7f",
+    ]
     versions = ["HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/1.2", "HTTP/1.1 ", "http/1.1"]
-    fields = ["Host: example.com", "X-Empty:", "X-Tab: a\tb ", "X_Under: y",
-              "Connection: close", "Connection: keep-alive", "Expect: 100-continue",
-              "Content-Length: 0", "Transfer-Encoding: chunked", "X-Obs: \xe9\xff",
-              "X-Colon: a:b:c", "Accept: */*",
-              "host:x", "Content-Length: 5", "Bad Name: v", ": novalue", "NoColon", " folded",
-              "X-Ctl: a\x01b", "X-Lf: a\nb", "X-Cr: a\rb", "Host: dup"]
+    fields = [
+        "Host: example.com",
+        "X-Empty:",
+        "X-Tab: a\tb ",
+        "X_Under: y",
+        "Connection: close",
+        "Connection: keep-alive",
+        "Expect: 100-continue",
+        "Content-Length: 0",
+        "Transfer-Encoding: chunked",
+        "X-Obs: \xe9\xff",
+        "X-Colon: a:b:c",
+        "Accept: */*",
+        "host:x",
+        "Content-Length: 5",
+        "Bad Name: v",
+        ": novalue",
+        "NoColon",
+        " folded",
+        "X-Ctl: a\x01b",
+        "X-Lf: a\nb",
+        "X-Cr: a\rb",
+        "Host: dup",
+    ]
     common = 0
     for _ in range(3000):
         # Half the heads from the valid pieces only (the first of each list), half from all.
@@ -146,8 +194,11 @@ def test_common_head_path_parses_as_the_general_path() -> None:
         def pick(pieces: list[str], good: int, valid: bool = valid) -> str:
             return rng.choice(pieces[:good] if valid else pieces)
 
-        line = (f"{pick(methods, 4)} {pick(targets, 5)} {pick(versions, 2)}"
-                if rng.random() > 0.05 else "GET / HTTP/1.1\rX")
+        line = (
+            f"{pick(methods, 4)} {pick(targets, 5)} {pick(versions, 2)}"
+            if rng.random() > 0.05
+            else "GET / HTTP/1.1\rX"
+        )
         count = rng.randint(0, 5)
         text = "\r\n".join([line, *rng.sample(fields[:12] if valid else fields, count)])
         raw = text.encode("latin-1") + b"\r\n\r\n"
@@ -175,14 +226,17 @@ def _refusal(raw: bytes) -> int | None:
     return None
 
 
-@pytest.mark.parametrize("raw", [
-    b"GET / HTTP/1.1\r\n\r\n",  # the common path, no field at all
-    b"GET / HTTP/1.1\r\nAccept: */*\r\n\r\n",  # the common path, fields but no Host
-    b"GET /caf\xe9 HTTP/1.1\r\nAccept: */*\r\n\r\n",  # the general path
-    b"GET http://example.com/ HTTP/1.1\r\n\r\n",  # absolute-form still needs Host
-    b"OPTIONS * HTTP/1.1\r\n\r\n",
-    b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",  # duplicated, even if equal
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET / HTTP/1.1\r\n\r\n",  # the common path, no field at all
+        b"GET / HTTP/1.1\r\nAccept: */*\r\n\r\n",  # the common path, fields but no Host
+        b"GET /caf\xe9 HTTP/1.1\r\nAccept: */*\r\n\r\n",  # the general path
+        b"GET http://example.com/ HTTP/1.1\r\n\r\n",  # absolute-form still needs Host
+        b"OPTIONS * HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",  # duplicated, even if equal
+    ],
+)
 def test_http11_needs_exactly_one_host(raw: bytes) -> None:
     """RFC 9112 3.2: 400 for HTTP/1.1 without Host, or with more than one."""
     assert _refusal(raw) == 400
@@ -193,17 +247,37 @@ def test_http10_without_host_is_accepted() -> None:
     assert request.path == "/x" and request.authority == ""
 
 
-@pytest.mark.parametrize(("host", "valid"), [
-    ("example.com", True), ("EXAMPLE.com:8080", True), ("127.0.0.1:80", True),
-    ("[::1]", True), ("[2001:db8::1]:443", True), ("localhost:", True), ("", True),
-    ("0.0.0.0=5000", True),  # sub-delims are reg-name characters (a corpus case)
-    ("xn--caf-dma.example", True), ("a_b.example%41", True),
-    ("exa mple.com", False), ("user@evil.example", False), ("a@b:80", False),
-    ("example.com/path", False), ("example.com?q", False), ("example.com#f", False),
-    ("[::1", False), ("::1", False), ("example.com:80:80", False), ("example.com:123456", False),
-    ("caf\xe9.example", False), ("a\\b", False), ('"quoted"', False), ("%zz", False),
-    ("<script>", False), ("a b", False),
-])
+@pytest.mark.parametrize(
+    ("host", "valid"),
+    [
+        ("example.com", True),
+        ("EXAMPLE.com:8080", True),
+        ("127.0.0.1:80", True),
+        ("[::1]", True),
+        ("[2001:db8::1]:443", True),
+        ("localhost:", True),
+        ("", True),
+        ("0.0.0.0=5000", True),  # sub-delims are reg-name characters (a corpus case)
+        ("xn--caf-dma.example", True),
+        ("a_b.example%41", True),
+        ("exa mple.com", False),
+        ("user@evil.example", False),
+        ("a@b:80", False),
+        ("example.com/path", False),
+        ("example.com?q", False),
+        ("example.com#f", False),
+        ("[::1", False),
+        ("::1", False),
+        ("example.com:80:80", False),
+        ("example.com:123456", False),
+        ("caf\xe9.example", False),
+        ("a\\b", False),
+        ('"quoted"', False),
+        ("%zz", False),
+        ("<script>", False),
+        ("a b", False),
+    ],
+)
 def test_host_value_must_be_an_authority(host: str, valid: bool) -> None:
     raw = b"GET / HTTP/1.1\r\nHost: " + host.encode("latin-1") + b"\r\n\r\n"
     assert _refusal(raw) == (None if valid else 400), host
@@ -212,14 +286,18 @@ def test_host_value_must_be_an_authority(host: str, valid: bool) -> None:
     assert _refusal(raw) == (None if valid else 400), host
 
 
-@pytest.mark.parametrize(("target", "authority", "path", "query"), [
-    ("http://example.com/x?y=1", "example.com", "/x", "y=1"),
-    ("https://Example.com:8443", "Example.com:8443", "/", ""),
-    ("http://[::1]:8080/foo", "[::1]:8080", "/foo", ""),
-    ("http://user:pass@example.com:8080/foo?q=1", "example.com:8080", "/foo", "q=1"),
-])
-def test_absolute_form_authority_wins_over_host(target: str, authority: str, path: str,
-                                                query: str) -> None:
+@pytest.mark.parametrize(
+    ("target", "authority", "path", "query"),
+    [
+        ("http://example.com/x?y=1", "example.com", "/x", "y=1"),
+        ("https://Example.com:8443", "Example.com:8443", "/", ""),
+        ("http://[::1]:8080/foo", "[::1]:8080", "/foo", ""),
+        ("http://user:pass@example.com:8080/foo?q=1", "example.com:8080", "/foo", "q=1"),
+    ],
+)
+def test_absolute_form_authority_wins_over_host(
+    target: str, authority: str, path: str, query: str
+) -> None:
     """RFC 9112 3.2.2: the target's authority is the host, whatever Host says (userinfo
     is never part of it)."""
     raw = f"GET {target} HTTP/1.1\r\nHost: other.example\r\n\r\n".encode()
@@ -228,18 +306,22 @@ def test_absolute_form_authority_wins_over_host(target: str, authority: str, pat
     assert ("HOST", "other.example") in request.headers  # the fields stay as received
 
 
-@pytest.mark.parametrize("target", ["http:///x", "http://@/x", "http://:80/x",
-                                    "http://a@b@/x", "http://exa%mple/"])
+@pytest.mark.parametrize(
+    "target", ["http:///x", "http://@/x", "http://:80/x", "http://a@b@/x", "http://exa%mple/"]
+)
 def test_absolute_form_without_a_valid_authority_is_refused(target: str) -> None:
     assert _refusal(f"GET {target} HTTP/1.1\r\nHost: h\r\n\r\n".encode()) == 400
 
 
-@pytest.mark.parametrize(("raw", "status"), [
-    # A wrong request line in a head over the size limit: the line's 400, not the 431.
-    (b"G:ET / HTTP/1.1\r\nHost: h\r\n" + b"X: v\r\n" * 400 + b"\r\n", 400),
-    # A request line over its limit in a head with a control character: the 414.
-    (b"GET /" + b"a" * 200 + b" HTTP/1.1\r\nHost: h\r\nX: \x01\r\n\r\n", 414),
-])
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        # A wrong request line in a head over the size limit: the line's 400, not the 431.
+        (b"G:ET / HTTP/1.1\r\nHost: h\r\n" + b"X: v\r\n" * 400 + b"\r\n", 400),
+        # A request line over its limit in a head with a control character: the 414.
+        (b"GET /" + b"a" * 200 + b" HTTP/1.1\r\nHost: h\r\nX: \x01\r\n\r\n", 414),
+    ],
+)
 def test_a_head_is_refused_alike_whole_or_in_pieces(raw: bytes, status: int) -> None:
     """Fed in pieces, a head is refused for its request line as soon as that line is in;
     fed whole, it must get the same answer (found by tests/unit/test_fuzz.py)."""

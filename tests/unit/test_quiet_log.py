@@ -11,8 +11,9 @@ import pytest
 from prefork import quiet_log
 
 
-def test_one_line_per_interval_then_the_count(monkeypatch: pytest.MonkeyPatch,
-                                              caplog: pytest.LogCaptureFixture) -> None:
+def test_one_line_per_interval_then_the_count(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     now = [100.0]
     monkeypatch.setattr(time, "monotonic", lambda: now[0])
     quiet = quiet_log.QuietLog(logging.getLogger("test.quiet"), every=10.0)

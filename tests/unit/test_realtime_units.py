@@ -89,8 +89,11 @@ def test_cookie_parsing_and_origin_check() -> None:
     assert same_site({"host": "example.com:8072", "origin": "https://example.com"}, False)
     assert same_site({"host": "example.com"}, False)  # no Origin: not a browser
     assert not same_site({"host": "example.com", "origin": "https://evil.example"}, False)
-    forwarded = {"host": "127.0.0.1:8072", "x-forwarded-host": "example.com",
-                 "origin": "https://example.com"}
+    forwarded = {
+        "host": "127.0.0.1:8072",
+        "x-forwarded-host": "example.com",
+        "origin": "https://example.com",
+    }
     assert same_site(forwarded, True) and not same_site(forwarded, False)
     assert same_site({"host": "[::1]:8072", "origin": "http://[::1]:8069"}, False)
 
@@ -114,18 +117,38 @@ def test_client_messages_parse_or_are_ignored() -> None:
     from prefork.realtime.protocol import Ignored, parse_event, parse_subscription
 
     assert parse_event('{"event_name": "subscribe", "data": {"channels": ["a"]}}') == (
-        "subscribe", {"channels": ["a"]})
+        "subscribe",
+        {"channels": ["a"]},
+    )
     assert parse_subscription({"channels": ["a", ["db", "res.partner", 7]], "last": 4}) == (
-        ['a', '["db","res.partner",7]'], 4)
+        ["a", '["db","res.partner",7]'],
+        4,
+    )
     assert parse_subscription({"channels": [], "last": None}) == ([], 0)
-    for text in (None, "", "nope", "[]", '{"data": 1}', '{"event_name": 5}',
-                 "[" * 100_000 + "]" * 100_000):
+    for text in (
+        None,
+        "",
+        "nope",
+        "[]",
+        '{"data": 1}',
+        '{"event_name": 5}',
+        "[" * 100_000 + "]" * 100_000,
+    ):
         with pytest.raises(Ignored):
             parse_event(text)
     data: object
-    for data in ("x", ["a"], None, {"channels": 5}, {"channels": ["a"], "last": "abc"},
-                 {"channels": ["a"], "last": True}, {"channels": ["a"], "last": -1},
-                 {"channels": [{"a": 1}]}, {"channels": [[]]}, {"channels": [[1.5]]}):
+    for data in (
+        "x",
+        ["a"],
+        None,
+        {"channels": 5},
+        {"channels": ["a"], "last": "abc"},
+        {"channels": ["a"], "last": True},
+        {"channels": ["a"], "last": -1},
+        {"channels": [{"a": 1}]},
+        {"channels": [[]]},
+        {"channels": [[1.5]]},
+    ):
         with pytest.raises(Ignored):
             parse_subscription(data)
 
@@ -136,8 +159,11 @@ def test_channel_rule_without_and_with_a_hook(tmp_path: Path) -> None:
 
     record, spelled = '["db","res.partner",7]', "a"
     asked = [spelled, record, "[not-json"]
-    where: dict[str, Any] = {"session_store": "memory", "session_secret": "k",
-                             "data_dir": str(tmp_path)}
+    where: dict[str, Any] = {
+        "session_store": "memory",
+        "session_secret": "k",
+        "data_dir": str(tmp_path),
+    }
     plain = Gate(Settings(**where))
     assert asyncio.run(plain.allowed(Anonymous(), asked)) == ["a", "broadcast"]
     assert asyncio.run(plain.allowed("signed-in", asked)) == ["a", "broadcast"]

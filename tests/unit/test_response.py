@@ -26,8 +26,14 @@ def serve(app: App, raw: bytes = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n") -> tuple[
         parser.feed(raw)
         request = parser.next_request()
         assert request is not None
-        handler = WSGIHandler(app, EnvironBuilder("127.0.0.1", 80, False), DateCache(),
-                              send_timeout=1.0, access_log=None, draining=lambda: False)
+        handler = WSGIHandler(
+            app,
+            EnvironBuilder("127.0.0.1", 80, False),
+            DateCache(),
+            send_timeout=1.0,
+            access_log=None,
+            draining=lambda: False,
+        )
         keep_alive = handler.serve(Connection(ours, ("127.0.0.1", 1), Limits()), request)
         ours.shutdown(socket.SHUT_WR)
         data = b""
@@ -40,6 +46,7 @@ def answering(status: str, headers: list[tuple[str, str]], body: bytes = b"hi") 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         start_response(status, headers)
         return [body]
+
     return app
 
 
@@ -72,7 +79,8 @@ def test_connection_close_from_the_application_closes(value: str) -> None:
     keep_alive, data = serve(answering("200 OK", [("connection", value)]))
     assert not keep_alive
     assert [line for line in head_lines(data) if line.lower().startswith(b"connection")] == [
-        b"Connection: close"]
+        b"Connection: close"
+    ]
 
 
 @pytest.mark.parametrize("status", ["204 No Content", "304 Not Modified"])
@@ -81,17 +89,21 @@ def test_bodiless_statuses_send_no_body_and_no_length(status: str) -> None:
     assert keep_alive and data.endswith(b"\r\n\r\n") and b"Content-Length" not in data
 
 
-@pytest.mark.parametrize(("status", "headers"), [
-    ("200 OK\r\nX-Injected: 1", []),
-    ("200 OK", [("X-A", "1\r\nX-Injected: 1")]),
-    ("200 OK", [("X-A", "1\nX-Injected: 1")]),
-    ("200 OK", [("X-A\r\nX-Injected", "1")]),
-    ("OK", []),
-    ("2000 OK", []),
-    ("", []),
-])
+@pytest.mark.parametrize(
+    ("status", "headers"),
+    [
+        ("200 OK\r\nX-Injected: 1", []),
+        ("200 OK", [("X-A", "1\r\nX-Injected: 1")]),
+        ("200 OK", [("X-A", "1\nX-Injected: 1")]),
+        ("200 OK", [("X-A\r\nX-Injected", "1")]),
+        ("OK", []),
+        ("2000 OK", []),
+        ("", []),
+    ],
+)
 def test_a_broken_status_or_header_gets_500_and_nothing_of_it_is_sent(
-        status: str, headers: list[tuple[str, str]]) -> None:
+    status: str, headers: list[tuple[str, str]]
+) -> None:
     keep_alive, data = serve(answering(status, headers))
     assert not keep_alive and data.startswith(b"HTTP/1.1 500 ")
     assert b"Injected" not in data
@@ -102,6 +114,7 @@ def test_start_response_twice_without_exc_info_gets_500() -> None:
         start_response("200 OK", [])
         start_response("404 Not Found", [])
         return [b""]
+
     keep_alive, data = serve(app)
     assert not keep_alive and data.startswith(b"HTTP/1.1 500 ")
 
@@ -113,23 +126,29 @@ def test_start_response_again_with_exc_info_replaces_the_status() -> None:
             raise ValueError("late")
         except ValueError:
             import sys
+
             start_response("502 Bad Gateway", [("X-B", "2")], sys.exc_info())
         return [b"bad"]
+
     keep_alive, data = serve(app)
     assert keep_alive and head_lines(data)[:2] == [b"HTTP/1.1 502 Bad Gateway", b"X-B: 2"]
     assert b"X-A" not in data
 
 
 def test_head_request_gets_the_length_but_no_body() -> None:
-    keep_alive, data = serve(answering("200 OK", [("Content-Length", "2")]),
-                             b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+    keep_alive, data = serve(
+        answering("200 OK", [("Content-Length", "2")]), b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
     assert keep_alive and b"Content-Length: 2" in data and data.endswith(b"\r\n\r\n")
 
 
 def test_middlewares_are_called_through_their_bound_call() -> None:
     class Middleware:
-        def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any],
-                     ) -> Iterable[bytes]:
+        def __call__(
+            self,
+            environ: dict[str, Any],
+            start_response: Callable[..., Any],
+        ) -> Iterable[bytes]:
             start_response("200 OK", [])
             return [b"mw"]
 

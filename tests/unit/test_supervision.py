@@ -15,8 +15,18 @@ MiB = 1 << 20
 
 
 def view(value: int = 0, error: str = "") -> SlotView:
-    return SlotView(pid=1, state=0, heartbeat=0.0, request_started=0.0, requests=0,
-                    value=value, connections=0, request_line="", exit_line="", error=error)
+    return SlotView(
+        pid=1,
+        state=0,
+        heartbeat=0.0,
+        request_started=0.0,
+        requests=0,
+        value=value,
+        connections=0,
+        request_line="",
+        exit_line="",
+        error=error,
+    )
 
 
 def exited(code: int) -> int:
@@ -39,9 +49,14 @@ def test_without_postgresql_there_are_no_cron_workers_and_no_realtime_process() 
 
 
 def test_each_kind_takes_its_own_limits() -> None:
-    settings = Settings(limit_memory_soft=100 * MiB, limit_memory_hard=200 * MiB,
-                        limit_memory_soft_gevent=300 * MiB, limit_time_real=60,
-                        limit_time_real_cron=600, limit_time_cpu=30)
+    settings = Settings(
+        limit_memory_soft=100 * MiB,
+        limit_memory_hard=200 * MiB,
+        limit_memory_soft_gevent=300 * MiB,
+        limit_time_real=60,
+        limit_time_real_cron=600,
+        limit_time_cpu=30,
+    )
     assert HTTP.limits(settings).memory_soft == 100 * MiB
     assert REALTIME.limits(settings).memory_soft == 300 * MiB
     assert REALTIME.limits(settings).memory_hard == 200 * MiB  # no gevent one: the workers'
@@ -54,8 +69,9 @@ def test_an_exit_after_a_reload_names_the_limit_the_worker_was_forked_with() -> 
     forked_with = HTTP.limits(before)
     after = dataclasses.replace(before, limit_memory_soft=150 * MiB)  # a HUP changed it
     assert HTTP.limits(after).memory_soft == 150 * MiB
-    reason, detail = classify(exited(exitcodes.MEMORY_SOFT), view(value=120 * MiB), None,
-                              forked_with, replacing=False)
+    reason, detail = classify(
+        exited(exitcodes.MEMORY_SOFT), view(value=120 * MiB), None, forked_with, replacing=False
+    )
     assert reason is ExitReason.MEMORY_SOFT
     assert detail == "RSS 120.0 MiB > limit 100.0 MiB"
 
@@ -66,8 +82,8 @@ def test_what_the_master_ordered_overrides_the_status() -> None:
     assert classify(exited(0), view(), order, limits, False) == (order.reason, order.detail)
     assert classify(exited(exitcodes.STOPPED), view(), None, limits, True)[0] == "reload"
     assert classify(exited(exitcodes.STOPPED), view(), None, limits, False)[0] == "stopped"
-    reason, detail = classify(exited(exitcodes.BOOT_FAILED), view(error="Trace\nBoom: x\n"),
-                              None, limits, False)
+    reason, detail = classify(
+        exited(exitcodes.BOOT_FAILED), view(error="Trace\nBoom: x\n"), None, limits, False
+    )
     assert (reason, detail) == (ExitReason.BOOT_FAILED, "Boom: x")
-    assert classify(exited(77), view(), None, limits, False) == (ExitReason.CRASH,
-                                                                 "exit code 77")
+    assert classify(exited(77), view(), None, limits, False) == (ExitReason.CRASH, "exit code 77")

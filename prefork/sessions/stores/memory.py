@@ -29,8 +29,11 @@ class MemoryStore(Store):
             if entry is None:
                 return None
             found = decode(entry[0])
-            if found is None or (self.idle and now - entry[1] > self.idle) \
-                    or self.too_old(found[1], now):
+            if (
+                found is None
+                or (self.idle and now - entry[1] > self.idle)
+                or self.too_old(found[1], now)
+            ):
                 del self._sessions[sid]
                 return None
             if touch:
@@ -48,8 +51,11 @@ class MemoryStore(Store):
     def collect(self) -> int:
         now = time.time()
         with self._lock:
-            stale = [sid for sid, (_, used) in self._sessions.items()
-                     if self.idle and now - used > self.idle]
+            stale = [
+                sid
+                for sid, (_, used) in self._sessions.items()
+                if self.idle and now - used > self.idle
+            ]
             for sid in stale:
                 del self._sessions[sid]
         return len(stale)

@@ -27,8 +27,11 @@ class RedisStore(Store):
     def client(self) -> redis_lib.Redis:
         if self._client is None or self._pid != os.getpid():  # never a pool from the parent
             self._client = redis_lib.Redis.from_url(
-                self.url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT,
-                health_check_interval=30)
+                self.url,
+                socket_timeout=TIMEOUT,
+                socket_connect_timeout=TIMEOUT,
+                health_check_interval=30,
+            )
             self._pid = os.getpid()
         return self._client
 
