@@ -1,3 +1,3 @@
 """prefork: Odoo's multi-processing server model for any WSGI application."""
 
-__version__ = "0.2.0"
+__version__ = "0.4.0"

@@ -1,6 +1,6 @@
 """The master's listening sockets: opened at start or inherited (from systemd socket
-activation, or from the old master during an upgrade), handed to a new master on USR2,
-and kept across a reload that asks for another address."""
+activation, or from the old master during an upgrade: servers/upgrade.py), and kept
+across a reload that asks for another address."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import dataclasses
 import logging
 import os
 import socket
-import sys
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from prefork.addresses import http_address, of_socket, realtime_address
@@ -18,7 +16,6 @@ from prefork.db.startup import DatabaseRuntime
 from prefork.db.target import resolve_target
 from prefork.sockets import (
     display_address,
-    handover_env,
     inherited_listeners,
     listen_http,
     listen_realtime,
@@ -27,7 +24,6 @@ from prefork.unix_socket import SocketFiles
 
 log = logging.getLogger("prefork.master")
 
-UPGRADE_ENV = "PREFORK_UPGRADE_FROM"  # the old master's pid, in the new master
 REALTIME_FD_ENV = "PREFORK_REALTIME_FD"  # which inherited socket is the realtime one
 
 
@@ -84,21 +80,6 @@ def with_realtime_port(settings: Settings, listeners: Listeners) -> Settings:
     )
     bound = of_socket(listeners.realtime)
     return settings if bound.unix else dataclasses.replace(settings, gevent_port=bound.port)
-
-
-def start_new_master(argv: Sequence[str], listeners: Listeners) -> int:
-    """USR2: the same command, executed again with the listening sockets; its pid."""
-    env = {**os.environ, **handover_env(listeners.all()), UPGRADE_ENV: str(os.getpid())}
-    if listeners.realtime is not None:
-        env[REALTIME_FD_ENV] = str(listeners.realtime.fileno())
-    command = [sys.executable, "-m", "prefork", *argv]
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.execve(sys.executable, command, env)
-        finally:
-            os._exit(127)
-    return pid
 
 
 def reloaded_settings(

@@ -1,4 +1,5 @@
-"""The master of multi-processing mode: owns the sockets, forks and supervises workers.
+"""The master of multi-processing mode: owns the sockets, the signals and the server's own
+life (start, reload, drain, stop, upgrade), and runs the loop that supervises the workers.
 
 It never runs application code after forking (with `preload_app` it imports the app once,
 before the first fork) and holds no connection a child could inherit. Signal handlers only
@@ -6,9 +7,10 @@ enqueue the signal number; the main loop, woken through the signal wake-up pipe,
 with a short `handle_<signal>` method, then reaps children, runs the watchdog and keeps the
 worker count at its target.
 
-This module carries out what others decide or build: servers/supervision.py which worker
-to start, stop or kill; servers/balancing.py how clients spread over the workers;
-servers/observation.py the state file; servers/listening.py the sockets.
+The work is others': servers/supervisor.py forks, counts, reaps and kills the workers, on
+servers/supervision.py's decisions; servers/balancing.py spreads clients over them;
+servers/observation.py writes the state file; servers/listening.py opens the sockets;
+servers/upgrade.py hands them to a new master (USR2).
 """
 
 from __future__ import annotations
@@ -40,16 +42,15 @@ from prefork.servers.embedded_supervisor import EmbeddedSupervisor
 from prefork.servers.health import Alert, HealthMonitor
 from prefork.servers.kinds import REALTIME, Inherited
 from prefork.servers.listening import (
-    UPGRADE_ENV,
     Listeners,
     open_listeners,
     reloaded_settings,
-    start_new_master,
     with_realtime_port,
 )
 from prefork.servers.observation import Observation
 from prefork.servers.parking import Parked, Parking
 from prefork.servers.supervisor import Supervisor
+from prefork.servers.upgrade import Upgrade
 from prefork.servers.worker_proc import SIGNALS, WorkerProc
 from prefork.sockets import display_address
 from prefork.wakeup import WakeupPipe
@@ -87,8 +88,7 @@ class Master:
         self.stop_deadline = 0.0
         self.drain_until = 0.0  # the monotonic time an announced stop (drain_delay) begins
         self.exit_code = 0
-        self.upgrade_pid: int | None = None
-        self.upgrade_from = int(os.environ.pop(UPGRADE_ENV, "0") or 0)
+        self.upgrade = Upgrade()
         self.observation = Observation(self.settings)
         self.announced_ready = False
         s = self.settings
@@ -263,13 +263,10 @@ class Master:
             time.sleep(QUIT_SPACING)  # dumps are written asynchronously: keep them apart
 
     def handle_usr2(self) -> None:
-        if self.upgrade_pid is not None or self.stopping or self.drain_until:
+        if self.handed_over or self.stopping or self.drain_until:
             log.warning("USR2 ignored: an upgrade is already running or the master is stopping")
             return
-        self.upgrade_pid = start_new_master(self.argv, self.listening)
-        log.info(
-            "upgrade: started a new master (pid %d) with the listening sockets", self.upgrade_pid
-        )
+        self.upgrade.start(self.argv, self.listening)
 
     def handle_chld(self) -> None:
         """Children are reaped on every loop turn; the signal only wakes the loop."""
@@ -311,8 +308,8 @@ class Master:
         inherited = Inherited(
             self.settings, self.listening.http, self.listening.realtime, self.app, self.database
         )
-        if self.supervisor.maintain(inherited, bool(self.upgrade_from), self._close_in_child):
-            self._finish_upgrade()
+        if self.supervisor.maintain(inherited, bool(self.upgrade.old_master), self._close_in_child):
+            self.upgrade.finish()
 
     def _close_in_child(self) -> None:
         """In a new worker: close what belongs to the master."""
@@ -367,8 +364,8 @@ class Master:
                 return
             if pid == 0:
                 return
-            if pid == self.upgrade_pid:
-                self._upgrade_failed(status)
+            if pid == self.upgrade.new_master:
+                self.upgrade.failed(status, self.stopping)
             elif self.embedded is not None and self.embedded.owns(pid):
                 self._alert(self.embedded.reaped(status, time.monotonic()))
             elif pid in self.workers:
@@ -405,7 +402,7 @@ class Master:
         self._begin_stop(0)
 
     def _begin_stop(self, code: int) -> None:
-        if self.upgrade_pid is None:  # not when a new master (USR2) takes the service over
+        if not self.handed_over:  # not when a new master (USR2) takes the service over
             sdnotify.notify("STOPPING=1")
         self.exit_code = code
         self.stop_deadline = time.monotonic() + self._grace()
@@ -423,29 +420,10 @@ class Master:
             self.stop_deadline = time.monotonic() + 5  # SIGKILL'ed children exit promptly
         return False
 
-    def _finish_upgrade(self) -> None:
-        if self.upgrade_from:
-            log.info(
-                "upgrade: workers ready, asking the old master (pid %d) to stop", self.upgrade_from
-            )
-            try:
-                os.kill(self.upgrade_from, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            self.upgrade_from = 0
-
-    def _upgrade_failed(self, status: int) -> None:
-        self.upgrade_pid = None
-        if not self.stopping:
-            log.error(
-                "upgrade failed: the new master exited (status %d); still serving",
-                os.waitstatus_to_exitcode(status),
-            )
-
     @property
     def handed_over(self) -> bool:
         """True when a new master (USR2) took over: what this one owns stays running."""
-        return self.upgrade_pid is not None
+        return self.upgrade.handed_over
 
     def _cleanup(self) -> None:
         if self.code_reload is not None:
