@@ -31,8 +31,8 @@ REALTIME_FD_ENV = "PREFORK_REALTIME_FD"  # which inherited socket is the realtim
 class Listeners:
     http: list[socket.socket]
     realtime: socket.socket | None = None
-    files: SocketFiles = field(default_factory=SocketFiles)  # removed at the end, unless
-    # handed over
+    # The socket files this master made: removed at its final stop, unless handed over.
+    files: SocketFiles = field(default_factory=SocketFiles)
 
     def all(self) -> list[socket.socket]:
         return self.http + ([self.realtime] if self.realtime is not None else [])

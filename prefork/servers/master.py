@@ -107,6 +107,7 @@ class Master:
             self.health,
             self._alert,
             lambda: self._begin_stop(EXIT_BOOT_FAILURE),
+            self._close_in_child,
         )
         self.balancer = Balancer(Parking(self.selector, s.http_keepalive_timeout))
         self.code_reload: CodeReload | None = None
@@ -308,7 +309,7 @@ class Master:
         inherited = Inherited(
             self.settings, self.listening.http, self.listening.realtime, self.app, self.database
         )
-        if self.supervisor.maintain(inherited, bool(self.upgrade.old_master), self._close_in_child):
+        if self.supervisor.maintain(inherited, bool(self.upgrade.old_master)):
             self.upgrade.finish()
 
     def _close_in_child(self) -> None:

@@ -48,6 +48,7 @@ class Supervisor:
         health: HealthMonitor,
         alert: Alerting,
         give_up: Callable[[], None],
+        close_master: Callable[[], None],
     ) -> None:
         self.target = target  # HTTP workers wanted
         self.generation = 1  # the generation of workers being started or serving
@@ -61,6 +62,7 @@ class Supervisor:
         self._health = health
         self._alert = alert
         self._give_up = give_up  # called when workers keep failing to start
+        self._close_master = close_master  # in a new worker: closes what the master owns
 
     def new_generation(self) -> None:
         self.generations += 1
@@ -68,9 +70,7 @@ class Supervisor:
 
     # -- keeping the count -------------------------------------------------------------------
 
-    def maintain(
-        self, inherited: Inherited, upgrading: bool, close_master: Callable[[], None]
-    ) -> bool:
+    def maintain(self, inherited: Inherited, upgrading: bool) -> bool:
         """Start and stop workers to keep each kind at its target; True when a ready
         generation has just replaced the old one, or the old master's (`upgrading`)."""
         current = [
@@ -88,7 +88,7 @@ class Supervisor:
             number = supervision.number_to_start(of_kind, target)
             extra = supervision.surplus(of_kind, target)
             if number and self.backoff.may_spawn(time.monotonic()):
-                self._spawn(number, kind, inherited, close_master)
+                self._spawn(number, kind, inherited)
             elif extra is not None:
                 self.terminate(extra)
         replaced = self._retire_old_generation([w for w in current if w.kind is HTTP], upgrading)
@@ -125,15 +125,13 @@ class Supervisor:
 
     # -- starting and stopping ---------------------------------------------------------------
 
-    def _spawn(
-        self, number: int, kind: ProcessKind, inherited: Inherited, close_master: Callable[[], None]
-    ) -> None:
+    def _spawn(self, number: int, kind: ProcessKind, inherited: Inherited) -> None:
         slot = self.scoreboard.acquire()
         master_end, worker_end = channel_pair()
         pid = fork_worker()
         if pid == 0:
             master_end.close()
-            self._become_worker(number, slot, worker_end, kind, inherited, close_master)
+            self._become_worker(number, slot, worker_end, kind, inherited)
         worker_end.close()
         slot.set_pid(pid)
         worker = WorkerProc(
@@ -151,7 +149,6 @@ class Supervisor:
         channel: socket.socket,
         kind: ProcessKind,
         inherited: Inherited,
-        close_master: Callable[[], None],
     ) -> NoReturn:
         """In the child: drop the master's own state and serve; never returns."""
         try:
@@ -162,7 +159,7 @@ class Supervisor:
             # unregister.
             for worker in self.workers.values():
                 worker.channel.close()
-            close_master()
+            self._close_master()
             run = kind.start(inherited, number, slot, channel)
         except BaseException:
             os._exit(1)

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from prefork.servers.listening import REALTIME_FD_ENV, Listeners
+from prefork.servers.worker_proc import send_signal
 from prefork.sockets import handover_env
 
 log = logging.getLogger("prefork.master")
@@ -60,8 +61,5 @@ class Upgrade:
         if not self.old_master:
             return
         log.info("upgrade: workers ready, asking the old master (pid %d) to stop", self.old_master)
-        try:
-            os.kill(self.old_master, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        send_signal(self.old_master, signal.SIGTERM)
         self.old_master = 0

@@ -41,11 +41,7 @@ class WorkerProc:
         return self.kind.role(self.number)
 
     def send(self, signum: int) -> None:
-        """The signal to the process, unless it has already exited."""
-        try:
-            os.kill(self.pid, signum)
-        except ProcessLookupError:
-            pass
+        send_signal(self.pid, signum)
 
     def watch(self) -> None:
         """Its psutil handle, for the watchdog's and the state file's RSS and CPU."""
@@ -53,6 +49,14 @@ class WorkerProc:
             self.process = psutil.Process(self.pid)
         except psutil.Error:
             self.process = None
+
+
+def send_signal(pid: int, signum: int) -> None:
+    """The signal to the process, unless it has already exited."""
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
 
 
 def fork_worker() -> int:

@@ -60,12 +60,9 @@ class Workers:
         self.next_pid += 1
         slot = self.scoreboard.acquire(self.next_pid)
         slot.set_state(state)
-        ours, _theirs = socket.socketpair()
-        self.sockets += [ours, _theirs]
-        worker = WorkerProc(
-            self.next_pid, number, slot, generation, ours, kind, limits, started=NOW
-        )
-        return worker
+        ours, theirs = socket.socketpair()  # the channel a forked worker would hold
+        self.sockets += [ours, theirs]
+        return WorkerProc(self.next_pid, number, slot, generation, ours, kind, limits, started=NOW)
 
     def terminated(self) -> list[int]:
         return [pid for pid, signum in self.sent if signum == signal.SIGTERM]
@@ -138,6 +135,7 @@ def supervisor_of(made: list[WorkerProc], target: int) -> tuple[Supervisor, list
         HealthMonitor(60, 0, 0),
         lambda events: None,
         lambda: gave_up.append(True),
+        lambda: None,
     )
     supervisor.workers = {w.pid: w for w in made}
     supervisor.backoff.next_spawn = float("inf")  # a spawn would fork: none is due
@@ -153,21 +151,21 @@ def test_a_ready_generation_replaces_the_old_one(workers: Workers) -> None:
     new = [workers.make(1, generation=2), workers.make(2, BOOTING, generation=2)]
     supervisor, _ = supervisor_of(old + new, target=2)
     supervisor.new_generation()
-    assert not supervisor.maintain(inherited(2), upgrading=False, close_master=lambda: None)
+    assert not supervisor.maintain(inherited(2), upgrading=False)
     assert workers.terminated() == []  # one new worker is still booting
     new[1].slot.set_state(READY)
-    assert supervisor.maintain(inherited(2), upgrading=False, close_master=lambda: None)
+    assert supervisor.maintain(inherited(2), upgrading=False)
     assert workers.terminated() == [w.pid for w in old]
 
 
 def test_retiring_workers_are_stopped_once_their_successors_serve(workers: Workers) -> None:
     retiring = workers.make(1, RETIRING)
     supervisor, _ = supervisor_of([retiring, workers.make(2)], target=2)
-    supervisor.maintain(inherited(2), upgrading=False, close_master=lambda: None)
+    supervisor.maintain(inherited(2), upgrading=False)
     assert workers.terminated() == []  # its successor has not started yet
     successor = workers.make(3)
     supervisor.workers[successor.pid] = successor
-    supervisor.maintain(inherited(2), upgrading=False, close_master=lambda: None)
+    supervisor.maintain(inherited(2), upgrading=False)
     assert workers.terminated() == [retiring.pid]
 
 
