@@ -30,3 +30,22 @@ def reloading() -> bool:
     # Type=notify-reload wants the time of the reload request with RELOADING=1.
     usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
     return notify("RELOADING=1", f"MONOTONIC_USEC={usec}")
+
+
+class Readiness:
+    """READY=1 once per generation of workers: at the start, after each reload (which sends
+    RELOADING=1 first), and from a new master after an upgrade, with its own pid."""
+
+    def __init__(self) -> None:
+        self.announced = False
+
+    def reloading(self) -> None:
+        self.announced = False
+        reloading()
+
+    def serving(self, ready: int, target: int) -> None:
+        """Announce once `ready` HTTP workers of the generation reach `target`."""
+        if self.announced or ready < target:
+            return
+        self.announced = True
+        notify("READY=1", f"MAINPID={os.getpid()}", f"STATUS=serving with {ready} HTTP worker(s)")

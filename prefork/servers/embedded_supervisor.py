@@ -23,6 +23,7 @@ from collections import deque
 from typing import Literal
 
 from prefork.db.embedded import EmbeddedError, EmbeddedPostgres
+from prefork.db.startup import DatabaseRuntime
 from prefork.servers.health import Alert
 
 log = logging.getLogger("prefork.db")
@@ -58,6 +59,13 @@ class Backoff:
 
 
 class EmbeddedSupervisor:
+    @classmethod
+    def of(cls, database: DatabaseRuntime | None, alert_window: int) -> EmbeddedSupervisor | None:
+        """The supervisor of the embedded PostgreSQL `database` started, if it did."""
+        if database is None or database.embedded is None:
+            return None
+        return cls(database.embedded, alert_window)
+
     def __init__(self, embedded: EmbeddedPostgres, alert_window: int) -> None:
         self.embedded = embedded
         self.alert_window = alert_window

@@ -6,9 +6,13 @@ clears when the count falls back under its threshold."""
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections import deque
 from dataclasses import asdict, dataclass
 
+from prefork.config import Settings
+from prefork.ops.webhook import Webhook
 from prefork.servers.exits import ExitReason, ExitRecord
 
 log = logging.getLogger("prefork.master")
@@ -92,3 +96,28 @@ class HealthMonitor:
     def _forget(self, exits: deque[ExitRecord], now: float) -> None:
         while exits and exits[0].at < now - self.window:
             exits.popleft()
+
+
+class Alerts:
+    """The master's alerts: the monitor's (crash loops, limit kills) and the embedded
+    database's. Each one raised or cleared goes to the webhook, when one is set; the log
+    line is the monitor's or the database supervisor's. The settings are the start's: a
+    HUP does not change them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.monitor = HealthMonitor(
+            settings.alert_window, settings.alert_crashes, settings.alert_limit_kills
+        )
+        self.webhook = Webhook(settings.alert_webhook) if settings.alert_webhook else None
+
+    def send(self, events: list[tuple[str, Alert]]) -> None:
+        if self.webhook is None:
+            return
+        for event, alert in events:
+            payload = {"event": event, "server": socket.gethostname(), "master_pid": os.getpid()}
+            self.webhook.send({**payload, **alert.as_dict()})
+
+    def active(self, database: Alert | None) -> list[dict[str, object]]:
+        """What the state file shows: the monitor's active alerts, then the database's."""
+        alerts = [*self.monitor.active.values(), *([database] if database else [])]
+        return [alert.as_dict() for alert in alerts]

@@ -21,7 +21,6 @@ import os
 import queue
 import selectors
 import signal
-import socket
 import time
 from collections.abc import Callable, Sequence
 from types import FrameType
@@ -35,11 +34,10 @@ from prefork.dev.reload import CodeReload, dev_warning
 from prefork.logs import log_stream
 from prefork.ops import sdnotify
 from prefork.ops.state import MasterState
-from prefork.ops.webhook import Webhook
 from prefork.pidfile import remove_pidfile, write_pidfile
 from prefork.servers.balancing import Balancer
 from prefork.servers.embedded_supervisor import EmbeddedSupervisor
-from prefork.servers.health import Alert, HealthMonitor
+from prefork.servers.health import Alerts
 from prefork.servers.kinds import REALTIME, Inherited
 from prefork.servers.listening import (
     Listeners,
@@ -60,12 +58,6 @@ log = logging.getLogger("prefork.master")
 
 TICK = 0.05  # watchdog and RSS-watch period, seconds
 EXIT_BOOT_FAILURE = 3
-KEPT_EXITS = 100
-QUIT_SPACING = 0.05
-# Seconds an HTTP worker told to stop its request at a limit (SIGUSR1) has to answer the
-# client and exit before SIGKILL: unwinding and a short response take milliseconds; only a
-# request that never returns to the interpreter (a long C call) uses them up.
-LIMIT_ANSWER_GRACE = 3.0
 
 
 class Master:
@@ -90,31 +82,23 @@ class Master:
         self.exit_code = 0
         self.upgrade = Upgrade()
         self.observation = Observation(self.settings)
-        self.announced_ready = False
+        self.readiness = sdnotify.Readiness()
         s = self.settings
-        self.health = HealthMonitor(s.alert_window, s.alert_crashes, s.alert_limit_kills)
-        self.webhook = Webhook(s.alert_webhook) if s.alert_webhook else None
-        embedded = database.embedded if database is not None else None
-        self.embedded = (
-            EmbeddedSupervisor(embedded, s.alert_window) if embedded is not None else None
-        )
+        self.alerts = Alerts(s)
+        self.embedded = EmbeddedSupervisor.of(database, s.alert_window)
         self._wakeup = WakeupPipe()
         self.selector = selectors.DefaultSelector()
         self.selector.register(self._wakeup.read_fd, selectors.EVENT_READ, None)
         self.supervisor = Supervisor(
             s.workers,
             self.selector,
-            self.health,
-            self._alert,
+            self.alerts.monitor,
+            self.alerts.send,
             lambda: self._begin_stop(EXIT_BOOT_FAILURE),
             self._close_in_child,
         )
         self.balancer = Balancer(Parking(self.selector, s.http_keepalive_timeout))
         self.code_reload: CodeReload | None = None
-
-    @property
-    def parking(self) -> Parking:
-        return self.balancer.parking
 
     @property
     def workers(self) -> dict[int, WorkerProc]:
@@ -161,7 +145,7 @@ class Master:
         self._reap()
         self.supervisor.watchdog()
         self._maintain()
-        self._alert(self.health.check(time.time()))
+        self.alerts.send(self.alerts.monitor.check(time.time()))
         self._supervise_database()
         self._announce_ready()
         self.balancer.balance(self.workers.values(), self.supervisor.generation, time.monotonic())
@@ -176,7 +160,7 @@ class Master:
             elif data is self.code_reload:
                 pass  # read by _reload_code, this turn
             elif isinstance(data, Parked):
-                self.parking.on_readable(data)
+                self.balancer.parking.on_readable(data)
             else:
                 self._receive_handover(data)
         self.balancer.dispatch(self.workers.values(), self.supervisor.generation, time.monotonic())
@@ -235,8 +219,7 @@ class Master:
 
     def _start_generation(self) -> None:
         self.supervisor.new_generation()
-        sdnotify.reloading()
-        self.announced_ready = False  # READY=1 again once the new generation serves
+        self.readiness.reloading()  # READY=1 again once the new generation serves
         log.info(
             "reloading: starting %d new worker(s) (generation %d) before stopping the old ones",
             self.supervisor.target,
@@ -257,11 +240,7 @@ class Master:
         stream.write(f"--- stack of prefork master (pid {os.getpid()}) ---\n")
         stream.flush()
         faulthandler.dump_traceback(file=stream, all_threads=True)
-        for worker in list(self.workers.values()):
-            stream.write(f"--- stack of prefork {worker.role} (pid {worker.pid}) ---\n")
-            stream.flush()
-            worker.send(signal.SIGQUIT)
-            time.sleep(QUIT_SPACING)  # dumps are written asynchronously: keep them apart
+        self.supervisor.dump_stacks(stream)  # after the master's, each worker's
 
     def handle_usr2(self) -> None:
         if self.handed_over or self.stopping or self.drain_until:
@@ -315,45 +294,25 @@ class Master:
     def _close_in_child(self) -> None:
         """In a new worker: close what belongs to the master."""
         # The epoll instance is shared with the master: close descriptors, never unregister.
-        self.parking.close_copies()
+        self.balancer.parking.close_copies()
         os.close(self.selector.fileno())
         self._wakeup.close()
         if self.code_reload is not None:
             self.code_reload.close()
 
-    # -- alerts and readiness ----------------------------------------------------------------
-
-    def _alert(self, events: list[tuple[str, Alert]]) -> None:
-        """Alerts raised or cleared: to the webhook (the log line is the monitor's)."""
-        for event, alert in events:
-            if self.webhook is not None:
-                self.webhook.send(
-                    {
-                        "event": event,
-                        "server": socket.gethostname(),
-                        "master_pid": os.getpid(),
-                        **alert.as_dict(),
-                    }
-                )
+    # -- the database and readiness ---------------------------------------------------------
 
     def _supervise_database(self) -> None:
         """The embedded PostgreSQL this master started, while it serves and has not handed
         over (USR2): the new master watches it then, and this one again if the upgrade
         fails."""
         if self.embedded is not None and not self.stopping and not self.handed_over:
-            self._alert(self.embedded.poll(time.monotonic()))
+            self.alerts.send(self.embedded.poll(time.monotonic()))
 
     def _announce_ready(self) -> None:
-        """Tell systemd (Type=notify) once every HTTP worker of the generation serves: at
-        start, after a reload, and from a new master after an upgrade (with its pid)."""
-        if self.announced_ready or self.stopping:
-            return
-        ready = self.supervisor.ready_http()
-        if ready >= self.supervisor.target:
-            self.announced_ready = True
-            sdnotify.notify(
-                "READY=1", f"MAINPID={os.getpid()}", f"STATUS=serving with {ready} HTTP worker(s)"
-            )
+        """Tell systemd (Type=notify) once every HTTP worker of the generation serves."""
+        if not self.readiness.announced and not self.stopping:
+            self.readiness.serving(self.supervisor.ready_http(), self.supervisor.target)
 
     # -- reaping -----------------------------------------------------------------------------
 
@@ -368,12 +327,10 @@ class Master:
             if pid == self.upgrade.new_master:
                 self.upgrade.failed(status, self.stopping)
             elif self.embedded is not None and self.embedded.owns(pid):
-                self._alert(self.embedded.reaped(status, time.monotonic()))
-            elif pid in self.workers:
-                worker = self.workers.pop(pid)
+                self.alerts.send(self.embedded.reaped(status, time.monotonic()))
+            elif (worker := self.workers.pop(pid, None)) is not None:
                 self._receive_handover(worker)  # what it handed over just before exiting
-                self.supervisor.close_channel(worker)
-                self.supervisor.record_exit(worker, status)
+                self.supervisor.reaped(worker, status)
 
     # -- stopping and upgrading --------------------------------------------------------------
 
@@ -407,7 +364,7 @@ class Master:
             sdnotify.notify("STOPPING=1")
         self.exit_code = code
         self.stop_deadline = time.monotonic() + self._grace()
-        self.parking.close_all()
+        self.balancer.parking.close_all()
         self.listening.close()
         self.supervisor.stop_all()
 
@@ -445,17 +402,13 @@ class Master:
 
     def state(self) -> MasterState:
         embedded = self.embedded
-        alerts = [
-            *self.health.active.values(),
-            *([embedded.alert] if embedded and embedded.alert else []),
-        ]
         return self.observation.state(
             config=self.loaded.config_path,
             target=self.supervisor.target,
             listeners=self.listening.displayed(),
             workers=list(self.workers.values()),
             exits=(record.as_row() for record in self.supervisor.exits),
-            alerts=[alert.as_dict() for alert in alerts],
+            alerts=self.alerts.active(embedded.alert if embedded else None),
             database=embedded.state() if embedded is not None else {},
             draining=bool(self.drain_until) and not self.stopping,
         )

@@ -16,7 +16,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 import psutil
 
@@ -37,6 +37,7 @@ KEPT_EXITS = 100
 # client and exit before SIGKILL: unwinding and a short response take milliseconds; only a
 # request that never returns to the interpreter (a long C call) uses them up.
 LIMIT_ANSWER_GRACE = 3.0
+QUIT_SPACING = 0.05  # seconds between two workers' stack dumps
 Alerting = Callable[[list[tuple[str, Alert]]], None]
 
 
@@ -63,6 +64,14 @@ class Supervisor:
         self._alert = alert
         self._give_up = give_up  # called when workers keep failing to start
         self._close_master = close_master  # in a new worker: closes what the master owns
+
+    def dump_stacks(self, stream: TextIO) -> None:
+        """QUIT: each worker's stack (its faulthandler writes it) under a header line."""
+        for worker in list(self.workers.values()):
+            stream.write(f"--- stack of prefork {worker.role} (pid {worker.pid}) ---\n")
+            stream.flush()
+            worker.send(signal.SIGQUIT)
+            time.sleep(QUIT_SPACING)  # dumps are written asynchronously: keep them apart
 
     def new_generation(self) -> None:
         self.generations += 1
@@ -203,6 +212,11 @@ class Supervisor:
         worker.channel.close()
 
     # -- exits -------------------------------------------------------------------------------
+
+    def reaped(self, worker: WorkerProc, status: int) -> None:
+        """A worker that exited, once what it handed over was taken: forget it."""
+        self.close_channel(worker)
+        self.record_exit(worker, status)
 
     def record_exit(self, worker: WorkerProc, status: int) -> None:
         view = worker.slot.read()

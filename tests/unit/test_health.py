@@ -1,11 +1,16 @@
-"""The health monitor in-process: limit kills raise their alert with the last traceback."""
+"""The health monitor in-process: limit kills raise their alert with the last traceback;
+the alerts' webhook payload and the state file's list."""
 
 from __future__ import annotations
 
+import os
+import socket
 import time
+from typing import Any
 
+from prefork.config import Settings
 from prefork.servers.exits import ExitReason, ExitRecord
-from prefork.servers.health import HealthMonitor
+from prefork.servers.health import Alert, Alerts, HealthMonitor
 
 
 def test_limit_kills_and_the_last_traceback() -> None:
@@ -50,3 +55,35 @@ def test_limit_kills_and_the_last_traceback() -> None:
     assert {a.kind for _, a in monitor.check(now + 30)} == set()  # still in the window
     assert {a.kind for _, a in monitor.check(now + 62)} == {"crash-loop", "limit-kills"}
     assert monitor.active == {}
+
+
+class Posted:
+    """Stands in for the webhook's delivery thread: keeps what would be POSTed."""
+
+    def __init__(self) -> None:
+        self.payloads: list[dict[str, Any]] = []
+
+    def send(self, payload: dict[str, Any]) -> None:
+        self.payloads.append(payload)
+
+
+def test_alerts_post_each_event_and_list_the_database_last() -> None:
+    alerts = Alerts(Settings(alert_window=60, alert_crashes=1))
+    assert alerts.webhook is None
+    alerts.send([("raised", Alert("crash-loop", 1, 60, "crash", "", 1.0))])  # no webhook: nothing
+    posted = Posted()
+    alerts.webhook = posted  # type: ignore[assignment]
+    crash = ExitRecord(1, "http worker #1", ExitReason.CRASH, "exit code 7", "", at=time.time())
+    ((event, raised),) = alerts.monitor.record(crash)
+    alerts.send([(event, raised)])
+    assert posted.payloads == [
+        {
+            "event": "raised",
+            "server": socket.gethostname(),
+            "master_pid": os.getpid(),
+            **raised.as_dict(),
+        }
+    ]
+    database = Alert("database-down", 1, 60, "pg_ctl exit status 1", "", 2.0)
+    assert alerts.active(None) == [raised.as_dict()]
+    assert alerts.active(database) == [raised.as_dict(), database.as_dict()]
