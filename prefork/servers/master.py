@@ -9,8 +9,9 @@ worker count at its target.
 
 The work is others': servers/supervisor.py forks, counts, reaps and kills the workers, on
 servers/supervision.py's decisions; servers/balancing.py spreads clients over them;
-servers/observation.py writes the state file; servers/listening.py opens the sockets;
-servers/upgrade.py hands them to a new master (USR2).
+servers/observation.py writes the state file; servers/health.py raises the alerts;
+servers/listening.py opens the sockets; servers/upgrade.py hands them to a new master
+(USR2).
 """
 
 from __future__ import annotations
