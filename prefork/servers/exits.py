@@ -128,8 +128,14 @@ def _by_code(code: int, view: SlotView, limits: WorkerLimits) -> tuple[ExitReaso
             "job ran past limit_time_real_cron (recorded, rescheduled)",
         )
     if code == exitcodes.BOOT_FAILED:
-        return ExitReason.BOOT_FAILED, view.error.strip().splitlines()[-1] if view.error else ""
+        return ExitReason.BOOT_FAILED, last_line(view.error)
     return ExitReason.CRASH, f"exit code {code}"
+
+
+def last_line(error: str) -> str:
+    """A traceback's last line, the exception and its message; "" for no traceback."""
+    lines = error.strip().splitlines()
+    return lines[-1] if lines else ""
 
 
 def exit_record(

@@ -399,15 +399,16 @@ class Master:
 
     def _publish_state(self) -> None:
         if self.observation.due(time.monotonic()):
-            self.observation.publish(self.state(), list(self.workers.values()))
+            workers = list(self.workers.values())  # one list: the rows follow its order
+            self.observation.publish(self.state(workers), workers)
 
-    def state(self) -> MasterState:
+    def state(self, workers: list[WorkerProc]) -> MasterState:
         embedded = self.embedded
         return self.observation.state(
             config=self.loaded.config_path,
             target=self.supervisor.target,
             listeners=self.listening.displayed(),
-            workers=list(self.workers.values()),
+            workers=workers,
             exits=(record.as_row() for record in self.supervisor.exits),
             alerts=self.alerts.active(embedded.alert if embedded else None),
             database=embedded.state() if embedded is not None else {},

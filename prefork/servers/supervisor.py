@@ -22,7 +22,14 @@ import psutil
 
 from prefork import metrics
 from prefork.servers import supervision
-from prefork.servers.exits import ExitReason, ExitRecord, KillOrder, exit_record, log_exit
+from prefork.servers.exits import (
+    ExitReason,
+    ExitRecord,
+    KillOrder,
+    exit_record,
+    last_line,
+    log_exit,
+)
 from prefork.servers.health import Alert, HealthMonitor
 from prefork.servers.kinds import HTTP, KINDS, Inherited, ProcessKind
 from prefork.servers.supervision import BootBackoff, Verdict
@@ -82,11 +89,7 @@ class Supervisor:
     def maintain(self, inherited: Inherited, upgrading: bool) -> bool:
         """Start and stop workers to keep each kind at its target; True when a ready
         generation has just replaced the old one, or the old master's (`upgrading`)."""
-        current = [
-            w
-            for w in self.workers.values()
-            if w.generation == self.generation and not w.terminating
-        ]
+        current = self._current()
         # An HTTP worker recycling itself is replaced at once: it serves on (RETIRING) or
         # finishes its last request (STOPPING) while its successor starts.
         states = {w.pid: w.slot.read().state for w in current if w.kind is HTTP}
@@ -100,22 +103,21 @@ class Supervisor:
                 self._spawn(number, kind, inherited)
             elif extra is not None:
                 self.terminate(extra)
-        replaced = self._retire_old_generation([w for w in current if w.kind is HTTP], upgrading)
-        retiring = [self.workers[pid] for pid, state in states.items() if state == RETIRING]
         ready = sum(1 for state in states.values() if state == READY)
+        replaced = self._retire_old_generation(ready, upgrading)
+        retiring = [self.workers[pid] for pid, state in states.items() if state == RETIRING]
         for worker in supervision.retiring_to_stop(retiring, ready, self.target):
             # It hands its idle clients over; the least loaded worker (its successor)
             # takes them.
             self.terminate(worker)
         return replaced
 
-    def _retire_old_generation(self, current: list[WorkerProc], upgrading: bool) -> bool:
-        """Once the current generation is all ready, stop the old one: new workers accept
-        before old ones stop."""
+    def _retire_old_generation(self, ready: int, upgrading: bool) -> bool:
+        """Once the current generation is all ready (`ready` of its HTTP workers serve),
+        stop the old one: new workers accept before old ones stop."""
         old = supervision.old_workers(self.workers.values(), self.generation)
         if not old and not upgrading:
             return False
-        ready = supervision.ready_count(current)
         if ready < self.target:
             return False
         for worker in old:
@@ -126,11 +128,15 @@ class Supervisor:
 
     def ready_http(self) -> int:
         """HTTP workers of the current generation serving."""
-        return supervision.ready_count(
+        return supervision.ready_count(w for w in self._current() if w.kind is HTTP)
+
+    def _current(self) -> list[WorkerProc]:
+        """The workers of the current generation not told to stop."""
+        return [
             w
             for w in self.workers.values()
-            if w.kind is HTTP and not w.terminating and w.generation == self.generation
-        )
+            if w.generation == self.generation and not w.terminating
+        ]
 
     # -- starting and stopping ---------------------------------------------------------------
 
@@ -270,7 +276,7 @@ class Supervisor:
                 self.terminate(worker)
         self.generation = previous
         self.backoff.reset()
-        reason = record.error.strip().splitlines()[-1] if record.error.strip() else record.detail
+        reason = last_line(record.error) or record.detail
         log.error(
             "reload abandoned: %s of generation %d could not start (%s); generation "
             "%d keeps serving. Fix the error, then reload (HUP, or a code change with "

@@ -1,9 +1,10 @@
 """Upgrading the running server in place (USR2), on both sides.
 
 The old master starts a new one: the same command, executed again with the listening
-sockets (servers/listening.py names them in the environment). The new master serves on
-them and, once its workers are ready, asks the old one to stop. If the new master exits
-first, the old one serves on.
+sockets, which the environment names (prefork.sockets.handover_env, and REALTIME_FD_ENV for
+the realtime one); the new master's servers/listening.py takes them. It serves on them
+and, once its workers are ready, asks the old one to stop. If the new master exits first,
+the old one serves on.
 """
 
 from __future__ import annotations

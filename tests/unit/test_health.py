@@ -69,8 +69,7 @@ class Posted:
 
 def test_alerts_post_each_event_and_list_the_database_last() -> None:
     alerts = Alerts(Settings(alert_window=60, alert_crashes=1))
-    assert alerts.webhook is None
-    alerts.send([("raised", Alert("crash-loop", 1, 60, "crash", "", 1.0))])  # no webhook: nothing
+    assert alerts.webhook is None  # alert_webhook unset
     posted = Posted()
     alerts.webhook = posted  # type: ignore[assignment]
     crash = ExitRecord(1, "http worker #1", ExitReason.CRASH, "exit code 7", "", at=time.time())

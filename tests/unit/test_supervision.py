@@ -86,4 +86,6 @@ def test_what_the_master_ordered_overrides_the_status() -> None:
         exited(exitcodes.BOOT_FAILED), view(error="Trace\nBoom: x\n"), None, limits, False
     )
     assert (reason, detail) == (ExitReason.BOOT_FAILED, "Boom: x")
+    blank = classify(exited(exitcodes.BOOT_FAILED), view(error="\n"), None, limits, False)
+    assert blank == (ExitReason.BOOT_FAILED, "")  # a blank error is no traceback
     assert classify(exited(77), view(), None, limits, False) == (ExitReason.CRASH, "exit code 77")
